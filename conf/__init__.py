@@ -1,0 +1,1 @@
+# Lets tests import the entry scripts' config directory as a package (see tests/conftest.py).

@@ -1,0 +1,1 @@
+"""Configuration: typed schemas, ConfigStore registration, and the cross-group rules."""

@@ -1,0 +1,28 @@
+"""What a task needs to know about the Hydra job that runs it, without importing Hydra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Config groups whose choices name and tag a run.
+GROUPS = ("model", "adapter", "dataset", "prompt", "hardware", "logger", "experiment", "exam", "eval")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    run_dir: Path
+    task_name: str = "train"
+    override_dirname: str = ""
+    choices: dict[str, str] = field(default_factory=dict)
+    is_multirun: bool = False
+    sweep_dir: Path | None = None
+    job_num: int = 0
+
+    @property
+    def run_name(self) -> str:
+        """A W&B run name from the job's own overrides, e.g. `adapter=qlora,model=tiny`."""
+        return self.override_dirname or "default"
+
+    def group_tags(self) -> list[str]:
+        return [f"{g}:{self.choices[g]}" for g in GROUPS if self.choices.get(g)]

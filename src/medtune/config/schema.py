@@ -1,0 +1,221 @@
+"""Typed schemas for every config group; YAML options are merged into these, so typos fail early.
+
+The dataclasses are plain Python: Hydra's ConfigStore registration lives in `store.py`.
+Enums are `str` enums so that YAML and command-line values stay readable (`adapter.quantization.method=nf4`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class ModelSource(str, Enum):
+    pretrained = "pretrained"  # a checkpoint: model.path, or model.hub_id in the local Hugging Face cache
+    tiny = "tiny"  # random-init model built locally from model.architecture, cached under paths.cache_dir
+
+
+class AdapterKind(str, Enum):
+    lora = "lora"
+    full = "full"  # every weight trains; only sensible for tiny models
+    none = "none"  # nothing trains: an untuned base, for evaluation rows of a study
+
+
+class Quantization(str, Enum):
+    none = "none"
+    nf4 = "nf4"
+    fp4 = "fp4"
+    int8 = "int8"
+
+
+class DatasetFormat(str, Enum):
+    auto = "auto"  # decided per record from its fields
+    alpaca = "alpaca"  # instruction / input / output
+    prompt_response = "prompt_response"  # prompt / response (the Vietnamese paper's format)
+    exam = "exam"  # IgakuQA fields: problem_text / choices / answer
+
+
+class OverlongPolicy(str, Enum):
+    truncate_input = "truncate_input"  # keep the end of the prompt, never cut the answer
+    drop = "drop"  # drop the example
+
+
+class Accelerator(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class LoggerKind(str, Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+class LrScheduler(str, Enum):
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+    linear = "linear"
+    cosine = "cosine"
+
+
+class Optimizer(str, Enum):
+    adamw_torch = "adamw_torch"
+    paged_adamw_32bit = "paged_adamw_32bit"
+    paged_adamw_8bit = "paged_adamw_8bit"
+
+
+@dataclass
+class ArchitectureConfig:
+    """The numbers that define a decoder; enough to build it on the meta device with no download."""
+
+    model_type: str = "llama"
+    hidden_size: int = MISSING
+    num_layers: int = MISSING
+    num_heads: int = MISSING
+    num_kv_heads: int = MISSING
+    intermediate_size: int = MISSING
+    vocab_size: int = MISSING
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    initializer_range: float = 0.02  # only used when a model is built from these numbers (model=tiny)
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    source: ModelSource = ModelSource.pretrained
+    hub_id: Optional[str] = None
+    path: Optional[str] = None  # a local checkpoint directory; wins over hub_id
+    revision: Optional[str] = None
+    dtype: DType = DType.bfloat16
+    allow_download: bool = False  # fetch hub_id when it is not cached (needs network)
+    trust_remote_code: bool = False
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+
+
+@dataclass
+class QuantizationConfig:
+    method: Quantization = Quantization.none
+    double_quant: bool = True
+    compute_dtype: DType = DType.float32
+    quant_storage: Optional[DType] = None  # ZeRO-3 / FSDP shard the 4-bit base only if this equals the compute dtype
+
+
+@dataclass
+class AdapterConfig:
+    name: str = MISSING
+    kind: AdapterKind = AdapterKind.lora
+    r: int = 8
+    alpha: int = 8
+    dropout: float = 0.0
+    target_modules: List[str] = field(default_factory=list)  # [] = PEFT's default for the architecture
+    bias: str = "none"
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    path: Optional[str] = None  # None = the bundled sample files
+    format: DatasetFormat = DatasetFormat.auto
+    max_records: Optional[int] = None
+    eval_fraction: float = 0.1
+    description: str = ""
+
+
+@dataclass
+class PromptConfig:
+    name: str = MISSING
+    language: str = "en"
+    template: str = MISSING  # must contain {instruction}; {input} is filled with the choices / context
+    template_no_input: Optional[str] = None  # used when a record has no input
+    description: str = ""
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: int = 0  # 0 = DeepSpeed off
+    offload_optimizer: bool = False
+    offload_params: bool = False
+
+
+@dataclass
+class HardwareConfig:
+    name: str = MISSING
+    accelerator: Accelerator = Accelerator.cpu
+    devices_per_node: int = 1
+    num_nodes: int = 1
+    device_name: str = "cpu"
+    device_memory_gib: Optional[float] = None
+    compute_dtype: DType = DType.float32
+    max_model_params_billion: Optional[float] = None  # refuse larger models (a CPU cannot train 70B)
+    gradient_checkpointing: bool = False
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.wandb
+    project: str = "medtune"
+    entity: Optional[str] = None
+    mode: WandbMode = WandbMode.offline
+    group: Optional[str] = None  # default: one group per multirun, none for a single run
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainingConfig:
+    max_steps: int = 60
+    learning_rate: float = 2e-4
+    global_batch_size: int = 16
+    micro_batch_size: int = 4
+    max_input_tokens: int = 512
+    max_target_tokens: int = 512
+    overlong: OverlongPolicy = OverlongPolicy.truncate_input
+    lr_scheduler: LrScheduler = LrScheduler.constant_with_warmup
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optimizer: Optimizer = Optimizer.adamw_torch
+    logging_steps: int = 5
+    eval_steps: int = 0  # 0 = evaluate before and after training only
+    save_steps: int = 0  # 0 = save the final adapter only
+    save_total_limit: int = 2
+
+
+@dataclass
+class PathsConfig:
+    output_root: str = "outputs"
+    cache_dir: str = "outputs/cache"
+    shared: str = "../shared"
+
+
+@dataclass
+class TrainRunConfig:
+    """The whole `train.py` config: one field per group plus run-level keys."""
+
+    task_name: str = "train"
+    seed: int = 42
+    dry_run: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)

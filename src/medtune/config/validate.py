@@ -1,0 +1,201 @@
+"""Cross-group rules, checked in one place before any model loads and reported together.
+
+Single-key problems (unknown keys, wrong types, bad enum values) already fail at composition
+through the typed schema; what is left here needs more than one key, the file system, or the
+machine (CUDA devices, installed packages, the local Hugging Face cache).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from medtune.config.schema import (
+    Accelerator,
+    AdapterKind,
+    ModelSource,
+    Quantization,
+    TrainRunConfig,
+)
+from medtune.errors import ConfigError
+from medtune.modeling.architecture import estimate_num_parameters
+
+# Fixes for keys a config option leaves for the user (`???` in YAML).
+MISSING_HINTS = {
+    "dataset.path": "point it at your copy, e.g. dataset.path=/data/{name}.jsonl",
+    "model.path": "point it at a local checkpoint directory, e.g. model.path=/models/{name}",
+}
+
+
+def missing_value_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    for key in sorted(OmegaConf.missing_keys(cfg)):
+        group = key.split(".")[0]
+        option = OmegaConf.select(cfg, f"{group}.name", default=group)
+        hint = MISSING_HINTS.get(key, f"set it on the command line, e.g. {key}=...").format(name=option)
+        problems.append(f"{key} is required by {group}={option} and has no value: {hint}.")
+    return problems
+
+
+def to_typed(cfg: DictConfig, schema: type) -> Any:
+    """Check the composed config and return it as `schema` (a dataclass with real enums)."""
+    problems = missing_value_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+    typed = OmegaConf.to_object(cfg)
+    if not isinstance(typed, schema):
+        raise ConfigError([f"the composed config is a {type(typed).__name__}, expected {schema.__name__}"])
+    rules = RULES.get(schema, [])
+    problems = [p for rule in rules for p in rule(typed)]
+    if problems:
+        raise ConfigError(problems)
+    return typed
+
+
+def _cuda_device_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _hf_cache_has(repo_id: str, revision: str | None) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return isinstance(found, str)
+
+
+def check_adapter(cfg: TrainRunConfig) -> list[str]:
+    a = cfg.adapter
+    problems = []
+    if a.kind == AdapterKind.none:
+        problems.append(
+            "adapter=none trains nothing: pick adapter=lora, qlora, lora_int8 or full "
+            "(an untuned base is evaluated with evaluate.py, not trained)."
+        )
+    if a.kind == AdapterKind.lora:
+        if a.r <= 0:
+            problems.append(f"adapter.r={a.r} must be a positive rank, e.g. adapter.r=8.")
+        if a.alpha <= 0:
+            problems.append(f"adapter.alpha={a.alpha} must be positive, e.g. adapter.alpha=16.")
+        if not 0.0 <= a.dropout < 1.0:
+            problems.append(f"adapter.dropout={a.dropout} must be in [0, 1), e.g. adapter.dropout=0.1.")
+    quantized = a.quantization.method != Quantization.none
+    if quantized and a.kind == AdapterKind.full:
+        problems.append(
+            f"adapter.quantization.method={a.quantization.method.value} with adapter=full: a quantized base "
+            "cannot be fully fine-tuned; use adapter=qlora or adapter=lora_int8."
+        )
+    if quantized and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append(
+            f"adapter={a.name} loads the base in {a.quantization.method.value}, which needs bitsandbytes: "
+            "pip install bitsandbytes (or pick adapter=lora)."
+        )
+    return problems
+
+
+def check_hardware(cfg: TrainRunConfig) -> list[str]:
+    hw = cfg.hardware
+    problems = []
+    if hw.accelerator == Accelerator.cuda and not cfg.dry_run:
+        wanted = hw.devices_per_node
+        found = _cuda_device_count()
+        if found < wanted:
+            problems.append(
+                f"hardware={hw.name} needs {wanted} CUDA device(s) per node, this machine has {found}: "
+                "run on a GPU node, pick hardware=cpu, or plan the run with dry_run=true."
+            )
+    if hw.max_model_params_billion is not None and cfg.adapter.kind != AdapterKind.none:
+        billions = estimate_num_parameters(cfg.model.architecture) / 1e9
+        if billions > hw.max_model_params_billion:
+            problems.append(
+                f"model={cfg.model.name} has {billions:.1f}B parameters, more than hardware={hw.name} trains "
+                f"(at most {hw.max_model_params_billion:g}B): pick a GPU option such as hardware=a100x4, "
+                "or plan the run with dry_run=true."
+            )
+    four_bit = cfg.adapter.quantization.method in (Quantization.nf4, Quantization.fp4)
+    arch = cfg.model.architecture
+    if four_bit and hw.accelerator == Accelerator.cpu and (arch.hidden_size % 64 or arch.intermediate_size % 64):
+        problems.append(
+            f"adapter={cfg.adapter.name} on hardware=cpu: bitsandbytes packs 4-bit CPU weights in blocks of 64, "
+            f"but model={cfg.model.name} has hidden_size={arch.hidden_size} and intermediate_size="
+            f"{arch.intermediate_size}; use multiples of 64, or adapter=lora."
+        )
+    if not 0 <= hw.deepspeed.zero_stage <= 3:
+        problems.append(f"hardware.deepspeed.zero_stage={hw.deepspeed.zero_stage} must be 0 (off), 1, 2 or 3.")
+    return problems
+
+
+def check_model(cfg: TrainRunConfig) -> list[str]:
+    m = cfg.model
+    if m.source == ModelSource.tiny:
+        return []
+    if m.path:
+        if not Path(m.path).is_dir():
+            return [f"model.path={m.path} is not a directory (model={m.name}): point it at a local checkpoint."]
+        if not (Path(m.path) / "config.json").is_file():
+            return [f"model.path={m.path} has no config.json (model={m.name}): is it a Hugging Face checkpoint?"]
+        return []
+    if not m.hub_id:
+        return [f"model={m.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]
+    if cfg.dry_run or m.allow_download or _hf_cache_has(m.hub_id, m.revision):
+        return []
+    return [
+        f"model={m.name}: the weights of {m.hub_id} are not on this machine (model.path is unset and the "
+        "Hugging Face cache has no copy). Download them where there is network (huggingface-cli download "
+        f"{m.hub_id} --local-dir /models/{m.name}) and set model.path=/models/{m.name}, "
+        "or allow a download with model.allow_download=true."
+    ]
+
+
+def check_data(cfg: TrainRunConfig) -> list[str]:
+    d = cfg.dataset
+    problems = []
+    if d.path is not None and not Path(d.path).exists():
+        shared_hint = " (or set MEDTUNE_SHARED to the folder that holds data/)" if "shared" in d.path else ""
+        problems.append(
+            f"dataset.path={d.path} does not exist (dataset={d.name}): point dataset.path at the file{shared_hint}."
+        )
+    if not 0.0 <= d.eval_fraction < 1.0:
+        problems.append(f"dataset.eval_fraction={d.eval_fraction} must be in [0, 1), e.g. 0.1.")
+    if d.max_records is not None and d.max_records <= 0:
+        problems.append(f"dataset.max_records={d.max_records} must be positive, or null for all records.")
+    if "{instruction}" not in cfg.prompt.template:
+        problems.append(
+            f"prompt={cfg.prompt.name}: prompt.template has no {{instruction}} placeholder, so the question "
+            "would never reach the model; add {instruction} (and {input} for choices or context)."
+        )
+    return problems
+
+
+def check_schedule(cfg: TrainRunConfig) -> list[str]:
+    t = cfg.train
+    problems = []
+    world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes
+    if t.max_steps <= 0:
+        problems.append(f"train.max_steps={t.max_steps} must be positive.")
+    if t.learning_rate <= 0:
+        problems.append(f"train.learning_rate={t.learning_rate} must be positive.")
+    if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
+        problems.append("train.global_batch_size and train.micro_batch_size must be positive.")
+    elif t.global_batch_size % (t.micro_batch_size * world):
+        problems.append(
+            f"train.global_batch_size={t.global_batch_size} is not a multiple of train.micro_batch_size="
+            f"{t.micro_batch_size} x {world} device(s) (hardware={cfg.hardware.name}): change one of them."
+        )
+    for key in ("max_input_tokens", "max_target_tokens"):
+        if getattr(t, key) <= 0:
+            problems.append(f"train.{key}={getattr(t, key)} must be positive.")
+    return problems
+
+
+RULES: dict[type, list[Callable[[Any], list[str]]]] = {
+    TrainRunConfig: [check_adapter, check_hardware, check_model, check_data, check_schedule],
+}

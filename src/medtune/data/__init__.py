@@ -1,0 +1,1 @@
+"""Data: readers per format, prompt templates, tokenization with loss masks, batching."""

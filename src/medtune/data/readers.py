@@ -1,0 +1,162 @@
+"""Readers for the training formats, all turned into `InstructionRecord`s.
+
+Formats: Alpaca (`instruction` / `input` / `output`), prompt/response (the Vietnamese paper) and
+exam records in IgakuQA's fields (`problem_text` / `choices` / `answer`). Files are JSON Lines or a
+JSON list; a folder is read file by file. Every problem names `file:line`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from medtune.config.schema import DatasetFormat
+from medtune.errors import DataError
+
+CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SKIPPED_SUFFIXES = ("_metadata.jsonl", "_translate.jsonl")
+REQUIRED_FIELDS = {
+    DatasetFormat.alpaca: ("instruction", "output"),
+    DatasetFormat.prompt_response: ("prompt", "response"),
+    DatasetFormat.exam: ("problem_text", "choices", "answer"),
+}
+BUNDLED_SAMPLE_FILES = ("exam_ja.jsonl", "exam_en.jsonl", "instructions.jsonl", "chat_vi.jsonl")
+
+
+@dataclass(frozen=True)
+class InstructionRecord:
+    instruction: str
+    input: str
+    output: str
+    source: str  # file:line, for messages and for tracing a prediction back to its record
+
+
+def bundled_sample_dir() -> Path:
+    return Path(str(resources.files("medtune") / "resources" / "sample"))
+
+
+def bundled_sample_files() -> list[Path]:
+    return [bundled_sample_dir() / name for name in BUNDLED_SAMPLE_FILES]
+
+
+def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) from a JSON Lines file or a JSON list; malformed input names file:line."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}); fix the file.") from e
+        for index, item in enumerate(items, start=1):
+            if not isinstance(item, dict):
+                raise DataError(f"{path}: item {index} is a {type(item).__name__}, expected a JSON object.")
+            yield index, item
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno}); fix or delete the line."
+            ) from e
+        if not isinstance(item, dict):
+            raise DataError(f"{path}:{lineno}: a {type(item).__name__}, expected a JSON object per line.")
+        yield lineno, item
+
+
+def detect_format(item: dict[str, Any]) -> DatasetFormat | None:
+    for fmt, fields in REQUIRED_FIELDS.items():
+        if all(f in item for f in fields):
+            return fmt
+    return None
+
+
+def format_choices(choices: list[str]) -> str:
+    return "\n".join(f"{CHOICE_LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+
+
+def exam_answer_text(item: dict[str, Any], where: str) -> str:
+    """The training target of an exam record: each gold letter with its choice text, one per line."""
+    choices = item["choices"] or []
+    answer = item["answer"]
+    answers = answer if isinstance(answer, list) else [answer]
+    answers = [str(a).strip() for a in answers if str(a).strip()]
+    if not answers:
+        raise DataError(f"{where}: the answer is empty; give the correct letter(s), e.g. \"answer\": [\"c\"].")
+    if not choices:  # a numeric-answer question
+        return ",".join(answers)
+    lines = []
+    for letter in answers:
+        index = CHOICE_LETTERS.find(letter.lower()) if len(letter) == 1 else -1
+        if not 0 <= index < len(choices):
+            valid = f"a–{CHOICE_LETTERS[len(choices) - 1]}"
+            raise DataError(
+                f"{where}: answer {letter!r} is not one of the {len(choices)} choices ({valid}); fix the answer key."
+            )
+        lines.append(f"{CHOICE_LETTERS[index]}. {choices[index]}")
+    return "\n".join(lines)
+
+
+def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> InstructionRecord:
+    if fmt == DatasetFormat.auto:
+        detected = detect_format(item)
+        if detected is None:
+            raise DataError(
+                f"{where}: fields {sorted(item)} match no known format; expected instruction/input/output, "
+                "prompt/response, or problem_text/choices/answer."
+            )
+        fmt = detected
+    missing = [f for f in REQUIRED_FIELDS[fmt] if f not in item]
+    if missing:
+        raise DataError(
+            f"{where}: missing field {missing[0]!r} for a {fmt.value} record (needs {', '.join(REQUIRED_FIELDS[fmt])})."
+        )
+    if fmt == DatasetFormat.alpaca:
+        record = InstructionRecord(str(item["instruction"]), str(item.get("input") or ""), str(item["output"]), where)
+    elif fmt == DatasetFormat.prompt_response:
+        record = InstructionRecord(str(item["prompt"]), "", str(item["response"]), where)
+    else:
+        choices = item["choices"]
+        if not isinstance(choices, list):
+            raise DataError(f"{where}: 'choices' is a {type(choices).__name__}, expected a list of strings.")
+        record = InstructionRecord(
+            str(item["problem_text"]), format_choices([str(c) for c in choices]), exam_answer_text(item, where), where
+        )
+    if not record.instruction.strip():
+        raise DataError(f"{where}: the instruction / question text is empty.")
+    if not record.output.strip():
+        raise DataError(f"{where}: the output / response is empty; a record without a target cannot train.")
+    return record
+
+
+def data_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and not p.name.endswith(SKIPPED_SUFFIXES)
+        )
+        if not files:
+            raise DataError(f"{path}: the folder holds no .jsonl or .json files.")
+        return files
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check dataset.path.")
+    return [path]
+
+
+def read_records(path: Path | None, fmt: DatasetFormat = DatasetFormat.auto, max_records: int | None = None) -> list[InstructionRecord]:
+    """All records of `path` (a file or a folder); `None` reads the bundled sample set."""
+    files = bundled_sample_files() if path is None else data_files(Path(path))
+    records: list[InstructionRecord] = []
+    for file in files:
+        before = len(records)
+        for lineno, item in iter_json_objects(file):
+            records.append(to_record(item, fmt, f"{file}:{lineno}"))
+            if max_records is not None and len(records) >= max_records:
+                return records
+        if len(records) == before:
+            raise DataError(f"{file}: the file is empty; a data file needs at least one record.")
+    return records

@@ -1,0 +1,25 @@
+"""Errors a user can act on: each message names the input, the problem and the fix."""
+
+from __future__ import annotations
+
+
+class MedtuneError(Exception):
+    """Base class; entry scripts print these as a message, not a stack trace."""
+
+
+class ConfigError(MedtuneError):
+    """One or more configuration problems, reported together."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(f"The configuration has {len(self.problems)} {noun}:\n{lines}")
+
+
+class DataError(MedtuneError):
+    """A data file that cannot be read as asked: the message names file:line."""
+
+
+class ModelUnavailableError(MedtuneError):
+    """A model whose weights or architecture cannot be loaded here."""

@@ -1,0 +1,1 @@
+"""Models: the tiny local builder, checkpoint resolution and loading, quantization, adapters."""

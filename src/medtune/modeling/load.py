@@ -1,0 +1,114 @@
+"""Resolve where a model's weights are, and load tokenizer and base model (quantized if asked).
+
+The tiny model and real checkpoints take the same path: `from_pretrained` on a directory or a
+hub id found in the local cache. Loading failures become a `ModelUnavailableError` naming the
+checkpoint and the fix, never a stack trace from deep inside transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from medtune.config.schema import (
+    AdapterConfig,
+    DeepSpeedConfig,
+    DType,
+    HardwareConfig,
+    ModelConfig,
+    ModelSource,
+    Quantization,
+)
+from medtune.errors import ModelUnavailableError
+
+
+def torch_dtype(dtype: DType):
+    import torch
+
+    return getattr(torch, dtype.value)
+
+
+def resolve_checkpoint(model: ModelConfig, cache_dir: Path) -> str:
+    """A local directory or a hub id that `from_pretrained` can load without surprises."""
+    if model.source == ModelSource.tiny:
+        from medtune.modeling.tiny import tiny_checkpoint
+
+        return str(tiny_checkpoint(model.architecture, Path(cache_dir)))
+    if model.path:
+        return str(model.path)
+    if model.hub_id:
+        return model.hub_id
+    raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
+
+
+def quantization_config(adapter: AdapterConfig):
+    q = adapter.quantization
+    if q.method == Quantization.none:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if q.method == Quantization.int8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    storage = torch_dtype(q.quant_storage) if q.quant_storage else None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.method.value,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=torch_dtype(q.compute_dtype),
+        **({"bnb_4bit_quant_storage": storage} if storage is not None else {}),
+    )
+
+
+def device_map(hardware: HardwareConfig, deepspeed: DeepSpeedConfig, quantized: bool) -> Any:
+    """Where weights land at load time: ZeRO-3 places them itself; quantized weights need a device now."""
+    if deepspeed.zero_stage == 3:
+        return None
+    if hardware.accelerator.value == "cuda":
+        return {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return {"": "cpu"} if quantized else None
+
+
+def load_kwargs(model: ModelConfig) -> dict[str, Any]:
+    return {
+        "revision": model.revision,
+        "trust_remote_code": model.trust_remote_code,
+        "local_files_only": not model.allow_download,
+    }
+
+
+def load_tokenizer(checkpoint: str, model: ModelConfig, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, **load_kwargs(model))
+    except (OSError, ValueError) as error:
+        raise ModelUnavailableError(
+            f"model={model.name}: cannot load a tokenizer from {checkpoint} ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0]}); check model.path, or download the checkpoint first."
+        ) from error
+    if tokenizer.pad_token is None:  # Llama 2 has none; padded positions are masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig, hardware: HardwareConfig):
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(adapter)
+    dtype = torch_dtype(adapter.quantization.compute_dtype if quant is not None else model.dtype)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            checkpoint,
+            dtype=dtype,
+            quantization_config=quant,
+            device_map=device_map(hardware, hardware.deepspeed, quant is not None),
+            **load_kwargs(model),
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelUnavailableError(
+            f"model={model.name}: cannot load weights from {checkpoint} ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0]}); check that model.path is a causal-LM checkpoint whose "
+            "architecture this transformers version knows."
+        ) from error

@@ -1,0 +1,1 @@
+"""Reporting: console tables for people, files for programs."""

@@ -1,0 +1,60 @@
+"""Rich console output: the plan of a dry run and the summary table at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from medtune.config.job import JobContext
+from medtune.config.schema import AdapterKind, TrainRunConfig
+from medtune.modeling.architecture import estimate_num_parameters
+
+console = Console(stderr=False, highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def print_plan(cfg: TrainRunConfig, job: JobContext) -> None:
+    """What a run would do, from the config alone: nothing is loaded, no GPU is needed."""
+    table = Table(title="medtune dry run: nothing is loaded", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("model", f"{cfg.model.name} ({cfg.model.path or cfg.model.hub_id or 'built locally'})")
+    table.add_row("parameters (estimate)", _fmt(estimate_num_parameters(cfg.model.architecture)))
+    adapter = cfg.adapter
+    detail = "" if adapter.kind != AdapterKind.lora else (
+        f" r={adapter.r} alpha={adapter.alpha} dropout={adapter.dropout} targets={list(adapter.target_modules) or 'PEFT default'}"
+    )
+    table.add_row("adapter", f"{adapter.name}{detail}; base in {adapter.quantization.method.value}")
+    table.add_row("dataset / prompt", f"{cfg.dataset.name} ({cfg.dataset.path or 'bundled'}) / {cfg.prompt.name}")
+    hw = cfg.hardware
+    table.add_row("hardware", f"{hw.name}: {hw.num_nodes} node(s) x {hw.devices_per_node} {hw.device_name}, "
+                  f"{hw.compute_dtype.value}, ZeRO stage {hw.deepspeed.zero_stage}")
+    t = cfg.train
+    table.add_row("schedule", f"{t.max_steps} steps, lr {t.learning_rate:g}, global batch {t.global_batch_size}, "
+                  f"input <= {t.max_input_tokens}, target <= {t.max_target_tokens} tokens")
+    table.add_row("run dir", str(job.run_dir))
+    console.print(table)
+
+
+def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any]) -> None:
+    table = Table(title=f"medtune train: {cfg.model.name} + {cfg.adapter.name} on {cfg.dataset.name}")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for key in (
+        "train/loss_first", "train/loss_last", "eval/loss_before", "eval/loss_after", "train/steps",
+        "train/tokens_per_second", "train/peak_memory_mib", "train/seconds", "model/trainable_params",
+        "data/train_kept", "data/train_dropped_long_targets", "data/train_truncated_inputs",
+    ):
+        if summary.get(key) is not None:
+            table.add_row(key, _fmt(summary[key]))
+    console.print(table)
+    console.print(f"run dir: [bold]{job.run_dir}[/bold]  (adapter, config.yaml, metrics.jsonl, train_summary.json, wandb/)")

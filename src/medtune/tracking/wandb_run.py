@@ -1,0 +1,102 @@
+"""One W&B run per Hydra job: named from its overrides, grouped per multirun, tagged with its choices.
+
+Offline by default: the run's files live in `<run dir>/wandb/` and `wandb sync` uploads them later.
+Only the main process of a distributed job tracks; a tracking failure never stops training.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from medtune.config.job import JobContext
+from medtune.config.schema import LoggerConfig, LoggerKind, WandbMode
+from medtune.distributed import is_main_process
+
+log = logging.getLogger(__name__)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"adapter": {"r": 8}}` -> `{"adapter.r": 8}`, so dashboards can filter on `adapter.r`."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value.value if hasattr(value, "value") else value
+    return flat
+
+
+def run_group(logger: LoggerConfig, job: JobContext) -> str | None:
+    if logger.group:
+        return logger.group
+    if job.is_multirun and job.sweep_dir is not None:
+        return f"{job.task_name}-{job.sweep_dir.name}"
+    return None
+
+
+class Tracker:
+    """Logs to W&B when a run is open; every call is safe when it is not."""
+
+    def __init__(self, run: Any = None):
+        self.run = run
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None
+
+    def _guard(self, what: str, fn, *args, **kwargs) -> None:
+        if self.run is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as error:  # tracking must never cost a training run
+            warnings.warn(f"W&B {what} failed ({error}); training goes on without it.", stacklevel=3)
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self._guard("log", lambda: self.run.log(dict(metrics), step=step))
+
+    def summarize(self, values: Mapping[str, Any]) -> None:
+        self._guard("summary", lambda: self.run.summary.update(dict(values)))
+
+    def finish(self, exit_code: int = 0) -> None:
+        self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
+        self.run = None
+
+    @property
+    def run_path(self) -> Path | None:
+        return Path(self.run.dir).parent if self.run is not None else None
+
+
+def start_run(logger: LoggerConfig, job: JobContext, config: Mapping[str, Any], job_type: str) -> Tracker:
+    if logger.kind == LoggerKind.none or logger.mode == WandbMode.disabled or not is_main_process():
+        return Tracker()
+    try:
+        import wandb
+    except ImportError:
+        warnings.warn("logger=wandb but wandb is not installed; pip install wandb. Tracking is off.")
+        return Tracker()
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        run = wandb.init(
+            project=logger.project,
+            entity=logger.entity,
+            name=job.run_name,
+            group=run_group(logger, job),
+            job_type=job_type,
+            tags=[*job.group_tags(), *logger.tags],
+            config=flatten(config),
+            dir=str(job.run_dir),
+            mode=logger.mode.value,
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False),
+        )
+    except Exception as error:
+        warnings.warn(f"W&B could not start ({error}); the run continues untracked.")
+        return Tracker()
+    return Tracker(run)

@@ -1,0 +1,1 @@
+"""Training: the train task, Trainer arguments from the typed config, metric callbacks."""

@@ -1,0 +1,81 @@
+"""transformers TrainingArguments from the typed config: batch sizes, precision and DeepSpeed agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medtune.config.schema import Accelerator, DType, Quantization, TrainRunConfig
+from medtune.distributed import world_size
+
+
+def gradient_accumulation_steps(cfg: TrainRunConfig, world: int) -> int:
+    return max(1, cfg.train.global_batch_size // (cfg.train.micro_batch_size * world))
+
+
+def deepspeed_config(cfg: TrainRunConfig, accumulation: int) -> dict[str, Any] | None:
+    """A ZeRO config whose batch sizes and precision are the training config's own."""
+    ds = cfg.hardware.deepspeed
+    if ds.zero_stage == 0:
+        return None
+    dtype = cfg.hardware.compute_dtype
+    zero: dict[str, Any] = {"stage": ds.zero_stage, "overlap_comm": True, "contiguous_gradients": True}
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if ds.offload_params and ds.zero_stage == 3:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if ds.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": cfg.train.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "train_batch_size": cfg.train.global_batch_size,
+        "gradient_clipping": cfg.train.max_grad_norm,
+        "bf16": {"enabled": dtype == DType.bfloat16},
+        "fp16": {"enabled": dtype == DType.float16},
+        "zero_optimization": zero,
+    }
+
+
+def training_arguments(cfg: TrainRunConfig, run_dir: Path):
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    world = world_size()
+    accumulation = gradient_accumulation_steps(cfg, world)
+    on_cuda = cfg.hardware.accelerator == Accelerator.cuda
+    quantized = cfg.adapter.quantization.method != Quantization.none
+    mixed = on_cuda and not quantized and cfg.model.dtype != DType.float32
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler.value,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer.value,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if t.eval_steps > 0 else "no",
+        eval_steps=t.eval_steps if t.eval_steps > 0 else None,
+        save_strategy="steps" if t.save_steps > 0 else "no",
+        save_steps=t.save_steps if t.save_steps > 0 else 500,
+        save_total_limit=t.save_total_limit,
+        bf16=mixed and cfg.hardware.compute_dtype == DType.bfloat16,
+        fp16=mixed and cfg.hardware.compute_dtype == DType.float16,
+        use_cpu=not on_cuda,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        deepspeed=deepspeed_config(cfg, accumulation),
+        gradient_checkpointing=False,  # applied by medtune.modeling.adapters, before PEFT wraps the model
+        disable_tqdm=False,
+        log_level="warning",
+    )

@@ -1,0 +1,73 @@
+"""A Trainer callback that sends losses, learning rate, grad norm, tokens/s and peak memory to the tracker
+and to `<run dir>/metrics.jsonl` (main process only)."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medtune.distributed import is_main_process
+from medtune.io import append_jsonl
+from medtune.tracking.wandb_run import Tracker
+
+RENAMES = {
+    "loss": "train/loss",
+    "grad_norm": "train/grad_norm",
+    "learning_rate": "train/learning_rate",
+    "epoch": "train/epoch",
+    "eval_loss": "eval/loss",
+}
+
+
+def peak_memory_mib() -> float:
+    """Peak accelerator memory if CUDA is in use, else the process's peak resident memory."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class MetricsCallback(TrainerCallback):
+    def __init__(self, tracker: Tracker, metrics_path: Path):
+        self.tracker = tracker
+        self.metrics_path = metrics_path
+        self.history: list[dict[str, Any]] = []
+        self._last_time: float | None = None
+        self._last_tokens = 0
+        self._train_start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._train_start = self._last_time = time.perf_counter()
+        self._last_tokens = state.num_input_tokens_seen
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not is_main_process():
+            return
+        row: dict[str, Any] = {"step": state.global_step}
+        for key, value in logs.items():
+            if key in RENAMES:
+                row[RENAMES[key]] = value
+        if "train/loss" in row and self._last_time is not None:
+            now = time.perf_counter()
+            tokens = state.num_input_tokens_seen
+            if now > self._last_time and tokens > self._last_tokens:
+                row["train/tokens_per_second"] = (tokens - self._last_tokens) / (now - self._last_time)
+            self._last_time, self._last_tokens = now, tokens
+            row["train/tokens_seen"] = tokens
+            row["train/peak_memory_mib"] = peak_memory_mib()
+        if len(row) == 1:
+            return
+        self.history.append(row)
+        append_jsonl(self.metrics_path, [row])
+        self.tracker.log({k: v for k, v in row.items() if k != "step"}, step=state.global_step)
+
+    def series(self, key: str) -> list[float]:
+        return [row[key] for row in self.history if key in row]
+
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self._train_start if self._train_start else 0.0
