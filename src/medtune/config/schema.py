@@ -130,7 +130,7 @@ class AdapterConfig:
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    path: Optional[str] = None  # None = the bundled sample files
+    path: Optional[str] = MISSING  # every option sets it: null = the bundled sample files, ??? = the user's
     format: DatasetFormat = DatasetFormat.auto
     max_records: Optional[int] = None
     eval_fraction: float = 0.1

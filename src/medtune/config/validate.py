@@ -7,11 +7,13 @@ machine (CUDA devices, installed packages, the local Hugging Face cache).
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from medtune.config.schema import (
     Accelerator,
@@ -40,9 +42,27 @@ def missing_value_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def unknown_key_problem(cfg: DictConfig, schema: type) -> str | None:
+    """Keys added with `+key=value` slip past Hydra's struct check; merging into the schema catches them."""
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.to_container(cfg, resolve=False))
+    except OmegaConfBaseException as error:
+        key = error.full_key or "?"
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(OmegaConf.structured(schema), parent) if parent else OmegaConf.structured(schema)
+        known = list(node.keys()) if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(leaf, known, n=1)
+        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else f"known keys: {', '.join(known)}"
+        return f"{key} is not a key medtune knows ({error.msg.splitlines()[0]}); {hint}"
+    return None
+
+
 def to_typed(cfg: DictConfig, schema: type) -> Any:
     """Check the composed config and return it as `schema` (a dataclass with real enums)."""
     problems = missing_value_problems(cfg)
+    unknown = unknown_key_problem(cfg, schema)
+    if unknown:
+        problems.append(unknown)
     if problems:
         raise ConfigError(problems)
     typed = OmegaConf.to_object(cfg)

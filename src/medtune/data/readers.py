@@ -42,8 +42,8 @@ def bundled_sample_files() -> list[Path]:
     return [bundled_sample_dir() / name for name in BUNDLED_SAMPLE_FILES]
 
 
-def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) from a JSON Lines file or a JSON list; malformed input names file:line."""
+def iter_json_objects(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, object) from a JSON Lines file (`file:line`) or a JSON list (`file:item N`)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json" and text.lstrip().startswith("["):
         try:
@@ -53,7 +53,7 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for index, item in enumerate(items, start=1):
             if not isinstance(item, dict):
                 raise DataError(f"{path}: item {index} is a {type(item).__name__}, expected a JSON object.")
-            yield index, item
+            yield f"{path}:item {index}", item
         return
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -66,7 +66,7 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             ) from e
         if not isinstance(item, dict):
             raise DataError(f"{path}:{lineno}: a {type(item).__name__}, expected a JSON object per line.")
-        yield lineno, item
+        yield f"{path}:{lineno}", item
 
 
 def detect_format(item: dict[str, Any]) -> DatasetFormat | None:
@@ -82,13 +82,19 @@ def format_choices(choices: list[str]) -> str:
 
 def exam_answer_text(item: dict[str, Any], where: str) -> str:
     """The training target of an exam record: each gold letter with its choice text, one per line."""
-    choices = item["choices"] or []
+    choices = item["choices"]
     answer = item["answer"]
     answers = answer if isinstance(answer, list) else [answer]
     answers = [str(a).strip() for a in answers if str(a).strip()]
     if not answers:
         raise DataError(f"{where}: the answer is empty; give the correct letter(s), e.g. \"answer\": [\"c\"].")
     if not choices:  # a numeric-answer question
+        for value in answers:
+            if not _is_number(value):
+                raise DataError(
+                    f"{where}: answer {value!r} is not a number, and the question has no choices to pick from; "
+                    "give the choices, or a numeric answer such as \"answer\": [\"12\"]."
+                )
         return ",".join(answers)
     lines = []
     for letter in answers:
@@ -100,6 +106,14 @@ def exam_answer_text(item: dict[str, Any], where: str) -> str:
             )
         lines.append(f"{CHOICE_LETTERS[index]}. {choices[index]}")
     return "\n".join(lines)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> InstructionRecord:
@@ -153,8 +167,8 @@ def read_records(path: Path | None, fmt: DatasetFormat = DatasetFormat.auto, max
     records: list[InstructionRecord] = []
     for file in files:
         before = len(records)
-        for lineno, item in iter_json_objects(file):
-            records.append(to_record(item, fmt, f"{file}:{lineno}"))
+        for where, item in iter_json_objects(file):
+            records.append(to_record(item, fmt, where))
             if max_records is not None and len(records) >= max_records:
                 return records
         if len(records) == before:

@@ -99,7 +99,7 @@ def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig,
     quant = quantization_config(adapter)
     dtype = torch_dtype(adapter.quantization.compute_dtype if quant is not None else model.dtype)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        loaded = AutoModelForCausalLM.from_pretrained(
             checkpoint,
             dtype=dtype,
             quantization_config=quant,
@@ -112,3 +112,19 @@ def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig,
             f"{str(error).splitlines()[0]}); check that model.path is a causal-LM checkpoint whose "
             "architecture this transformers version knows."
         ) from error
+    if quant is not None and hardware.accelerator.value == "cpu":
+        keep_cpu_4bit_layout_trainable(loaded)
+    return loaded
+
+
+def keep_cpu_4bit_layout_trainable(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit CPU weights on the first no-grad forward.
+
+    Its AVX512-BF16 packed layout runs through an op with no autograd kernel, so once an
+    evaluation has packed the weights, later training steps get no gradient through the frozen
+    4-bit layers (every LoRA before them stops learning). The plain layout is slower to infer
+    but correct for both.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,24 @@ from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan, print_summary
 
 
+@dataclass
+class TrainResult:
+    summary: dict[str, Any]
+    model: Any  # the trained model, still in memory (a PeftModel for LoRA)
+    tokenizer: Any
+    run_dir: Path
+
+
 def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
-    """Run one training job; returns the final eval loss (what a Hydra sweeper would minimise)."""
+    """The train.py task; returns the final eval loss (what a Hydra sweeper would minimise)."""
     if cfg.dry_run:
         print_plan(cfg, job)
         return None
+    return run_training(cfg, job).summary.get("eval/loss_after")
+
+
+def run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
+    """Train, save and track one job; the W&B run is finished whatever happens."""
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     from medtune.modeling.trained import save_run_config
     from medtune.tracking.wandb_run import start_run
@@ -33,12 +47,12 @@ def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
     try:
         result = _train(cfg, job, tracker)
         exit_code = 0
-        return result.get("eval/loss_after")
+        return result
     finally:
         tracker.finish(exit_code=exit_code)
 
 
-def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> dict[str, Any]:
+def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from transformers import Trainer, set_seed
 
     from medtune.data.readers import read_records
@@ -117,7 +131,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> dict[str, Any]:
     if is_main_process():
         write_json_atomic(run_dir / "train_summary.json", summary)
         print_summary(cfg, job, summary)
-    return summary
+    return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
 
 
 def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpoint: str) -> Path:

@@ -1,0 +1,168 @@
+"""Composition of every config option, typed-schema errors, and the cross-group rules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+
+from conftest import CONF, cli
+from medtune.config.schema import TrainRunConfig
+from medtune.config.validate import to_typed
+from medtune.errors import ConfigError
+
+GROUPS = ["model", "adapter", "dataset", "prompt", "hardware", "logger", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_into_the_typed_schema(compose, group, option, tmp_path):
+    overrides = [f"{group}={option}", f"dataset.path={tmp_path}"] if group == "dataset" else [f"{group}={option}"]
+    cfg = compose(overrides)
+    # Fill what an option deliberately leaves to the user, then build the dataclass.
+    for key in OmegaConf.missing_keys(cfg):
+        OmegaConf.update(cfg, key, str(tmp_path))
+    typed_cfg = OmegaConf.to_object(cfg)
+    assert isinstance(typed_cfg, TrainRunConfig)
+    if group in ("model", "adapter", "prompt", "hardware", "dataset"):
+        assert getattr(typed_cfg, group).name == option
+
+
+def test_the_paper_setting_composes_as_table_4(compose):
+    cfg = compose(["model=swallow70b", "adapter=qlora"])
+    assert cfg.model.hub_id == "tokyotech-llm/Swallow-70b-instruct-hf"
+    assert cfg.adapter.quantization.method == "nf4" and cfg.adapter.quantization.double_quant
+    assert (cfg.adapter.r, cfg.adapter.alpha, cfg.adapter.dropout) == (64, 16, 0.1)
+    assert list(cfg.adapter.target_modules) == ["all-linear"]
+    # Real models keep the paper's schedule; only the tiny model has a CPU schedule.
+    assert (cfg.train.learning_rate, cfg.train.max_steps, cfg.train.global_batch_size) == (2e-4, 3000, 16)
+    assert (cfg.train.max_input_tokens, cfg.train.max_target_tokens) == (512, 512)
+    assert compose([]).train.max_steps < 500
+
+
+def test_compute_dtype_of_qlora_follows_the_hardware(compose):
+    assert compose(["adapter=qlora"]).adapter.quantization.compute_dtype == "float32"
+    assert compose(["adapter=qlora", "hardware=a100x4"]).adapter.quantization.compute_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("row", ["llama2_70b", "xwin70b", "swallow70b"])
+def test_table1_experiments_pin_the_published_setting(compose, row):
+    tuned = compose([f"experiment={row}_qlora"])
+    assert tuned.model.name == row and tuned.adapter.name == "qlora" and tuned.dataset.name == "usmle_jp"
+    assert tuned.train.max_steps == 3000 and tuned.train.learning_rate == 2e-4
+    assert compose([f"experiment={row}_untuned"]).adapter.kind == "none"
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("adapter.rr=8", ["adapter.rr", "not in 'AdapterConfig'"]),
+        ("adapter.r=abc", ["adapter.r", "could not be converted to Integer"]),
+        ("adapter.quantization.method=nf5", ["adapter.quantization.method", "expected one of [none, nf4, fp4, int8]"]),
+        ("train.learning_rate=fast", ["train.learning_rate", "could not be converted to Float"]),
+        ("model=llama3_405b", ["model/llama3_405b", "Available options"]),
+    ],
+)
+def test_schema_errors_name_the_full_key(compose, override, expected):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose([override])
+    message = str(info.value) + str(info.value.__cause__)
+    for piece in expected:
+        assert piece in message
+
+
+def problems_of(typed, overrides) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        typed(overrides)
+    return info.value.problems
+
+
+def test_a_real_70b_request_here_reports_every_problem_at_once(typed):
+    problems = problems_of(typed, ["model=swallow70b", "adapter=qlora"])
+    text = "\n".join(problems)
+    assert len(problems) == 2
+    assert "69.2B parameters" in text and "hardware=a100x4" in text
+    assert "tokyotech-llm/Swallow-70b-instruct-hf" in text and "model.path=" in text
+
+
+def test_a_multi_gpu_option_needs_cuda_devices_unless_planning(typed):
+    problems = problems_of(typed, ["hardware=a100x4", "train.global_batch_size=32"])
+    assert any("needs 4 CUDA device(s)" in p and "dry_run=true" in p for p in problems)
+    planned = typed(["hardware=a100x4", "train.global_batch_size=32", "dry_run=true"])
+    assert planned.hardware.devices_per_node == 4
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["adapter.r=0"], "adapter.r=0 must be a positive rank"),
+        (["adapter.dropout=1.5"], "adapter.dropout=1.5 must be in [0, 1)"),
+        (["adapter=none"], "adapter=none trains nothing"),
+        (["dataset=usmle_jp"], "dataset.path is required by dataset=usmle_jp"),
+        (["dataset=jjsimqa", "dataset.path=/nonexistent/jjsimqa.jsonl"], "dataset.path=/nonexistent/jjsimqa.jsonl does not exist"),
+        (["model=opencalm7b", "model.path=/nonexistent/ckpt"], "model.path=/nonexistent/ckpt is not a directory"),
+        (["adapter=full", "adapter.quantization.method=nf4"], "cannot be fully fine-tuned"),
+        (["train.global_batch_size=12", "train.micro_batch_size=8"], "not a multiple of train.micro_batch_size=8"),
+        (["train.max_steps=0"], "train.max_steps=0 must be positive"),
+        (["prompt.template=no placeholder here"], "has no {instruction} placeholder"),
+        (["adapter=qlora", "model.architecture.intermediate_size=352"], "blocks of 64"),
+    ],
+)
+def test_cross_group_rules(typed, overrides, expected):
+    assert any(expected in p for p in problems_of(typed, overrides))
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("+model.hidden=1", "model.hidden is not a key medtune knows"),
+        ("+model.architecture.hiden_size=64", "did you mean model.architecture.hidden_size?"),
+        ("+adapter.rank=4", "adapter.rank is not a key medtune knows"),
+    ],
+)
+def test_keys_appended_with_plus_are_not_silently_dropped(typed, override, expected):
+    assert any(expected in p for p in problems_of(typed, [override]))
+
+
+def test_four_bit_without_bitsandbytes_is_refused_before_loading(typed, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    assert any("needs bitsandbytes" in p for p in problems_of(typed, ["adapter=qlora"]))
+
+
+def test_default_config_passes_every_rule(typed):
+    cfg = typed([])
+    assert cfg.model.name == "tiny" and cfg.adapter.name == "lora" and cfg.logger.mode.value == "offline"
+
+
+def test_cfg_job_shows_the_70b_qlora_setting_without_heavy_imports():
+    started = time.perf_counter()
+    result = cli("train.py", "model=swallow70b", "adapter=qlora", "--cfg", "job")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    job = OmegaConf.create(result.stdout)
+    assert job.model.hub_id == "tokyotech-llm/Swallow-70b-instruct-hf"
+    assert job.adapter.quantization.method == "nf4"
+    assert (job.adapter.r, job.adapter.alpha, job.adapter.dropout) == (64, 16, 0.1)
+    assert list(job.adapter.target_modules) == ["all-linear"]
+    assert elapsed < 20  # torch / transformers are not imported on this path
+
+
+def test_a_real_model_request_stops_within_seconds_with_a_message(tmp_path):
+    started = time.perf_counter()
+    result = cli("train.py", "model=swallow70b", "adapter=qlora", f"paths.output_root={tmp_path}")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "model.path" in result.stderr and "hardware=a100x4" in result.stderr
+    assert elapsed < 30
+    failures = list(Path(tmp_path).rglob("failure.json"))
+    assert len(failures) == 1 and "ConfigError" in failures[0].read_text()
