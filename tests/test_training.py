@@ -75,3 +75,16 @@ def test_full_fine_tuning_saves_a_standalone_model(run_train):
     assert not find_offline_runs(result.run_dir)  # logger=none writes no W&B files
     model, tokenizer, _ = load_trained(result.run_dir)
     torch.testing.assert_close(probe_logits(model, tokenizer), probe_logits(result.model, result.tokenizer))
+
+
+def test_online_logging_with_an_unreachable_server_falls_back_to_offline(run_train, monkeypatch):
+    import time
+
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # a closed loopback port: refused at once
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    started = time.perf_counter()
+    with pytest.warns(UserWarning, match="cannot be reached"):
+        result = run_train(["logger.mode=online", "train.max_steps=2", "train.eval_steps=0"], name="online")
+    assert time.perf_counter() - started < 60
+    (offline,) = find_offline_runs(result.run_dir)
+    assert read_offline_run(offline).summary["train/steps"] == 2

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 from medtune.config.job import JobContext
 from medtune.config.schema import LoggerConfig, LoggerKind, WandbMode
@@ -72,6 +74,29 @@ class Tracker:
         return Path(self.run.dir).parent if self.run is not None else None
 
 
+def wandb_server_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the W&B server (WANDB_BASE_URL) open within `timeout` seconds?"""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def effective_mode(logger: LoggerConfig) -> WandbMode:
+    """Online only when the server answers; otherwise offline files, so a run never waits on the network."""
+    if logger.mode == WandbMode.online and not wandb_server_reachable():
+        warnings.warn(
+            "logger.mode=online but the W&B server cannot be reached; logging offline to <run dir>/wandb "
+            "(upload later with `wandb sync`).",
+            stacklevel=2,
+        )
+        return WandbMode.offline
+    return logger.mode
+
+
 def start_run(logger: LoggerConfig, job: JobContext, config: Mapping[str, Any], job_type: str) -> Tracker:
     if logger.kind == LoggerKind.none or logger.mode == WandbMode.disabled or not is_main_process():
         return Tracker()
@@ -82,21 +107,28 @@ def start_run(logger: LoggerConfig, job: JobContext, config: Mapping[str, Any], 
         return Tracker()
     job.run_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
+    mode = effective_mode(logger)
+    init = dict(
+        project=logger.project,
+        entity=logger.entity,
+        name=job.run_name,
+        group=run_group(logger, job),
+        job_type=job_type,
+        tags=[*job.group_tags(), *logger.tags],
+        config=flatten(config),
+        dir=str(job.run_dir),
+        reinit="finish_previous",
+        settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False, init_timeout=30),
+    )
     try:
-        run = wandb.init(
-            project=logger.project,
-            entity=logger.entity,
-            name=job.run_name,
-            group=run_group(logger, job),
-            job_type=job_type,
-            tags=[*job.group_tags(), *logger.tags],
-            config=flatten(config),
-            dir=str(job.run_dir),
-            mode=logger.mode.value,
-            reinit="finish_previous",
-            settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False),
-        )
+        return Tracker(wandb.init(mode=mode.value, **init))
     except Exception as error:
-        warnings.warn(f"W&B could not start ({error}); the run continues untracked.")
+        if mode != WandbMode.online:
+            warnings.warn(f"W&B could not start ({error}); the run continues untracked.")
+            return Tracker()
+        warnings.warn(f"W&B online start failed ({error}); logging offline instead.")
+    try:
+        return Tracker(wandb.init(mode=WandbMode.offline.value, **init))
+    except Exception as error:
+        warnings.warn(f"W&B could not start offline either ({error}); the run continues untracked.")
         return Tracker()
-    return Tracker(run)
