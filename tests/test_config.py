@@ -11,7 +11,6 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import CONF, cli
 from medtune.config.schema import TrainRunConfig
-from medtune.config.validate import to_typed
 from medtune.errors import ConfigError
 
 GROUPS = ["model", "adapter", "dataset", "prompt", "hardware", "logger", "experiment"]

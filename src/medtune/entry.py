@@ -6,13 +6,12 @@ typed config and a `JobContext`.
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from medtune.config.job import JobContext
 from medtune.errors import MedtuneError
@@ -70,9 +69,3 @@ def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: ty
         write_failure_record(job.run_dir, error)
         raise
 
-
-def print_json(data: dict) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-__all__ = ["job_context", "run_task", "write_failure_record", "OmegaConf"]

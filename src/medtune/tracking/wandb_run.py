@@ -6,7 +6,6 @@ Only the main process of a distributed job tracks; a tracking failure never stop
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import warnings
@@ -17,8 +16,6 @@ from urllib.parse import urlparse
 from medtune.config.job import JobContext
 from medtune.config.schema import LoggerConfig, LoggerKind, WandbMode
 from medtune.distributed import is_main_process
-
-log = logging.getLogger(__name__)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
