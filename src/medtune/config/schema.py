@@ -12,6 +12,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
+from medtune.config.exam_schema import ExamConfig, ExamEvalConfig
+
 
 class DType(str, Enum):
     float32 = "float32"
@@ -143,6 +145,7 @@ class PromptConfig:
     language: str = "en"
     template: str = MISSING  # must contain {instruction}; {input} is filled with the choices / context
     template_no_input: Optional[str] = None  # used when a record has no input
+    answer_marker: str = "Answer:"  # ends a worked example's reasoning; the parser reads what follows it
     description: str = ""
 
 
@@ -218,4 +221,6 @@ class TrainRunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     train: TrainingConfig = field(default_factory=TrainingConfig)
+    exam: ExamConfig = field(default_factory=ExamConfig)  # the exam whose accuracy training reports
+    exam_eval: ExamEvalConfig = field(default_factory=ExamEvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
+from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.schema import TrainRunConfig
 
-TRAIN_SCHEMA = "train_schema"
+SCHEMAS = {"train_schema": TrainRunConfig, "evaluate_schema": EvalRunConfig}
 
 
 def register_configs() -> None:
-    """Store the schema that `conf/train.yaml` lists first in its defaults; safe to call twice."""
-    ConfigStore.instance().store(name=TRAIN_SCHEMA, node=TrainRunConfig)
+    """Store the schemas that `conf/train.yaml` and `conf/evaluate.yaml` list first; safe to call twice."""
+    for name, node in SCHEMAS.items():
+        ConfigStore.instance().store(name=name, node=node)

@@ -68,7 +68,7 @@ def to_typed(cfg: DictConfig, schema: type) -> Any:
     typed = OmegaConf.to_object(cfg)
     if not isinstance(typed, schema):
         raise ConfigError([f"the composed config is a {type(typed).__name__}, expected {schema.__name__}"])
-    rules = RULES.get(schema, [])
+    rules = rules_for(schema)
     problems = [p for rule in rules for p in rule(typed)]
     if problems:
         raise ConfigError(problems)
@@ -90,6 +90,13 @@ def _hf_cache_has(repo_id: str, revision: str | None) -> bool:
         return False
     found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     return isinstance(found, str)
+
+
+def needs_model(cfg: Any) -> bool:
+    """Training loads a model unless nothing trains; evaluation unless it scores a predictions file."""
+    if hasattr(cfg, "predictions"):
+        return not cfg.predictions
+    return cfg.adapter.kind != AdapterKind.none
 
 
 def check_adapter(cfg: TrainRunConfig) -> list[str]:
@@ -124,7 +131,7 @@ def check_adapter(cfg: TrainRunConfig) -> list[str]:
 def check_hardware(cfg: TrainRunConfig) -> list[str]:
     hw = cfg.hardware
     problems = []
-    if hw.accelerator == Accelerator.cuda and not cfg.dry_run:
+    if hw.accelerator == Accelerator.cuda and not getattr(cfg, "dry_run", False) and needs_model(cfg):
         wanted = hw.devices_per_node
         found = _cuda_device_count()
         if found < wanted:
@@ -132,7 +139,7 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
                 f"hardware={hw.name} needs {wanted} CUDA device(s) per node, this machine has {found}: "
                 "run on a GPU node, pick hardware=cpu, or plan the run with dry_run=true."
             )
-    if hw.max_model_params_billion is not None and cfg.adapter.kind != AdapterKind.none:
+    if hw.max_model_params_billion is not None and needs_model(cfg):
         billions = estimate_num_parameters(cfg.model.architecture) / 1e9
         if billions > hw.max_model_params_billion:
             problems.append(
@@ -165,7 +172,7 @@ def check_model(cfg: TrainRunConfig) -> list[str]:
         return []
     if not m.hub_id:
         return [f"model={m.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]
-    if cfg.dry_run or m.allow_download or _hf_cache_has(m.hub_id, m.revision):
+    if getattr(cfg, "dry_run", False) or m.allow_download or _hf_cache_has(m.hub_id, m.revision):
         return []
     return [
         f"model={m.name}: the weights of {m.hub_id} are not on this machine (model.path is unset and the "
@@ -187,11 +194,6 @@ def check_data(cfg: TrainRunConfig) -> list[str]:
         problems.append(f"dataset.eval_fraction={d.eval_fraction} must be in [0, 1), e.g. 0.1.")
     if d.max_records is not None and d.max_records <= 0:
         problems.append(f"dataset.max_records={d.max_records} must be positive, or null for all records.")
-    if "{instruction}" not in cfg.prompt.template:
-        problems.append(
-            f"prompt={cfg.prompt.name}: prompt.template has no {{instruction}} placeholder, so the question "
-            "would never reach the model; add {instruction} (and {input} for choices or context)."
-        )
     return problems
 
 
@@ -216,6 +218,18 @@ def check_schedule(cfg: TrainRunConfig) -> list[str]:
     return problems
 
 
-RULES: dict[type, list[Callable[[Any], list[str]]]] = {
-    TrainRunConfig: [check_adapter, check_hardware, check_model, check_data, check_schedule],
-}
+def check_prompt(cfg: Any) -> list[str]:
+    if "{instruction}" not in cfg.prompt.template:
+        return [
+            f"prompt={cfg.prompt.name}: prompt.template has no {{instruction}} placeholder, so the question "
+            "would never reach the model; add {instruction} (and {input} for choices or context)."
+        ]
+    return []
+
+
+def rules_for(schema: type) -> list[Callable[[Any], list[str]]]:
+    if schema is TrainRunConfig:
+        return [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule]
+    from medtune.config.eval_rules import EVAL_RULES
+
+    return EVAL_RULES if schema.__name__ == "EvalRunConfig" else []

@@ -81,7 +81,7 @@ def format_choices(choices: list[str]) -> str:
 
 
 def exam_answer_text(item: dict[str, Any], where: str) -> str:
-    """The training target of an exam record: each gold letter with its choice text, one per line."""
+    """The training target of an exam record: each gold letter with its choice text, e.g. `a. X, c. Y`."""
     choices = item["choices"]
     answer = item["answer"]
     answers = answer if isinstance(answer, list) else [answer]
@@ -105,7 +105,7 @@ def exam_answer_text(item: dict[str, Any], where: str) -> str:
                 f"{where}: answer {letter!r} is not one of the {len(choices)} choices ({valid}); fix the answer key."
             )
         lines.append(f"{CHOICE_LETTERS[index]}. {choices[index]}")
-    return "\n".join(lines)
+    return ", ".join(lines)  # one line: the answer parser reads the last line of a marker-less response
 
 
 def _is_number(text: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medtune.config.schema import AdapterKind, TrainRunConfig
+from medtune.config.schema import AdapterKind, HardwareConfig, TrainRunConfig
 from medtune.errors import ModelUnavailableError
 from medtune.modeling.load import load_base_model, load_tokenizer
 
@@ -29,10 +29,14 @@ def load_run_config(run_dir: Path) -> TrainRunConfig:
     return OmegaConf.to_object(merged)
 
 
-def load_trained(run_dir: Path):
-    """(model, tokenizer, config) of a finished run: the base as it was trained, plus the adapter."""
+def load_trained(run_dir: Path, hardware: HardwareConfig | None = None):
+    """(model, tokenizer, config) of a finished run: the base as it was trained, plus the adapter.
+
+    `hardware` places it for inference (evaluate.py's choice); default: the run's own hardware."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    if hardware is not None:
+        cfg.hardware = hardware
     info = json.loads((run_dir / RUN_INFO_FILE).read_text())
     if cfg.adapter.kind == AdapterKind.full:
         tokenizer = load_tokenizer(str(run_dir / "model"), cfg.model)

@@ -53,8 +53,42 @@ def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any])
         "train/loss_first", "train/loss_last", "eval/loss_before", "eval/loss_after", "train/steps",
         "train/tokens_per_second", "train/peak_memory_mib", "train/seconds", "model/trainable_params",
         "data/train_kept", "data/train_dropped_long_targets", "data/train_truncated_inputs",
+        "exam/accuracy_before", "exam/accuracy_after", "exam/invalid_before", "exam/invalid_after",
+        "exam/best_accuracy", "exam/best_step",
     ):
         if summary.get(key) is not None:
             table.add_row(key, _fmt(summary[key]))
     console.print(table)
+    if "exam/accuracy_after" in summary and cfg.exam.name == "sample" and cfg.dataset.name == "sample":
+        console.print(
+            "[yellow]Note: the bundled sample exam is part of the bundled training set, so exam accuracy here "
+            "measures memorisation of leaked questions (the 70B paper's ablation D.1), not medical skill.[/yellow]"
+        )
     console.print(f"run dir: [bold]{job.run_dir}[/bold]  (adapter, config.yaml, metrics.jsonl, train_summary.json, wandb/)")
+
+
+def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
+    """The paper's Table 2 columns for one evaluation, then blocks and the essential/general split."""
+    title = f"{metrics.get('system', '')} on {metrics['exam']} ({metrics['mode']}, prompt {metrics['prompt']})"
+    table = Table(title=title)
+    for column in ("n", "correct", "invalid", "wrong", "accuracy", "points", "exact match", "Gestalt"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        _fmt(metrics["n"]), _fmt(metrics["correct"]), _fmt(metrics["invalid"]), _fmt(metrics["wrong"]),
+        f"{metrics['accuracy']:.3f}", f"{metrics['points']}/{metrics['points_total']}",
+        f"{metrics['exact_match']:.3f}", f"{metrics['gestalt_score']:.3f}",
+    )
+    console.print(table)
+    blocks = metrics.get("by_block") or {}
+    if blocks:
+        detail = Table(title="by block")
+        for column in ("block", "n", "correct", "accuracy", "points"):
+            detail.add_column(column, justify="right")
+        for block, row in sorted(blocks.items()):
+            detail.add_row(block, _fmt(row["n"]), _fmt(row["correct"]), f"{row['accuracy']:.3f}",
+                           f"{row['points']}/{row['points_total']}")
+        console.print(detail)
+    if metrics.get("kinki_questions"):
+        console.print(f"contraindicated (kinki) choices picked: {metrics['kinki_picked']} "
+                      f"of {metrics['kinki_questions']} questions that have one")
+    console.print(f"results: [bold]{out_dir}[/bold]  (predictions.jsonl, metrics.json)")

@@ -30,12 +30,16 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_group(logger: LoggerConfig, job: JobContext) -> str | None:
+def run_group(logger: LoggerConfig, job: JobContext, inherited: str | None = None) -> str:
+    """logger.group, else the group handed down (an evaluation joins its training run's), else one
+    group per multirun, else the run's own: every run has a group, so train and eval sit together."""
     if logger.group:
         return logger.group
+    if inherited:
+        return inherited
     if job.is_multirun and job.sweep_dir is not None:
         return f"{job.task_name}-{job.sweep_dir.name}"
-    return None
+    return f"{job.task_name}-{job.run_dir.name}"
 
 
 class Tracker:
@@ -61,6 +65,32 @@ class Tracker:
 
     def summarize(self, values: Mapping[str, Any]) -> None:
         self._guard("summary", lambda: self.run.summary.update(dict(values)))
+
+    def log_predictions(self, rows: list[dict[str, Any]], limit: int = 2000) -> None:
+        """A table of per-question results (the prompt is left out: it is in predictions.jsonl)."""
+
+        def table():
+            import wandb
+
+            columns = ["id", "status", "parsed", "gold", "answer_text", "output", "reason", "block", "category"]
+            data = [[str(row.get(c, "")) for c in columns] for row in rows[:limit]]
+            self.run.log({"exam/predictions": wandb.Table(columns=columns, data=data)})
+
+        self._guard("table", table)
+
+    def log_status_chart(self, metrics: Mapping[str, Any]) -> None:
+        def chart():
+            import wandb
+
+            table = wandb.Table(columns=["status", "questions"],
+                                data=[[k, metrics[k]] for k in ("correct", "invalid", "wrong")])
+            self.run.log({"exam/status_chart": wandb.plot.bar(table, "status", "questions", title="Exam answers")})
+
+        self._guard("chart", chart)
+
+    @property
+    def group(self) -> str | None:
+        return getattr(self.run, "group", None) if self.run is not None else None
 
     def finish(self, exit_code: int = 0) -> None:
         self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
@@ -94,7 +124,15 @@ def effective_mode(logger: LoggerConfig) -> WandbMode:
     return logger.mode
 
 
-def start_run(logger: LoggerConfig, job: JobContext, config: Mapping[str, Any], job_type: str) -> Tracker:
+def start_run(
+    logger: LoggerConfig,
+    job: JobContext,
+    config: Mapping[str, Any],
+    job_type: str,
+    group: str | None = None,
+    run_dir: Path | None = None,
+) -> Tracker:
+    """Open the job's W&B run; its files go under `run_dir` (default: the Hydra run dir)."""
     if logger.kind == LoggerKind.none or logger.mode == WandbMode.disabled or not is_main_process():
         return Tracker()
     try:
@@ -102,18 +140,19 @@ def start_run(logger: LoggerConfig, job: JobContext, config: Mapping[str, Any], 
     except ImportError:
         warnings.warn("logger=wandb but wandb is not installed; pip install wandb. Tracking is off.")
         return Tracker()
-    job.run_dir.mkdir(parents=True, exist_ok=True)
+    files_dir = Path(run_dir or job.run_dir)
+    files_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
     mode = effective_mode(logger)
     init = dict(
         project=logger.project,
         entity=logger.entity,
         name=job.run_name,
-        group=run_group(logger, job),
+        group=run_group(logger, job, group),
         job_type=job_type,
         tags=[*job.group_tags(), *logger.tags],
         config=flatten(config),
-        dir=str(job.run_dir),
+        dir=str(files_dir),
         reinit="finish_previous",
         settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False, init_timeout=30),
     )

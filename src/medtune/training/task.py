@@ -96,19 +96,22 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     )
 
     callback = MetricsCallback(tracker, run_dir / "metrics.jsonl")
+    exam = exam_callback(cfg, tokenizer, tracker, run_dir)
     trainer = Trainer(
         model=model,
         args=training_arguments(cfg, run_dir),
         train_dataset=train_set,
         eval_dataset=eval_set or None,
         data_collator=PadCollator(tokenizer.pad_token_id),
-        callbacks=[callback],
+        callbacks=[callback, *([exam] if exam else [])],
     )
     eval_before = trainer.evaluate()["eval_loss"] if eval_set else None
+    exam_before = exam.measure(trainer.model, 0) if exam else None
     trainer.train()
     eval_after = trainer.evaluate()["eval_loss"] if eval_set else None
+    exam_after = exam.measure(trainer.model, trainer.state.global_step) if exam else None
 
-    saved = save_outputs(trainer, tokenizer, cfg, run_dir, checkpoint)
+    saved = save_outputs(trainer, tokenizer, cfg, run_dir, checkpoint, tracker.group)
     losses = callback.series("train/loss")
     speeds = callback.series("train/tokens_per_second")
     summary = {
@@ -125,6 +128,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         "model/trainable_params": trainable,
         "model/total_params": total,
         **data_stats,
+        **exam_summary(cfg, exam, exam_before, exam_after),
         "saved": str(saved),
     }
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
@@ -134,7 +138,31 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
 
 
-def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpoint: str) -> Path:
+def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
+    if not cfg.exam_eval.enabled:
+        return None
+    from medtune.evaluation.exam_loading import load_exam
+    from medtune.training.exam_callback import ExamAccuracyCallback
+
+    return ExamAccuracyCallback(cfg, load_exam(cfg.exam), tokenizer, tracker, run_dir)
+
+
+def exam_summary(cfg: TrainRunConfig, exam, before: dict | None, after: dict | None) -> dict[str, Any]:
+    if exam is None or before is None or after is None:
+        return {}
+    summary = {
+        "exam/name": cfg.exam.name,
+        "exam/accuracy_before": before["accuracy"],
+        "exam/accuracy_after": after["accuracy"],
+        "exam/invalid_before": before["invalid"],
+        "exam/invalid_after": after["invalid"],
+    }
+    if exam.best is not None:
+        summary.update({"exam/best_accuracy": exam.best["accuracy"], "exam/best_step": exam.best["step"]})
+    return summary
+
+
+def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpoint: str, group: str | None) -> Path:
     """Adapter (or full model) and tokenizer into the run dir, with where the base came from."""
     target = run_dir / ("model" if cfg.adapter.kind == AdapterKind.full else "adapter")
     trainer.save_model(str(target))
@@ -148,6 +176,7 @@ def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpo
                 "adapter_dir": str(target),
                 "quantization": cfg.adapter.quantization.method.value,
                 "quantized_base": cfg.adapter.quantization.method != Quantization.none,
+                "wandb_group": group,  # evaluations of this run join it
             },
         )
     return target

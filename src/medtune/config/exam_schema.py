@@ -1,0 +1,94 @@
+"""Typed schema of exams and of how they are evaluated (used by evaluate.py and by train.py's exam check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+
+class Similarity(str, Enum):
+    rapidfuzz = "rapidfuzz"  # rapidfuzz.fuzz.ratio: normalised Indel similarity (longest common subsequence)
+    difflib = "difflib"  # difflib.SequenceMatcher.ratio: Ratcliff/Obershelp "Gestalt pattern matching"
+
+
+class ExamFormat(str, Enum):
+    igakuqa = "igakuqa"  # <path>/<year>/<exam>-<block>.jsonl with optional *_metadata.jsonl
+    jsonl = "jsonl"  # one file (or a folder of files) read through exam.fields
+    sample = "sample"  # the bundled sample exam
+
+
+class EvalMode(str, Enum):
+    generate = "generate"  # the paper's protocol: generate, parse, Algorithm 1
+    loglik = "loglik"  # the likeliest choice by log-probability, one forward pass per question
+
+
+class LoglikTarget(str, Enum):
+    letter = "letter"  # score " c" after the prompt
+    text = "text"  # score "c. <choice text>", length-normalised
+
+
+@dataclass
+class ExamFieldsConfig:
+    """Which JSON field holds what, for exam.format=jsonl."""
+
+    id: str = "problem_id"
+    question: str = "problem_text"
+    choices: str = "choices"
+    answer: str = "answer"
+    points: str = "points"
+    text_only: str = "text_only"
+
+
+@dataclass
+class ExamConfig:
+    name: str = MISSING
+    format: ExamFormat = ExamFormat.igakuqa
+    path: Optional[str] = MISSING  # null for the bundled sample
+    language: str = "ja"
+    years: List[int] = field(default_factory=list)  # IgakuQA years; [] = every year folder found
+    english: bool = False  # IgakuQA's *_translate.jsonl English version
+    # The 70B paper's subset: text-only questions with 1-2 answers and a choice list (277 in 2018).
+    text_only: bool = True
+    min_answers: int = 1
+    max_answers: int = 2
+    require_choices: bool = True
+    blocks: List[str] = field(default_factory=list)  # [] = every block
+    max_questions: Optional[int] = None
+    answer_overrides: Optional[str] = None  # null = the bundled ministry corrections (112B30, 116A71)
+    shuffle_choices: bool = False  # seeded permutation of every question's choices: position bias
+    shuffle_seed: int = 0
+    fewshot_path: Optional[str] = None  # worked examples with explanations; null = the bundled exemplars
+    fields: ExamFieldsConfig = field(default_factory=ExamFieldsConfig)
+
+
+@dataclass
+class EvalConfig:
+    mode: EvalMode = EvalMode.generate
+    num_shots: int = 1  # worked chain-of-thought examples before each question
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    do_sample: bool = False  # greedy by default
+    temperature: float = 1.0
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    repetition_penalty: float = 1.0
+    similarity: Similarity = Similarity.rapidfuzz
+    match_threshold: float = 0.2  # a response part less similar than this to every choice matches none
+    loglik_target: LoglikTarget = LoglikTarget.letter
+    output_dir: Optional[str] = None  # null: <run>/eval/<exam>_<prompt>_<mode> with run=, else the Hydra run dir
+
+
+@dataclass
+class ExamEvalConfig:
+    """Exam accuracy during training: before, every `every_steps` steps, and after."""
+
+    enabled: bool = True
+    every_steps: int = 0  # 0 = before and after training only
+    mode: EvalMode = EvalMode.generate
+    num_shots: int = 0
+    max_new_tokens: int = 48
+    batch_size: int = 16
+    keep_best: bool = True  # with every_steps > 0: save the adapter with the best exam accuracy

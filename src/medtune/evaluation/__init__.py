@@ -1,0 +1,1 @@
+"""Evaluation: exams, prompts, generation, answer parsing, scoring (Algorithm 1), metrics."""

@@ -1,0 +1,104 @@
+"""Batched decoding for exams: left padding, KV cache, greedy by default, stop at the end of the answer.
+
+Prompts are sorted by length so that a batch carries little padding; results come back in the
+caller's order through `on_batch`, so an interrupted evaluation keeps every finished batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from medtune.config.eval_schema import EvalConfig
+
+STOP_STRINGS = ["###"]  # a new "### ..." block means the answer is over
+
+
+@dataclass
+class GenerationStats:
+    prompts: int = 0
+    truncated_prompts: int = 0  # prompts cut from the left to leave room for max_new_tokens
+    new_tokens: int = 0
+
+
+def generation_kwargs(settings: EvalConfig, tokenizer) -> dict:
+    kwargs = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "use_cache": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "stop_strings": STOP_STRINGS,
+        "tokenizer": tokenizer,
+    }
+    if settings.repetition_penalty != 1.0:
+        kwargs["repetition_penalty"] = settings.repetition_penalty
+    if settings.do_sample:
+        kwargs["temperature"] = settings.temperature
+        if settings.top_k is not None:
+            kwargs["top_k"] = settings.top_k
+        if settings.top_p is not None:
+            kwargs["top_p"] = settings.top_p
+    return kwargs
+
+
+def cut_at_stop(text: str) -> str:
+    for stop in STOP_STRINGS:
+        position = text.find(stop)
+        if position >= 0:
+            text = text[:position]
+    return text.strip()
+
+
+def encode_left_padded(tokenizer, prompts: Sequence[str], max_prompt_tokens: int, stats: GenerationStats):
+    """Token ids left-padded to the longest prompt; prompts over the limit keep their end."""
+    import torch
+
+    rows = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        if len(ids) > max_prompt_tokens:
+            head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
+            ids = head + ids[len(ids) - (max_prompt_tokens - len(head)) :]
+            stats.truncated_prompts += 1
+        rows.append(ids)
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        input_ids[i, width - len(ids) :] = torch.tensor(ids)
+        attention[i, width - len(ids) :] = 1
+    return input_ids, attention
+
+
+def generate_responses(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: EvalConfig,
+    max_positions: int,
+    on_batch: Callable[[list[int], list[str]], None],
+    progress: bool = True,
+) -> GenerationStats:
+    """Generate a response for every prompt; `on_batch(indices, texts)` receives each finished batch."""
+    import torch
+    from tqdm.auto import tqdm
+
+    stats = GenerationStats(prompts=len(prompts))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    kwargs = generation_kwargs(settings, tokenizer)
+    max_prompt_tokens = max(8, max_positions - settings.max_new_tokens)
+    model.eval()
+    with tqdm(total=len(prompts), desc="generating", unit="q", disable=not progress) as bar:
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            input_ids, attention = encode_left_padded(tokenizer, [prompts[i] for i in batch], max_prompt_tokens, stats)
+            input_ids, attention = input_ids.to(model.device), attention.to(model.device)
+            with torch.no_grad():
+                output = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+            new = output[:, input_ids.shape[1] :]
+            stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
+            texts = [cut_at_stop(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            on_batch(batch, texts)
+            bar.update(len(batch))
+    return stats

@@ -1,0 +1,53 @@
+"""One line of predictions.jsonl per question: what the model saw, wrote, and how it was scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+
+
+def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: ScoredAnswer) -> dict[str, Any]:
+    return {
+        "id": question.qid,
+        "status": scored.status.value,
+        "parsed": list(scored.parsed),
+        "gold": list(question.answers),
+        "accepted": [list(s) for s in question.accepted],
+        "voided": question.voided,
+        "output": output,
+        "answer_text": scored.answer_text,
+        "reason": scored.reason,
+        "similarities": scored.similarities,
+        "exact_match": scored.exact_match,
+        "gestalt_score": scored.gestalt_score,
+        "points": question.points,
+        "block": question.block,
+        "category": question.category,
+        "prompt": prompt,
+    }
+
+
+def scored_from_row(row: dict[str, Any]) -> ScoredAnswer:
+    return ScoredAnswer(
+        status=Status(row["status"]),
+        parsed=tuple(row["parsed"]),
+        answer_text=row.get("answer_text", ""),
+        similarities=row.get("similarities", {}),
+        exact_match=row.get("exact_match", False),
+        gestalt_score=row.get("gestalt_score", 0.0),
+        reason=row.get("reason", ""),
+    )
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a predictions file; a line cut short by a crash (the last one) is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

@@ -1,0 +1,262 @@
+"""Scoring: judge a model response to an exam question (Algorithm 1) and aggregate the results.
+
+`score_response` reads the final answer (see `medtune.evaluation.parsing`), matches each part of
+it to a choice — by its label when it has one, else by the choice text most similar to it — and
+judges the set of matched letters: a different number of answers than the question asks for is
+invalid, a set equal to the gold set (or an accepted alternative) is correct, anything else is
+wrong. It also computes JMedLoRA's Exact match and Gestalt score.
+
+The two similarity options differ. `Similarity.rapidfuzz` is `rapidfuzz.fuzz.ratio`, the
+normalised Indel similarity 2·LCS/(|a|+|b|), where LCS is the longest common *subsequence*.
+`Similarity.difflib` is `difflib.SequenceMatcher.ratio`, Ratcliff/Obershelp "gestalt pattern
+matching": it greedily takes the longest common *contiguous block*, then recurses only on the
+text left of it and right of it, so it never counts more than the LCS. When that longest block
+sits in crossed positions ("X Y" against "Y Z"), difflib matches it alone and loses everything
+else, while the Indel ratio still finds the long subsequence. The two can therefore rank choices
+differently; tests/test_scoring.py pins a concrete case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Callable, Sequence
+
+from rapidfuzz import fuzz
+
+from medtune.evaluation.parsing import (
+    Part,
+    answer_segment,
+    canonical,
+    extract_numbers,
+    fold,
+    normalize,
+    split_parts,
+)
+from medtune.evaluation.types import (
+    LETTERS,
+    ExamQuestion,
+    ScoredAnswer,
+    Similarity,
+    Status,
+)
+
+SimilarityFn = Callable[[str, str], float]
+
+
+def _indel_ratio(a: str, b: str) -> float:
+    return fuzz.ratio(a, b) / 100.0
+
+
+def _gestalt_ratio(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def similarity_fn(kind: Similarity) -> SimilarityFn:
+    """The function behind a `Similarity` option: (a, b) -> similarity in [0, 1]."""
+    kind = Similarity(kind)
+    return _indel_ratio if kind is Similarity.rapidfuzz else _gestalt_ratio
+
+
+# ---------------------------------------------------------------------------------------------
+# Judging a set of letters
+# ---------------------------------------------------------------------------------------------
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _judge(
+    question: ExamQuestion, parsed: Sequence[str], given: frozenset, golds: list[frozenset]
+) -> tuple[Status, str]:
+    """Status and reason for an answer read as `parsed`, whose distinct values are `given`."""
+    if not given:
+        return Status.invalid, "no answer found"
+    if len(given) != question.num_answers:
+        return Status.invalid, (
+            f"gave {_plural(len(given), 'answer')}, the question asks for {question.num_answers}"
+        )
+    if question.voided:
+        return Status.correct, "voided question: every answer counts as correct"
+    if given in golds:
+        return Status.correct, ""
+    return Status.wrong, f"read as {','.join(parsed)}, the answer is {','.join(question.answers)}"
+
+
+def _judge_letters(question: ExamQuestion, letters: Sequence[str]) -> tuple[Status, str]:
+    return _judge(question, letters, frozenset(letters), question.gold_sets())
+
+
+def _unique(items: Sequence[str]) -> tuple[str, ...]:
+    """Distinct items in the order they first appear."""
+    return tuple(dict.fromkeys(items))
+
+
+# ---------------------------------------------------------------------------------------------
+# JMedLoRA metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def _gold_writings(question: ExamQuestion, gold: Sequence[str]) -> set[str]:
+    """Every way an exact answer may be written: texts, "letter. text", or "a,c"; any order."""
+    writings: set[str] = set()
+    for order in itertools.permutations(sorted(gold)):
+        texts = [question.choice_of(letter) for letter in order]
+        writings.add(canonical("\n".join(texts)))
+        writings.add(canonical("\n".join(f"{letter}. {text}" for letter, text in zip(order, texts))))
+        writings.add(canonical(",".join(order)))
+    return writings
+
+
+def _gold_letter_sets(question: ExamQuestion) -> list[frozenset[str]]:
+    # An out-of-range letter in the metadata must not crash the metric; it just never matches.
+    labels = set(LETTERS[: len(question.choices)])
+    return [gold for gold in question.gold_sets() if gold <= labels]
+
+
+def exact_match(question: ExamQuestion, segment: str) -> bool:
+    """JMedLoRA's Exact match: the whole answer segment is the gold answer, written out."""
+    written = canonical(segment)
+    return any(written in _gold_writings(question, gold) for gold in _gold_letter_sets(question))
+
+
+def gestalt_score(question: ExamQuestion, segment: str, similarity: SimilarityFn) -> float:
+    """JMedLoRA's Gestalt score: similarity of the segment to the gold choice texts, "\\n"-joined."""
+    scores = [
+        similarity(normalize(segment), normalize("\n".join(question.choice_of(letter) for letter in sorted(gold))))
+        for gold in _gold_letter_sets(question)
+    ]
+    return max(scores, default=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring one response
+# ---------------------------------------------------------------------------------------------
+
+
+def _match_parts(
+    question: ExamQuestion, parts: Sequence[Part], similarity: SimilarityFn, threshold: float
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Letters matched by the parts, and each choice letter's best similarity over the parts."""
+    letters = [question.letter(i) for i in range(len(question.choices))]
+    choice_texts = [fold(choice) for choice in question.choices]
+    best = dict.fromkeys(letters, 0.0)
+    matched: list[str] = []
+    for part in parts:
+        if part.label is not None:
+            matched.append(part.label)
+            best[part.label] = 1.0
+            continue
+        scores = [similarity(fold(part.text), text) for text in choice_texts]
+        for letter, score in zip(letters, scores):
+            best[letter] = max(best[letter], score)
+        top = scores.index(max(scores))  # index() finds the first maximum: ties go to the earlier choice
+        if scores[top] >= threshold:
+            matched.append(letters[top])
+    return _unique(matched), best
+
+
+def _score_numeric(question: ExamQuestion, segment: str) -> ScoredAnswer:
+    """A numeric question: the distinct numbers in the segment, compared as floats ("3.50" == "3.5")."""
+    numbers = _unique(extract_numbers(segment))
+    golds = [frozenset(float(x) for x in gold) for gold in question.gold_sets()]
+    status, reason = _judge(question, numbers, frozenset(float(x) for x in numbers), golds)
+    if not numbers:
+        reason = "no number found"
+    correct = status is Status.correct
+    return ScoredAnswer(
+        status, numbers, segment, exact_match=correct, gestalt_score=1.0 if correct else 0.0, reason=reason
+    )
+
+
+def score_response(
+    question: ExamQuestion,
+    response: str,
+    similarity: Similarity = Similarity.rapidfuzz,
+    threshold: float = 0.2,
+) -> ScoredAnswer:
+    """Score a free-text model response to `question` (Algorithm 1 of the 70B paper)."""
+    segment = answer_segment(response, max_lines=max(1, question.num_answers))
+    if question.is_numeric:
+        return _score_numeric(question, segment)
+    sim = similarity_fn(similarity)
+    parts = split_parts(normalize(segment), question.choices, question.num_answers)
+    letters, similarities = _match_parts(question, parts, sim, threshold)
+    status, reason = _judge_letters(question, letters)
+    if parts and not letters:
+        reason = f"no part of the answer is at least {threshold:g} similar to a choice"
+    return ScoredAnswer(
+        status=status,
+        parsed=letters,
+        answer_text=segment,
+        similarities=similarities,
+        exact_match=exact_match(question, segment),
+        gestalt_score=gestalt_score(question, segment, sim),
+        reason=reason,
+    )
+
+
+def score_letters(question: ExamQuestion, letters: Sequence[str]) -> ScoredAnswer:
+    """Score predictions already given as letters (e.g. "a,b".split(",")): no fuzzy matching.
+
+    Letters are normalised (ｅ, E, ⑤ → e); anything that is not a label of one of the question's
+    choices is dropped, so it can only make the answer invalid, never correct.
+    """
+    answer_text = ",".join(letters)
+    if question.is_numeric:
+        return _score_numeric(question, answer_text)
+    labels = [question.letter(i) for i in range(len(question.choices))]
+    parsed = _unique([x for x in (normalize(raw).strip().lower() for raw in letters) if x in labels])
+    status, reason = _judge_letters(question, parsed)
+    exact = any(set(parsed) == gold for gold in question.gold_sets())
+    return ScoredAnswer(
+        status, parsed, answer_text, exact_match=exact, gestalt_score=1.0 if exact else 0.0, reason=reason
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation
+# ---------------------------------------------------------------------------------------------
+
+
+def _tally(pairs: Sequence[tuple[ExamQuestion, ScoredAnswer]], with_points: bool = True) -> dict:
+    n = len(pairs)
+    correct = sum(result.status is Status.correct for _, result in pairs)
+    summary: dict = {"n": n, "correct": correct, "accuracy": correct / n if n else 0.0}
+    if with_points:
+        summary["points"] = sum(q.points for q, r in pairs if r.status is Status.correct)
+        summary["points_total"] = sum(q.points for q, _ in pairs)
+    return summary
+
+
+def _grouped(pairs: Sequence[tuple[ExamQuestion, ScoredAnswer]], key: str, with_points: bool) -> dict:
+    """Tallies per value of a question attribute (`block`, `category`), leaving out the empty one."""
+    groups: dict[str, list[tuple[ExamQuestion, ScoredAnswer]]] = {}
+    for question, result in pairs:
+        value = getattr(question, key)
+        if value:
+            groups.setdefault(value, []).append((question, result))
+    return {value: _tally(groups[value], with_points) for value in sorted(groups)}
+
+
+def aggregate(questions: Sequence[ExamQuestion], results: Sequence[ScoredAnswer]) -> dict:
+    """JSON-ready totals over scored questions: accuracy, JMedLoRA metrics, points, breakdowns."""
+    if len(questions) != len(results):
+        raise ValueError(f"{len(questions)} questions but {len(results)} results")
+    pairs = list(zip(questions, results))
+    n = len(pairs)
+    summary = _tally(pairs)
+    summary.update(
+        invalid=sum(r.status is Status.invalid for r in results),
+        wrong=sum(r.status is Status.wrong for r in results),
+        exact_match=sum(r.exact_match for r in results) / n if n else 0.0,
+        gestalt_score=sum(r.gestalt_score for r in results) / n if n else 0.0,
+        essential=_tally([p for p in pairs if p[0].essential]),
+        general=_tally([p for p in pairs if not p[0].essential]),
+        by_block=_grouped(pairs, "block", with_points=True),
+        by_category=_grouped(pairs, "category", with_points=False),
+        kinki_picked=sum(bool(set(r.parsed) & set(q.kinki)) for q, r in pairs),
+        kinki_questions=sum(bool(q.kinki) for q in questions),
+    )
+    return summary

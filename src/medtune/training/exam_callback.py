@@ -1,0 +1,71 @@
+"""Exam accuracy during training: before the first step, every N steps, after the last; best adapter kept.
+
+The model answers the exam with the training prompt (no worked examples, short greedy answers)
+and Algorithm 1 scores it, so the number is the same kind the evaluation reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medtune.config.schema import TrainRunConfig
+from medtune.distributed import is_main_process
+from medtune.evaluation.types import ExamQuestion
+
+
+class ExamAccuracyCallback(TrainerCallback):
+    def __init__(self, cfg: TrainRunConfig, questions: list[ExamQuestion], tokenizer, tracker, run_dir: Path):
+        self.cfg = cfg
+        self.questions = questions
+        self.tokenizer = tokenizer
+        self.tracker = tracker
+        self.run_dir = run_dir
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+
+    def measure(self, model, step: int) -> dict[str, Any]:
+        """Answer every question with `model` and score it; logged as exam/* at `step`."""
+        from medtune.config.exam_schema import EvalConfig, EvalMode
+        from medtune.evaluation.generation import generate_responses
+        from medtune.evaluation.loglik import choice_logprobs, continuations, pick_choices
+        from medtune.evaluation.prompting import build_prompt
+        from medtune.evaluation.scoring import aggregate, score_letters, score_response
+
+        settings = self.cfg.exam_eval
+        prompts = [build_prompt(self.cfg.prompt, q, []) for q in self.questions]
+        scored: list[Any] = [None] * len(self.questions)
+        was_training = model.training
+        model.eval()
+        if settings.mode == EvalMode.generate:
+            decoding = EvalConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+
+            def keep(indices, texts):
+                for i, text in zip(indices, texts):
+                    scored[i] = score_response(self.questions[i], text)
+
+            positions = getattr(model.config, "max_position_embeddings", 2048)
+            generate_responses(model, self.tokenizer, prompts, decoding, positions, keep, progress=False)
+        else:
+            for i, (question, prompt) in enumerate(zip(self.questions, prompts)):
+                scores = choice_logprobs(model, self.tokenizer, prompt, continuations(question, "letter"), False)
+                scored[i] = score_letters(question, pick_choices(question, scores))
+        if was_training:
+            model.train()
+        metrics = aggregate(self.questions, scored)
+        row = {"step": step, **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")}}
+        self.history.append(row)
+        self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step"}, step=step)
+        return row
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        every = self.cfg.exam_eval.every_steps
+        if every <= 0 or state.global_step % every or state.global_step == state.max_steps:
+            return
+        row = self.measure(model, state.global_step)
+        if self.cfg.exam_eval.keep_best and is_main_process() and (self.best is None or row["accuracy"] > self.best["accuracy"]):
+            self.best = row
+            model.save_pretrained(str(self.run_dir / "best_adapter"))
+            self.tokenizer.save_pretrained(str(self.run_dir / "best_adapter"))
