@@ -53,6 +53,33 @@ def typed(compose):
 
 
 @pytest.fixture()
+def run_eval(compose, tmp_path, tiny_cache):
+    """run_eval(overrides, name) -> metrics of a real in-process evaluate.py job in tmp_path/name."""
+    from medtune.config.eval_schema import EvalRunConfig
+    from medtune.config.job import JobContext
+    from medtune.config.validate import to_typed
+    from medtune.evaluation.task import run_evaluation
+
+    def _run(overrides=(), name: str = "eval"):
+        overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
+        cfg = to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
+        job = JobContext(run_dir=tmp_path / name, task_name="evaluate",
+                         override_dirname=",".join(o for o in overrides if not o.startswith("paths.")))
+        return run_evaluation(cfg, job)
+
+    return _run
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    """The shared data folder (MEDTUNE_SHARED, default ../shared), or skip."""
+    root = Path(os.environ.get("MEDTUNE_SHARED", REPO.parent / "shared"))
+    if not (root / "data" / "igakuqa").is_dir():
+        pytest.skip(f"shared data not found at {root} (set MEDTUNE_SHARED to the folder that holds data/igakuqa)")
+    return root
+
+
+@pytest.fixture()
 def run_train(typed, tmp_path, tiny_cache):
     """run_train(overrides, name) -> TrainResult of a real in-process training run in tmp_path/name."""
     from medtune.config.job import JobContext

@@ -25,6 +25,9 @@ def test_default_train_runs_to_the_end_and_leaves_adapter_config_and_wandb(tmp_p
     run = read_offline_run(offline)
     assert run.summary["train/loss_last"] == pytest.approx(summary["train/loss_last"])
     assert "medtune train: tiny + lora on sample" in result.stdout
+    # Exam accuracy on the bundled (leaked) exam, before and after: the memorisation demo.
+    assert summary["exam/accuracy_after"] > summary["exam/accuracy_before"]
+    assert "memorisation" in result.stdout
 
 
 def test_multirun_gives_one_wandb_run_per_job_in_one_group(tmp_path):

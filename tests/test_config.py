@@ -11,6 +11,7 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import CONF, cli
 from medtune.config.schema import TrainRunConfig
+from medtune.config.validate import to_typed
 from medtune.errors import ConfigError
 
 GROUPS = ["model", "adapter", "dataset", "prompt", "hardware", "logger", "experiment"]
@@ -165,3 +166,33 @@ def test_a_real_model_request_stops_within_seconds_with_a_message(tmp_path):
     assert elapsed < 30
     failures = list(Path(tmp_path).rglob("failure.json"))
     assert len(failures) == 1 and "ConfigError" in failures[0].read_text()
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in ("exam", "eval", "prompt") for o in options(g)])
+def test_every_evaluate_option_composes(compose, group, option, tmp_path):
+    from medtune.config.eval_schema import EvalRunConfig
+
+    cfg = compose([f"{group}={option}"], config_name="evaluate")
+    for key in OmegaConf.missing_keys(cfg):
+        OmegaConf.update(cfg, key, str(tmp_path))
+    assert isinstance(OmegaConf.to_object(cfg), EvalRunConfig)
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["eval.batch_size=0"], "eval.batch_size=0 must be positive"),
+        (["eval.do_sample=true", "eval.temperature=0"], "must be positive when eval.do_sample=true"),
+        (["exam=jsonl"], "exam.path is required by exam=jsonl"),
+        (["exam=igakuqa", "exam.path=/nonexistent/igakuqa"], "exam.path=/nonexistent/igakuqa does not exist"),
+        (["exam.min_answers=3"], "exam.min_answers=3 is above exam.max_answers=2"),
+        (["predictions=/nonexistent/preds.jsonl"], "predictions=/nonexistent/preds.jsonl does not exist"),
+        (["model=swallow70b"], "weights of tokyotech-llm/Swallow-70b-instruct-hf are not on this machine"),
+    ],
+)
+def test_evaluate_rules(compose, overrides, expected):
+    from medtune.config.eval_schema import EvalRunConfig
+
+    with pytest.raises(ConfigError) as info:
+        to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
+    assert any(expected in p for p in info.value.problems), info.value.problems

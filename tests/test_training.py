@@ -88,3 +88,13 @@ def test_online_logging_with_an_unreachable_server_falls_back_to_offline(run_tra
     assert time.perf_counter() - started < 60
     (offline,) = find_offline_runs(result.run_dir)
     assert read_offline_run(offline).summary["train/steps"] == 2
+
+
+def test_exam_accuracy_every_n_steps_keeps_the_best_adapter(run_train):
+    result = run_train(["train.max_steps=30", "train.eval_steps=0", "exam_eval.every_steps=10",
+                        "exam_eval.mode=loglik", "logger=none"], name="best")
+    summary = result.summary
+    assert summary["exam/best_step"] in (10, 20)
+    assert 0.0 <= summary["exam/best_accuracy"] <= 1.0
+    assert (result.run_dir / "best_adapter" / "adapter_model.safetensors").is_file()
+    assert "exam/accuracy_before" in summary and "exam/accuracy_after" in summary

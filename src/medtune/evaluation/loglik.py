@@ -30,13 +30,18 @@ def choice_logprobs(model, tokenizer, prompt: str, options: list[str], normalise
         full = prompt_ids + ids
         input_ids[row, : len(full)] = torch.tensor(full)
         attention[row, : len(full)] = 1
+    # Only the last positions are needed: the logits that predict each option's tokens.
+    keep = max(len(ids) for ids in option_ids) + 1
     with torch.no_grad():
-        logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logits = model(
+            input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device), logits_to_keep=keep
+        ).logits
+    logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+    offset = width - keep  # position of logits[:, 0] in the full sequence
     scores = []
     for row, ids in enumerate(option_ids):
-        positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
-        total = sum(float(logprobs[row, p, token]) for p, token in zip(positions, ids))
+        positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids)) - offset
+        total = float(logprobs[row, positions, torch.tensor(ids)].sum())
         scores.append(total / len(ids) if normalise else total)
     return scores
 
