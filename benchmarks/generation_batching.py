@@ -4,11 +4,9 @@ The tiny model (built on first use under --cache-dir) answers the IgakuQA 2018 q
 default exam filter) with prompt A (medpalm2_cot) and 1 worked example, greedy. Each mode is timed after
 one warm-up batch; the batched and the one-at-a-time texts are then compared question by question.
 
-    .venv/bin/python benchmarks/generation_batching.py            # defaults; a few minutes on 2 CPU cores
-    .venv/bin/python benchmarks/generation_batching.py --questions 32 --batch-size 8 --threads 2 --out /tmp/b.md
+    .venv/bin/python benchmarks/generation_batching.py   # about 70 s on 2 idle CPU cores; --help for options
 
-Needs the shared exam data at $MEDTUNE_SHARED/data/igakuqa (MEDTUNE_SHARED defaults to ../shared, relative
-to the repo root).
+Reads $MEDTUNE_SHARED/data/igakuqa (MEDTUNE_SHARED defaults to ../shared, relative to the repo root).
 """
 
 from __future__ import annotations
@@ -27,6 +25,15 @@ def typed(cls, yaml: Path, **overrides):
     from omegaconf import OmegaConf
 
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(yaml), overrides))
+
+
+def others_cpu_seconds() -> float:
+    """CPU-seconds used so far by every process but this one (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK") - sum(os.times()[:2])
 
 
 def main() -> int:
@@ -54,13 +61,12 @@ def main() -> int:
     from medtune.evaluation.prompting import build_prompt, read_fewshot
     from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
 
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads:
         torch.set_num_threads(args.threads)
-    conf = REPO / "conf"
-    exam = typed(ExamConfig, conf / "exam" / "igakuqa.yaml", path=str(shared / "data" / "igakuqa"))
-    prompt = typed(PromptConfig, conf / "prompt" / "medpalm2_cot.yaml")
-    model_cfg = typed(ModelConfig, conf / "model" / "tiny.yaml")
+    exam = typed(ExamConfig, REPO / "conf/exam/igakuqa.yaml", path=str(shared / "data" / "igakuqa"))
+    prompt = typed(PromptConfig, REPO / "conf/prompt/medpalm2_cot.yaml")
+    model_cfg = typed(ModelConfig, REPO / "conf/model/tiny.yaml")
     questions = load_exam(exam)[: args.questions]
     shots = read_fewshot(exam.fewshot_path, exam.language, exam.english)[:1]
     prompts = [build_prompt(prompt, q, shots) for q in questions]
@@ -83,10 +89,9 @@ def main() -> int:
         texts[mode] = [out[i] for i in range(len(prompts))]
         print(f"{mode}: {seconds:.1f} s", file=sys.stderr)
 
-    one, batched = texts["one at a time"], texts["batched"]
-    same = sum(a == b for a, b in zip(one, batched))
-    ratio = rows[1][4] / rows[0][4]
+    (one, batched), ratio = texts.values(), rows[1][4] / rows[0][4]
     differ = [i for i in range(len(prompts)) if one[i] != batched[i]]
+    same = len(prompts) - len(differ)
 
     table = Table(title="generate_responses, tiny model, IgakuQA 2018")
     for column in ("mode", "batch size", "questions", "seconds", "questions/s", "new tokens"):
@@ -102,9 +107,9 @@ def main() -> int:
         "",
         f"Command: `{command}`",
         "",
-        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-         f"1-minute load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end "
-         "(other processes on the CPUs distort the timings badly)."),
+        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, torch threads: {torch.get_num_threads()}; "
+         f"other processes used {max(0.0, others_cpu_seconds() - others):.1f} CPU-seconds during the run "
+         "(near 0 = idle machine; competing processes distort these timings badly)."),
         "",
         (f"Settings: model=tiny ({sum(p.numel() for p in model.parameters()):,} parameters, {model_cfg.dtype.value}), "
          f"prompt={prompt.name}, 1 worked example, greedy, max_new_tokens={args.max_new_tokens}, IgakuQA "
@@ -119,20 +124,16 @@ def main() -> int:
         f"Identical responses (batched vs one at a time, greedy): **{same}/{len(prompts)}**.",
         "",
     ]
-    if differ:
-        i = differ[0]
+    for i in differ[:1]:  # one example of a difference
         at = next((k for k, (x, y) in enumerate(zip(one[i], batched[i])) if x != y), min(len(one[i]), len(batched[i])))
-        lines += [
-            f"First difference: question {questions[i].qid}, from character {at}:",
-            f"- one at a time: `{one[i][max(0, at - 20): at + 40]!r}`",
-            f"- batched: `{batched[i][max(0, at - 20): at + 40]!r}`",
-            "",
-        ]
+        lines += [f"First difference: question {questions[i].qid}, from character {at}:",
+                  f"- one at a time: `{one[i][max(0, at - 20): at + 40]!r}`",
+                  f"- batched: `{batched[i][max(0, at - 20): at + 40]!r}`", ""]
     lines.append(
         f"Meaning: batches of {args.batch_size} left-padded prompts answer {ratio:.2f}x as many questions per second "
         "as one at a time (the tiny model is overhead-bound, so this measures the batching path, not a real model); "
         + ("greedy texts agree for every question, so left padding and its attention mask do not change answers."
-           if not differ else f"{len(differ)} responses differ, so padding changes some greedy answers (see above).")
+           if not differ else f"{len(differ)} of {len(prompts)} responses differ, so padding changes some greedy answers (see above).")
     )
     lines += ["", f"Total run time: {time.perf_counter() - started:.0f} s (loading and warm-ups included).", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
