@@ -38,6 +38,11 @@ def check_exam(cfg: EvalRunConfig) -> list[str]:
             f"exam.path={exam.path} does not exist (exam={exam.name}): point exam.path at the exam files "
             "(or set MEDTUNE_SHARED to the folder that holds data/)."
         )
+    if exam.fewshot_path and not Path(exam.fewshot_path).is_file():
+        problems.append(
+            f"exam.fewshot_path={exam.fewshot_path} does not exist: point it at a file of worked examples, "
+            "or set exam.fewshot_path=null for the bundled ones."
+        )
     if exam.min_answers > exam.max_answers:
         problems.append(f"exam.min_answers={exam.min_answers} is above exam.max_answers={exam.max_answers}.")
     if exam.max_questions is not None and exam.max_questions <= 0:

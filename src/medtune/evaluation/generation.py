@@ -14,6 +14,37 @@ from medtune.config.eval_schema import EvalConfig
 STOP_STRINGS = ["###"]  # a new "### ..." block means the answer is over
 
 
+class AnswerLineDone:
+    """Stops a sequence once the line after its answer marker is complete (`答え: c. ...\n`)."""
+
+    def __init__(self, tokenizer, marker: str, prompt_width: int):
+        self.tokenizer, self.marker, self.prompt_width = tokenizer, marker, prompt_width
+
+    def done(self, text: str) -> bool:
+        position = text.rfind(self.marker)
+        if position < 0:
+            return False
+        rest = text[position + len(self.marker):]
+        line, newline, _ = rest.partition("\n")
+        return bool(newline) and bool(line.strip())
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        return torch.tensor([self.done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
+def cut_after_answer_line(text: str, marker: str | None) -> str:
+    if not marker:
+        return text
+    position = text.rfind(marker)
+    if position < 0:
+        return text
+    end = text.find("\n", position + len(marker))
+    return text if end < 0 else text[:end].rstrip()
+
+
 @dataclass
 class GenerationStats:
     prompts: int = 0
@@ -79,10 +110,14 @@ def generate_responses(
     max_positions: int,
     on_batch: Callable[[list[int], list[str]], None],
     progress: bool = True,
+    answer_marker: str | None = None,
 ) -> GenerationStats:
-    """Generate a response for every prompt; `on_batch(indices, texts)` receives each finished batch."""
+    """Generate a response for every prompt; `on_batch(indices, texts)` receives each finished batch.
+
+    With `answer_marker`, a sequence stops as soon as its answer line is written."""
     import torch
     from tqdm.auto import tqdm
+    from transformers import StoppingCriteriaList
 
     stats = GenerationStats(prompts=len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
@@ -94,11 +129,13 @@ def generate_responses(
             batch = order[start : start + settings.batch_size]
             input_ids, attention = encode_left_padded(tokenizer, [prompts[i] for i in batch], max_prompt_tokens, stats)
             input_ids, attention = input_ids.to(model.device), attention.to(model.device)
+            criteria = StoppingCriteriaList([AnswerLineDone(tokenizer, answer_marker, input_ids.shape[1])] if answer_marker else [])
             with torch.no_grad():
-                output = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+                output = model.generate(input_ids=input_ids, attention_mask=attention, stopping_criteria=criteria, **kwargs)
             new = output[:, input_ids.shape[1] :]
             stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
-            texts = [cut_at_stop(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+            texts = [cut_after_answer_line(cut_at_stop(t), answer_marker) for t in decoded]
             on_batch(batch, texts)
             bar.update(len(batch))
     return stats

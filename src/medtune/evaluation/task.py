@@ -145,7 +145,7 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
 
     if cfg.eval.mode == EvalMode.generate:
         max_positions = getattr(model.config, "max_position_embeddings", 4096)
-        generate_responses(model, tokenizer, prompts, cfg.eval, max_positions, keep)
+        generate_responses(model, tokenizer, prompts, cfg.eval, max_positions, keep, answer_marker=cfg.prompt.answer_marker)
     else:
         loglik_answers(cfg, model, tokenizer, todo, prompts, out, done)
     console.print(f"{len(todo)} questions in {time.perf_counter() - started:.1f} s")
