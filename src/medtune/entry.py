@@ -32,6 +32,8 @@ def job_context(cfg: DictConfig) -> JobContext:
         is_multirun=is_multirun,
         sweep_dir=Path(hc.sweep.dir) if is_multirun else None,
         job_num=int(hc.job.num) if is_multirun else 0,
+        overrides=tuple(hc.overrides.task),
+        hydra_overrides=tuple(hc.overrides.hydra),
     )
 
 

@@ -18,6 +18,15 @@ class JobContext:
     is_multirun: bool = False
     sweep_dir: Path | None = None
     job_num: int = 0
+    overrides: tuple[str, ...] = ()  # the job's command-line overrides, as typed
+    hydra_overrides: tuple[str, ...] = ()  # the hydra.* ones (search path, launcher settings, ...)
+
+    @property
+    def trial_key(self) -> str:
+        """The job's overrides without the seed (and without where files go): runs that differ only
+        by seed share it, so a dashboard can average over seeds."""
+        skip = ("seed=", "+seed=", "hydra.", "paths.", "logger.", "eval.output_dir=")
+        return ",".join(sorted(o for o in self.overrides if not o.startswith(skip))) or "default"
 
     @property
     def run_name(self) -> str:

@@ -6,11 +6,12 @@ from hydra.core.config_store import ConfigStore
 
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.schema import TrainRunConfig
+from medtune.config.sweep_schema import SweepRunConfig
 
-SCHEMAS = {"train_schema": TrainRunConfig, "evaluate_schema": EvalRunConfig}
+SCHEMAS = {"train_schema": TrainRunConfig, "evaluate_schema": EvalRunConfig, "sweep_schema": SweepRunConfig}
 
 
 def register_configs() -> None:
-    """Store the schemas that `conf/train.yaml` and `conf/evaluate.yaml` list first; safe to call twice."""
+    """Store the schemas that the primary configs (train, evaluate, sweep) list first; safe to call twice."""
     for name, node in SCHEMAS.items():
         ConfigStore.instance().store(name=name, node=node)

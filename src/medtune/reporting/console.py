@@ -12,6 +12,8 @@ from medtune.config.schema import AdapterKind, TrainRunConfig
 from medtune.modeling.architecture import estimate_num_parameters
 
 console = Console(stderr=False, highlight=False)
+if not console.is_terminal:  # logs and pipes: wide enough for Table 2 and whole commands
+    console.width = 140
 
 
 def _fmt(value: Any) -> str:

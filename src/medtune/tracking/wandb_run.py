@@ -88,6 +88,23 @@ class Tracker:
 
         self._guard("chart", chart)
 
+    def log_table(self, name: str, columns: list[str], data: list[list[Any]]) -> None:
+        def table():
+            import wandb
+
+            self.run.log({name: wandb.Table(columns=columns, data=[[str(v) if v is not None else "" for v in row] for row in data])})
+
+        self._guard("table", table)
+
+    def log_image(self, name: str, path: Path) -> None:
+        def image():
+            import wandb
+
+            self.run.log({name: wandb.Image(str(path))})
+
+        if Path(path).is_file():
+            self._guard("image", image)
+
     @property
     def group(self) -> str | None:
         return getattr(self.run, "group", None) if self.run is not None else None
@@ -151,7 +168,7 @@ def start_run(
         group=run_group(logger, job, group),
         job_type=job_type,
         tags=[*job.group_tags(), *logger.tags],
-        config=flatten(config),
+        config={**flatten(config), "trial_key": job.trial_key},
         dir=str(files_dir),
         reinit="finish_previous",
         settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False, init_timeout=30),

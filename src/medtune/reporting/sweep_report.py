@@ -1,0 +1,318 @@
+"""Report of an experiment sweep: the paper's Table 2, Figure 2 and Table 3 (plus McNemar) as files.
+
+A sweep hands over one `CellOutcome` per grid cell; `write_report` turns them into table2.md/.csv,
+figure2.png, table3.md, report.md and summary.json in one folder. Failed and pending cells never
+stop the report: they are listed with their error, and whatever depends on them is marked missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medtune.io import write_json_atomic, write_text_atomic
+from medtune.reporting.stats import contingency, format_p
+
+DONE = "done"
+ROW_COLUMNS = (
+    "cell", "label", "model", "tuning", "prompt", "correct", "invalid", "wrong", "n",
+    "accuracy", "improvement", "reference", "improvement_text",
+)
+MD_HEADER = ("Cell", "Model", "Tuning", "Prompt", "Correct", "Invalid", "Wrong", "Accuracy", "Improvement")
+
+
+@dataclass
+class CellOutcome:
+    """What one grid cell of a sweep produced (or why it produced nothing)."""
+
+    name: str
+    label: str = ""
+    model: str = ""
+    tuning: str = ""
+    prompt: str = ""
+    reference: str | None = None
+    status: str = "pending"
+    metrics: dict | None = None
+    predictions_path: Path | None = None
+    error: str = ""
+    natural_reference: bool = True
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+def _index(cells: Sequence[CellOutcome]) -> dict[str, CellOutcome]:
+    index: dict[str, CellOutcome] = {}
+    for cell in cells:
+        # References are looked up by name, so two cells with one name would make them ambiguous.
+        if cell.name in index:
+            raise ValueError(f"two sweep cells are named {cell.name!r}")
+        index[cell.name] = cell
+    return index
+
+
+def _counts(cell: CellOutcome) -> dict[str, Any]:
+    if cell.metrics is None:
+        raise ValueError(f"cell {cell.name!r} is marked done but has no metrics")
+    m = cell.metrics
+    correct, invalid, wrong = int(m.get("correct", 0)), int(m.get("invalid", 0)), int(m.get("wrong", 0))
+    n = int(m.get("n", correct + invalid + wrong))
+    # Prefer the evaluator's own accuracy: it already knows about voided questions and the like.
+    accuracy = m.get("accuracy")
+    accuracy = float(accuracy) if accuracy is not None else (correct / n if n else 0.0)
+    return {"correct": correct, "invalid": invalid, "wrong": wrong, "n": n, "accuracy": accuracy}
+
+
+def _short_label(cell: CellOutcome) -> str:
+    # The paper cites a reference by its cell number only ("#1-1"), not with the prompt "(A)".
+    return cell.display.split()[0] if cell.display.split() else cell.name
+
+
+def _improvement(cell: CellOutcome, accuracy: float, index: Mapping[str, CellOutcome]) -> tuple[float | None, str]:
+    if not cell.reference:
+        return None, "-"
+    ref = index.get(cell.reference)
+    if ref is None or ref.status != DONE or ref.metrics is None:
+        return None, f"- (reference {cell.reference} missing)"
+    delta = accuracy - _counts(ref)["accuracy"]
+    text = f"{delta:+.3f}"
+    return delta, text if cell.natural_reference else f"(#{_short_label(ref)}) {text}"
+
+
+def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
+    """One row per finished cell, in sweep order, with its improvement over its reference."""
+    index = _index(cells)
+    rows = []
+    for cell in cells:
+        if cell.status != DONE:
+            continue
+        counts = _counts(cell)
+        improvement, text = _improvement(cell, counts["accuracy"], index)
+        rows.append({
+            "cell": cell.name, "label": cell.display, "model": cell.model, "tuning": cell.tuning,
+            "prompt": cell.prompt, **counts, "improvement": improvement,
+            "reference": cell.reference, "improvement_text": text,
+        })
+    return rows
+
+
+def _md_cell(value: Any) -> str:
+    # A "|" inside a value would split the Markdown row.
+    return str(value).replace("|", "\\|")
+
+
+def table2_markdown(rows: Sequence[dict]) -> str:
+    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 5) + "|"]
+    for row in rows:
+        values = (row["label"], row["model"], row["tuning"], row["prompt"], row["correct"],
+                  row["invalid"], row["wrong"], f"{row['accuracy']:.3f}", row["improvement_text"])
+        lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table2_csv(rows: Sequence[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        # Empty rather than "None" so spreadsheets and pandas read a missing value.
+        writer.writerow({key: "" if row.get(key) is None else row[key] for key in ROW_COLUMNS})
+    return buffer.getvalue()
+
+
+def write_table2(rows: Sequence[dict], out_dir: Path) -> tuple[Path, Path]:
+    """table2.md for people (shaped like the paper) and table2.csv for programs (every column)."""
+    out_dir = Path(out_dir)
+    md_path, csv_path = out_dir / "table2.md", out_dir / "table2.csv"
+    write_text_atomic(md_path, table2_markdown(rows))
+    write_text_atomic(csv_path, table2_csv(rows))
+    return md_path, csv_path
+
+
+def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
+    """Table 2 on the shared rich console."""
+    from rich.table import Table
+
+    # Imported here: the console module pulls in the config schema, which a file report does not need.
+    from medtune.reporting.console import console
+
+    table = Table(title=title)
+    for column in MD_HEADER:
+        table.add_column(column, justify="right" if column in MD_HEADER[4:] else "left")
+    for row in rows:
+        table.add_row(row["label"], row["model"], row["tuning"], row["prompt"], str(row["correct"]),
+                      str(row["invalid"]), str(row["wrong"]), f"{row['accuracy']:.3f}", row["improvement_text"])
+    console.print(table)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    # medtune.io only writes text; a PNG needs the same temp-file-then-rename guarantee.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
+    for x, row in enumerate(rows):
+        accuracy, delta = row["accuracy"], row["improvement"]
+        base = accuracy if delta is None else accuracy - delta
+        if delta is None and row["reference"]:
+            # Tuned but its reference is gone: do not pass the bar off as an untuned base.
+            ax.bar(x, base, color="white", edgecolor="gray", hatch="//", label="reference missing")
+        else:
+            ax.bar(x, base, color="lightgray", edgecolor="gray", label="reference / untuned")
+        if delta is not None:
+            # A negative height draws downward from the reference, so a decline stays visible on the gray bar.
+            ax.bar(x, delta, bottom=base, color="tab:blue" if delta >= 0 else "tab:red",
+                   label="improvement" if delta >= 0 else "decline")
+        ax.text(x, max(accuracy, base) + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
+
+
+def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
+    """Accuracy per finished cell: the reference's accuracy in gray, the change from it in colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = table2_rows(cells)
+    # A bare Figure on an Agg canvas: no pyplot, so no global backend switch and no GUI.
+    fig = Figure(figsize=(max(4.0, 0.8 * len(rows) + 2.0), 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if rows:
+        _draw_bars(ax, rows)
+        ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=45, ha="right", fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))  # one legend entry per kind, not per bar
+        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Figure 2: accuracy and improvement over the reference")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    path = Path(path)
+    _write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def read_statuses(path: Path) -> dict[str, str]:
+    """Question id -> status from predictions.jsonl; only a torn last line (a crash) is forgiven."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    statuses: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not JSON") from None
+        # A resumed evaluation may repeat an id; the later line is the one it kept.
+        statuses[str(row["id"])] = row["status"]
+    return statuses
+
+
+def _pair_problem(name: str, index: Mapping[str, CellOutcome]) -> str:
+    cell = index.get(name)
+    if cell is None:
+        return f"{name}: no such cell"
+    if cell.status != DONE:
+        return f"{name}: {cell.status}" + (f" ({cell.error})" if cell.error else "")
+    if cell.predictions_path is None or not Path(cell.predictions_path).is_file():
+        return f"{name}: no predictions file"
+    return ""
+
+
+def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutcome]) -> tuple[list[dict], list[dict]]:
+    """(compared, skipped): the contingency and McNemar p of each pair whose two cells are usable."""
+    compared, skipped = [], []
+    for a, b in pairs:
+        problems = [p for p in (_pair_problem(a, index), _pair_problem(b, index)) if p]
+        if problems:
+            skipped.append({"a": a, "b": b, "reason": "; ".join(problems)})
+            continue
+        table = contingency(read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path))
+        compared.append({"a": a, "b": b, "a_label": index[a].display, "b_label": index[b].display,
+                         "both_correct": table.both_correct, "a_only": table.a_only, "b_only": table.b_only,
+                         "neither": table.neither, "n": table.n, "p_value": table.p_value(), "table": table})
+    return compared, skipped
+
+
+def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
+    parts = ["# Table 3: paired correctness\n"]
+    for pair in compared:
+        parts.append(f"## {_md_cell(pair['a_label'])} vs {_md_cell(pair['b_label'])}\n")
+        parts.append(pair["table"].to_markdown(pair["a_label"], pair["b_label"]))
+        parts.append(f"{pair['n']} questions answered by both; exact McNemar on "
+                     f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n")
+    if skipped:
+        parts.append("## Skipped pairs\n")
+        parts.extend(f"- {p['a']} vs {p['b']}: {p['reason']}" for p in skipped)
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _unfinished(cells: Sequence[CellOutcome]) -> list[dict]:
+    return [{"cell": c.name, "label": c.display, "status": c.status, "error": c.error}
+            for c in cells if c.status != DONE]
+
+
+def _report_markdown(title: str, rows: Sequence[dict], unfinished: Sequence[dict], table3: str) -> str:
+    parts = [f"# {title}\n", "## Table 2\n", table2_markdown(rows)]
+    if unfinished:
+        parts.append("## Cells without results\n")
+        parts.extend(f"- {u['label']} ({u['status']})" + (f": {u['error']}" if u["error"] else "") for u in unfinished)
+        parts.append("")
+    parts += ["## Figure 2\n", "![Figure 2](figure2.png)\n"]
+    # Table 3 has its own top heading; nest it one level under the report's title.
+    parts.append(table3.replace("\n## ", "\n### ").replace("# Table 3", "## Table 3", 1))
+    return "\n".join(parts)
+
+
+def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]], out_dir: Path,
+                 title: str) -> dict:
+    """Every report file in out_dir; returns what summary.json holds."""
+    out_dir = Path(out_dir)
+    index = _index(cells)
+    rows = table2_rows(cells)
+    md_path, csv_path = write_table2(rows, out_dir)
+    figure = plot_figure2(cells, out_dir / "figure2.png")
+    compared, skipped = compare_pairs(pairs, index)
+    table3 = table3_markdown(compared, skipped)
+    write_text_atomic(out_dir / "table3.md", table3)
+    unfinished = _unfinished(cells)
+    write_text_atomic(out_dir / "report.md", _report_markdown(title, rows, unfinished, table3))
+    best = max(rows, key=lambda row: row["accuracy"], default=None)  # max keeps the first of a tie
+    summary = {
+        "title": title,
+        "rows": rows,
+        "pairs": [{k: v for k, v in pair.items() if k != "table"} for pair in compared],
+        "skipped_pairs": skipped,
+        "best": best["cell"] if best else None,
+        "best_accuracy": best["accuracy"] if best else None,
+        "failed": [u for u in unfinished if u["status"] == "failed"],
+        "pending": [u for u in unfinished if u["status"] != "failed"],
+        "files": {key: str(path) for key, path in (
+            ("table2_md", md_path), ("table2_csv", csv_path), ("figure2", figure),
+            ("table3", out_dir / "table3.md"), ("report", out_dir / "report.md"),
+            ("summary", out_dir / "summary.json"))},
+    }
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
