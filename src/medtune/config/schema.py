@@ -74,6 +74,12 @@ class LrScheduler(str, Enum):
     cosine = "cosine"
 
 
+class Sampling(str, Enum):
+    random = "random"
+    sequential = "sequential"  # the data's order: reproducible comparisons (e.g. 1 vs 2 ranks)
+    group_by_length = "group_by_length"  # similar lengths share a batch: less padding
+
+
 class Optimizer(str, Enum):
     adamw_torch = "adamw_torch"
     paged_adamw_32bit = "paged_adamw_32bit"
@@ -167,6 +173,7 @@ class HardwareConfig:
     compute_dtype: DType = DType.float32
     max_model_params_billion: Optional[float] = None  # refuse larger models (a CPU cannot train 70B)
     gradient_checkpointing: bool = False
+    peak_tflops: Optional[float] = None  # dense bf16/fp16 peak of one device, for MFU; null = not logged
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
 
 
@@ -194,6 +201,9 @@ class TrainingConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     optimizer: Optimizer = Optimizer.adamw_torch
+    sampling: Sampling = Sampling.random
+    packing: bool = False  # bin-pack whole examples into padding-free rows (batch sizes then count rows)
+    pack_max_tokens: int = 0  # tokens per packed row; 0 = max_input_tokens + max_target_tokens
     logging_steps: int = 5
     eval_steps: int = 0  # 0 = evaluate before and after training only
     save_steps: int = 0  # 0 = save the final adapter only

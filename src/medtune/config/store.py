@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.schema import TrainRunConfig
@@ -11,7 +12,26 @@ from medtune.config.sweep_schema import SweepRunConfig
 SCHEMAS = {"train_schema": TrainRunConfig, "evaluate_schema": EvalRunConfig, "sweep_schema": SweepRunConfig}
 
 
+def launch_stamp() -> str:
+    """A timestamp every rank of one launch agrees on: the launcher's start time under torchrun /
+    deepspeed / accelerate (the ranks' shared parent), else now. Used in run dir names."""
+    import datetime
+    import os
+
+    started = datetime.datetime.now()
+    if "LOCAL_RANK" in os.environ:
+        try:
+            ticks = int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[19])
+            boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+            started = datetime.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            pass
+    return started.strftime("%Y-%m-%d_%H-%M-%S")
+
+
 def register_configs() -> None:
     """Store the schemas that the primary configs (train, evaluate, sweep) list first; safe to call twice."""
     for name, node in SCHEMAS.items():
         ConfigStore.instance().store(name=name, node=node)
+    if not OmegaConf.has_resolver("launch_stamp"):
+        OmegaConf.register_new_resolver("launch_stamp", launch_stamp, use_cache=True)

@@ -155,6 +155,18 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
             f"but model={cfg.model.name} has hidden_size={arch.hidden_size} and intermediate_size="
             f"{arch.intermediate_size}; use multiples of 64, or adapter=lora."
         )
+    quant = cfg.adapter.quantization
+    if hw.deepspeed.zero_stage == 3 and four_bit and quant.quant_storage not in (None, quant.compute_dtype):
+        problems.append(
+            f"adapter.quantization.quant_storage={quant.quant_storage.value} under ZeRO-3 (hardware={hw.name}): "
+            f"ZeRO-3 shards the 4-bit base only when it is stored in the compute dtype "
+            f"({quant.compute_dtype.value}); set adapter.quantization.quant_storage=null."
+        )
+    if hw.deepspeed.zero_stage == 3 and quant.method == Quantization.int8:
+        problems.append(
+            f"adapter={cfg.adapter.name} (8-bit base) cannot be sharded by ZeRO-3 (hardware={hw.name}): "
+            "use a ZeRO-2 option, or adapter=qlora."
+        )
     if not 0 <= hw.deepspeed.zero_stage <= 3:
         problems.append(f"hardware.deepspeed.zero_stage={hw.deepspeed.zero_stage} must be 0 (off), 1, 2 or 3.")
     return problems

@@ -42,7 +42,7 @@ def resolve_checkpoint(model: ModelConfig, cache_dir: Path) -> str:
     raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
 
 
-def quantization_config(adapter: AdapterConfig):
+def quantization_config(adapter: AdapterConfig, zero_stage: int = 0):
     q = adapter.quantization
     if q.method == Quantization.none:
         return None
@@ -50,7 +50,10 @@ def quantization_config(adapter: AdapterConfig):
 
     if q.method == Quantization.int8:
         return BitsAndBytesConfig(load_in_8bit=True)
-    storage = torch_dtype(q.quant_storage) if q.quant_storage else None
+    # ZeRO-3 shards only parameters of one float dtype: storing the packed 4-bit weights in the
+    # compute dtype lets it shard the quantized base instead of replicating it on every rank.
+    storage_dtype = q.quant_storage or (q.compute_dtype if zero_stage == 3 else None)
+    storage = torch_dtype(storage_dtype) if storage_dtype else None
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.method.value,
@@ -96,7 +99,7 @@ def load_tokenizer(checkpoint: str, model: ModelConfig, padding_side: str = "rig
 def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig, hardware: HardwareConfig):
     from transformers import AutoModelForCausalLM
 
-    quant = quantization_config(adapter)
+    quant = quantization_config(adapter, hardware.deepspeed.zero_stage)
     dtype = torch_dtype(adapter.quantization.compute_dtype if quant is not None else model.dtype)
     try:
         loaded = AutoModelForCausalLM.from_pretrained(

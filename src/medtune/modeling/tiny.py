@@ -94,8 +94,9 @@ def build_tiny_checkpoint(arch: ArchitectureConfig, target: Path, corpus: list[s
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.random.fork_rng():  # building the cache must not shift the caller's random stream
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
         tokenizer.save_pretrained(tmp)

@@ -37,7 +37,7 @@ def deepspeed_config(cfg: TrainRunConfig, accumulation: int) -> dict[str, Any] |
     }
 
 
-def training_arguments(cfg: TrainRunConfig, run_dir: Path):
+def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True):
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -60,8 +60,11 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path):
         optim=t.optimizer.value,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        eval_strategy="steps" if t.eval_steps > 0 else "no",
-        eval_steps=t.eval_steps if t.eval_steps > 0 else None,
+        # Evaluation inside the training loop, at step 0 and at the end (DeepSpeed ZeRO-1/2 cannot run
+        # Trainer.evaluate() before train()); eval_steps=0 means only those two.
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps if t.eval_steps > 0 else t.max_steps,
+        eval_on_start=has_eval,
         save_strategy="steps" if t.save_steps > 0 else "no",
         save_steps=t.save_steps if t.save_steps > 0 else 500,
         save_total_limit=t.save_total_limit,
@@ -72,8 +75,10 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path):
         data_seed=cfg.seed,
         report_to="none",
         remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
+        # Packed batches carry no attention mask: every token is real, so count them all.
+        include_num_input_tokens_seen="all" if t.packing else "non_padding",
         dataloader_num_workers=0,
+        train_sampling_strategy="sequential" if t.packing else t.sampling.value,  # packed rows come shuffled
         deepspeed=deepspeed_config(cfg, accumulation),
         gradient_checkpointing=False,  # applied by medtune.modeling.adapters, before PEFT wraps the model
         disable_tqdm=False,

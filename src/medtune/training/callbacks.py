@@ -33,9 +33,12 @@ def peak_memory_mib() -> float:
 
 
 class MetricsCallback(TrainerCallback):
-    def __init__(self, tracker: Tracker, metrics_path: Path):
+    def __init__(self, tracker: Tracker, metrics_path: Path, flops_per_token: float | None = None,
+                 peak_flops: float | None = None):
         self.tracker = tracker
         self.metrics_path = metrics_path
+        self.flops_per_token = flops_per_token
+        self.peak_flops = peak_flops  # all devices together
         self.history: list[dict[str, Any]] = []
         self._last_time: float | None = None
         self._last_tokens = 0
@@ -56,7 +59,10 @@ class MetricsCallback(TrainerCallback):
             now = time.perf_counter()
             tokens = state.num_input_tokens_seen
             if now > self._last_time and tokens > self._last_tokens:
-                row["train/tokens_per_second"] = (tokens - self._last_tokens) / (now - self._last_time)
+                speed = (tokens - self._last_tokens) / (now - self._last_time)
+                row["train/tokens_per_second"] = speed
+                if self.flops_per_token and self.peak_flops:
+                    row["train/mfu"] = speed * self.flops_per_token / self.peak_flops
             self._last_time, self._last_tokens = now, tokens
             row["train/tokens_seen"] = tokens
             row["train/peak_memory_mib"] = peak_memory_mib()

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from medtune.config.job import JobContext
 from medtune.config.schema import AdapterKind, Quantization, TrainRunConfig
-from medtune.distributed import is_main_process
+from medtune.distributed import ensure_process_group, is_main_process
 from medtune.io import write_json_atomic
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan, print_summary
@@ -53,15 +53,15 @@ def run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
 
 
 def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
-    from medtune.data.readers import read_records
-    from medtune.data.splits import split_train_eval
-    from medtune.data.tokenize import PadCollator, encode_records
+    from medtune.data.cache import tokenized_datasets
+    from medtune.data.tokenize import PadCollator
     from medtune.modeling.adapters import apply_adapter, parameter_counts
     from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
     from medtune.training.arguments import training_arguments
     from medtune.training.callbacks import MetricsCallback
+    from medtune.training.trainer import MedtuneTrainer
 
     started = time.perf_counter()
     run_dir = job.run_dir
@@ -70,45 +70,58 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     with console.status("Preparing model and data"):
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         tokenizer = load_tokenizer(checkpoint, cfg.model)
-        records = read_records(
-            Path(cfg.dataset.path) if cfg.dataset.path else None, cfg.dataset.format, cfg.dataset.max_records
-        )
-        train_records, eval_records = split_train_eval(records, cfg.dataset.eval_fraction, cfg.seed)
-        limits = (cfg.train.max_input_tokens, cfg.train.max_target_tokens, cfg.train.overlong)
-        train_set, train_stats = encode_records(train_records, tokenizer, cfg.prompt, *limits)
-        eval_set, eval_stats = encode_records(eval_records, tokenizer, cfg.prompt, *limits) if eval_records else ([], None)
+        train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, checkpoint)
+        # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
+        ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
+                             deepspeed=cfg.hardware.deepspeed.zero_stage > 0)
+        args = training_arguments(cfg, run_dir, has_eval=bool(eval_set))
         model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
+        set_seed(cfg.seed)  # the adapter's initial weights depend on the seed alone
         model = apply_adapter(model, cfg.adapter, cfg.hardware.gradient_checkpointing)
     trainable, total = parameter_counts(model)
     data_stats = {f"data/train_{k}": v for k, v in train_stats.as_dict().items()}
     if eval_stats is not None:
         data_stats.update({f"data/eval_{k}": v for k, v in eval_stats.as_dict().items()})
     dropped = train_stats.dropped_long_targets + train_stats.dropped_long_inputs
-    if dropped or train_stats.truncated_inputs:
+    if (dropped or train_stats.truncated_inputs) and is_main_process():
         console.print(
             f"[yellow]{dropped} of {train_stats.records} training examples dropped (over the length limits), "
             f"{train_stats.truncated_inputs} prompts truncated from the left; see data/* in the summary.[/yellow]"
         )
     tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total})
-    console.print(
-        f"model [bold]{cfg.model.name}[/bold] ({checkpoint}) + adapter [bold]{cfg.adapter.name}[/bold]: "
-        f"{trainable:,} trainable of {total:,} parameters; {len(train_set)} train / {len(eval_set)} eval examples"
-    )
+    if is_main_process():
+        console.print(
+            f"model [bold]{cfg.model.name}[/bold] ({checkpoint}) + adapter [bold]{cfg.adapter.name}[/bold]: "
+            f"{trainable:,} trainable of {total:,} parameters; {len(train_set)} train / {len(eval_set)} eval examples"
+        )
 
-    callback = MetricsCallback(tracker, run_dir / "metrics.jsonl")
+    if is_main_process():
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun in the same dir starts a new record
+    hw = cfg.hardware
+    peak = hw.peak_tflops * 1e12 * hw.devices_per_node * hw.num_nodes if hw.peak_tflops else None
+    callback = MetricsCallback(tracker, run_dir / "metrics.jsonl", flops_per_token(cfg, total, trainable), peak)
     exam = exam_callback(cfg, tokenizer, tracker, run_dir)
-    trainer = Trainer(
+    pad = PadCollator(tokenizer.pad_token_id)
+    train_rows, collator = train_set, pad
+    if cfg.train.packing:
+        from medtune.data.packing import PackedCollator, pack_examples
+
+        budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
+        train_rows = pack_examples(train_set, budget, cfg.seed)
+        collator = PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id)  # eval stays unpacked
+        data_stats["data/train_packed_rows"] = len(train_rows)
+    trainer = MedtuneTrainer(
         model=model,
-        args=training_arguments(cfg, run_dir),
-        train_dataset=train_set,
+        args=args,
+        train_dataset=train_rows,
         eval_dataset=eval_set or None,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=collator,
         callbacks=[callback, *([exam] if exam else [])],
     )
-    eval_before = trainer.evaluate()["eval_loss"] if eval_set else None
     exam_before = exam.measure(trainer.model, 0) if exam else None
-    trainer.train()
-    eval_after = trainer.evaluate()["eval_loss"] if eval_set else None
+    trainer.train()  # evaluates at step 0 (eval_on_start) and at the last step, DeepSpeed or not
+    eval_losses = callback.series("eval/loss")
+    eval_before, eval_after = (eval_losses[0], eval_losses[-1]) if len(eval_losses) >= 2 else (None, None)
     exam_after = exam.measure(trainer.model, trainer.state.global_step) if exam else None
 
     saved = save_outputs(trainer, tokenizer, cfg, run_dir, checkpoint, tracker.group)
@@ -129,6 +142,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         "model/total_params": total,
         **data_stats,
         **exam_summary(cfg, exam, exam_before, exam_after),
+        **zero3_sharding(trainer.model),
         "saved": str(saved),
     }
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
@@ -138,8 +152,38 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
 
 
+def flops_per_token(cfg: TrainRunConfig, total: int, trainable: int) -> float | None:
+    """Training FLOPs per token for MFU: 2N forward, 2N backward through activations, and 2 x the
+    trainable parameters for their weight gradients (6N for full fine-tuning, ~4N for LoRA)."""
+    if not cfg.hardware.peak_tflops:
+        return None
+    return 4.0 * total + 2.0 * trainable
+
+
+def zero3_sharding(model) -> dict[str, Any]:
+    """Under ZeRO-3, what share of the weights this rank holds (1/world when sharded), 4-bit ones apart."""
+    local = full = local_4bit = full_4bit = 0
+    for param in model.parameters():
+        if not hasattr(param, "ds_numel"):
+            return {}
+        local += param.ds_tensor.numel()
+        full += param.ds_numel
+        if param.__class__.__name__ == "Params4bit" or getattr(param, "quant_state", None) is not None:
+            local_4bit += param.ds_tensor.numel()
+            full_4bit += param.ds_numel
+    summary = {"zero3/local_fraction": local / full if full else None}
+    if full_4bit:
+        summary["zero3/local_fraction_4bit"] = local_4bit / full_4bit
+    return summary
+
+
 def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
     if not cfg.exam_eval.enabled:
+        return None
+    if cfg.hardware.deepspeed.zero_stage == 3:
+        if is_main_process():
+            console.print("exam accuracy during training is off under ZeRO-3 (weights are sharded); "
+                          "run evaluate.py run=<this run dir> afterwards.")
         return None
     from medtune.evaluation.exam_loading import load_exam
     from medtune.training.exam_callback import ExamAccuracyCallback

@@ -1,0 +1,91 @@
+"""Real multi-process training on CPU: 2 ranks under torchrun with DeepSpeed ZeRO-2 and ZeRO-3,
+with LoRA and with a 4-bit base, and 2 "nodes" of 1 rank each over loopback. Each must give the
+per-step training losses of a single process with the same global batch.
+
+Tolerance: the runs see the same 8 examples per optimizer step (sequential sampling; rank r takes
+every other example) and transformers normalises the loss by the token count of all ranks, so the
+only difference is float32 summation order in the gradient all-reduce: 1e-4 relative is ample
+(observed differences are ~1e-6). Dropout is 0 so that no rank-dependent random mask enters.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from medtune.tracking.offline import find_offline_runs
+
+pytestmark = pytest.mark.slow
+
+COMMON = ["train.max_steps=6", "train.logging_steps=1", "train.micro_batch_size=4", "train.global_batch_size=8",
+          "train.sampling=sequential", "train.eval_steps=0", "exam_eval.enabled=false", "adapter.dropout=0.0"]
+_reference: dict[str, list[float]] = {}
+
+
+def losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [row["train/loss"] for row in rows if "train/loss" in row]
+
+
+def train(run_dir: Path, cache: Path, overrides: list[str], launcher: list[str]) -> subprocess.CompletedProcess:
+    command = [*launcher, "train.py", *COMMON, *overrides, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def reference(adapter: str, tmp_path_factory, cache: Path) -> list[float]:
+    if adapter not in _reference:
+        run_dir = tmp_path_factory.mktemp(f"single-{adapter}")
+        result = train(run_dir, cache, [f"adapter={adapter}", "logger=none"], [sys.executable])
+        assert result.returncode == 0, result.stderr[-3000:]
+        _reference[adapter] = losses(run_dir)
+    return _reference[adapter]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+@pytest.mark.parametrize("zero_stage,adapter", [(2, "lora"), (3, "lora"), (2, "qlora"), (3, "qlora")])
+def test_two_ranks_under_deepspeed_match_one_process(tmp_path, tmp_path_factory, tiny_cache, zero_stage, adapter):
+    expected = reference(adapter, tmp_path_factory, tiny_cache)
+    run_dir = tmp_path / "run"
+    launcher = [*TORCHRUN, "--nproc_per_node=2", f"--master_port={free_port()}"]
+    overrides = [f"adapter={adapter}", f"hardware.deepspeed.zero_stage={zero_stage}", "hardware.devices_per_node=2",
+                 "logger=wandb"]
+    result = train(run_dir, tiny_cache, overrides, launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
+    assert len(find_offline_runs(run_dir)) == 1  # only rank 0 tracks
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    if zero_stage == 3:
+        assert summary["zero3/local_fraction"] == pytest.approx(0.5, abs=0.01)  # parameters sharded over 2 ranks
+        if adapter == "qlora":
+            assert summary["zero3/local_fraction_4bit"] == pytest.approx(0.5, abs=0.01)  # the 4-bit base too
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_two_nodes_of_one_rank_over_loopback_match_one_process(tmp_path, tmp_path_factory, tiny_cache):
+    expected = reference("lora", tmp_path_factory, tiny_cache)
+    port = free_port()
+    run_dir = tmp_path / "run"
+    processes = []
+    for node in range(2):
+        launcher = [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}",
+                    "--master_addr=127.0.0.1", f"--master_port={port}"]
+        command = [*launcher, "train.py", *COMMON, "adapter=lora", "hardware.deepspeed.zero_stage=2",
+                   "logger=none", f"paths.cache_dir={tiny_cache}", f"hydra.run.dir={run_dir}"]
+        processes.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
