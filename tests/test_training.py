@@ -78,14 +78,10 @@ def test_full_fine_tuning_saves_a_standalone_model(run_train):
 
 
 def test_online_logging_with_an_unreachable_server_falls_back_to_offline(run_train, monkeypatch):
-    import time
-
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # a closed loopback port: refused at once
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    started = time.perf_counter()
     with pytest.warns(UserWarning, match="cannot be reached"):
         result = run_train(["logger.mode=online", "train.max_steps=2", "train.eval_steps=0"], name="online")
-    assert time.perf_counter() - started < 60
     (offline,) = find_offline_runs(result.run_dir)
     assert read_offline_run(offline).summary["train/steps"] == 2
 
