@@ -140,9 +140,14 @@ def test_other_families_build_on_meta_and_match_the_formula(name):
 
 
 def test_architecture_numbers_a_family_cannot_have_are_refused():
+    from medtune.errors import ConfigError
+
     arch = dataclasses.replace(model_config("bloomz7b1_mt").architecture, intermediate_size=1000)
     with pytest.raises(ValueError, match="intermediate_size"):
         meta_model(arch)
+    unknown = dataclasses.replace(model_config("tiny"), architecture=dataclasses.replace(arch, model_type="llamma"))
+    with pytest.raises(ConfigError, match="model_type=llamma"):
+        plan(TrainRunConfig(model=unknown, adapter=adapter_config("lora"), hardware=HardwareConfig(name="cpu")))
 
 
 # ----------------------------------------------------------------------------------------------

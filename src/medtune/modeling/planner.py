@@ -22,12 +22,11 @@ All sizes are bytes per GPU (per process on CPU).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from medtune.config.schema import (
     Accelerator,
@@ -64,9 +63,6 @@ DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 CUDA_CONTEXT_BYTES = 1 * GIB
 CUDA_FRAGMENTATION = 0.05
 
-LLAMA_LIKE = ("llama", "mistral", "qwen2")
-
-
 # --------------------------------------------------------------------------------------------
 # The model on the meta device
 # --------------------------------------------------------------------------------------------
@@ -74,9 +70,15 @@ LLAMA_LIKE = ("llama", "mistral", "qwen2")
 
 def hf_config(arch: ArchitectureConfig):
     """A transformers config for `arch`, with our field names mapped to the family's own."""
-    from transformers import AutoConfig
+    import transformers
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     family = arch.model_type
+    if family not in CONFIG_MAPPING:
+        raise ValueError(
+            f"model.architecture.model_type={family} is not a model type transformers {transformers.__version__} "
+            "knows; use llama, gpt_neox, bloom, gptj or another causal-LM type it has."
+        )
     common: dict[str, Any] = {"vocab_size": arch.vocab_size, "tie_word_embeddings": arch.tie_word_embeddings}
     if family in ("gpt_neox", "bloom", "gptj") and arch.num_kv_heads != arch.num_heads:
         raise ValueError(
@@ -170,7 +172,7 @@ class ParameterCounts:
 
 def _quantizable_linears(model) -> list[tuple[str, Any]]:
     """The linear layers transformers' bitsandbytes quantizer converts, by its own rules."""
-    import torch.nn as nn
+    from torch import nn
     from transformers.quantizers.base import get_keys_to_not_convert
     from transformers.quantizers.quantizers_utils import should_convert_module
 
@@ -242,7 +244,7 @@ def count_parameters(arch: ArchitectureConfig, adapter: AdapterConfig) -> Parame
 
 def _decoder_layers(model) -> list:
     """The repeated decoder blocks (the longest ModuleList in the model)."""
-    import torch.nn as nn
+    from torch import nn
 
     lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
     return list(max(lists, key=len)) if lists else []
@@ -405,12 +407,17 @@ def activation_estimate(
     input; a frozen one, bitsandbytes' included, keeps nothing):
 
       Llama (RMSNorm, SwiGLU, SDPA):
-        2 x (4h + 4)              RMSNorm inputs, upcast to float32, and 1/rms
+        2 x (4h + 4)              RMSNorm inputs, upcast to float32, and 1/rms (+ e h each when
+                                  the norm weights train)
         e(h + 2 kv') + 4a + e h   SDPA's q, k, v, output and float32 log-sum-exp (kv' = h when
                                   padding makes transformers repeat the key/value heads)
         3 I e                     SiLU input, SiLU output and up projection (the gated product)
-        + e x (the inputs of trainable / LoRA layers: h for q,k,v; h for o; h for gate,up; I for down)
-        + per LoRA layer r e, and with LoRA dropout its own copy (e) and mask (1) of the input
+        + e x (the inputs of trainable / LoRA layers: h for q,k,v; h for gate,up; I for down;
+          o_proj reads a view of SDPA's output)
+        + per LoRA layer r e, and with LoRA dropout (or autocast) its own copy of the input (e)
+          plus the dropout mask (1 byte on CUDA, e on CPU)
+        e.g. Llama-2-70B, QLoRA r 64 on all linear layers, dropout 0.1, bf16 under DeepSpeed:
+        about 497 KB per token and layer, 40 GiB for 1024 tokens over 80 layers.
       GPT-NeoX (parallel residual): LayerNorm input e h + 2 x 8; q, k, v, out 4 e h + 4a; GELU input I e.
       BLOOM and GPT-J use eager attention: add a s (4 + e) per token for the float32 softmax and its
         cast (GPT-J also keeps q and k in float32); GELU-tanh keeps 4 I e (GPT-J).
@@ -420,8 +427,9 @@ def activation_estimate(
     Head: final norm and the float32 log-probabilities (4 V) kept by the loss; on top, at the peak,
     two float32 V-wide gradients (8 V) at the start of backward. A padded batch adds SDPA's float
     mask bias, s e per token and layer. Checkpointing keeps e h per layer (plus the head) and
-    recomputes one layer at a time during backward, on top of which comes that layer's backward:
-    2 x max(I, 3h) x e per token, plus one dequantized weight matrix for a quantized base.
+    recomputes one layer at a time during backward. On top of a layer's saved tensors comes its
+    backward: 3 I e per token for Llama's gated MLP (the product's gradient and both operands'),
+    2 I e + h e for GELU MLPs, plus one dequantized weight matrix for a quantized base.
     """
     h, inter, vocab, heads = arch.hidden_size, arch.intermediate_size, arch.vocab_size, arch.num_heads
     head_dim = h // heads
@@ -442,9 +450,7 @@ def activation_estimate(
     if family == "llama":
         sites = [("q_proj", "n1", h), ("k_proj", "n1", h), ("v_proj", "n1", h), ("o_proj", "ao", h),
                  ("gate_proj", "n2", h), ("up_proj", "n2", h), ("down_proj", "m", inter)]
-    elif family == "gpt_neox":
-        sites = [("query_key_value", "n1", h), ("dense", "ao", h), ("dense_h_to_4h", "n2", h), ("dense_4h_to_h", "m", inter)]
-    elif family == "bloom":
+    elif family in ("gpt_neox", "bloom"):
         sites = [("query_key_value", "n1", h), ("dense", "ao", h), ("dense_h_to_4h", "n2", h), ("dense_4h_to_h", "m", inter)]
     else:  # gptj: the MLP reads the same norm output as the attention
         sites = [("q_proj", "n1", h), ("k_proj", "n1", h), ("v_proj", "n1", h), ("out_proj", "ao", h),
@@ -538,7 +544,10 @@ def activation_estimate(
     # covers the end of the forward pass, when the logits (e V) and their float32 upcast (4 V) are alive
     head_transient = tokens * vocab * max(8, logits_bytes + (4 if logits_bytes < 4 else 0))
     dequantized = counts.largest_quantizable * prec.compute_bytes if adapter.quantization.method != Quantization.none else 0
-    layer_transient = tokens * 2 * max(inter, 3 * h) * e + dequantized
+    # a layer's backward: the gated product's gradient and both of its operands' (3 I e) for Llama; the
+    # GELU input's and output's gradients plus the incoming one (2 I e + h e) for the others
+    gradients_in_flight = 3 * inter * e if family == "llama" else 2 * inter * e + h * e
+    layer_transient = tokens * gradients_in_flight + dequantized
     layer_input = tokens * h * e
 
     saved = first_bytes + (n_layers - 1) * layer_bytes + head_bytes
@@ -579,20 +588,20 @@ class MemoryPlan:
     framework_buffers: int  # DeepSpeed buckets and gathered ZeRO-3 parameters, DDP gradient buckets
     overhead: int  # CUDA context and allocator fragmentation
     total: int
-    device_memory: Optional[int]  # what one device (or this host, on CPU) has
+    device_memory: int | None  # what one device (or this host, on CPU) has
     device_label: str
     world_size: int
     zero_stage: int
     precision: str
     notes: tuple[str, ...] = ()
-    activation_detail: Optional[ActivationEstimate] = None
+    activation_detail: ActivationEstimate | None = None
 
     @property
-    def fits(self) -> Optional[bool]:
+    def fits(self) -> bool | None:
         return None if self.device_memory is None else self.total <= self.device_memory
 
     @property
-    def margin(self) -> Optional[int]:
+    def margin(self) -> int | None:
         """Device memory minus the estimate (negative: short by that much)."""
         return None if self.device_memory is None else self.device_memory - self.total
 
@@ -615,7 +624,7 @@ class MemoryPlan:
         ]
 
 
-def host_memory_bytes() -> Optional[int]:
+def host_memory_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -628,7 +637,7 @@ def estimate_memory(
     hardware: HardwareConfig,
     train: TrainingConfig,
     model_dtype: DType = DType.bfloat16,
-    counts: Optional[ParameterCounts] = None,
+    counts: ParameterCounts | None = None,
 ) -> MemoryPlan:
     """Per-GPU bytes of one training step of micro_batch_size x (max_input_tokens + max_target_tokens).
 
@@ -636,10 +645,12 @@ def estimate_memory(
     optimizer states, stage 2 also the gradients, stage 3 also the parameters, the 4-bit base
     included only when adapter.quantization.quant_storage equals the compute dtype (its
     quantization constants are not parameters and stay on every GPU). Offloaded optimizer
-    states or parameters leave the GPU. The total adds the activations picked by
-    hardware.gradient_checkpointing, DeepSpeed's buffers and, on CUDA, the context and
-    fragmentation; the estimate is meant as an upper bound (gradients and activations are
-    counted as if alive at once).
+    states or parameters leave the GPU. On top of weights and optimizer states, the total adds
+    the step peak: gradients and activations (for hardware.gradient_checkpointing) at the worst
+    of four moments, since gradients appear as activations are freed: the loss (no gradient yet),
+    the backward of the last layer (the output head's gradients), of the first layer (all
+    gradients but its own and the embedding's) and the optimizer step (all gradients plus AdamW's
+    temporaries). Then DeepSpeed's buffers and, on CUDA, the context and fragmentation.
     """
     counts = counts or count_parameters(arch, adapter)
     prec = precision(adapter, hardware, model_dtype, train.optimizer)
@@ -654,7 +665,9 @@ def estimate_memory(
     q = adapter.quantization
     method = q.method
     compute_dtype = hardware.compute_dtype if zero > 0 else q.compute_dtype
-    storage = q.quant_storage
+    # As the loader does (medtune.modeling.load.quantization_config): under ZeRO-3 an unset storage
+    # dtype becomes the compute dtype, so that the 4-bit base is sharded.
+    storage = q.quant_storage or (compute_dtype if zero >= 3 else None)
     quant_data = quant_constants = 0
     if method in (Quantization.nf4, Quantization.fp4):
         storage_bytes = DTYPE_BYTES[storage] if storage is not None else 1
@@ -726,6 +739,12 @@ def estimate_memory(
     else:  # single-tensor AdamW on CPU: two temporaries of the largest parameter
         step_temporaries = 2 * counts.largest_trainable * int(prec.state_bytes / 2)
     head_grads = counts.head_trainable * prec.grad_bytes // grad_shard
+    # gradients alive while the first layer runs backward: all but its own and the input embedding's
+    if adapter.kind == AdapterKind.full:
+        late = counts.per_layer + (counts.embedding if counts.output_head else 0)
+    else:
+        late = trainable // max(1, counts.num_layers)
+    grads_before_first = max(0, trainable - late) * prec.grad_bytes // grad_shard
     if trainable == 0:
         moments = {"forward pass": 0}
         act_with = act_without = 0
@@ -733,9 +752,9 @@ def estimate_memory(
         act_with, act_without = act_on.peak_with_checkpointing, act_off.peak_without_checkpointing
         phases = act.phases(hardware.gradient_checkpointing)
         moments = {
-            "loss (end of forward, start of backward)": phases["loss"] + head_grads,
+            "loss (end of forward, start of backward)": phases["loss"],
             "backward of the last layer": phases["last layer"] + head_grads,
-            "backward of the first layer": phases["first layer"] + gradients,
+            "backward of the first layer": phases["first layer"] + grads_before_first,
             "optimizer step": gradients + step_temporaries,
         }
     peak_moment = max(moments, key=moments.get)
@@ -746,7 +765,7 @@ def estimate_memory(
     overhead = int(CUDA_CONTEXT_BYTES + CUDA_FRAGMENTATION * allocated) if on_cuda else 0
     total = allocated + overhead
     if hardware.device_memory_gib is not None:
-        device_memory: Optional[int] = int(hardware.device_memory_gib * GIB)
+        device_memory: int | None = int(hardware.device_memory_gib * GIB)
         label = f"{hardware.device_name} ({hardware.device_memory_gib:g} GiB)"
     elif not on_cuda:
         device_memory = host_memory_bytes()
@@ -784,8 +803,13 @@ class Plan:
 
 def plan(cfg: TrainRunConfig) -> Plan:
     """Counts and memory of `cfg`'s training step, from the config alone (no weights, no GPU)."""
+    from medtune.errors import ConfigError
+
     started = time.perf_counter()
-    counts = count_parameters(cfg.model.architecture, cfg.adapter)
+    try:
+        counts = count_parameters(cfg.model.architecture, cfg.adapter)
+    except (ValueError, KeyError) as error:  # numbers the family cannot have, a family transformers lacks
+        raise ConfigError([f"model={cfg.model.name}: {str(error).splitlines()[0]}"]) from error
     memory = estimate_memory(cfg.model.architecture, cfg.adapter, cfg.hardware, cfg.train, cfg.model.dtype, counts)
     return Plan(
         model=cfg.model.name, adapter=cfg.adapter.name, hardware=cfg.hardware.name,
@@ -839,6 +863,7 @@ def plan_text(p: Plan) -> str:
     """`format_plan` as plain text (logs, tests)."""
     from rich.console import Console
 
-    console = Console(width=160, record=True, file=open(os.devnull, "w"))
-    console.print(format_plan(p))
+    with open(os.devnull, "w") as sink:
+        console = Console(width=160, record=True, file=sink)
+        console.print(format_plan(p))
     return console.export_text()

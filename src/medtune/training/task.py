@@ -28,7 +28,10 @@ class TrainResult:
 def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
     """The train.py task; returns the final eval loss (what a Hydra sweeper would minimise)."""
     if cfg.dry_run:
+        from medtune.modeling.planner import format_plan, plan
+
         print_plan(cfg, job)
+        console.print(format_plan(plan(cfg)))
         return None
     return run_training(cfg, job).summary.get("eval/loss_after")
 

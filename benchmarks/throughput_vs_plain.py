@@ -1,0 +1,207 @@
+"""Training tokens/s of `python train.py` (plain, packed, length-grouped) against a plain transformers + PEFT script.
+
+Each variant runs as a fresh process; the variants alternate, in a rotated order, `--repeats` times and
+the median is reported. All use the tiny model, the 58 bundled sample examples (eval_fraction 0: no eval
+pass anywhere), LoRA r 8 / alpha 8 on q/v, 120 steps, lr 1e-2, seed 42, CPU, the same thread count.
+
+    .venv/bin/python benchmarks/throughput_vs_plain.py   # about 10 min on 2 idle cores, after waiting for quiet
+
+tokens/s = real (non-padding) training tokens / seconds from the Trainer's train begin to the last
+optimizer step (medtune: from metrics.jsonl, logging_steps=1; plain: its own step log); "steady" leaves
+out step 1 (first-call warm-up). Packed runs keep the tokens per step: 2 rows of <= 640 tokens
+(~1,220 real tokens) instead of 8 examples (~1,140); every variant sees the 58 examples exactly 15 times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMON = ["model=tiny", "dataset=sample", "prompt=alpaca", "hardware=cpu", "logger=none", "exam_eval.enabled=false",
+          "train.eval_steps=0", "dataset.eval_fraction=0", "train.logging_steps=1", "train.learning_rate=1e-2", "seed=42"]
+
+
+def busy_others(seconds: float = 2.0, share: float = 0.1) -> list[str]:
+    """Other processes that used more than `share` of a core over `seconds` (from /proc)."""
+    def snapshot() -> dict[int, tuple[float, str]]:
+        out = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                out[int(stat.parent.name)] = ((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), cmd)
+            except (OSError, IndexError, ValueError):
+                continue
+        return out
+    before = snapshot()
+    time.sleep(seconds)
+    return [f"pid {pid} {(cpu - before[pid][0]) / seconds:.0%} {cmd[:90]}" for pid, (cpu, cmd) in snapshot().items()
+            if pid in before and pid != os.getpid() and (cpu - before[pid][0]) / seconds > share]
+
+
+def wait_quiet(max_load: float | None = 0.7, timeout: float = 1200.0) -> bool:
+    """Until the 1-min load is below `max_load` (None: not checked) and no other process is busy; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        load, busy = os.getloadavg()[0], busy_others()
+        if (max_load is None or load < max_load) and not busy:
+            return True
+        if time.monotonic() > deadline:
+            print(f"still not quiet after {timeout:.0f} s (load {load:.2f}); measuring anyway", file=sys.stderr)
+            return False
+        print(f"waiting for a quiet machine: 1-min load {load:.2f}" + (f" (want < {max_load})" if max_load else "")
+              + "".join(f"\n  busy: {b}" for b in busy), file=sys.stderr, flush=True)
+        time.sleep(15)
+
+
+def others_cpu_seconds() -> float:
+    """CPU-seconds used so far by every process but this one and its finished children."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK") - sum(os.times()[:4])
+
+
+def run(name: str, extra: list[str], args, env, packed_real: list[int]) -> dict:
+    out = args.work_dir / f"{name.replace(' ', '_')}-{time.time_ns()}"
+    out.mkdir(parents=True)
+    if name.startswith("plain"):
+        cmd = [sys.executable, "benchmarks/plain_peft_baseline.py", "--json", str(out / "plain.json"), "--steps",
+               str(args.steps), "--micro-batch", "8", "--threads", str(args.threads), "--cache-dir", str(args.cache_dir),
+               "--output-dir", str(out / "trainer")]
+    else:
+        cmd = [sys.executable, "train.py", *COMMON, f"train.max_steps={args.steps}", *extra,
+               f"paths.cache_dir={args.cache_dir}", f"hydra.run.dir={out}"]
+    wait_quiet(max_load=None)  # no other busy process; our own last run still weighs on the load average
+    others = others_cpu_seconds()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    others = others_cpu_seconds() - others
+    (out / "log.txt").write_text(proc.stdout + proc.stderr)
+    if proc.returncode:
+        sys.exit(f"{name} failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    if name.startswith("plain"):
+        result = json.loads((out / "plain.json").read_text())
+        _, counted, times = zip(*result["step_log"])
+        loss, pad = (result["loss_first"], result["loss_last"]), 1 - result["collated_real_tokens"] / result["computed_tokens"]
+    else:
+        rows = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r]
+        counted, times = [0] + [r["train/tokens_seen"] for r in rows], [0.0]
+        for a, b, row in zip(counted, counted[1:], rows):  # a row's speed is its interval's tokens / seconds
+            times.append(times[-1] + (b - a) / row["train/tokens_per_second"])
+        loss, pad = (rows[0]["train/loss"], rows[-1]["train/loss"]), None
+    per_step = [b - a for a, b in zip(counted, counted[1:])]
+    real = packed_real[: len(per_step)] if "train.packing=true" in extra else per_step
+    return {"counted": counted[-1], "real": sum(real), "loss": loss, "pad": pad, "others": others, "per_step": per_step,
+            "wall": sum(real) / (times[-1] - times[0]), "steady": sum(real[1:]) / (times[-1] - times[1]),
+            "cmd": shlex.join(["python", *cmd[1:]]).replace(str(out), "<run dir>")}
+
+
+def layouts(steps: int, rows_per_step: int, cache_dir: Path) -> tuple[dict, list[int], list[int]]:
+    """Expected padding shares of random / length-grouped batches of 8 (500 simulated epochs of transformers'
+    samplers), the packed layout's exact one, and the packed run's per-step real and Trainer-counted tokens."""
+    import torch
+    from omegaconf import OmegaConf
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from medtune.config.schema import ModelConfig, PromptConfig
+    from medtune.data.packing import pack_examples
+    from medtune.data.readers import read_records
+    from medtune.data.tokenize import encode_records
+    from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+
+    typed = lambda cls, yaml: OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(REPO / yaml)))
+    model_cfg = typed(ModelConfig, "conf/model/tiny.yaml")
+    tokenizer = load_tokenizer(resolve_checkpoint(model_cfg, cache_dir), model_cfg)
+    examples, _ = encode_records(read_records(None), tokenizer, typed(PromptConfig, "conf/prompt/alpaca.yaml"), 384, 256)
+    lengths = [len(e["input_ids"]) for e in examples]
+    rows = [len(r["input_ids"]) for r in pack_examples(examples, 640, 42)]  # what train.py packs (seed 42)
+    epoch = [rows[k:k + rows_per_step] for k in range(0, len(rows), rows_per_step)]
+    packed = [epoch[i % len(epoch)] for i in range(steps)]  # packed rows are read in order, every epoch
+    g = torch.Generator().manual_seed(0)
+    share = lambda batches: 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
+    of_8 = lambda orders: [[lengths[i] for i in o[k:k + 8]] for o in orders for k in range(0, len(o), 8)]
+    info = {"random": share(of_8([torch.randperm(len(lengths), generator=g).tolist() for _ in range(500)])),
+            "group_by_length": share(of_8([get_length_grouped_indices(lengths, 8, generator=g) for _ in range(500)])),
+            "packed": share(packed), "examples": len(lengths), "tokens": sum(lengths), "rows": len(rows),
+            "row_tokens": sum(rows) / len(rows)}
+    return info, [sum(b) for b in packed], [len(b) * max(b) for b in packed]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS and torch threads, all runs")
+    parser.add_argument("--max-load", type=float, default=0.7, help="wait until the 1-min load average is below this")
+    parser.add_argument("--wait", type=float, default=1200.0, help="at most this many seconds of waiting for quiet")
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "outputs" / "cache")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/medtune_throughput"))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput_vs_plain.md")
+    args = parser.parse_args()
+    args.cache_dir = args.cache_dir.resolve()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+    batch8 = ["train.micro_batch_size=8", "train.global_batch_size=8"]
+    variants = {"plain transformers + peft": [], "medtune": [*batch8, "train.sampling=random"],
+                "medtune packed": ["train.packing=true", "train.micro_batch_size=2", "train.global_batch_size=2"],
+                "medtune group_by_length": [*batch8, "train.sampling=group_by_length"]}
+    info, packed_real, packed_counted = layouts(args.steps, 2, args.cache_dir)  # builds the tiny model if needed
+
+    quiet = wait_quiet(args.max_load, args.wait)
+    load_start, started = os.getloadavg(), time.perf_counter()
+    results: dict[str, list[dict]] = {name: [] for name in variants}
+    for rep in range(args.repeats):
+        for name in list(variants)[rep % 4:] + list(variants)[: rep % 4]:  # a rotated order each repeat
+            results[name].append(r := run(name, variants[name], args, env, packed_real))
+            print(f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s (steady {r['steady']:.0f}); "
+                  f"others used {r['others']:.1f} CPU-s", file=sys.stderr, flush=True)
+    load_end, minutes = os.getloadavg(), (time.perf_counter() - started) / 60
+
+    import torch
+
+    med = {n: {m: statistics.median(r[m] for r in rs) for m in ("wall", "steady")} for n, rs in results.items()}
+    base, plain, packed = med["plain transformers + peft"], results["plain transformers + peft"], results["medtune packed"]
+    pad = dict(zip(variants, (info["random"], info["random"], info["packed"], info["group_by_length"])))
+    loads = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+    lines = [
+        "# Training throughput: medtune vs a plain transformers + PEFT script", "",
+        f"Command: `{shlex.join(['python', 'benchmarks/throughput_vs_plain.py', *sys.argv[1:]])}`", "",
+        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
+        f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
+        f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
+        f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one run; "
+        f"{minutes:.1f} min in all, {args.repeats} alternating repeats in a rotated order.", "",
+        f"Data: {info['examples']} bundled examples, {info['tokens']:,} real tokens; {args.steps} steps = "
+        f"{plain[0]['real'] / info['tokens']:.1f} passes; 8 examples per step, or 2 packed rows per step "
+        f"({info['rows']} rows of {info['row_tokens']:.0f} tokens on average, at most 640).", "",
+        "| variant | real tokens | padding share | tokens/s (median) | vs plain | runs | steady tokens/s | vs plain | loss first -> last |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|",
+        *(f"| {n} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]['wall']:.0f} | {med[n]['wall'] / base['wall']:.2f}x | "
+          f"{', '.join(str(round(r['wall'])) for r in rs)} | {med[n]['steady']:.0f} | "
+          f"{med[n]['steady'] / base['steady']:.2f}x | {rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |"
+          for n, rs in results.items()),
+        "", "Commands (`<run dir>`: a fresh folder under --work-dir for each run):", "",
+        *(f"- {n}: `{rs[0]['cmd']}`" for n, rs in results.items()), "", "Checks:", "",
+        f"- medtune with random sampling drew {'the same' if all(r['per_step'] == plain[0]['per_step'] for r in results['medtune']) else 'DIFFERENT'}"
+        " batches as the plain script (per-step real token counts compared).",
+        f"- packed runs: the Trainer counted {packed[0]['counted']:,} tokens for {sum(packed_real):,} real ones "
+        f"({packed[0]['counted'] / sum(packed_real) - 1:+.1%}): `include_num_input_tokens_seen='all'` also counts the pad "
+        "tails that `PackedCollator` adds to even out the rows of a step. The per-step counts "
+        f"{'match' if all(r['per_step'] == packed_counted for r in packed) else 'DO NOT match'} this layout, "
+        "so the real counts used above are exact.",
+        "- padding share: packed is exact; random and group_by_length are expectations over 500 simulated epochs of "
+        f"transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%} on its own batches).", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
