@@ -68,8 +68,8 @@ def others_cpu_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK") - sum(os.times()[:4])
 
 
-def run(name: str, extra: list[str], args, env, packed_real: list[int]) -> dict:
-    out = args.work_dir / f"{name.replace(' ', '_')}-{time.time_ns()}"
+def run(name: str, extra: list[str], args, env, packed_real: list[int] | None) -> dict:
+    out = args.work_dir / f"{''.join(c if c.isalnum() else '_' for c in name)}-{time.time_ns()}"
     out.mkdir(parents=True)
     if name.startswith("plain"):
         cmd = [sys.executable, "benchmarks/plain_peft_baseline.py", "--json", str(out / "plain.json"), "--steps",
@@ -96,15 +96,16 @@ def run(name: str, extra: list[str], args, env, packed_real: list[int]) -> dict:
             times.append(times[-1] + (b - a) / row["train/tokens_per_second"])
         loss, pad = (rows[0]["train/loss"], rows[-1]["train/loss"]), None
     per_step = [b - a for a, b in zip(counted, counted[1:])]
-    real = packed_real[: len(per_step)] if "train.packing=true" in extra else per_step
+    real = packed_real[: len(per_step)] if packed_real else per_step
     return {"counted": counted[-1], "real": sum(real), "loss": loss, "pad": pad, "others": others, "per_step": per_step,
             "wall": sum(real) / (times[-1] - times[0]), "steady": sum(real[1:]) / (times[-1] - times[1]),
             "cmd": shlex.join(["python", *cmd[1:]]).replace(str(out), "<run dir>")}
 
 
-def layouts(steps: int, rows_per_step: int, cache_dir: Path) -> tuple[dict, list[int], list[int]]:
+def layouts(steps: int, packs: dict[str, tuple[int, int]], cache_dir: Path) -> dict:
     """Expected padding shares of random / length-grouped batches of 8 (500 simulated epochs of transformers'
-    samplers), the packed layout's exact one, and the packed run's per-step real and Trainer-counted tokens."""
+    samplers) and, for each packed layout (row budget, rows per step), its exact padding share and its per-step
+    real and Trainer-counted tokens (train.py packs with the run's seed; its rows are read in order every epoch)."""
     import torch
     from omegaconf import OmegaConf
     from transformers.trainer_pt_utils import get_length_grouped_indices
@@ -120,17 +121,19 @@ def layouts(steps: int, rows_per_step: int, cache_dir: Path) -> tuple[dict, list
     tokenizer = load_tokenizer(resolve_checkpoint(model_cfg, cache_dir), model_cfg)
     examples, _ = encode_records(read_records(None), tokenizer, typed(PromptConfig, "conf/prompt/alpaca.yaml"), 384, 256)
     lengths = [len(e["input_ids"]) for e in examples]
-    rows = [len(r["input_ids"]) for r in pack_examples(examples, 640, 42)]  # what train.py packs (seed 42)
-    epoch = [rows[k:k + rows_per_step] for k in range(0, len(rows), rows_per_step)]
-    packed = [epoch[i % len(epoch)] for i in range(steps)]  # packed rows are read in order, every epoch
-    g = torch.Generator().manual_seed(0)
     share = lambda batches: 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
     of_8 = lambda orders: [[lengths[i] for i in o[k:k + 8]] for o in orders for k in range(0, len(o), 8)]
+    g = torch.Generator().manual_seed(0)
     info = {"random": share(of_8([torch.randperm(len(lengths), generator=g).tolist() for _ in range(500)])),
             "group_by_length": share(of_8([get_length_grouped_indices(lengths, 8, generator=g) for _ in range(500)])),
-            "packed": share(packed), "examples": len(lengths), "tokens": sum(lengths), "rows": len(rows),
-            "row_tokens": sum(rows) / len(rows)}
-    return info, [sum(b) for b in packed], [len(b) * max(b) for b in packed]
+            "examples": len(lengths), "tokens": sum(lengths)}
+    for name, (budget, per_step) in packs.items():
+        rows = [len(r["input_ids"]) for r in pack_examples(examples, budget, 42)]
+        epoch = [rows[k:k + per_step] for k in range(0, len(rows), per_step)]
+        batches = [epoch[i % len(epoch)] for i in range(steps)]
+        info[name] = {"share": share(batches), "rows": len(rows), "row_tokens": sum(rows) / len(rows),
+                      "real": [sum(b) for b in batches], "counted": [len(b) * max(b) for b in batches]}
+    return info
 
 
 def main() -> int:
@@ -148,17 +151,19 @@ def main() -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
     batch8 = ["train.micro_batch_size=8", "train.global_batch_size=8"]
+    packs = {"medtune packed, 640-token rows x 2": (640, 2), "medtune packed, 320-token rows x 4": (320, 4)}
     variants = {"plain transformers + peft": [], "medtune": [*batch8, "train.sampling=random"],
-                "medtune packed": ["train.packing=true", "train.micro_batch_size=2", "train.global_batch_size=2"],
+                **{n: ["train.packing=true", f"train.pack_max_tokens={b}", f"train.micro_batch_size={k}",
+                       f"train.global_batch_size={k}"] for n, (b, k) in packs.items()},
                 "medtune group_by_length": [*batch8, "train.sampling=group_by_length"]}
-    info, packed_real, packed_counted = layouts(args.steps, 2, args.cache_dir)  # builds the tiny model if needed
+    info = layouts(args.steps, packs, args.cache_dir)  # also builds the tiny model if needed
 
     quiet = wait_quiet(args.max_load, args.wait)
     load_start, started = os.getloadavg(), time.perf_counter()
     results: dict[str, list[dict]] = {name: [] for name in variants}
     for rep in range(args.repeats):
-        for name in list(variants)[rep % 4:] + list(variants)[: rep % 4]:  # a rotated order each repeat
-            results[name].append(r := run(name, variants[name], args, env, packed_real))
+        for name in list(variants)[rep % len(variants):] + list(variants)[: rep % len(variants)]:  # rotated order
+            results[name].append(r := run(name, variants[name], args, env, info[name]["real"] if name in packs else None))
             print(f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s (steady {r['steady']:.0f}); "
                   f"others used {r['others']:.1f} CPU-s", file=sys.stderr, flush=True)
     load_end, minutes = os.getloadavg(), (time.perf_counter() - started) / 60
@@ -166,37 +171,41 @@ def main() -> int:
     import torch
 
     med = {n: {m: statistics.median(r[m] for r in rs) for m in ("wall", "steady")} for n, rs in results.items()}
-    base, plain, packed = med["plain transformers + peft"], results["plain transformers + peft"], results["medtune packed"]
-    pad = dict(zip(variants, (info["random"], info["random"], info["packed"], info["group_by_length"])))
+    base, plain = med["plain transformers + peft"], results["plain transformers + peft"]
+    pad = {n: info[n]["share"] if n in packs else info["group_by_length" if "group" in n else "random"] for n in variants}
+    unit = {n: f"{k} rows <= {b} tokens" if n in packs else "8 examples" for n, (b, k) in
+            {n: packs.get(n, (0, 0)) for n in variants}.items()}
     loads = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
+    same = all(r["per_step"] == plain[0]["per_step"] for r in results["medtune"])
     lines = [
         "# Training throughput: medtune vs a plain transformers + PEFT script", "",
         f"Command: `{shlex.join(['python', 'benchmarks/throughput_vs_plain.py', *sys.argv[1:]])}`", "",
-        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
-        f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
-        f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
-        f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one run; "
-        f"{minutes:.1f} min in all, {args.repeats} alternating repeats in a rotated order.", "",
-        f"Data: {info['examples']} bundled examples, {info['tokens']:,} real tokens; {args.steps} steps = "
-        f"{plain[0]['real'] / info['tokens']:.1f} passes; 8 examples per step, or 2 packed rows per step "
-        f"({info['rows']} rows of {info['row_tokens']:.0f} tokens on average, at most 640).", "",
-        "| variant | real tokens | padding share | tokens/s (median) | vs plain | runs | steady tokens/s | vs plain | loss first -> last |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---|",
-        *(f"| {n} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]['wall']:.0f} | {med[n]['wall'] / base['wall']:.2f}x | "
-          f"{', '.join(str(round(r['wall'])) for r in rs)} | {med[n]['steady']:.0f} | "
-          f"{med[n]['steady'] / base['steady']:.2f}x | {rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |"
-          for n, rs in results.items()),
+        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
+         f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
+         f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
+         f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one run; "
+         f"{minutes:.1f} min in all, {args.repeats} alternating repeats in a rotated order."), "",
+        (f"Data: {info['examples']} bundled examples, {info['tokens']:,} real tokens; {args.steps} steps = "
+         f"{plain[0]['real'] / info['tokens']:.0f} passes over them in every variant."), "",
+        "| variant | per step | real tokens | padding | tokens/s (median) | vs plain | runs | steady tokens/s | vs plain "
+        "| loss first -> last |", "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
+        *(f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]['wall']:.0f} | "
+          f"{med[n]['wall'] / base['wall']:.2f}x | {', '.join(str(round(r['wall'])) for r in rs)} | "
+          f"{med[n]['steady']:.0f} | {med[n]['steady'] / base['steady']:.2f}x | "
+          f"{rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |" for n, rs in results.items()),
         "", "Commands (`<run dir>`: a fresh folder under --work-dir for each run):", "",
         *(f"- {n}: `{rs[0]['cmd']}`" for n, rs in results.items()), "", "Checks:", "",
-        f"- medtune with random sampling drew {'the same' if all(r['per_step'] == plain[0]['per_step'] for r in results['medtune']) else 'DIFFERENT'}"
-        " batches as the plain script (per-step real token counts compared).",
-        f"- packed runs: the Trainer counted {packed[0]['counted']:,} tokens for {sum(packed_real):,} real ones "
-        f"({packed[0]['counted'] / sum(packed_real) - 1:+.1%}): `include_num_input_tokens_seen='all'` also counts the pad "
-        "tails that `PackedCollator` adds to even out the rows of a step. The per-step counts "
-        f"{'match' if all(r['per_step'] == packed_counted for r in packed) else 'DO NOT match'} this layout, "
-        "so the real counts used above are exact.",
-        "- padding share: packed is exact; random and group_by_length are expectations over 500 simulated epochs of "
-        f"transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%} on its own batches).", ""]
+        (f"- medtune with random sampling drew {'the same' if same else 'DIFFERENT'} batches as the plain script "
+         "(per-step real token counts compared)."),
+        *(f"- {n}: {info[n]['rows']} rows of {info[n]['row_tokens']:.0f} tokens on average; the Trainer counted "
+          f"{results[n][0]['counted']:,} tokens for {sum(info[n]['real']):,} real ones "
+          f"({results[n][0]['counted'] / sum(info[n]['real']) - 1:+.1%}), because `include_num_input_tokens_seen="
+          "'all'` also counts the pad tails that `PackedCollator` adds to even out the rows of a step; the per-step "
+          f"counts {'match' if all(r['per_step'] == info[n]['counted'] for r in results[n]) else 'DO NOT match'} "
+          "this layout, so the real counts used above are exact." for n in packs),
+        ("- padding: packed layouts exact; random and group_by_length are expectations over 500 simulated epochs of "
+         f"transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%} on its own batches)."),
+        ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

@@ -197,3 +197,11 @@ def test_evaluate_rules(compose, overrides, expected):
     with pytest.raises(ConfigError) as info:
         to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
     assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+def test_dry_run_plans_the_70b_qlora_setting_with_exact_counts_and_a_verdict():
+    result = cli("train.py", "model=llama2_70b", "adapter=qlora", "hardware=a100x4_zero3", "dry_run=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "68,976,648,192" in result.stdout and "828,375,040" in result.stdout
+    assert "fits on NVIDIA A100-SXM4-80GB" in result.stdout
+    assert "nothing is loaded" in result.stdout

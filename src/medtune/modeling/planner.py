@@ -643,8 +643,9 @@ def estimate_memory(
 
     ZeRO divides by the data-parallel world size (devices_per_node x num_nodes): stage 1 the
     optimizer states, stage 2 also the gradients, stage 3 also the parameters, the 4-bit base
-    included only when adapter.quantization.quant_storage equals the compute dtype (its
-    quantization constants are not parameters and stay on every GPU). Offloaded optimizer
+    included when it is stored in the compute dtype (adapter.quantization.quant_storage unset or
+    equal to it, as the loader does); its quantization constants are not parameters and stay on
+    every GPU. Offloaded optimizer
     states or parameters leave the GPU. On top of weights and optimizer states, the total adds
     the step peak: gradients and activations (for hardware.gradient_checkpointing) at the worst
     of four moments, since gradients appear as activations are freed: the loss (no gradient yet),
@@ -680,8 +681,8 @@ def estimate_memory(
             notes.append(
                 f"ZeRO-3 cannot shard the 4-bit base: adapter.quantization.quant_storage="
                 f"{storage.value if storage else 'null (uint8)'} differs from the compute dtype {compute_dtype.value}; "
-                f"set adapter.quantization.quant_storage={compute_dtype.value} to shard it "
-                f"({quant_data / GIB:.1f} GiB on every GPU now)."
+                f"set adapter.quantization.quant_storage=null (stored in {compute_dtype.value} under ZeRO-3) to "
+                f"shard it ({quant_data / GIB:.1f} GiB on every GPU now)."
             )
         base = quant_data // (param_shard if sharded_4bit else 1) + quant_constants
         base += counts.non_quantizable * prec.frozen_bytes // param_shard

@@ -30,8 +30,11 @@ def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
     if cfg.dry_run:
         from medtune.modeling.planner import format_plan, plan
 
+        quiet_third_party(cpu_only=True)  # the plan only builds meta-device models
         print_plan(cfg, job)
-        console.print(format_plan(plan(cfg)))
+        with console.status("Counting parameters on the meta device"):
+            memory = plan(cfg)
+        console.print(format_plan(memory))
         return None
     return run_training(cfg, job).summary.get("eval/loss_after")
 
