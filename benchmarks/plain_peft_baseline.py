@@ -110,7 +110,7 @@ def main() -> int:
         "threads": torch.get_num_threads(), "tokens_seen": tokens, "train_seconds": seconds,
         "tokens_per_second": tokens / seconds, "computed_tokens": computed["tokens"],
         "collated_real_tokens": computed["real"], "step_log": times.rows,
-        "loss_first": times.losses[0], "loss_last": times.losses[-1],
+        "losses": times.losses, "loss_first": times.losses[0], "loss_last": times.losses[-1],
     }
     print(f"plain transformers + peft: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s; "
           f"padding {1 - computed['real'] / computed['tokens']:.1%}; loss {result['loss_first']:.3f} -> "
