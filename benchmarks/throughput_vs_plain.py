@@ -7,8 +7,8 @@ pass anywhere), LoRA r 8 / alpha 8 on q/v, 120 steps, lr 1e-2, seed 42, CPU, the
     .venv/bin/python benchmarks/throughput_vs_plain.py   # about 10 min on 2 idle cores, after waiting for quiet
 
 tokens/s = real (non-padding) training tokens / seconds from the Trainer's train begin to the last
-optimizer step (medtune: from metrics.jsonl, logging_steps=1; plain: its own step log); "steady" leaves
-out step 1 (first-call warm-up). Packed runs keep the tokens per step: 2 rows of <= 640 tokens (train.py's
+optimizer step (medtune: from metrics.jsonl, logging_steps=1; plain: its own step log). Packed runs keep
+the tokens per step: 2 rows of <= 640 tokens (train.py's
 default row size) or 4 rows of <= 320, ~1,220 real tokens, instead of 8 examples (~1,140 real tokens);
 every variant then sees each of the 58 examples exactly 15 times.
 """
@@ -102,7 +102,6 @@ def run(name: str, extra: list[str], args, env, packed_real: list[int] | None) -
     loss = (statistics.mean(losses[:8]), statistics.mean(losses[-8:]))  # 8 steps = one pass here
     return {"counted": counted[-1], "real": sum(real), "loss": loss, "pad": pad, "others": others,
             "per_step": per_step, "wall": sum(real) / (times[-1] - times[0]),
-            "steady": sum(real[1:]) / (times[-1] - times[1]),
             "cmd": shlex.join(["python", *cmd[1:]]).replace(str(out), "<run dir>").replace(f"{REPO}/", "")}
 
 
@@ -151,6 +150,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="OMP_NUM_THREADS / torch threads")
     parser.add_argument("--max-load", type=float, default=0.7, help="wait until the 1-min load average is below this")
     parser.add_argument("--wait", type=float, default=1200.0, help="at most this many seconds of waiting for quiet")
+    parser.add_argument("--max-others", type=float, default=2.0, help="repeat a run if others used more CPU-seconds")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "outputs" / "cache")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/medtune_throughput"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput_vs_plain.md")
@@ -169,73 +169,74 @@ def main() -> int:
     quiet = wait_quiet(args.max_load, args.wait)
     load_start, started = os.getloadavg(), time.perf_counter()
     results: dict[str, list[dict]] = {name: [] for name in variants}
+    repeated = 0
     for rep in range(args.repeats):
         for name in list(variants)[rep % len(variants):] + list(variants)[: rep % len(variants)]:  # rotated order
-            r = run(name, variants[name], args, env, info[name]["real"] if name in packs else None)
+            for _ in range(3):  # a run during which another process woke up is repeated
+                r = run(name, variants[name], args, env, info[name]["real"] if name in packs else None)
+                if r["others"] <= args.max_others:
+                    break
+                repeated += 1
+                print(f"repeating {name}: other processes used {r['others']:.1f} CPU-s", file=sys.stderr)
             results[name].append(r)
-            print(f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s (steady {r['steady']:.0f}); "
-                  f"others used {r['others']:.1f} CPU-s", file=sys.stderr, flush=True)
+            print(f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s; others used {r['others']:.1f} CPU-s",
+                  file=sys.stderr, flush=True)
     load_end, minutes = os.getloadavg(), (time.perf_counter() - started) / 60
 
     import torch
 
-    med = {n: {m: statistics.median(r[m] for r in rs) for m in ("wall", "steady")} for n, rs in results.items()}
-    base, plain = med["plain transformers + peft"], results["plain transformers + peft"]
-    pad = {n: info[n]["share"] if n in packs else info["group_by_length" if "group" in n else "random"]
-           for n in variants}
-    unit = {n: f"{k} rows <= {b} tokens" if n in packs else "8 examples" for n, (b, k) in
-            {n: packs.get(n, (0, 0)) for n in variants}.items()}
+    med = {n: statistics.median(r["wall"] for r in rs) for n, rs in results.items()}
+    plain = results["plain transformers + peft"]
+    ratio = {n: med[n] / med["plain transformers + peft"] for n in variants}
+    pad = {n: info[n]["share"] if n in packs else info["group_by_length" if "group" in n else "random"] for n in variants}
+    unit = {n: f"{packs[n][1]} rows <= {packs[n][0]} tokens" if n in packs else "8 examples" for n in variants}
     loads = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
     same = all(r["per_step"] == plain[0]["per_step"] for r in results["medtune"])
+    spread = max(max(r["wall"] for r in rs) / min(r["wall"] for r in rs) - 1 for rs in results.values())
     lines = [
         "# Training throughput: medtune vs a plain transformers + PEFT script", "",
         f"Command: `{shlex.join(['python', 'benchmarks/throughput_vs_plain.py', *sys.argv[1:]])}`", "",
         (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
          f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
          f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
-         f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one run; "
-         f"{minutes:.1f} min in all, {args.repeats} alternating repeats in a rotated order."), "",
-        (f"Data: {info['examples']} bundled examples, {info['tokens']:,} real tokens; {args.steps} steps = "
+         f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one kept run "
+         f"({repeated} runs repeated for using more than {args.max_others}); "
+         f"{minutes:.1f} min, {args.repeats} alternating repeats in a rotated order. Data: {info['examples']} "
+         f"bundled examples, {info['tokens']:,} tokens; {args.steps} steps = "
          f"{plain[0]['real'] / info['tokens']:.0f} passes over them in every variant."), "",
-        "| variant | per step | real tokens | padding | tokens/s (median) | vs plain | runs | steady tokens/s | vs plain "
-        "| mean loss, first -> last 8 steps |", "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
-        *(f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]['wall']:.0f} | "
-          f"{med[n]['wall'] / base['wall']:.2f}x | {', '.join(str(round(r['wall'])) for r in rs)} | "
-          f"{med[n]['steady']:.0f} | {med[n]['steady'] / base['steady']:.2f}x | "
-          f"{rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |" for n, rs in results.items()),
+        "| variant | per step | real tokens | padding | tokens/s (median) | vs plain | runs (tokens/s) "
+        "| mean loss, first -> last 8 steps |", "|---|---|---:|---:|---:|---:|---|---|",
+        *(f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]:.0f} | {ratio[n]:.2f}x | "
+          f"{', '.join(str(round(r['wall'])) for r in rs)} | {rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |"
+          for n, rs in results.items()),
         "", "Commands (`<run dir>`: a fresh folder under --work-dir for each run):", "",
         *(f"- {n}: `{rs[0]['cmd']}`" for n, rs in results.items()), "", "Checks:", "",
-        (f"- medtune with random sampling drew {'the same' if same else 'DIFFERENT'} batches as the plain script "
-         "(per-step real token counts compared)."),
+        f"- medtune (random sampling) drew {'the same' if same else 'DIFFERENT'} batches as the plain script "
+        "(per-step real token counts compared).",
         *(f"- {n}: {info[n]['rows']} rows of {info[n]['row_tokens']:.0f} tokens on average; the Trainer counted "
           f"{results[n][0]['counted']:,} tokens for {sum(info[n]['real']):,} real ones "
-          f"({results[n][0]['counted'] / sum(info[n]['real']) - 1:+.1%}), because `include_num_input_tokens_seen="
-          "'all'` also counts the pad tails that `PackedCollator` adds to even out the rows of a step; the per-step "
-          f"counts {'match' if all(r['per_step'] == info[n]['counted'] for r in results[n]) else 'DO NOT match'} "
-          "this layout, so the real counts used above are exact." for n in packs),
-        ("- padding: packed layouts exact; random and group_by_length are expectations over 500 simulated epochs of "
-         f"transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%} on its own batches)."),
-        ""]
-    ratio = {n: med[n]["wall"] / base["wall"] for n in variants}
-    mult = max(1, min(info["examples"] // (8 * 4), 50))  # transformers' get_length_grouped_indices default
-    speedups = ", ".join(f"{b}-token rows {ratio[n]:.2f}x" for n, (b, _) in packs.items())
-    attention = ", ".join(f"{b / info['width']:.1f}x" for b, _ in packs.values())
-    lines += [
+          f"({results[n][0]['counted'] / sum(info[n]['real']) - 1:+.1%}: with packing medtune sets "
+          "`include_num_input_tokens_seen='all'`, which also counts the pad tails `PackedCollator` adds to even out "
+          f"a step's rows); the per-step counts {'match' if all(r['per_step'] == info[n]['counted'] for r in results[n]) else 'DO NOT match'} "
+          "this layout, so the real counts used here are exact." for n in packs),
+        "- padding: exact for packed layouts; for random and group_by_length an expectation over 500 simulated epochs "
+        f"of transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%}).", "",
         "Reading:", "",
-        (f"- medtune without packing: {ratio['medtune']:.2f}x the plain script's tokens/s on "
-         f"{'the same' if same else 'DIFFERENT'} batches (the run-to-run spread is in the runs column)."),
-        (f"- packing: {speedups}. It removes the "
-         f"padding ({info['random']:.0%} of the tokens computed for random 8-example batches, padded to "
-         f"{info['width']:.0f} tokens on average), but on a CPU SDPA computes each row's full row x row attention "
-         "under a block-diagonal mask (the mask does not make it cheaper), so attention work per token grows "
-         "with the row length: "
-         f"{attention} that of the padded batches. In this "
-         "tiny model (hidden size 128) attention is a large share of a step, so long rows cancel what packing saves; "
-         "rows just longer than the longest example keep the saving."),
-        (f"- group_by_length: transformers' sampler sorts megabatches of min(n // (4 x batch), 50) = {mult} batch(es)"
-         f" here, i.e. only within a batch, so its padding stays {info['group_by_length']:.0%} (random: "
-         f"{info['random']:.0%}) and it has nothing to save; medtune's own `LengthGroupedSampler` "
-         "(`medtune.data.packing`, 50-batch megabatches) is not what `train.sampling=group_by_length` uses."), ""]
+        f"- noise: one variant's runs differ by up to {spread:.0%} (fastest / slowest - 1) with no other process busy; "
+        "differences between medians well inside that are not meaningful.",
+        f"- medtune without packing: {ratio['medtune']:.2f}x the plain script's tokens/s on the same data and settings.",
+        "- packing: " + ", ".join(f"{b}-token rows {ratio[n]:.2f}x" for n, (b, _) in packs.items()) + ". It removes "
+        f"the padding ({info['random']:.0%} of the tokens computed for random 8-example batches, {info['width']:.0f} "
+        "tokens wide on average), but SDPA on a CPU computes each row's full row x row attention under a "
+        "block-diagonal mask (the mask does not make it cheaper), so attention work per token grows with the row "
+        "length: " + ", ".join(f"{b / info['width']:.1f}x" for b, _ in packs.values()) + " that of the padded "
+        "batches. In this tiny model (hidden size 128) attention is a large share of a step: long rows cancel what "
+        "packing saves; rows just longer than the longest example keep the saving.",
+        f"- group_by_length: transformers' sampler sorts megabatches of min(n // (4 x batch), 50) = "
+        f"{max(1, min(info['examples'] // 32, 50))} batch here, i.e. only within a batch, so padding stays "
+        f"{info['group_by_length']:.0%} (random {info['random']:.0%}) and there is nothing to save; medtune's own "
+        "`LengthGroupedSampler` (`medtune.data.packing`, 50-batch megabatches) is not what "
+        "`train.sampling=group_by_length` uses.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
