@@ -8,7 +8,7 @@ sides train on identical token ids. Everything else is stock: `AutoModelForCausa
 `peft.LoraConfig` defaults (r 8, alpha 8, dropout 0, q_proj / v_proj), `DataCollatorForSeq2Seq`
 padding and `transformers.Trainer` on the CPU (adamw_torch, constant lr, as medtune's tiny schedule).
 
-    .venv/bin/python benchmarks/plain_peft_baseline.py --json /tmp/plain.json   # about 40 s on 2 idle cores
+    .venv/bin/python benchmarks/plain_peft_baseline.py --json /tmp/plain.json   # about 25 s on 2 idle cores
 
 Tokens/s is counted like medtune's: non-padding input tokens seen (`include_num_input_tokens_seen=
 "non_padding"`) over the wall time of `trainer.train()`; the per-step log times are saved as well.

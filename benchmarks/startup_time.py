@@ -6,7 +6,7 @@ and Python's bytecode (written under --work-dir via PYTHONPYCACHEPREFIX, not int
 The first step is the moment the first `train/loss` row appears in `<run dir>/metrics.jsonl`
 (logging_steps=1, logger=none; polled every 10 ms); the process is then stopped.
 
-    .venv/bin/python benchmarks/startup_time.py   # about 5 min on 2 idle cores, after waiting for quiet
+    .venv/bin/python benchmarks/startup_time.py   # about 3 min on 2 idle cores, after waiting for quiet
 
 If `--cfg job` takes longer than --importtime-over seconds, `python -X importtime train.py --cfg job`'s top
 imports are listed; whether torch / transformers are imported on that path is always checked.

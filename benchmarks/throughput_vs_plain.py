@@ -204,6 +204,9 @@ def main() -> int:
          f"{minutes:.1f} min, {args.repeats} alternating repeats in a rotated order. Data: {info['examples']} "
          f"bundled examples, {info['tokens']:,} tokens; {args.steps} steps = "
          f"{plain[0]['real'] / info['tokens']:.0f} passes over them in every variant."), "",
+        ("tokens/s = real (non-padding) training tokens / seconds from the Trainer's train begin to the last optimizer "
+         "step, the same for every variant (medtune: rebuilt from metrics.jsonl, logging_steps=1; plain: its own step "
+         "log). No eval pass anywhere (dataset.eval_fraction=0; the plain script has no eval set)."), "",
         "| variant | per step | real tokens | padding | tokens/s (median) | vs plain | runs (tokens/s) "
         "| mean loss, first -> last 8 steps |", "|---|---|---:|---:|---:|---:|---|---|",
         *(f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]:.0f} | {ratio[n]:.2f}x | "
