@@ -10,14 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtune.io import write_json_atomic, write_text_atomic
+from medtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic
 from medtune.reporting.stats import contingency, format_p
 
 DONE = "done"
@@ -153,21 +151,6 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
     console.print(table)
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    # medtune.io only writes text; a PNG needs the same temp-file-then-rename guarantee.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
     for x, row in enumerate(rows):
         accuracy, delta = row["accuracy"], row["improvement"]
@@ -209,7 +192,7 @@ def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     path = Path(path)
-    _write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
