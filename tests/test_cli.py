@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import cli
+
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-from hydra.errors import ConfigCompositionException
-
 from conftest import CONF, cli
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
 from medtune.config.schema import TrainRunConfig
 from medtune.config.validate import to_typed
 from medtune.errors import ConfigError

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from medtune.tracking.offline import find_offline_runs
 
 pytestmark = pytest.mark.slow

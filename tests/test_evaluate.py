@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, cli
+
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 # IgakuQA 2018 per block: (questions correct, points, points total) under IgakuQA's own scoring

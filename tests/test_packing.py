@@ -14,9 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF
 from omegaconf import OmegaConf
 
-from medtune.config.schema import AdapterConfig, HardwareConfig, ModelConfig, PromptConfig
+from medtune.config.schema import (
+    AdapterConfig,
+    HardwareConfig,
+    ModelConfig,
+    PromptConfig,
+)
 from medtune.data.packing import (
     LengthGroupedSampler,
     PackedCollator,
@@ -27,8 +33,6 @@ from medtune.data.packing import (
 from medtune.data.readers import read_records
 from medtune.data.tokenize import IGNORE_INDEX, PadCollator, encode_records
 from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
-
-from conftest import CONF
 
 
 def load_config(cls, *parts: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from conftest import CONF
 from omegaconf import OmegaConf
 
 from medtune.config.schema import (
@@ -41,8 +42,6 @@ from medtune.modeling.planner import (
     plan_text,
     precision,
 )
-
-from conftest import CONF
 
 LLAMA2_70B_TOTAL = 68_976_648_192
 LLAMA2_70B_QLORA_TRAINABLE = 828_375_040

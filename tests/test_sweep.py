@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, cli
+
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 MINI_SWEEP = """

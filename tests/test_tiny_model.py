@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import CONF
 from omegaconf import OmegaConf
 
 from medtune.config.schema import ArchitectureConfig, ModelConfig
 from medtune.modeling.architecture import estimate_num_parameters
 from medtune.modeling.load import load_tokenizer, resolve_checkpoint
 from medtune.modeling.tiny import tiny_checkpoint
-
-from conftest import CONF
 
 SENTENCES = {
     "ja": "55歳の男性。胸痛を主訴に来院した。最も考えられるのはどれか。",

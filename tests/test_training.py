@@ -94,3 +94,36 @@ def test_exam_accuracy_every_n_steps_keeps_the_best_adapter(run_train):
     assert 0.0 <= summary["exam/best_accuracy"] <= 1.0
     assert (result.run_dir / "best_adapter" / "adapter_model.safetensors").is_file()
     assert "exam/accuracy_before" in summary and "exam/accuracy_after" in summary
+
+
+def test_group_by_length_batches_similar_lengths_and_pads_less(run_train, tmp_path):
+    """train.sampling=group_by_length hands medtune's LengthGroupedSampler to the Trainer; its batches
+    of the bundled data pad far less than random batches (transformers' own grouping does not here)."""
+    from transformers import TrainingArguments
+
+    from medtune.data.packing import LengthGroupedSampler, padding_stats
+    from medtune.data.readers import read_records
+    from medtune.data.tokenize import PadCollator, encode_records
+    from medtune.training.trainer import MedtuneTrainer
+
+    result = run_train(["train.sampling=group_by_length", "train.max_steps=2", "logger=none",
+                        "exam_eval.enabled=false"], name="grouped")
+    assert result.summary["train/steps"] == 2
+    from conftest import CONF
+    from omegaconf import OmegaConf
+
+    from medtune.config.schema import PromptConfig
+
+    prompt = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(CONF / "prompt" / "alpaca.yaml")))
+    examples, _ = encode_records(read_records(None), result.tokenizer, prompt, 384, 256)
+
+    def padding(sampler) -> float:
+        args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=8, use_cpu=True,
+                                 report_to="none", remove_unused_columns=False)
+        trainer = MedtuneTrainer(model=result.model, args=args, train_dataset=examples,
+                                 data_collator=PadCollator(result.tokenizer.pad_token_id))
+        trainer.length_sampler = sampler
+        return padding_stats(list(trainer.get_train_dataloader()))["padding_fraction"]
+
+    grouped = padding(LengthGroupedSampler([len(e["input_ids"]) for e in examples], 8, 42))
+    assert grouped < 0.10 < padding(None)

@@ -103,7 +103,11 @@ def resume_rows(out: Path, key: str) -> dict[str, dict]:
 
 
 def load_model(cfg: EvalRunConfig):
-    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import (
+        load_base_model,
+        load_tokenizer,
+        resolve_checkpoint,
+    )
 
     if cfg.run:
         from medtune.modeling.trained import load_trained

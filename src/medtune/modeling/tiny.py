@@ -49,7 +49,15 @@ def cache_key(arch: ArchitectureConfig, corpus: list[str], seed: int) -> str:
 
 def train_tokenizer(corpus: list[str], vocab_size: int):
     """A byte-level BPE: any Japanese, English or Vietnamese text round-trips, common words get merges."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())

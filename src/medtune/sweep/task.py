@@ -22,7 +22,14 @@ from medtune.config.sweep_schema import CellConfig, SweepConfig, SweepRunConfig
 from medtune.errors import ConfigError
 from medtune.io import write_text_atomic
 from medtune.reporting.console import console
-from medtune.sweep.cells import all_cells, cell_dir, evaluate_command, read_cell_record, run_cell, train_key
+from medtune.sweep.cells import (
+    all_cells,
+    cell_dir,
+    evaluate_command,
+    read_cell_record,
+    run_cell,
+    train_key,
+)
 
 SWEEP_FILE = "sweep.yaml"
 

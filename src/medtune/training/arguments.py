@@ -78,7 +78,8 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
         # Packed batches carry no attention mask: every token is real, so count them all.
         include_num_input_tokens_seen="all" if t.packing else "non_padding",
         dataloader_num_workers=0,
-        train_sampling_strategy="sequential" if t.packing else t.sampling.value,  # packed rows come shuffled
+        # packed rows come shuffled; group_by_length is medtune's sampler (MedtuneTrainer.length_sampler)
+        train_sampling_strategy="sequential" if t.packing else ("random" if t.sampling.value == "group_by_length" else t.sampling.value),
         deepspeed=deepspeed_config(cfg, accumulation),
         gradient_checkpointing=False,  # applied by medtune.modeling.adapters, before PEFT wraps the model
         disable_tqdm=False,

@@ -30,7 +30,11 @@ class ExamAccuracyCallback(TrainerCallback):
         """Answer every question with `model` and score it; logged as exam/* at `step`."""
         from medtune.config.exam_schema import EvalConfig, EvalMode
         from medtune.evaluation.generation import generate_responses
-        from medtune.evaluation.loglik import choice_logprobs, continuations, pick_choices
+        from medtune.evaluation.loglik import (
+            choice_logprobs,
+            continuations,
+            pick_choices,
+        )
         from medtune.evaluation.prompting import build_prompt
         from medtune.evaluation.scoring import aggregate, score_letters, score_response
 

@@ -64,7 +64,11 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from medtune.data.cache import tokenized_datasets
     from medtune.data.tokenize import PadCollator
     from medtune.modeling.adapters import apply_adapter, parameter_counts
-    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import (
+        load_base_model,
+        load_tokenizer,
+        resolve_checkpoint,
+    )
     from medtune.training.arguments import training_arguments
     from medtune.training.callbacks import MetricsCallback
     from medtune.training.trainer import MedtuneTrainer
@@ -116,6 +120,12 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         train_rows = pack_examples(train_set, budget, cfg.seed)
         collator = PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id)  # eval stays unpacked
         data_stats["data/train_packed_rows"] = len(train_rows)
+    elif cfg.train.sampling.value == "group_by_length":
+        from medtune.data.packing import LengthGroupedSampler
+
+        world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes  # a chunk is split across ranks
+        length_sampler = LengthGroupedSampler([len(e["input_ids"]) for e in train_set],
+                                              cfg.train.micro_batch_size * world, cfg.seed)
     trainer = MedtuneTrainer(
         model=model,
         args=args,
@@ -124,6 +134,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         data_collator=collator,
         callbacks=[callback, *([exam] if exam else [])],
     )
+    if not cfg.train.packing and cfg.train.sampling.value == "group_by_length":
+        trainer.length_sampler = length_sampler
     exam_before = exam.measure(trainer.model, 0) if exam else None
     trainer.train()  # evaluates at step 0 (eval_on_start) and at the last step, DeepSpeed or not
     eval_losses = callback.series("eval/loss")
