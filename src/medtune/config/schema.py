@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
 from medtune.config.exam_schema import ExamConfig, ExamEvalConfig
+from medtune.config.qa_schema import QAGenerationConfig
+
+
+class Task(str, Enum):
+    train = "train"  # instruction tuning: loss on the responses only
+    pretrain = "pretrain"  # continual pretraining: causal-LM loss on every token of raw text
+    generate_qa = "generate_qa"  # documents -> instruction records by a generator model
+
+    def __str__(self) -> str:  # interpolated into paths (task_name: ${task})
+        return self.value
 
 
 class DType(str, Enum):
@@ -44,6 +54,7 @@ class DatasetFormat(str, Enum):
     alpaca = "alpaca"  # instruction / input / output
     prompt_response = "prompt_response"  # prompt / response (the Vietnamese paper's format)
     exam = "exam"  # IgakuQA fields: problem_text / choices / answer
+    text = "text"  # raw text for task=pretrain: .txt / .md files, or JSON Lines with a "text" field
 
 
 class OverlongPolicy(str, Enum):
@@ -136,12 +147,24 @@ class AdapterConfig:
 
 
 @dataclass
+class MixtureSourceConfig:
+    """One source of a dataset mixture (the Vietnamese paper's Alpaca + GPT4All, Alpaca + ChatDoctor)."""
+
+    path: Optional[str] = MISSING  # a file or folder; null = the bundled sample files
+    format: DatasetFormat = DatasetFormat.auto
+    weight: float = 1.0  # copies of the source in the mix: 1 = every record once, 0.5 = a seeded half, 2 = twice
+    max_records: Optional[int] = None  # read at most this many records of the source first
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     path: Optional[str] = MISSING  # every option sets it: null = the bundled sample files, ??? = the user's
     format: DatasetFormat = DatasetFormat.auto
     max_records: Optional[int] = None
     eval_fraction: float = 0.1
+    mixture: Dict[str, MixtureSourceConfig] = field(default_factory=dict)  # name -> source; non-empty: replaces path
+    text_field: str = "text"  # format=text: the JSON field that holds a document
     description: str = ""
 
 
@@ -190,11 +213,13 @@ class LoggerConfig:
 @dataclass
 class TrainingConfig:
     max_steps: int = 60
+    epochs: Optional[float] = None  # set: max_steps = ceil(epochs x train examples / global batch)
     learning_rate: float = 2e-4
     global_batch_size: int = 16
     micro_batch_size: int = 4
     max_input_tokens: int = 512
     max_target_tokens: int = 512
+    max_total_tokens: Optional[int] = None  # a cap on prompt + response (alpaca-lora's cutoff_len); the prompt gives way first
     overlong: OverlongPolicy = OverlongPolicy.truncate_input
     lr_scheduler: LrScheduler = LrScheduler.constant_with_warmup
     warmup_steps: int = 0
@@ -211,6 +236,14 @@ class TrainingConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """task=pretrain: documents joined with EOS and cut into blocks of `block_tokens` (no padding)."""
+
+    block_tokens: int = 768  # JMedLoRA's MedCALM: 768
+    eval_blocks: int = 0  # 0 = eval_fraction of the documents (whole documents, never split across)
+
+
+@dataclass
 class PathsConfig:
     output_root: str = "outputs"
     cache_dir: str = "outputs/cache"
@@ -221,6 +254,7 @@ class PathsConfig:
 class TrainRunConfig:
     """The whole `train.py` config: one field per group plus run-level keys."""
 
+    task: Task = Task.train
     task_name: str = "train"
     seed: int = 42
     dry_run: bool = False
@@ -233,4 +267,6 @@ class TrainRunConfig:
     train: TrainingConfig = field(default_factory=TrainingConfig)
     exam: ExamConfig = field(default_factory=ExamConfig)  # the exam whose accuracy training reports
     exam_eval: ExamEvalConfig = field(default_factory=ExamEvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    qa: QAGenerationConfig = field(default_factory=QAGenerationConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from medtune.config.schema import TrainRunConfig
+from medtune.config.schema import Task, TrainRunConfig
 from medtune.data.readers import bundled_sample_files, data_files, read_records
 from medtune.data.splits import split_train_eval
 from medtune.data.tokenize import EncodingStats, encode_records
@@ -23,7 +23,7 @@ from medtune.distributed import local_rank
 from medtune.errors import DataError
 from medtune.io import write_json_atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json")
 
 
@@ -33,10 +33,22 @@ def _hash_files(paths: list[Path], digest) -> None:
         digest.update(path.read_bytes())
 
 
+def source_files(cfg: TrainRunConfig) -> list[Path]:
+    """Every file the data is read from: what the cache key (and a resume fingerprint) hashes."""
+    if cfg.task == Task.pretrain:
+        from medtune.data.text_corpus import bundled_text_file, text_files
+
+        return [bundled_text_file()] if cfg.dataset.path is None else text_files(Path(cfg.dataset.path))
+    paths = [s.path for s in cfg.dataset.mixture.values()] if cfg.dataset.mixture else [cfg.dataset.path]
+    files: list[Path] = []
+    for path in paths:
+        files += bundled_sample_files() if path is None else data_files(Path(path))
+    return files
+
+
 def cache_key(cfg: TrainRunConfig, checkpoint: str) -> str:
     digest = hashlib.sha256()
-    source = bundled_sample_files() if cfg.dataset.path is None else data_files(Path(cfg.dataset.path))
-    _hash_files(source, digest)
+    _hash_files(source_files(cfg), digest)
     tokenizer_files = [Path(checkpoint) / f for f in TOKENIZER_FILES if (Path(checkpoint) / f).is_file()]
     _hash_files(tokenizer_files, digest) if tokenizer_files else digest.update(checkpoint.encode())
     settings = {
@@ -44,21 +56,59 @@ def cache_key(cfg: TrainRunConfig, checkpoint: str) -> str:
         "format": cfg.dataset.format.value, "max_records": cfg.dataset.max_records,
         "eval_fraction": cfg.dataset.eval_fraction, "seed": cfg.seed,
         "prompt": [cfg.prompt.template, cfg.prompt.template_no_input],
-        "limits": [cfg.train.max_input_tokens, cfg.train.max_target_tokens, cfg.train.overlong.value],
+        "limits": [cfg.train.max_input_tokens, cfg.train.max_target_tokens, cfg.train.overlong.value,
+                   cfg.train.max_total_tokens],
+        "task": cfg.task.value, "block_tokens": cfg.pretrain.block_tokens, "text_field": cfg.dataset.text_field,
+        "mixture": {n: [s.path, s.format.value, s.weight, s.max_records] for n, s in sorted(cfg.dataset.mixture.items())},
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:20]
 
 
 def _tokenize(cfg: TrainRunConfig, tokenizer) -> dict[str, Any]:
-    records = read_records(Path(cfg.dataset.path) if cfg.dataset.path else None, cfg.dataset.format,
-                           cfg.dataset.max_records)
-    train_records, eval_records = split_train_eval(records, cfg.dataset.eval_fraction, cfg.seed)
+    if cfg.task == Task.pretrain:
+        return _tokenize_text(cfg, tokenizer)
+    mixture = None
+    if cfg.dataset.mixture:
+        from medtune.data.mixture import read_mixture
+
+        train_records, eval_records, mixture = read_mixture(cfg.dataset.mixture, cfg.dataset.eval_fraction, cfg.seed)
+    else:
+        records = read_records(Path(cfg.dataset.path) if cfg.dataset.path else None, cfg.dataset.format,
+                               cfg.dataset.max_records)
+        train_records, eval_records = split_train_eval(records, cfg.dataset.eval_fraction, cfg.seed)
     limits = (cfg.train.max_input_tokens, cfg.train.max_target_tokens, cfg.train.overlong)
-    train_set, train_stats = encode_records(train_records, tokenizer, cfg.prompt, *limits)
-    eval_set, eval_stats = encode_records(eval_records, tokenizer, cfg.prompt, *limits) if eval_records else ([], None)
+    train_set, train_stats = encode_records(train_records, tokenizer, cfg.prompt, *limits, cfg.train.max_total_tokens)
+    eval_set, eval_stats = (encode_records(eval_records, tokenizer, cfg.prompt, *limits, cfg.train.max_total_tokens)
+                            if eval_records else ([], None))
     return {"train": train_set, "eval": eval_set, "train_stats": asdict(train_stats),
-            "eval_stats": asdict(eval_stats) if eval_stats else None}
+            "eval_stats": asdict(eval_stats) if eval_stats else None, "mixture": mixture}
+
+
+def _tokenize_text(cfg: TrainRunConfig, tokenizer) -> dict[str, Any]:
+    from medtune.data.text_corpus import encode_blocks, read_documents
+
+    documents = read_documents(Path(cfg.dataset.path) if cfg.dataset.path else None, cfg.dataset.text_field,
+                               cfg.dataset.max_records)
+    if cfg.pretrain.eval_blocks:  # hold out the last documents until they fill about that many blocks
+        train_docs, eval_docs = _split_by_blocks(documents, tokenizer, cfg.pretrain.block_tokens, cfg.pretrain.eval_blocks)
+    else:
+        train_docs, eval_docs = split_train_eval(documents, cfg.dataset.eval_fraction, cfg.seed)
+    train_set, train_stats = encode_blocks(train_docs, tokenizer, cfg.pretrain.block_tokens)
+    eval_set, eval_stats = encode_blocks(eval_docs, tokenizer, cfg.pretrain.block_tokens) if eval_docs else ([], None)
+    return {"train": train_set, "eval": eval_set, "train_stats": train_stats.as_dict(),
+            "eval_stats": eval_stats.as_dict() if eval_stats else None, "mixture": None}
+
+
+def _split_by_blocks(documents, tokenizer, block_tokens: int, eval_blocks: int):
+    held, tokens = [], 0
+    for document in reversed(documents[1:]):
+        if tokens >= eval_blocks * block_tokens:
+            break
+        held.append(document)
+        tokens += len(tokenizer(document.text, add_special_tokens=False)["input_ids"]) + 2
+    held_set = {id(d) for d in held}
+    return [d for d in documents if id(d) not in held_set], list(reversed(held))
 
 
 def tokenized_datasets(cfg: TrainRunConfig, tokenizer, checkpoint: str, wait_seconds: float = 3600.0):
@@ -70,8 +120,16 @@ def tokenized_datasets(cfg: TrainRunConfig, tokenizer, checkpoint: str, wait_sec
         else:
             _wait_for(path, wait_seconds)
     data = json.loads(path.read_text())
-    eval_stats = EncodingStats(**data["eval_stats"]) if data["eval_stats"] else None
-    return data["train"], data["eval"], EncodingStats(**data["train_stats"]), eval_stats
+    if cfg.task == Task.pretrain:
+        from medtune.data.text_corpus import BlockStats
+
+        stats_type = BlockStats
+    else:
+        stats_type = EncodingStats
+    train_stats = stats_type(**data["train_stats"])
+    train_stats.mixture = data.get("mixture")
+    eval_stats = stats_type(**data["eval_stats"]) if data["eval_stats"] else None
+    return data["train"], data["eval"], train_stats, eval_stats
 
 
 def _wait_for(path: Path, seconds: float) -> None:

@@ -40,6 +40,7 @@ def encode_records(
     max_input_tokens: int,
     max_target_tokens: int,
     overlong: OverlongPolicy = OverlongPolicy.truncate_input,
+    max_total_tokens: int | None = None,
 ) -> tuple[list[dict[str, list[int]]], EncodingStats]:
     stats = EncodingStats(records=len(records))
     examples = []
@@ -48,15 +49,18 @@ def encode_records(
         prompt_ids = tokenizer(render_prompt(prompt, record), add_special_tokens=True)["input_ids"]
         target_ids = tokenizer(record.output, add_special_tokens=False)["input_ids"] + [eos]
         stats.longest_target = max(stats.longest_target, len(target_ids))
-        if len(target_ids) > max_target_tokens:
+        input_limit = max_input_tokens
+        if max_total_tokens is not None:
+            input_limit = min(input_limit, max_total_tokens - len(target_ids))
+        if len(target_ids) > max_target_tokens or input_limit < 1:
             stats.dropped_long_targets += 1
             continue
-        if len(prompt_ids) > max_input_tokens:
+        if len(prompt_ids) > input_limit:
             if overlong == OverlongPolicy.drop:
                 stats.dropped_long_inputs += 1
                 continue
             head = prompt_ids[:1] if prompt_ids[0] == tokenizer.bos_token_id else []
-            prompt_ids = head + prompt_ids[len(prompt_ids) - (max_input_tokens - len(head)) :]
+            prompt_ids = head + prompt_ids[len(prompt_ids) - (input_limit - len(head)) :]
             stats.truncated_inputs += 1
         examples.append(
             {

@@ -7,6 +7,7 @@ checkpoint and the fix, never a stack trace from deep inside transformers.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,92 @@ def torch_dtype(dtype: DType):
 
 
 def resolve_checkpoint(model: ModelConfig, cache_dir: Path) -> str:
-    """A local directory or a hub id that `from_pretrained` can load without surprises."""
+    """A local directory or a hub id that `from_pretrained` can load without surprises.
+
+    `model.path` wins over everything, and may be a train.py run dir: a continually pretrained base
+    (`task=pretrain`) is used by pointing the next run at it."""
+    if model.path:
+        return str(checkpoint_dir(Path(model.path), model.name))
     if model.source == ModelSource.tiny:
         from medtune.modeling.tiny import tiny_checkpoint
 
+        model_type = model.architecture.model_type
+        if not known_model_type(model_type):
+            raise ModelUnavailableError(
+                f"model={model.name}: model.architecture.model_type={model_type} is not an architecture "
+                f"transformers {_transformers_version()} knows, so the tiny model cannot be built; use a decoder "
+                "it knows, e.g. model.architecture.model_type=llama (the default), mistral or qwen2."
+            )
         return str(tiny_checkpoint(model.architecture, Path(cache_dir)))
-    if model.path:
-        return str(model.path)
     if model.hub_id:
         return model.hub_id
     raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
+
+
+def checkpoint_dir(path: Path, name: str = "model") -> Path:
+    """The checkpoint inside `path`: itself, a run's full model (`model/`), or a run's merged export."""
+    for candidate in (path, path / "model", path / "export"):
+        if (candidate / "config.json").is_file():
+            return candidate
+    if (path / "adapter" / "adapter_config.json").is_file():
+        from medtune.modeling.export import export_run
+
+        console_note(f"model.path={path} is a LoRA run: merging its adapter into its base once, into {path / 'export'}")
+        export_run(path, path / "export")
+        return path / "export"
+    raise ModelUnavailableError(
+        f"model.path={path} (model={name}) holds no config.json, and is not a train.py run dir with model/ or "
+        "adapter/: point it at a Hugging Face checkpoint folder or a finished run."
+    )
+
+
+def console_note(text: str) -> None:
+    from medtune.reporting.console import console
+
+    console.print(text)
+
+
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def known_model_type(model_type: str) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+def check_architecture(checkpoint: str, model: ModelConfig) -> None:
+    """Refuse a checkpoint whose config.json names an architecture this transformers cannot build.
+
+    transformers would say so too, but inside a long message; this one names model.path and the fix."""
+    config_file = Path(checkpoint) / "config.json"
+    if not config_file.is_file():
+        return  # a hub id (checked by from_pretrained) or a run dir resolved elsewhere
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelUnavailableError(
+            f"model={model.name}: {config_file} is not valid JSON ({error}); re-download or repair the checkpoint."
+        ) from error
+    model_type = config.get("model_type")
+    if model.trust_remote_code and "auto_map" in config:
+        return  # the checkpoint ships its own modelling code
+    if not model_type or not known_model_type(model_type):
+        what = f"model_type {model_type!r}" if model_type else "no model_type"
+        raise ModelUnavailableError(
+            f"model={model.name}: the checkpoint at {checkpoint} has {what} in config.json, an architecture "
+            f"transformers {_transformers_version()} does not know; upgrade transformers (pip install -U "
+            "transformers), set model.trust_remote_code=true if the checkpoint ships its own modelling code, "
+            "or point model.path at a checkpoint of a known architecture (llama, mistral, qwen2, gpt_neox, ...)."
+        )
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return line if len(line) <= limit else line[:limit] + " ..."
 
 
 def quantization_config(adapter: AdapterConfig, zero_stage: int = 0):
@@ -83,12 +160,13 @@ def load_kwargs(model: ModelConfig) -> dict[str, Any]:
 def load_tokenizer(checkpoint: str, model: ModelConfig, padding_side: str = "right"):
     from transformers import AutoTokenizer
 
+    check_architecture(checkpoint, model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint, **load_kwargs(model))
     except (OSError, ValueError) as error:
         raise ModelUnavailableError(
             f"model={model.name}: cannot load a tokenizer from {checkpoint} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0]}); check model.path, or download the checkpoint first."
+            f"{_first_line(error)}); check model.path, or download the checkpoint first."
         ) from error
     if tokenizer.pad_token is None:  # Llama 2 has none; padded positions are masked out anyway
         tokenizer.pad_token = tokenizer.eos_token
@@ -99,6 +177,7 @@ def load_tokenizer(checkpoint: str, model: ModelConfig, padding_side: str = "rig
 def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig, hardware: HardwareConfig):
     from transformers import AutoModelForCausalLM
 
+    check_architecture(checkpoint, model)
     quant = quantization_config(adapter, hardware.deepspeed.zero_stage)
     dtype = torch_dtype(adapter.quantization.compute_dtype if quant is not None else model.dtype)
     try:
@@ -112,7 +191,7 @@ def load_base_model(checkpoint: str, model: ModelConfig, adapter: AdapterConfig,
     except (OSError, ValueError, KeyError) as error:
         raise ModelUnavailableError(
             f"model={model.name}: cannot load weights from {checkpoint} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0]}); check that model.path is a causal-LM checkpoint whose "
+            f"{_first_line(error)}); check that model.path is a causal-LM checkpoint whose "
             "architecture this transformers version knows."
         ) from error
     if quant is not None and hardware.accelerator.value == "cpu":

@@ -22,6 +22,8 @@ All sizes are bytes per GPU (per process on CPU).
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 from collections import Counter
@@ -811,10 +813,15 @@ def plan(cfg: TrainRunConfig) -> Plan:
         counts = count_parameters(cfg.model.architecture, cfg.adapter)
     except (ValueError, KeyError) as error:  # numbers the family cannot have, a family transformers lacks
         raise ConfigError([f"model={cfg.model.name}: {str(error).splitlines()[0]}"]) from error
-    memory = estimate_memory(cfg.model.architecture, cfg.adapter, cfg.hardware, cfg.train, cfg.model.dtype, counts)
+    train = cfg.train
+    if cfg.task.value == "pretrain":  # a step sees blocks of pretrain.block_tokens
+        train = dataclasses.replace(train, max_input_tokens=cfg.pretrain.block_tokens, max_target_tokens=0)
+    elif train.max_total_tokens and train.max_total_tokens < train.max_input_tokens + train.max_target_tokens:
+        train = dataclasses.replace(train, max_input_tokens=train.max_total_tokens, max_target_tokens=0)
+    memory = estimate_memory(cfg.model.architecture, cfg.adapter, cfg.hardware, train, cfg.model.dtype, counts)
     return Plan(
         model=cfg.model.name, adapter=cfg.adapter.name, hardware=cfg.hardware.name,
-        micro_batch_size=cfg.train.micro_batch_size, seq_len=cfg.train.max_input_tokens + cfg.train.max_target_tokens,
+        micro_batch_size=train.micro_batch_size, seq_len=train.max_input_tokens + train.max_target_tokens,
         counts=counts, memory=memory, seconds=time.perf_counter() - started,
     )
 

@@ -41,8 +41,11 @@ def print_plan(cfg: TrainRunConfig, job: JobContext) -> None:
     table.add_row("hardware", f"{hw.name}: {hw.num_nodes} node(s) x {hw.devices_per_node} {hw.device_name}, "
                   f"{hw.compute_dtype.value}, ZeRO stage {hw.deepspeed.zero_stage}")
     t = cfg.train
-    table.add_row("schedule", f"{t.max_steps} steps, lr {t.learning_rate:g}, global batch {t.global_batch_size}, "
-                  f"input <= {t.max_input_tokens}, target <= {t.max_target_tokens} tokens")
+    steps = f"{t.epochs:g} epochs" if t.epochs is not None else f"{t.max_steps} steps"
+    lengths = (f"blocks of {cfg.pretrain.block_tokens} tokens" if cfg.task.value == "pretrain"
+               else f"input <= {t.max_input_tokens}, target <= {t.max_target_tokens} tokens")
+    table.add_row("task", cfg.task.value)
+    table.add_row("schedule", f"{steps}, lr {t.learning_rate:g}, global batch {t.global_batch_size}, {lengths}")
     table.add_row("run dir", str(job.run_dir))
     console.print(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medtune.config.job import JobContext
-from medtune.config.schema import AdapterKind, Quantization, TrainRunConfig
+from medtune.config.schema import AdapterKind, Quantization, Task, TrainRunConfig
 from medtune.distributed import ensure_process_group, is_main_process
 from medtune.io import write_json_atomic
 from medtune.quiet import quiet_third_party
@@ -27,6 +28,10 @@ class TrainResult:
 
 def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
     """The train.py task; returns the final eval loss (what a Hydra sweeper would minimise)."""
+    if cfg.task == Task.generate_qa:
+        from medtune.qa.task import generate_qa
+
+        return generate_qa(cfg, job)
     if cfg.dry_run:
         from medtune.modeling.planner import format_plan, plan
 
@@ -62,7 +67,6 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from transformers import set_seed
 
     from medtune.data.cache import tokenized_datasets
-    from medtune.data.tokenize import PadCollator
     from medtune.modeling.adapters import apply_adapter, parameter_counts
     from medtune.modeling.load import (
         load_base_model,
@@ -71,6 +75,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     )
     from medtune.training.arguments import training_arguments
     from medtune.training.callbacks import MetricsCallback
+    from medtune.training.guards import NonFiniteLossGuard
     from medtune.training.trainer import MedtuneTrainer
 
     started = time.perf_counter()
@@ -81,6 +86,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         tokenizer = load_tokenizer(checkpoint, cfg.model)
         train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, checkpoint)
+        train_rows, collator, length_sampler, packed_rows = training_rows(cfg, train_set, tokenizer)
+        if cfg.train.epochs is not None:
+            cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
         ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
                              deepspeed=cfg.hardware.deepspeed.zero_stage > 0)
@@ -92,11 +100,17 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     data_stats = {f"data/train_{k}": v for k, v in train_stats.as_dict().items()}
     if eval_stats is not None:
         data_stats.update({f"data/eval_{k}": v for k, v in eval_stats.as_dict().items()})
-    dropped = train_stats.dropped_long_targets + train_stats.dropped_long_inputs
-    if (dropped or train_stats.truncated_inputs) and is_main_process():
+    if packed_rows is not None:
+        data_stats["data/train_packed_rows"] = packed_rows
+    for source, count in (getattr(train_stats, "mixture", None) or {}).items():
+        data_stats[f"data/mixture/{source}"] = count
+    if cfg.train.epochs is not None:
+        data_stats["train/planned_steps"] = cfg.train.max_steps
+    dropped = getattr(train_stats, "dropped_long_targets", 0) + getattr(train_stats, "dropped_long_inputs", 0)
+    if (dropped or getattr(train_stats, "truncated_inputs", 0)) and is_main_process():
         console.print(
             f"[yellow]{dropped} of {train_stats.records} training examples dropped (over the length limits), "
-            f"{train_stats.truncated_inputs} prompts truncated from the left; see data/* in the summary.[/yellow]"
+            f"{getattr(train_stats, 'truncated_inputs', 0)} prompts truncated from the left; see data/* in the summary.[/yellow]"
         )
     tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total})
     if is_main_process():
@@ -111,31 +125,15 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     peak = hw.peak_tflops * 1e12 * hw.devices_per_node * hw.num_nodes if hw.peak_tflops else None
     callback = MetricsCallback(tracker, run_dir / "metrics.jsonl", flops_per_token(cfg, total, trainable), peak)
     exam = exam_callback(cfg, tokenizer, tracker, run_dir)
-    pad = PadCollator(tokenizer.pad_token_id)
-    train_rows, collator = train_set, pad
-    if cfg.train.packing:
-        from medtune.data.packing import PackedCollator, pack_examples
-
-        budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
-        train_rows = pack_examples(train_set, budget, cfg.seed)
-        collator = PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id)  # eval stays unpacked
-        data_stats["data/train_packed_rows"] = len(train_rows)
-    elif cfg.train.sampling.value == "group_by_length":
-        from medtune.data.packing import LengthGroupedSampler
-
-        world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes  # a chunk is split across ranks
-        length_sampler = LengthGroupedSampler([len(e["input_ids"]) for e in train_set],
-                                              cfg.train.micro_batch_size * world, cfg.seed)
     trainer = MedtuneTrainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=eval_set or None,
         data_collator=collator,
-        callbacks=[callback, *([exam] if exam else [])],
+        callbacks=[callback, *([exam] if exam else []), NonFiniteLossGuard(cfg.train.learning_rate, cfg.train.max_grad_norm)],
     )
-    if not cfg.train.packing and cfg.train.sampling.value == "group_by_length":
-        trainer.length_sampler = length_sampler
+    trainer.length_sampler = length_sampler
     exam_before = exam.measure(trainer.model, 0) if exam else None
     trainer.train()  # evaluates at step 0 (eval_on_start) and at the last step, DeepSpeed or not
     eval_losses = callback.series("eval/loss")
@@ -168,6 +166,32 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         write_json_atomic(run_dir / "train_summary.json", summary)
         print_summary(cfg, job, summary)
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
+
+
+def training_rows(cfg: TrainRunConfig, train_set: list, tokenizer):
+    """(rows the trainer iterates, their collator, a length-grouped sampler or None, packed row count or None)."""
+    from medtune.data.tokenize import PadCollator
+
+    pad = PadCollator(tokenizer.pad_token_id)
+    if cfg.train.packing and cfg.task != Task.pretrain:  # pretraining blocks are full already
+        from medtune.data.packing import PackedCollator, pack_examples
+
+        budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
+        rows = pack_examples(train_set, budget, cfg.seed)
+        return rows, PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id), None, len(rows)
+    if cfg.train.sampling.value == "group_by_length":
+        from medtune.data.packing import LengthGroupedSampler
+
+        world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes  # a chunk is split across ranks
+        sampler = LengthGroupedSampler([len(e["input_ids"]) for e in train_set],
+                                       cfg.train.micro_batch_size * world, cfg.seed)
+        return train_set, pad, sampler, None
+    return train_set, pad, None, None
+
+
+def steps_for_epochs(epochs: float, rows: int, global_batch: int) -> int:
+    """Optimizer steps that show every training row `epochs` times (the last batch may be partial)."""
+    return max(1, math.ceil(epochs * rows / global_batch))
 
 
 def flops_per_token(cfg: TrainRunConfig, total: int, trainable: int) -> float | None:

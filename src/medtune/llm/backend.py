@@ -1,0 +1,161 @@
+"""One way to ask a model for text, whoever serves it: `make_generator(cfg, ...)` returns a generator
+whose `generate(requests)` maps chat requests (system + user text) to response texts, in order.
+
+- `LocalGenerator`: a transformers model in this process (a checkpoint, or a train.py run with its
+  adapter). Requests are rendered with the tokenizer's chat template when it has one, else with a
+  medtune prompt template (the run's own, for a trained run), and decoded in batches.
+- `EndpointGenerator`: an OpenAI-compatible `/chat/completions` server (OpenAI, vLLM, llama.cpp,
+  or `python -m medtune.llm.server`). Standard library HTTP only; retries with backoff on
+  connection errors, 429 and 5xx; the key comes from the environment variable `api_key_env` names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
+from medtune.errors import ConfigError, MedtuneError
+
+
+class EndpointError(MedtuneError):
+    """An endpoint that cannot be reached or answers with an error, after every retry."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    user: str
+    system: Optional[str] = None
+
+
+class LocalGenerator:
+    def __init__(self, model, tokenizer, cfg: GeneratorConfig, prompt=None, name: str = "local"):
+        self.model, self.tokenizer, self.cfg, self.prompt, self.name = model, tokenizer, cfg, prompt, name
+        self.tokenizer.padding_side = "left"
+        self.model.eval()
+
+    def render(self, request: ChatRequest) -> str:
+        system = request.system if request.system is not None else self.cfg.system_prompt
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": request.user}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self.prompt is not None:
+            from medtune.data.readers import InstructionRecord
+            from medtune.data.templates import render_prompt
+
+            text = render_prompt(self.prompt, InstructionRecord(request.user, "", "", "generator"))
+            return f"{system}\n\n{text}" if system else text
+        return f"{system}\n\n{request.user}\n\n" if system else f"{request.user}\n\n"
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
+        from medtune.config.exam_schema import EvalConfig
+        from medtune.evaluation.generation import generate_responses
+
+        settings = EvalConfig(
+            batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=self.cfg.temperature > 0, temperature=self.cfg.temperature or 1.0,
+            top_k=self.cfg.top_k, repetition_penalty=self.cfg.repetition_penalty,
+        )
+        texts: list[str] = [""] * len(requests)
+
+        def keep(indices: list[int], outputs: list[str]) -> None:
+            for index, text in zip(indices, outputs):
+                texts[index] = text
+
+        max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
+        generate_responses(self.model, self.tokenizer, [self.render(r) for r in requests], settings,
+                           max_positions, keep, progress=progress)
+        return texts
+
+
+class EndpointGenerator:
+    def __init__(self, cfg: GeneratorConfig):
+        if not cfg.url:
+            raise ConfigError(["generator.kind=endpoint needs generator.url, e.g. http://127.0.0.1:8000/v1"])
+        self.cfg = cfg
+        self.url = cfg.url.rstrip("/") + "/chat/completions"
+        self.name = f"{cfg.endpoint_model}@{cfg.url}"
+        self.key = None
+        if cfg.api_key_env:
+            self.key = os.environ.get(cfg.api_key_env)
+            if not self.key:
+                raise ConfigError([f"generator.api_key_env={cfg.api_key_env}: that environment variable is "
+                                   f"not set; export {cfg.api_key_env}=<key> (keys never go in configs)."])
+
+    def body(self, request: ChatRequest) -> dict:
+        system = request.system if request.system is not None else self.cfg.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": request.user}]
+        body = {"model": self.cfg.endpoint_model, "messages": messages,
+                "max_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}
+        if self.cfg.top_k is not None:
+            body["top_k"] = self.cfg.top_k
+        if self.cfg.repetition_penalty != 1.0:
+            body["repetition_penalty"] = self.cfg.repetition_penalty
+        return body
+
+    def ask(self, request: ChatRequest) -> str:
+        data = json.dumps(self.body(request)).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        problem = ""
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                time.sleep(min(2.0 ** attempt * 0.5, 30.0))
+            try:
+                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as response:
+                    answer = json.loads(response.read().decode("utf-8"))
+                return answer["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode("utf-8", "replace")[:300]
+                problem = f"HTTP {error.code}: {detail}"
+                if error.code != 429 and error.code < 500:
+                    break  # a bad request or a bad key: retrying will not help
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                problem = f"{error.__class__.__name__}: {getattr(error, 'reason', error)}"
+            except (KeyError, IndexError, ValueError) as error:
+                problem = f"an answer that is not a chat completion ({error.__class__.__name__}: {error})"
+                break
+        raise EndpointError(
+            f"generator.url={self.cfg.url}: {problem} (after {attempt + 1} attempt(s)); check that the server "
+            "is running and the URL ends with its API root (often /v1), and the key in generator.api_key_env."
+        )
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
+        from tqdm.auto import tqdm
+
+        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
+            return list(tqdm(pool.map(self.ask, requests), total=len(requests), desc="requests",
+                             unit="req", disable=not progress))
+
+
+def make_generator(cfg: GeneratorConfig, model_cfg=None, hardware=None, cache_dir: str | Path = "outputs/cache",
+                   prompt=None):
+    """A generator for `cfg`: the endpoint, the run in `cfg.run`, or the composed `model_cfg` (untuned)."""
+    if cfg.kind == GeneratorKind.endpoint:
+        return EndpointGenerator(cfg)
+    if cfg.run:
+        from medtune.modeling.trained import load_trained
+
+        model, tokenizer, run_cfg = load_trained(Path(cfg.run), hardware)
+        return LocalGenerator(model, tokenizer, cfg, prompt or run_cfg.prompt, name=Path(cfg.run).name)
+    if model_cfg is None:
+        raise ConfigError(["generator.kind=local needs generator.run=<train run dir> or a model= choice"])
+    from medtune.config.schema import AdapterConfig, AdapterKind, HardwareConfig
+    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(model_cfg, Path(cache_dir))
+    tokenizer = load_tokenizer(checkpoint, model_cfg)
+    model = load_base_model(checkpoint, model_cfg, AdapterConfig(name="none", kind=AdapterKind.none),
+                            hardware or HardwareConfig(name="cpu"))
+    return LocalGenerator(model, tokenizer, cfg, prompt, name=model_cfg.name)
