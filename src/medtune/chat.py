@@ -1,0 +1,220 @@
+"""Chat with a trained run or an export: each message is rendered with the run's own prompt template.
+
+The templates are single-turn (one instruction, one response), the format the model was trained
+on, so every message is answered on its own: no history is carried, and there is none to reset.
+Responses stream as they are generated and end at the template's next `###` block or at EOS.
+Decoding is greedy unless a temperature is given (`--preset vi`: the Vietnamese paper's sampling).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from medtune.config.schema import PromptConfig
+from medtune.errors import ConfigError, ModelUnavailableError
+from medtune.evaluation.generation import STOP_STRINGS
+
+HELP = ("Each message is answered on its own: the prompt template is single-turn, so there is no history "
+        "(and /reset has nothing to clear). /exit or Ctrl-D quits.")
+
+
+@dataclass
+class Decoding:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int | None = None
+    repetition_penalty: float = 1.0
+
+    def check(self) -> None:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"--max-new-tokens {self.max_new_tokens} must be at least 1.")
+        if self.temperature < 0:
+            problems.append(f"--temperature {self.temperature} must be 0 (greedy) or positive (sampling).")
+        if self.top_k is not None and self.top_k < 1:
+            problems.append(f"--top-k {self.top_k} must be at least 1.")
+        if self.top_k is not None and self.temperature == 0:
+            problems.append("--top-k only applies when sampling: also set --temperature > 0, or use --preset vi.")
+        if self.repetition_penalty <= 0:
+            problems.append(f"--repetition-penalty {self.repetition_penalty} must be positive (1.0 = off).")
+        if problems:
+            raise ConfigError(problems)
+
+    def generate_kwargs(self, tokenizer) -> dict[str, Any]:
+        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0,
+                  "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+                  "stop_strings": STOP_STRINGS, "tokenizer": tokenizer}
+        if self.temperature > 0:
+            kwargs["temperature"] = self.temperature
+            if self.top_k is not None:
+                kwargs["top_k"] = self.top_k
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        return kwargs
+
+
+PRESETS = {
+    "greedy": Decoding(),
+    "vi": Decoding(temperature=0.5, top_k=20, repetition_penalty=1.2),  # as conf/eval/vi_sampling.yaml
+}
+
+
+def decoding_from(preset: str, **flags) -> Decoding:
+    """A preset with the flags that were given (not None) on top."""
+    decoding = replace(PRESETS[preset], **{k: v for k, v in flags.items() if v is not None})
+    decoding.check()
+    return decoding
+
+
+@dataclass
+class ChatModel:
+    model: Any
+    tokenizer: Any
+    prompt: PromptConfig
+    description: str
+
+
+def load_chat_model(path: Path) -> ChatModel:
+    """A train.py run dir (base as trained + adapter) or a `medtune export` dir, ready to generate."""
+    from medtune.modeling.export import EXPORT_FILE, inference_hardware, read_export, read_run
+
+    path = Path(path)
+    if (path / EXPORT_FILE).is_file():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        meta, prompt = read_export(path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            placement = {"device_map": "auto"} if torch.cuda.is_available() else {}  # GPUs first, then CPU
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, meta["dtype"]),
+                                                         local_files_only=True, **placement)
+        except (OSError, ValueError) as error:
+            raise ModelUnavailableError(
+                f"{path} has {EXPORT_FILE} but its weights or tokenizer do not load ({error.__class__.__name__}: "
+                f"{str(error).splitlines()[0]}); export the run again with medtune export {meta['source_run']} --force."
+            ) from error
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return ChatModel(model, tokenizer, prompt, f"export of {meta['model']} + {meta['adapter']} ({path})")
+    from medtune.modeling.trained import CONFIG_FILE, load_trained
+
+    if path.is_dir() and not (path / CONFIG_FILE).is_file():
+        raise ModelUnavailableError(
+            f"{path} is neither a train.py run dir (it has no {CONFIG_FILE}) nor a medtune export (no {EXPORT_FILE}); "
+            "pass outputs/train/runs/<time>/ of a finished run, or the folder medtune export wrote."
+        )
+    cfg, _ = read_run(path)  # names what is missing before anything loads
+    model, tokenizer, cfg = load_trained(path, inference_hardware(cfg.hardware))
+    return ChatModel(model, tokenizer, cfg.prompt, f"{cfg.model.name} + {cfg.adapter.name} ({path})")
+
+
+def render(prompt: PromptConfig, message: str, system: str | None = None) -> str:
+    """The text the model reads: the message in the run's template, after the system text if any."""
+    from medtune.data.readers import InstructionRecord
+    from medtune.data.templates import render_prompt
+
+    text = render_prompt(prompt, InstructionRecord(instruction=message, input="", output="", source="chat"))
+    return f"{system.strip()}\n\n{text}" if system and system.strip() else text
+
+
+def _stop_prefix_length(text: str) -> int:
+    """Length of the longest end of `text` that could still grow into a stop string."""
+    return max((n for s in STOP_STRINGS for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+
+
+def make_streamer(tokenizer, write: Callable[[str], Any]):
+    """A TextStreamer that writes only the response: no leading blanks, nothing from a stop string on."""
+    from transformers import TextStreamer
+
+    class ResponseStreamer(TextStreamer):
+        def __init__(self):
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.text, self.shown = "", ""
+
+        def on_finalized_text(self, text: str, stream_end: bool = False):
+            self.text += text
+            visible = self.text.lstrip()
+            stops = [visible.find(s) for s in STOP_STRINGS if s in visible]
+            if stops:
+                visible = visible[: min(stops)].rstrip()
+            elif stream_end:
+                visible = visible.rstrip()
+            else:  # hold back what may still become a stop string, and trailing blanks
+                visible = visible[: len(visible) - _stop_prefix_length(visible)].rstrip()
+            if len(visible) > len(self.shown) and visible.startswith(self.shown):
+                write(visible[len(self.shown):])
+                self.shown = visible
+
+    return ResponseStreamer()
+
+
+def respond(chat: ChatModel, prompt_text: str, decoding: Decoding, write: Callable[[str], Any]) -> str:
+    """Generate one response to a rendered prompt, streaming it through `write`; return its text."""
+    import torch
+
+    from medtune.evaluation.generation import GenerationStats, encode_left_padded
+
+    model, tokenizer = chat.model, chat.tokenizer
+    positions = getattr(model.config, "max_position_embeddings", None) or 2048
+    ids, mask = encode_left_padded(tokenizer, [prompt_text], max(8, positions - decoding.max_new_tokens),
+                                   GenerationStats())
+    device = next(model.parameters()).device
+    streamer = make_streamer(tokenizer, write)
+    model.eval()
+    with torch.no_grad():
+        model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), streamer=streamer,
+                       **decoding.generate_kwargs(tokenizer))
+    return streamer.shown
+
+
+def chat_loop(chat: ChatModel, decoding: Decoding, show_prompt: bool = False, system: str | None = None,
+              stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    """Answer messages until EOF or /exit; returns how many were answered.
+
+    On a terminal messages are typed after `you> `; from a pipe each line is one message and is
+    echoed, so stdout reads as a transcript."""
+    interactive = stdin.isatty()
+
+    def write(text: str) -> None:
+        stdout.write(text)
+        stdout.flush()
+
+    print(f"medtune chat: {chat.description}; prompt template {chat.prompt.name}; "
+          f"{'greedy' if decoding.temperature == 0 else f'sampling at temperature {decoding.temperature}'}, "
+          f"up to {decoding.max_new_tokens} new tokens.\n{HELP}", file=stderr, flush=True)
+    answered = 0
+    while True:
+        if interactive:
+            try:
+                line = input("you> ")
+            except EOFError:
+                write("\n")
+                break
+        else:
+            line = stdin.readline()
+            if not line:
+                break
+        message = line.strip()
+        if not message:
+            continue
+        if message in ("/exit", "/quit"):
+            break
+        if message in ("/reset", "/help"):
+            print(HELP, file=stderr, flush=True)
+            continue
+        if not interactive:
+            write(f"you> {message}\n")
+        prompt_text = render(chat.prompt, message, system)
+        if show_prompt:
+            shown = prompt_text.rstrip("\n")
+            write(f"----- prompt ({chat.prompt.name}) -----\n{shown}\n----- end of prompt -----\n")
+        write("model> ")
+        respond(chat, prompt_text, decoding, write)
+        write("\n")
+        answered += 1
+    return answered
