@@ -14,7 +14,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from medtune.config.job import JobContext
-from medtune.errors import MedtuneError
+from medtune.errors import PREEMPTED_EXIT_CODE, MedtuneError, Preempted
 
 
 def job_context(cfg: DictConfig) -> JobContext:
@@ -61,6 +61,12 @@ def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: ty
 
         typed = to_typed(cfg, schema)
         return task(typed, job)
+    except Preempted as stop:
+        print(f"\nmedtune: {stop}\n", file=sys.stderr, flush=True)
+        requeue = stop.previous_handler
+        if callable(requeue):  # submitit's handler (SLURM launcher): it requeues the job, then exits
+            requeue(stop.signum, None)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except MedtuneError as error:
         write_failure_record(job.run_dir, error)
         print(f"\nmedtune: {error}\n", file=sys.stderr)

@@ -23,3 +23,19 @@ class DataError(MedtuneError):
 
 class ModelUnavailableError(MedtuneError):
     """A model whose weights or architecture cannot be loaded here."""
+
+
+class TrainingDivergedError(MedtuneError):
+    """The loss became NaN or infinite: training stopped, with a checkpoint to inspect."""
+
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: a temporary failure, run the job again
+
+
+class Preempted(MedtuneError):
+    """Training stopped on SIGTERM / SIGUSR1 after saving a checkpoint; the job should be run again."""
+
+    def __init__(self, message: str, signum: int, previous_handler=None):
+        super().__init__(message)
+        self.signum = signum
+        self.previous_handler = previous_handler  # the handler medtune replaced (submitit's requeue)

@@ -15,6 +15,7 @@ from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluat
     LoglikTarget,
     Similarity,
 )
+from medtune.config.judge_schema import JudgeConfig
 from medtune.config.schema import (
     AdapterConfig,
     HardwareConfig,
@@ -47,4 +48,5 @@ class EvalRunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     exam: ExamConfig = field(default_factory=ExamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # used by eval=judge only
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -23,6 +23,7 @@ class ExamFormat(str, Enum):
 class EvalMode(str, Enum):
     generate = "generate"  # the paper's protocol: generate, parse, Algorithm 1
     loglik = "loglik"  # the likeliest choice by log-probability, one forward pass per question
+    judge = "judge"  # no exam: a judge model scores two systems' answers side by side (judge.*)
 
 
 class LoglikTarget(str, Enum):

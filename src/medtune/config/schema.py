@@ -25,6 +25,12 @@ class Task(str, Enum):
         return self.value
 
 
+class ResumeMode(str, Enum):
+    auto = "auto"  # continue from the run dir's last complete checkpoint if config and data match, else refuse
+    force = "force"  # continue even though the config or data changed (the differences are printed)
+    off = "off"  # start from step 0 in this run dir
+
+
 class DType(str, Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"
@@ -258,6 +264,7 @@ class TrainRunConfig:
     task_name: str = "train"
     seed: int = 42
     dry_run: bool = False
+    resume: ResumeMode = ResumeMode.auto  # rerun in the same run dir: continue from its last checkpoint
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)

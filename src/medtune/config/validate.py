@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from medtune.modeling.architecture import estimate_num_parameters
 MISSING_HINTS = {
     "dataset.path": "point it at your copy, e.g. dataset.path=/data/{name}.jsonl",
     "model.path": "point it at a local checkpoint directory, e.g. model.path=/models/{name}",
+    "exam.path": "point it at your exam file or folder, e.g. exam.path=/data/{name}.jsonl",
 }
 
 
@@ -38,6 +40,8 @@ def missing_value_problems(cfg: DictConfig) -> list[str]:
         group = key.split(".")[0]
         option = OmegaConf.select(cfg, f"{group}.name", default=group)
         hint = MISSING_HINTS.get(key, f"set it on the command line, e.g. {key}=...").format(name=option)
+        if key.startswith("dataset.mixture.") and key.endswith(".path"):
+            hint = f"point it at your copy of that source, e.g. {key}=/data/{key.split('.')[2]}.json"
         problems.append(f"{key} is required by {group}={option} and has no value: {hint}.")
     return problems
 
@@ -135,9 +139,10 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
         wanted = hw.devices_per_node
         found = _cuda_device_count()
         if found < wanted:
+            seen = "no CUDA device was found on this machine" if found == 0 else f"this machine has {found}"
             problems.append(
-                f"hardware={hw.name} needs {wanted} CUDA device(s) per node, this machine has {found}: "
-                "run on a GPU node, pick hardware=cpu, or plan the run with dry_run=true."
+                f"hardware={hw.name} needs {wanted} CUDA device(s) per node, but {seen}: "
+                "pick hardware=cpu, run on a GPU node, or plan the run with dry_run=true."
             )
     if hw.max_model_params_billion is not None and needs_model(cfg):
         billions = estimate_num_parameters(cfg.model.architecture) / 1e9
@@ -174,13 +179,17 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
 
 def check_model(cfg: TrainRunConfig) -> list[str]:
     m = cfg.model
-    if m.source == ModelSource.tiny:
-        return []
     if m.path:
-        if not Path(m.path).is_dir():
+        path = Path(m.path)
+        if not path.is_dir():
             return [f"model.path={m.path} is not a directory (model={m.name}): point it at a local checkpoint."]
-        if not (Path(m.path) / "config.json").is_file():
-            return [f"model.path={m.path} has no config.json (model={m.name}): is it a Hugging Face checkpoint?"]
+        run_dir = any((path / sub / f).is_file() for sub, f in
+                      (("model", "config.json"), ("export", "config.json"), ("adapter", "adapter_config.json")))
+        if not (path / "config.json").is_file() and not run_dir:
+            return [f"model.path={m.path} has no config.json (model={m.name}): is it a Hugging Face checkpoint "
+                    "or a finished train.py run dir?"]
+        return []
+    if m.source == ModelSource.tiny:
         return []
     if not m.hub_id:
         return [f"model={m.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]
@@ -214,9 +223,9 @@ def check_schedule(cfg: TrainRunConfig) -> list[str]:
     problems = []
     world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes
     if t.max_steps <= 0:
-        problems.append(f"train.max_steps={t.max_steps} must be positive.")
+        problems.append(f"train.max_steps={t.max_steps} must be positive, e.g. train.max_steps=100.")
     if t.learning_rate <= 0:
-        problems.append(f"train.learning_rate={t.learning_rate} must be positive.")
+        problems.append(f"train.learning_rate={t.learning_rate} must be positive, e.g. train.learning_rate=2e-4.")
     if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
         problems.append("train.global_batch_size and train.micro_batch_size must be positive.")
     elif t.global_batch_size % (t.micro_batch_size * world):
@@ -226,22 +235,59 @@ def check_schedule(cfg: TrainRunConfig) -> list[str]:
         )
     for key in ("max_input_tokens", "max_target_tokens"):
         if getattr(t, key) <= 0:
-            problems.append(f"train.{key}={getattr(t, key)} must be positive.")
+            problems.append(f"train.{key}={getattr(t, key)} must be positive, e.g. train.{key}=512.")
+    for key, example in (("warmup_steps", 0), ("weight_decay", 0.0), ("max_grad_norm", 1.0), ("eval_steps", 0),
+                         ("save_steps", 0), ("pack_max_tokens", 0)):
+        if getattr(t, key) < 0:
+            problems.append(f"train.{key}={getattr(t, key)} must not be negative, e.g. train.{key}={example}.")
+    if t.logging_steps <= 0:
+        problems.append(f"train.logging_steps={t.logging_steps} must be positive, e.g. train.logging_steps=10.")
+    if t.save_total_limit <= 0:
+        problems.append(f"train.save_total_limit={t.save_total_limit} must be positive, e.g. train.save_total_limit=2.")
+    return problems
+
+
+def check_exam_eval(cfg: TrainRunConfig) -> list[str]:
+    e = cfg.exam_eval
+    if not e.enabled:
+        return []
+    problems = []
+    if e.every_steps < 0:
+        problems.append(f"exam_eval.every_steps={e.every_steps} must be 0 (before and after only) or positive.")
+    for key in ("batch_size", "max_new_tokens"):
+        if getattr(e, key) <= 0:
+            problems.append(f"exam_eval.{key}={getattr(e, key)} must be positive (or exam_eval.enabled=false).")
+    if e.num_shots < 0:
+        problems.append(f"exam_eval.num_shots={e.num_shots} must be 0 or more.")
     return problems
 
 
 def check_prompt(cfg: Any) -> list[str]:
-    if "{instruction}" not in cfg.prompt.template:
-        return [
-            f"prompt={cfg.prompt.name}: prompt.template has no {{instruction}} placeholder, so the question "
-            "would never reach the model; add {instruction} (and {input} for choices or context)."
-        ]
-    return []
+    problems = []
+    templates = {"prompt.template": cfg.prompt.template, "prompt.template_no_input": cfg.prompt.template_no_input}
+    for key, template in templates.items():
+        if template is None:
+            continue
+        if "{instruction}" not in template:
+            problems.append(
+                f"prompt={cfg.prompt.name}: {key} has no {{instruction}} placeholder, so the question "
+                "would never reach the model; add {instruction} (and {input} for choices or context)."
+            )
+        unknown = sorted(set(re.findall(r"\{([A-Za-z_]\w*)\}", template)) - {"instruction", "input"})
+        if unknown:
+            problems.append(
+                f"prompt={cfg.prompt.name}: {key} has {{{unknown[0]}}}, a placeholder medtune never fills (it fills "
+                "{instruction} and {input} only); rename it, or it reaches the model as literal text."
+            )
+    return problems
 
 
 def rules_for(schema: type) -> list[Callable[[Any], list[str]]]:
     if schema is TrainRunConfig:
-        return [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule]
+        from medtune.config.task_rules import check_task
+
+        return [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule, check_exam_eval,
+                check_task]
     from medtune.config.eval_rules import EVAL_RULES
 
     return EVAL_RULES if schema.__name__ == "EvalRunConfig" else []

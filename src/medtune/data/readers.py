@@ -128,7 +128,9 @@ def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> Instructi
     missing = [f for f in REQUIRED_FIELDS[fmt] if f not in item]
     if missing:
         raise DataError(
-            f"{where}: missing field {missing[0]!r} for a {fmt.value} record (needs {', '.join(REQUIRED_FIELDS[fmt])})."
+            f"{where}: missing field {missing[0]!r} for a {fmt.value} record (needs {', '.join(REQUIRED_FIELDS[fmt])}; "
+            f"the record has {sorted(item)}); add the field, or set dataset.format to the format the file is in "
+            "(auto decides per record)."
         )
     if fmt == DatasetFormat.alpaca:
         record = InstructionRecord(str(item["instruction"]), str(item.get("input") or ""), str(item["output"]), where)
@@ -138,6 +140,12 @@ def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> Instructi
         choices = item["choices"]
         if not isinstance(choices, list):
             raise DataError(f"{where}: 'choices' is a {type(choices).__name__}, expected a list of strings.")
+        blank = [CHOICE_LETTERS[i] for i, c in enumerate(choices) if not str(c).strip()]
+        if blank:
+            raise DataError(
+                f"{where}: choice {blank[0]} is empty ({len(blank)} of the {len(choices)} choices are blank); give "
+                "every choice its text, or \"choices\": [] for a question with a numeric answer."
+            )
         record = InstructionRecord(
             str(item["problem_text"]), format_choices([str(c) for c in choices]), exam_answer_text(item, where), where
         )
@@ -154,7 +162,8 @@ def data_files(path: Path) -> list[Path]:
             p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and not p.name.endswith(SKIPPED_SUFFIXES)
         )
         if not files:
-            raise DataError(f"{path}: the folder holds no .jsonl or .json files.")
+            raise DataError(f"{path}: the folder holds no .jsonl or .json files; put the data files there, or "
+                            "point dataset.path at a file.")
         return files
     if not path.exists():
         raise DataError(f"{path}: no such file; check dataset.path.")
@@ -172,5 +181,8 @@ def read_records(path: Path | None, fmt: DatasetFormat = DatasetFormat.auto, max
             if max_records is not None and len(records) >= max_records:
                 return records
         if len(records) == before:
-            raise DataError(f"{file}: the file is empty; a data file needs at least one record.")
+            raise DataError(
+                f"{file}: the file is empty; a data file needs at least one record: add records, or point "
+                "dataset.path at the right file."
+            )
     return records

@@ -155,7 +155,8 @@ def _exam_files(path: Path) -> list[Path]:
 def _items(path: Path) -> list[tuple[str, dict[str, Any]]]:
     items = list(iter_json_objects(path))
     if not items:
-        raise DataError(f"{path}: the file is empty; an exam file needs at least one question.")
+        raise DataError(f"{path}: the file is empty; an exam file needs at least one question: add questions, "
+                        "or point exam.path at the right file.")
     return items
 
 
@@ -163,7 +164,8 @@ def _check_unique(questions: Sequence[ExamQuestion]) -> None:
     seen: dict[str, str] = {}
     for q in questions:
         if q.qid in seen:
-            raise DataError(f"{q.source}: problem_id {q.qid!r} is already used at {seen[q.qid]}; ids must be unique.")
+            raise DataError(f"{q.source}: problem_id {q.qid!r} is already used at {seen[q.qid]}; ids must be unique: "
+                            "give each question its own id.")
         seen[q.qid] = q.source
 
 
@@ -196,6 +198,10 @@ def _line_id(where: str) -> str:
 def _choices(value: Any, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or any(isinstance(c, (list, dict)) for c in value):
         raise DataError(f"{where}: {key!r} is a {type(value).__name__}, expected a list of strings ([] for numeric).")
+    blank = [LETTERS[i] for i, c in enumerate(value) if c is None or not str(c).strip()]
+    if blank:
+        raise DataError(f"{where}: choice {blank[0]} ({key!r}) is empty ({len(blank)} of {len(value)} blank); give "
+                        "every choice its text, or [] for a question with a numeric answer.")
     return tuple(str(c) for c in value)
 
 

@@ -32,8 +32,10 @@ STATE = "eval_state.json"
 
 
 def evaluate(cfg: EvalRunConfig, job: JobContext) -> float:
-    """The evaluate.py task; returns the accuracy (what a sweeper would maximise)."""
-    return run_evaluation(cfg, job)["accuracy"]
+    """The evaluate.py task; returns the accuracy (what a sweeper would maximise), or with eval=judge
+    system b's total judge score."""
+    metrics = run_evaluation(cfg, job)
+    return metrics["objective"] if cfg.eval.mode == EvalMode.judge else metrics["accuracy"]
 
 
 def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
@@ -55,12 +57,22 @@ def fingerprint(cfg: EvalRunConfig) -> str:
 def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
     from medtune.tracking.wandb_run import start_run
 
+    if cfg.eval.mode == EvalMode.judge:  # no exam: two systems' answers scored by a judge model
+        from medtune.judge.task import run_judge
+
+        return run_judge(cfg, job)
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     out = output_dir(cfg, job)
     out.mkdir(parents=True, exist_ok=True)
     questions = load_exam(cfg.exam)
     if not questions:
-        raise ConfigError([f"exam={cfg.exam.name} selects no question with these filters; relax exam.* filters."])
+        e = cfg.exam
+        raise ConfigError([
+            f"exam={e.name} selects no question with these filters (exam.text_only={e.text_only}, exam.min_answers="
+            f"{e.min_answers}, exam.max_answers={e.max_answers}, exam.require_choices={e.require_choices}, "
+            f"exam.blocks={list(e.blocks)}); relax exam.* filters, e.g. exam.require_choices=false to keep "
+            "numeric questions."
+        ])
     group = training_group(cfg)
     tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), "eval", group=group, run_dir=out)
     exit_code = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -42,9 +43,39 @@ def load_trained(run_dir: Path, hardware: HardwareConfig | None = None):
         tokenizer = load_tokenizer(str(run_dir / "model"), cfg.model)
         model = load_base_model(str(run_dir / "model"), cfg.model, cfg.adapter, cfg.hardware)
         return model, tokenizer, cfg
-    from peft import PeftModel
-
     adapter_dir = run_dir / "adapter"
     tokenizer = load_tokenizer(str(adapter_dir), cfg.model)
     base = load_base_model(info["checkpoint"], cfg.model, cfg.adapter, cfg.hardware)
-    return PeftModel.from_pretrained(base, str(adapter_dir)), tokenizer, cfg
+    return attach_adapter(base, adapter_dir, info["checkpoint"], run_dir), tokenizer, cfg
+
+
+MISMATCH = re.compile(
+    r"size mismatch for (?:base_model\.model\.)?(?P<param>\S+): copying a param with shape "
+    r"(?:torch\.Size\()?(?P<saved>\[[^\]]*\])\)? from checkpoint, "
+    r"the shape in current model is (?:torch\.Size\()?(?P<here>\[[^\]]*\])"
+)
+
+
+def attach_adapter(base, adapter_dir: Path, checkpoint: str, run_dir: Path):
+    """The base with the run's LoRA adapter on it; an adapter trained on another base is refused with
+    a message (PEFT would raise a page of size mismatches, or a list of missing target modules)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base, str(adapter_dir))
+    except (RuntimeError, ValueError, KeyError) as error:
+        text = str(error)
+        found = MISMATCH.search(text)
+        if found:
+            count = len(MISMATCH.findall(text))
+            detail = (f"{found['param']} is {found['saved']} in the adapter but {found['here']} on this base"
+                      f"{f', and {count - 1} more tensors differ' if count > 1 else ''}")
+        elif "not found in the base model" in text or "Target modules" in text:
+            detail = text.strip().splitlines()[0][:300]
+        else:
+            raise
+        raise ModelUnavailableError(
+            f"run={run_dir}: its adapter ({adapter_dir}) was trained on a different base than the checkpoint "
+            f"now at {checkpoint} ({detail}). Put the base the run was trained on back at that path (run_info.json "
+            "records where it was), or train a new adapter on this base."
+        ) from error

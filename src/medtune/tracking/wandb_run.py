@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,6 +48,7 @@ class Tracker:
 
     def __init__(self, run: Any = None):
         self.run = run
+        self.failures = 0  # tracking calls that raised; only the first one is reported
 
     @property
     def active(self) -> bool:
@@ -58,7 +60,13 @@ class Tracker:
         try:
             fn(*args, **kwargs)
         except Exception as error:  # tracking must never cost a training run
-            warnings.warn(f"W&B {what} failed ({error}); training goes on without it.", stacklevel=3)
+            self.failures += 1
+            if self.failures == 1:  # once per run, not once per logged step
+                warnings.warn(
+                    f"W&B {what} failed ({type(error).__name__}: {error}); training goes on, and later W&B "
+                    "errors of this run are not repeated; the files in the run dir still hold every value.",
+                    stacklevel=3,
+                )
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self._guard("log", lambda: self.run.log(dict(metrics), step=step))
@@ -107,7 +115,10 @@ class Tracker:
 
     @property
     def group(self) -> str | None:
-        return getattr(self.run, "group", None) if self.run is not None else None
+        try:
+            return getattr(self.run, "group", None) if self.run is not None else None
+        except Exception:  # a broken run has no group to hand on; the run itself goes on
+            return None
 
     def finish(self, exit_code: int = 0) -> None:
         self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
@@ -119,14 +130,26 @@ class Tracker:
 
 
 def wandb_server_reachable(timeout: float = 3.0) -> bool:
-    """Can a TCP connection to the W&B server (WANDB_BASE_URL) open within `timeout` seconds?"""
+    """Can a TCP connection to the W&B server (WANDB_BASE_URL) open within `timeout` seconds?
+
+    The probe runs in a daemon thread: the socket timeout does not bound the DNS lookup, which on a
+    cluster node with an unreachable resolver can take half a minute."""
     url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
     port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+        except OSError:
+            answer.append(False)
+        else:
+            answer.append(True)
+
+    thread = threading.Thread(target=probe, name="medtune-wandb-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
 
 
 def effective_mode(logger: LoggerConfig) -> WandbMode:

@@ -7,6 +7,7 @@ from typing import Any
 
 from medtune.config.schema import Accelerator, DType, Quantization, TrainRunConfig
 from medtune.distributed import world_size
+from medtune.training.resume import CHECKPOINTS
 
 
 def gradient_accumulation_steps(cfg: TrainRunConfig, world: int) -> int:
@@ -47,7 +48,7 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
     quantized = cfg.adapter.quantization.method != Quantization.none
     mixed = on_cuda and not quantized and cfg.model.dtype != DType.float32
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(run_dir / CHECKPOINTS),  # where resume looks for checkpoints
         max_steps=t.max_steps,
         per_device_train_batch_size=t.micro_batch_size,
         per_device_eval_batch_size=t.micro_batch_size,
@@ -60,6 +61,7 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
         optim=t.optimizer.value,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN/inf loss must reach the divergence guard, not be averaged away
         # Evaluation inside the training loop, at step 0 and at the end (DeepSpeed ZeRO-1/2 cannot run
         # Trainer.evaluate() before train()); eval_steps=0 means only those two.
         eval_strategy="steps" if has_eval else "no",

@@ -66,7 +66,9 @@ def run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
 def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from transformers import set_seed
 
-    from medtune.data.cache import tokenized_datasets
+    from medtune.data.cache import cache_key, tokenized_datasets
+    from medtune.training.preemption import PreemptionCallback
+    from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
     from medtune.modeling.adapters import apply_adapter, parameter_counts
     from medtune.modeling.load import (
         load_base_model,
@@ -89,6 +91,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         train_rows, collator, length_sampler, packed_rows = training_rows(cfg, train_set, tokenizer)
         if cfg.train.epochs is not None:
             cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
+        # Refuse a changed setup before any weights load: a 70B base takes minutes to load.
+        current = fingerprint(cfg, cache_key(cfg, checkpoint))
+        resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
         ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
                              deepspeed=cfg.hardware.deepspeed.zero_stage > 0)
@@ -120,22 +125,34 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         )
 
     if is_main_process():
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a rerun in the same dir starts a new record
+        if resume_from is None:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh start in the same dir starts a new record
+        else:
+            console.print(f"[bold]resuming[/bold] from {resume_from} (same config and data)")
     hw = cfg.hardware
     peak = hw.peak_tflops * 1e12 * hw.devices_per_node * hw.num_nodes if hw.peak_tflops else None
     callback = MetricsCallback(tracker, run_dir / "metrics.jsonl", flops_per_token(cfg, total, trainable), peak)
     exam = exam_callback(cfg, tokenizer, tracker, run_dir)
+    guard = NonFiniteLossGuard(cfg.train.learning_rate, cfg.train.max_grad_norm)
+    preemption = PreemptionCallback()
     trainer = MedtuneTrainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=eval_set or None,
         data_collator=collator,
-        callbacks=[callback, *([exam] if exam else []), NonFiniteLossGuard(cfg.train.learning_rate, cfg.train.max_grad_norm)],
+        callbacks=[callback, *([exam] if exam else []), guard, FingerprintWriter(current, guard), preemption],
     )
     trainer.length_sampler = length_sampler
-    exam_before = exam.measure(trainer.model, 0) if exam else None
-    trainer.train()  # evaluates at step 0 (eval_on_start) and at the last step, DeepSpeed or not
+    exam_before = exam.measure(trainer.model, 0) if exam and resume_from is None else None
+    preemption.install()
+    try:
+        # evaluates at the start (eval_on_start) and at the last step, DeepSpeed or not
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        preemption.uninstall()
+    if preemption.signum is not None:
+        raise preemption.preempted(str(Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}"))
     eval_losses = callback.series("eval/loss")
     eval_before, eval_after = (eval_losses[0], eval_losses[-1]) if len(eval_losses) >= 2 else (None, None)
     exam_after = exam.measure(trainer.model, trainer.state.global_step) if exam else None
@@ -149,6 +166,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         "eval/loss_before": eval_before,
         "eval/loss_after": eval_after,
         "train/steps": trainer.state.global_step,
+        "train/resumed_from": str(resume_from) if resume_from else None,
         "train/tokens_seen": int(trainer.state.num_input_tokens_seen),
         "train/tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
         "train/peak_memory_mib": max(callback.series("train/peak_memory_mib"), default=None),

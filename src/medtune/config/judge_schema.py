@@ -1,0 +1,43 @@
+"""Typed schema of `evaluate.py eval=judge`: two systems' answers scored side by side by a judge model.
+
+Each system's answers come from a file (judged as is), or are generated with the Vietnamese
+paper's decoding (temperature 0.5, top-k 20, repetition penalty 1.2, 256 new tokens) by a train.py
+run (with the run's own prompt template), a local checkpoint, the composed `model=`, or an endpoint.
+The judge is a `GeneratorConfig` too: a local model or an OpenAI-compatible endpoint by URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from medtune.config.generator_schema import GeneratorConfig
+
+
+def paper_decoding() -> GeneratorConfig:
+    """The Vietnamese paper's inference settings (its section IV-C)."""
+    return GeneratorConfig(max_new_tokens=256, temperature=0.5, top_k=20, repetition_penalty=1.2)
+
+
+@dataclass
+class JudgeSystemConfig:
+    """One of the two systems. Set one source: answers, model_path, generator.run or generator.url
+    (with generator.kind=endpoint); none of them means the composed `model=` with `prompt=`."""
+
+    name: Optional[str] = None  # its column in the table; null = the answers file's, run's or model's name
+    answers: Optional[str] = None  # JSONL {"id", "answer"} (or Vicuna's {"question_id", "text"}); nothing generated
+    model_path: Optional[str] = None  # a local checkpoint, untuned, prompted with the composed prompt=
+    generator: GeneratorConfig = field(default_factory=paper_decoding)
+
+
+@dataclass
+class JudgeConfig:
+    questions: Optional[str] = None  # JSONL {"id", "category", "question", "reference"?}; null = the bundled set
+    categories: List[str] = field(default_factory=list)  # [] = every category of the question file
+    max_questions: Optional[int] = None  # the first N questions (after the category filter)
+    a: JudgeSystemConfig = field(default_factory=JudgeSystemConfig)  # the paper's left column: the untuned base
+    b: JudgeSystemConfig = field(default_factory=JudgeSystemConfig)  # the paper's right column: the tuned model
+    judge: GeneratorConfig = field(default_factory=GeneratorConfig)  # who scores: kind=endpoint + url, or a local model
+    swap: bool = True  # judge both orders and average, to cancel the judge's preference for a position
+    with_reference: bool = False  # show the question's reference answer to the judge (not in the paper's prompt)
+    min_score: float = 1.0  # the rubric's 1-10 scale; scores outside [min_score, 10] count as unparsable

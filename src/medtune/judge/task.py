@@ -1,0 +1,122 @@
+"""The judge task (`evaluate.py eval=judge`): answers -> pairwise judgments -> the paper's category table.
+
+Writes to the evaluation's directory: answers_<system>.jsonl, judgments.jsonl (one row per question
+and order: both answers, the judge's raw text, the scores read or why none could be), judge_table.md
+and .csv, and metrics.json; logs the table's numbers as W&B summary values and both tables as W&B
+tables, and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from medtune.config.eval_schema import EvalRunConfig
+from medtune.config.generator_schema import GeneratorKind
+from medtune.config.job import JobContext
+from medtune.errors import ConfigError
+from medtune.io import write_json_atomic, write_text_atomic
+from medtune.judge import judging
+from medtune.judge.aggregate import category_table
+from medtune.judge.answers import System, collect_answers, make_systems
+from medtune.judge.questions import category_order, read_questions, select_questions
+from medtune.judge.report import csv_text, markdown, print_table, table_rows
+from medtune.judge.rules import check_judge
+from medtune.quiet import quiet_third_party
+
+JUDGMENT_COLUMNS = ["id", "category", "order", "assistant_1", "assistant_2", "score_a", "score_b", "status",
+                    "reason", "raw", "answer_1", "answer_2"]
+
+
+def judge_name(cfg: EvalRunConfig) -> str:
+    g = cfg.judge.judge
+    if g.kind == GeneratorKind.endpoint:
+        return f"{g.endpoint_model}@{g.url}"
+    return Path(g.run).name if g.run else cfg.model.name
+
+
+def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
+    return Path(cfg.eval.output_dir) if cfg.eval.output_dir else job.run_dir
+
+
+def wandb_group(system: System) -> str | None:
+    """A tuned system's training group, so the judgment sits beside its training run in W&B."""
+    if system.source != "run":
+        return None
+    info = Path(system.cfg.generator.run) / "run_info.json"
+    return json.loads(info.read_text()).get("wandb_group") if info.is_file() else None
+
+
+def run_judge(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
+    from medtune.tracking.wandb_run import start_run
+
+    problems = check_judge(cfg)
+    if problems:
+        raise ConfigError(problems)
+    quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
+    out = output_dir(cfg, job)
+    out.mkdir(parents=True, exist_ok=True)
+    questions = select_questions(read_questions(cfg.judge.questions), cfg.judge.categories, cfg.judge.max_questions)
+    a, b = make_systems(cfg)
+    tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), "judge",
+                        group=wandb_group(b), run_dir=out)
+    exit_code = 1
+    try:
+        answers_a = collect_answers(a, questions, cfg, out)
+        answers_b = collect_answers(b, questions, cfg, out)
+        pairs = judging.pairings(questions, a, b, answers_a, answers_b, cfg.judge.swap)
+        identity = [cfg.model.name, cfg.model.path, cfg.model.hub_id]
+        rows = judging.run_judgments(lambda: load_judge(cfg), judge_name(cfg), pairs, cfg.judge, out,
+                                     judging.judge_settings(cfg.judge, identity))
+        metrics = finish(cfg, (a, b), questions, rows, out, tracker)
+        exit_code = 0
+        return metrics
+    finally:
+        tracker.finish(exit_code=exit_code)
+
+
+def load_judge(cfg: EvalRunConfig):
+    from medtune.llm.backend import make_generator
+    from medtune.reporting.console import console
+
+    with console.status("Loading the judge"):
+        # The composed model reads the rubric as is (or through its chat template); a run, in its own template.
+        return make_generator(cfg.judge.judge, cfg.model, cfg.hardware, cfg.paths.cache_dir, prompt=None)
+
+
+def finish(cfg: EvalRunConfig, systems: tuple[System, System], questions, rows: list[dict], out: Path,
+           tracker) -> dict[str, Any]:
+    a, b = systems
+    table = category_table(rows, category_order(questions))
+    table["names"] = {"a": a.name, "b": b.name}
+    title = f"{a.name} vs {b.name}, judged by {judge_name(cfg)}"
+    total = table["total"]
+    metrics = {
+        "mode": "judge", "judge": judge_name(cfg), "systems": {"a": a.name, "b": b.name},
+        "sources": {"a": a.source, "b": b.source}, "questions": len(questions), "swap": cfg.judge.swap,
+        "categories": [row.as_dict() for row in table["categories"]], "total": total.as_dict(),
+        "judgments": table["judgments"], "unparsable_judgments": table["unparsable_judgments"],
+        "unparsable_questions": total.unparsable, "order_disagreements": total.order_disagreements,
+        "position_bias": table["position_bias"], "objective": total.b,
+    }
+    write_text_atomic(out / judging.FINAL, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    (out / judging.PARTIAL).unlink(missing_ok=True)
+    write_text_atomic(out / "judge_table.md", markdown(table, cfg.judge.swap, title))
+    write_text_atomic(out / "judge_table.csv", csv_text(table, cfg.judge.swap))
+    write_json_atomic(out / "metrics.json", metrics)
+    summary = {"judge/system_a": a.name, "judge/system_b": b.name, "judge/judge": judge_name(cfg),
+               "judge/judgments": table["judgments"], "judge/unparsable_judgments": table["unparsable_judgments"],
+               "judge/position_bias": table["position_bias"]}
+    for row in [*table["categories"], total]:
+        key = f"judge/{row.category}"
+        summary.update({f"{key}/a": row.a, f"{key}/b": row.b, f"{key}/samples": row.samples,
+                        f"{key}/unparsable": row.unparsable, f"{key}/order_disagreements": row.order_disagreements})
+    tracker.summarize({k: v for k, v in summary.items() if v is not None})
+    header, body, total_row = table_rows(table, cfg.judge.swap)
+    tracker.log_table("judge/table", header, [*body, total_row])
+    tracker.log_table("judge/judgments", JUDGMENT_COLUMNS, [[row.get(c) for c in JUDGMENT_COLUMNS] for row in rows])
+    print_table(table, cfg.judge.swap, title, out)
+    return metrics

@@ -1,0 +1,80 @@
+"""Preemption: SIGTERM or SIGUSR1 (what SLURM sends before it stops a job) saves a checkpoint and exits.
+
+The handler only notes the signal; the callback acts at the next optimizer-step boundary, where the
+Trainer can save a consistent checkpoint (model, optimizer, scheduler, RNG, data position). With
+several ranks the note is shared by an all-reduce each step, so every rank saves and stops at the
+same step even if only one was signalled.
+
+After the save the run raises `Preempted`. The entry layer then hands the signal to the handler that
+was installed before medtune's (submitit's, under the SLURM launcher: it requeues the job), or exits
+with `PREEMPTED_EXIT_CODE` (75, EX_TEMPFAIL: "try again") for any other scheduler to requeue on.
+Rerunning the same command in the same run dir resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medtune.errors import PREEMPTED_EXIT_CODE, Preempted  # noqa: F401  (re-exported)
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class PreemptionCallback(TrainerCallback):
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+        self.stopped_at: int | None = None
+
+    def install(self) -> "PreemptionCallback":
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            for signum in SIGNALS:
+                self.previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._note)
+        return self
+
+    def uninstall(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
+
+    def _note(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            print(f"\nmedtune: received {signal.Signals(signum).name}; saving a checkpoint at the end of this step",
+                  flush=True)
+
+    def _anyone_signalled(self) -> bool:
+        import torch.distributed as dist
+
+        flag = self.signum is not None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            import torch
+
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            value = torch.tensor([self.signum or 0], device=device)
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+            if value.item() and self.signum is None:
+                self.signum = int(value.item())
+            flag = bool(value.item())
+        return flag
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._anyone_signalled():
+            control.should_save = True
+            control.should_training_stop = True
+            control.should_evaluate = False
+            self.stopped_at = state.global_step
+
+    def preempted(self, checkpoint_dir: str) -> Preempted:
+        name = signal.Signals(self.signum).name
+        return Preempted(
+            f"stopped by {name} after step {self.stopped_at}; the checkpoint is in {checkpoint_dir}. "
+            "Run the same command in the same run dir (hydra.run.dir=<this run dir>) to continue from it; "
+            "under the SLURM launcher the job is requeued and continues by itself.",
+            self.signum, self.previous.get(self.signum),
+        )
