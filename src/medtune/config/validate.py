@@ -282,12 +282,28 @@ def check_prompt(cfg: Any) -> list[str]:
     return problems
 
 
+def check_generate_qa(cfg: TrainRunConfig) -> list[str]:
+    """task=generate_qa trains nothing: its generator must be reachable, its QA settings sane."""
+    from medtune.config.generator_schema import GeneratorKind
+    from medtune.qa.task import check_config
+
+    problems = check_config(cfg.qa)
+    generator = cfg.qa.generator
+    if generator.kind == GeneratorKind.local and not generator.run:
+        problems += check_model(cfg) + [p for p in check_hardware(cfg) if "parameters" in p or "CUDA" in p]
+    if generator.kind == GeneratorKind.local and generator.run and not (Path(generator.run) / "config.yaml").is_file():
+        problems.append(f"qa.generator.run={generator.run} is not a finished train.py run dir (no config.yaml).")
+    return problems
+
+
 def rules_for(schema: type) -> list[Callable[[Any], list[str]]]:
     if schema is TrainRunConfig:
         from medtune.config.task_rules import check_task
 
-        return [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule, check_exam_eval,
-                check_task]
+        training = [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule,
+                    check_exam_eval, check_task]
+        return [lambda cfg: check_generate_qa(cfg) if cfg.task.value == "generate_qa"
+                else [p for rule in training for p in rule(cfg)]]
     from medtune.config.eval_rules import EVAL_RULES
 
     return EVAL_RULES if schema.__name__ == "EvalRunConfig" else []

@@ -17,7 +17,7 @@ from medtune.config.schema import DatasetFormat
 from medtune.errors import DataError
 
 CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-SKIPPED_SUFFIXES = ("_metadata.jsonl", "_translate.jsonl")
+SKIPPED_SUFFIXES = ("_metadata.jsonl", "_translate.jsonl", "qa_progress.jsonl")  # side files, not records
 REQUIRED_FIELDS = {
     DatasetFormat.alpaca: ("instruction", "output"),
     DatasetFormat.prompt_response: ("prompt", "response"),

@@ -77,9 +77,10 @@ class LocalGenerator:
 
 
 class EndpointGenerator:
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: GeneratorConfig, key: str = "generator"):
+        self.key_name = key  # how the config names this generator in messages, e.g. qa.generator
         if not cfg.url:
-            raise ConfigError(["generator.kind=endpoint needs generator.url, e.g. http://127.0.0.1:8000/v1"])
+            raise ConfigError([f"{key}.kind=endpoint needs {key}.url, e.g. {key}.url=http://127.0.0.1:8000/v1"])
         self.cfg = cfg
         self.url = cfg.url.rstrip("/") + "/chat/completions"
         self.name = f"{cfg.endpoint_model}@{cfg.url}"
@@ -87,7 +88,7 @@ class EndpointGenerator:
         if cfg.api_key_env:
             self.key = os.environ.get(cfg.api_key_env)
             if not self.key:
-                raise ConfigError([f"generator.api_key_env={cfg.api_key_env}: that environment variable is "
+                raise ConfigError([f"{key}.api_key_env={cfg.api_key_env}: that environment variable is "
                                    f"not set; export {cfg.api_key_env}=<key> (keys never go in configs)."])
 
     def body(self, request: ChatRequest) -> dict:
@@ -127,8 +128,8 @@ class EndpointGenerator:
                 problem = f"an answer that is not a chat completion ({error.__class__.__name__}: {error})"
                 break
         raise EndpointError(
-            f"generator.url={self.cfg.url}: {problem} (after {attempt + 1} attempt(s)); check that the server "
-            "is running and the URL ends with its API root (often /v1), and the key in generator.api_key_env."
+            f"{self.key_name}.url={self.cfg.url}: {problem} (after {attempt + 1} attempt(s)); check that the server "
+            f"is running and the URL ends with its API root (often /v1), and the key in {self.key_name}.api_key_env."
         )
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
@@ -140,17 +141,17 @@ class EndpointGenerator:
 
 
 def make_generator(cfg: GeneratorConfig, model_cfg=None, hardware=None, cache_dir: str | Path = "outputs/cache",
-                   prompt=None):
+                   prompt=None, key: str = "generator"):
     """A generator for `cfg`: the endpoint, the run in `cfg.run`, or the composed `model_cfg` (untuned)."""
     if cfg.kind == GeneratorKind.endpoint:
-        return EndpointGenerator(cfg)
+        return EndpointGenerator(cfg, key)
     if cfg.run:
         from medtune.modeling.trained import load_trained
 
         model, tokenizer, run_cfg = load_trained(Path(cfg.run), hardware)
         return LocalGenerator(model, tokenizer, cfg, prompt or run_cfg.prompt, name=Path(cfg.run).name)
     if model_cfg is None:
-        raise ConfigError(["generator.kind=local needs generator.run=<train run dir> or a model= choice"])
+        raise ConfigError([f"{key}.kind=local needs {key}.run=<train run dir> or a model= choice"])
     from medtune.config.schema import AdapterConfig, AdapterKind, HardwareConfig
     from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
 

@@ -253,7 +253,8 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
     qa = cfg.qa
     started = time.perf_counter()
     with console.status("Loading the generator"):
-        generator = make_generator(qa.generator, model_cfg=cfg.model, hardware=cfg.hardware, cache_dir=cfg.paths.cache_dir)
+        generator = make_generator(qa.generator, model_cfg=cfg.model, hardware=cfg.hardware,
+                                   cache_dir=cfg.paths.cache_dir, key="qa.generator")
     measure = chunk_measure(qa, generator)
     check_context(qa, generator, template, measure)
     all_chunks = chunk_documents(documents, qa.chunk_tokens, qa.chunk_overlap_tokens, measure)
