@@ -244,7 +244,7 @@ def test_endpoint_down_keeps_the_judgments_made_and_the_rerun_finishes(run_eval,
     with pytest.raises(EndpointError) as stopped:
         run_eval(judge_args(flaky.url, answer_files, out, "judge.judge.concurrency=1"))
     message = str(stopped.value)
-    assert flaky.url in message and "HTTP 503" in message and "5 of 44 judgments" in message
+    assert f"judge.judge.url={flaky.url}" in message and "HTTP 503" in message and "5 of 44 judgments" in message
     assert len(read_jsonl(out / "judgments.partial.jsonl")) == 5 and not (out / "judgments.jsonl").exists()
 
     nobody = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there

@@ -6,6 +6,7 @@ Every run here is the real `train.py` in a subprocess, as a user (or SLURM) woul
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -149,3 +150,28 @@ def test_a_checkpoint_cut_short_is_skipped(tmp_path, tiny_cache):
     again = run(tmp_path, tiny_cache, f"train.max_steps={2 * SAVE_EVERY}")
     assert again.returncode == 0
     assert f"resuming from {tmp_path / 'checkpoints' / f'checkpoint-{SAVE_EVERY}'}" in again.stdout
+
+
+def test_under_the_submitit_launcher_a_preempted_job_is_requeued_and_finishes(reference, tmp_path, tiny_cache):
+    """submitit's local executor runs the job like SLURM would: its preemption signal (USR2) makes
+    medtune save, hand the signal to submitit, which requeues; the requeued job resumes and ends."""
+    sweep_dir = tmp_path / "sweep"
+    args = [a for a in command(tmp_path, tiny_cache) if not a.startswith("hydra.run.dir=")]
+    process = subprocess.Popen([*args[:2], "-m", *args[2:], "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = sweep_dir / "0"
+    at_step = random.Random().randint(2, STEPS - 3)
+    deadline = time.monotonic() + 300
+    while logged_steps(run_dir) < at_step:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job = subprocess.run(["pgrep", "-f", f"submitit.core._submit {sweep_dir}"], capture_output=True, text=True)
+    os.kill(int(job.stdout.split()[0]), signal.SIGUSR2)  # what submitit sends before a SLURM preemption
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.*"))
+    assert "stopped by SIGUSR2" in logs and "Requeued job" in logs and "resuming from" in logs
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["train/steps"] == STEPS and summary["train/resumed_from"]
+    assert max_difference(adapter(run_dir), reference) <= TOLERANCE

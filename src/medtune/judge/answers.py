@@ -141,15 +141,15 @@ def save_answers(target: Path, system: System, answers: dict[str, str], key: str
 def load_system_generator(system: System, cfg: EvalRunConfig):
     from medtune.llm.backend import make_generator
 
-    g, cache = system.cfg.generator, cfg.paths.cache_dir
-    if system.source in ("endpoint", "run"):
-        return make_generator(g, hardware=cfg.hardware, cache_dir=cache)  # a run answers with its own template
+    g, cache, key = system.cfg.generator, cfg.paths.cache_dir, f"judge.{system.role}.generator"
+    if system.source in ("endpoint", "run"):  # a run answers in its own template
+        return make_generator(g, hardware=cfg.hardware, cache_dir=cache, key=key)
     model = cfg.model
     if system.source == "model_path":
         from medtune.config.schema import ModelConfig
 
         model = ModelConfig(name=system.name, path=system.cfg.model_path, dtype=cfg.model.dtype)
-    return make_generator(g, model, cfg.hardware, cache, prompt=cfg.prompt)
+    return make_generator(g, model, cfg.hardware, cache, prompt=cfg.prompt, key=key)
 
 
 def generate_answers(system: System, todo: list[JudgeQuestion], cfg: EvalRunConfig, partial: Path, key: str,

@@ -84,7 +84,8 @@ def load_judge(cfg: EvalRunConfig):
 
     with console.status("Loading the judge"):
         # The composed model reads the rubric as is (or through its chat template); a run, in its own template.
-        return make_generator(cfg.judge.judge, cfg.model, cfg.hardware, cfg.paths.cache_dir, prompt=None)
+        return make_generator(cfg.judge.judge, cfg.model, cfg.hardware, cfg.paths.cache_dir, prompt=None,
+                              key="judge.judge")
 
 
 def finish(cfg: EvalRunConfig, systems: tuple[System, System], questions, rows: list[dict], out: Path,

@@ -1,4 +1,4 @@
-"""Preemption: SIGTERM or SIGUSR1 (what SLURM sends before it stops a job) saves a checkpoint and exits.
+"""Preemption: SIGTERM, SIGUSR1 or SIGUSR2 (what SLURM / submitit send before a job stops) save a checkpoint and exit.
 
 The handler only notes the signal; the callback acts at the next optimizer-step boundary, where the
 Trainer can save a consistent checkpoint (model, optimizer, scheduler, RNG, data position). With
@@ -13,6 +13,7 @@ Rerunning the same command in the same run dir resumes from that checkpoint.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -21,7 +22,13 @@ from transformers import TrainerCallback
 
 from medtune.errors import PREEMPTED_EXIT_CODE, Preempted  # noqa: F401  (re-exported)
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # submitit's default preemption signal is USR2
+
+
+def preemption_signals() -> tuple[int, ...]:
+    """SIGTERM, SIGUSR1, SIGUSR2, and whatever SUBMITIT_PREEMPT_SIGNAL names."""
+    extra = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+    return tuple(dict.fromkeys([*SIGNALS, *([extra] if extra else [])]))
 
 
 class PreemptionCallback(TrainerCallback):
@@ -32,15 +39,14 @@ class PreemptionCallback(TrainerCallback):
 
     def install(self) -> "PreemptionCallback":
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
-            for signum in SIGNALS:
+            for signum in preemption_signals():
                 self.previous[signum] = signal.getsignal(signum)
                 signal.signal(signum, self._note)
         return self
 
     def uninstall(self) -> None:
-        for signum, handler in self.previous.items():
+        for signum, handler in self.previous.items():  # kept: `preempted` hands the signal on to them
             signal.signal(signum, handler)
-        self.previous.clear()
 
     def _note(self, signum, frame) -> None:
         if self.signum is None:
