@@ -67,4 +67,14 @@ def check_decoding(cfg: EvalRunConfig) -> list[str]:
     return problems
 
 
-EVAL_RULES = [check_run_and_predictions, check_model_unless_run, check_hardware, check_exam, check_prompt, check_decoding]
+def check_judge_mode(cfg: EvalRunConfig) -> list[str]:
+    """eval=judge: its systems, judge and questions, before any model loads."""
+    if cfg.eval.mode.value != "judge":
+        return []
+    from medtune.judge.rules import check_judge
+
+    return check_judge(cfg)
+
+
+EVAL_RULES = [check_run_and_predictions, check_model_unless_run, check_hardware, check_exam, check_prompt, check_decoding,
+              check_judge_mode]

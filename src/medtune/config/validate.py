@@ -259,6 +259,9 @@ def check_exam_eval(cfg: TrainRunConfig) -> list[str]:
             problems.append(f"exam_eval.{key}={getattr(e, key)} must be positive (or exam_eval.enabled=false).")
     if e.num_shots < 0:
         problems.append(f"exam_eval.num_shots={e.num_shots} must be 0 or more.")
+    if e.mode.value == "judge":
+        problems.append("exam_eval.mode=judge: the exam check during training scores an exam (generate or loglik); "
+                        "judge two systems after training with evaluate.py eval=judge.")
     return problems
 
 

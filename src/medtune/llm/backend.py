@@ -2,8 +2,8 @@
 whose `generate(requests)` maps chat requests (system + user text) to response texts, in order.
 
 - `LocalGenerator`: a transformers model in this process (a checkpoint, or a train.py run with its
-  adapter). Requests are rendered with the tokenizer's chat template when it has one, else with a
-  medtune prompt template (the run's own, for a trained run), and decoded in batches.
+  adapter). Requests are rendered with a medtune prompt template when there is one (a trained run's
+  own), else with the tokenizer's chat template, else as plain text; decoded in batches.
 - `EndpointGenerator`: an OpenAI-compatible `/chat/completions` server (OpenAI, vLLM, llama.cpp,
   or `python -m medtune.llm.server`). Standard library HTTP only; retries with backoff on
   connection errors, 429 and 5xx; the key comes from the environment variable `api_key_env` names.
@@ -43,16 +43,16 @@ class LocalGenerator:
 
     def render(self, request: ChatRequest) -> str:
         system = request.system if request.system is not None else self.cfg.system_prompt
-        if getattr(self.tokenizer, "chat_template", None):
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": request.user}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if self.prompt is not None:
+        if self.prompt is not None:  # a trained run answers in the template it was trained on
             from medtune.data.readers import InstructionRecord
             from medtune.data.templates import render_prompt
 
             text = render_prompt(self.prompt, InstructionRecord(request.user, "", "", "generator"))
             return f"{system}\n\n{text}" if system else text
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": request.user}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return f"{system}\n\n{request.user}\n\n" if system else f"{request.user}\n\n"
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
