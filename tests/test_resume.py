@@ -175,3 +175,43 @@ def test_under_the_submitit_launcher_a_preempted_job_is_requeued_and_finishes(re
     summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["train/steps"] == STEPS and summary["train/resumed_from"]
     assert max_difference(adapter(run_dir), reference) <= TOLERANCE
+
+
+DEEPSPEED = ["train.micro_batch_size=4", "train.global_batch_size=8", "train.sampling=sequential", "adapter.dropout=0.0",
+             "hardware.devices_per_node=2"]
+
+
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_deepspeed_two_ranks_resume_after_sigterm_to_the_same_adapter(tmp_path, tiny_cache, zero_stage):
+    import socket
+
+    def torchrun(run_dir: Path) -> list[str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                *command(run_dir, tiny_cache, *DEEPSPEED, f"hardware.deepspeed.zero_stage={zero_stage}")[1:]]
+
+    whole = tmp_path / "whole"
+    done = subprocess.run(torchrun(whole), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    run_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(torchrun(run_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    at_step = random.Random().randint(2, STEPS // 2)
+    deadline = time.monotonic() + 300
+    while logged_steps(run_dir) < at_step:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    _, stderr = process.communicate(timeout=300)
+    assert "stopped by SIGTERM" in stderr, stderr[-3000:]
+    saved = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    assert (saved / "medtune_fingerprint.json").is_file()
+    assert any(p.is_dir() and p.name.startswith("global_step") for p in saved.iterdir())  # DeepSpeed's own state
+
+    resumed = subprocess.run(torchrun(run_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {saved}" in resumed.stdout
+    assert max_difference(adapter(run_dir), adapter(whole)) <= 1e-5  # float32 all-reduce order may differ
