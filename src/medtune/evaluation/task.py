@@ -24,6 +24,7 @@ from medtune.evaluation.records import prediction_row, read_rows
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
 from medtune.io import append_jsonl, write_json_atomic, write_text_atomic
+from medtune.nested import flatten
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
 
@@ -225,19 +226,11 @@ def finish(cfg: EvalRunConfig, questions: list[ExamQuestion], rows: list[dict], 
     write_text_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(out / "metrics.json", metrics)
     (out / PARTIAL).unlink(missing_ok=True)
-    tracker.summarize({f"exam/{k}": v for k, v in flat_metrics(metrics).items()})
+    tracker.summarize(flatten(metrics, "exam/", sep="/"))
     tracker.log_predictions(rows)
     tracker.log_status_chart(metrics)
     print_exam_metrics(metrics, out)
     return metrics
 
 
-def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            flat.update(flat_metrics(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 

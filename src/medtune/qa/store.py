@@ -19,6 +19,7 @@ from typing import Any
 
 from medtune.errors import MedtuneError
 from medtune.io import append_jsonl, write_json_atomic, write_text_atomic
+from medtune.nested import flatten
 
 PAIRS_FILE = "qa_pairs.jsonl"
 PROGRESS_FILE = "qa_progress.jsonl"
@@ -38,16 +39,6 @@ def sha256(text: str) -> str:
 
 def chunk_hash(settings_hash: str, chunk_text: str) -> str:
     return sha256(f"{settings_hash}\n{chunk_text}")[:16]
-
-
-def flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _read_rows(path: Path) -> tuple[list[dict], bool]:
@@ -87,8 +78,8 @@ class RunStore:
         progress, progress_damaged = _read_rows(self.progress_path)
         finished = {row["chunk"]: row for row in progress if "chunk" in row and "hash" in row}
         if finished and self.state_path.is_file():
-            earlier = flat(json.loads(self.state_path.read_text(encoding="utf-8")).get("settings", {}))
-            now = flat(settings)
+            earlier = flatten(json.loads(self.state_path.read_text(encoding="utf-8")).get("settings", {}))
+            now = flatten(settings)
             changed = [f"qa.{key}: {earlier.get(key)!r} -> {value!r}" for key, value in now.items()
                        if earlier.get(key) != value]
             changed += [f"qa.{key}: {value!r} -> (none)" for key, value in earlier.items() if key not in now]

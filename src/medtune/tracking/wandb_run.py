@@ -17,18 +17,9 @@ from urllib.parse import urlparse
 from medtune.config.job import JobContext
 from medtune.config.schema import LoggerConfig, LoggerKind, WandbMode
 from medtune.distributed import is_main_process
+from medtune.nested import flatten  # noqa: F401  (dashboards filter on flat keys such as adapter.r)
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"adapter": {"r": 8}}` -> `{"adapter.r": 8}`, so dashboards can filter on `adapter.r`."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value.value if hasattr(value, "value") else value
-    return flat
 
 
 def run_group(logger: LoggerConfig, job: JobContext, inherited: str | None = None) -> str:

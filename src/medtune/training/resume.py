@@ -23,6 +23,7 @@ from medtune.config.schema import ResumeMode, TrainRunConfig
 from medtune.distributed import is_main_process
 from medtune.errors import ConfigError
 from medtune.io import write_json_atomic
+from medtune.nested import flatten
 
 FINGERPRINT_FILE = "medtune_fingerprint.json"
 CHECKPOINTS = "checkpoints"  # under the run dir: the Trainer's output_dir
@@ -49,15 +50,6 @@ def fingerprint(cfg: TrainRunConfig, data_key: str) -> dict[str, Any]:
     config = decisive_config(cfg)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {"config_sha": digest, "data_key": data_key, "config": config}
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: tree}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
