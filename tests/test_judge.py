@@ -7,11 +7,10 @@ import json
 import re
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_server import ScriptedChatServer
 from conftest import REPO
 
 from medtune.judge.aggregate import category_table
@@ -125,39 +124,9 @@ def stand_in_reply(prompt: str) -> str:
     return FORMATS[len(question) % len(FORMATS)].format(q1 + 1, q2)
 
 
-class StandIn:
-    """An OpenAI-compatible server on a free port; after `fail_after` answers it replies 503."""
-
-    def __init__(self, fail_after: int | None = None):
-        self.calls, self.fail_after, self.lock = 0, fail_after, threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.calls += 1
-                    failing = outer.fail_after is not None and outer.calls > outer.fail_after
-                status = 503 if failing else 200
-                payload = {"error": {"message": "overloaded"}} if failing else {"choices": [{"message": {
-                    "role": "assistant", "content": stand_in_reply(body["messages"][-1]["content"])}}]}
-                data = json.dumps(payload, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def StandIn(fail_after: int | None = None) -> ScriptedChatServer:
+    """A judge that answers in the rubric's format (see `stand_in_reply`)."""
+    return ScriptedChatServer(stand_in_reply, fail_after)
 
 
 @pytest.fixture()
