@@ -36,8 +36,33 @@ def test_blocks_join_documents_with_bos_and_eos_and_keep_the_tail():
     assert stream[0] == 1 and stream[6] == 2 and stream[7] == 1 and stream[-1] == 2  # BOS abcde EOS BOS xyz EOS
     assert stats.tokens == 12 and stats.blocks == 3 and [len(b["input_ids"]) for b in blocks] == [4, 4, 4]
     assert all(b["labels"] == b["input_ids"] for b in blocks)  # loss on every token
+    assert [b["seq_lengths"] for b in blocks] == [[4], [3, 1], [4]]  # "e EOS" ends document 1, "BOS" starts 2
     blocks, stats = encode_blocks(docs, CharTokenizer(), block_tokens=5)
     assert [len(b["input_ids"]) for b in blocks] == [5, 5, 2] and stats.last_block_tokens == 2  # the tail is kept
+
+
+def test_a_document_in_a_block_sees_only_itself(typed, tiny_cache):
+    """With pretrain.isolate_documents the second document of a block gets the logits it gets alone."""
+    import torch
+
+    from medtune.data.packing import PackedCollator
+    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+
+    cfg = typed([f"paths.cache_dir={tiny_cache}"])
+    checkpoint = resolve_checkpoint(cfg.model, tiny_cache)
+    tokenizer = load_tokenizer(checkpoint, cfg.model)
+    model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware).eval()
+    docs = [Document("高血圧の治療は減塩から始める。", "a"), Document("Asthma is a chronic airway disease.", "b")]
+    (block,), _ = encode_blocks(docs, tokenizer, block_tokens=512)
+    first, second = block["seq_lengths"]
+    (alone,), _ = encode_blocks(docs[1:], tokenizer, block_tokens=512)
+    with torch.no_grad():
+        packed = model(**PackedCollator(pad_token_id=tokenizer.pad_token_id)([block])).logits[0, first:]
+        single = model(input_ids=torch.tensor([alone["input_ids"]])).logits[0]
+        joined = model(input_ids=torch.tensor([block["input_ids"]])).logits[0, first:]  # no isolation
+    assert second == len(alone["input_ids"])
+    assert torch.allclose(packed, single, atol=1e-4)
+    assert not torch.allclose(joined, single, atol=1e-2)  # without it, document 2 would read document 1
 
 
 def test_a_one_token_tail_is_dropped_because_it_predicts_nothing():

@@ -246,6 +246,7 @@ class PretrainConfig:
     """task=pretrain: documents joined with EOS and cut into blocks of `block_tokens` (no padding)."""
 
     block_tokens: int = 768  # JMedLoRA's MedCALM: 768
+    isolate_documents: bool = True  # attention and positions restart at every document inside a block
     eval_blocks: int = 0  # 0 = eval_fraction of the documents (whole documents, never split across)
 
 

@@ -58,7 +58,7 @@ def cache_key(cfg: TrainRunConfig, checkpoint: str) -> str:
         "prompt": [cfg.prompt.template, cfg.prompt.template_no_input],
         "limits": [cfg.train.max_input_tokens, cfg.train.max_target_tokens, cfg.train.overlong.value,
                    cfg.train.max_total_tokens],
-        "task": cfg.task.value, "block_tokens": cfg.pretrain.block_tokens, "text_field": cfg.dataset.text_field,
+        "task": cfg.task.value, "block_tokens": cfg.pretrain.block_tokens, "blocks_version": 2, "text_field": cfg.dataset.text_field,
         "mixture": {n: [s.path, s.format.value, s.weight, s.max_records] for n, s in sorted(cfg.dataset.mixture.items())},
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())

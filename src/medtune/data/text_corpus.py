@@ -2,10 +2,13 @@
 
 A document is a whole `.txt` / `.md` file, or one JSON Lines record's `text` field. Documents are
 tokenized one by one, each starts with BOS (when the tokenizer has one) and ends with EOS, then
-they are concatenated and cut into blocks of `block_tokens`: the loss runs over every token, and
-the EOS between two documents tells the model where one ends. The last, shorter block is kept
-(the collator pads it and masks the padding). The eval split holds whole documents, so no text is
-in both splits.
+they are concatenated and cut into blocks of `block_tokens`: the loss runs over every token. Each
+block also records `seq_lengths`, the lengths of the document pieces in it; with
+`pretrain.isolate_documents` (the default) `PackedCollator` turns them into a block-diagonal causal
+mask and positions that restart at every document, so no token attends to another document and
+none is trained to predict the first token of the next one. The last, shorter block is kept (the
+collator pads it and masks the padding). The eval split holds whole documents, so no text is in
+both splits.
 """
 
 from __future__ import annotations
@@ -89,9 +92,11 @@ def encode_blocks(documents: list[Document], tokenizer, block_tokens: int) -> tu
         raise DataError(f"pretrain.block_tokens={block_tokens}: a block needs at least 2 tokens.")
     stats = BlockStats(documents=len(documents))
     stream: list[int] = []
+    starts: list[int] = []  # where each document begins in the stream
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     for document in documents:
         ids = tokenizer(document.text, add_special_tokens=False)["input_ids"]
+        starts.append(len(stream))
         stream.extend(([bos] if bos is not None else []) + ids + ([eos] if eos is not None else []))
     stats.tokens = len(stream)
     blocks = []
@@ -99,7 +104,10 @@ def encode_blocks(documents: list[Document], tokenizer, block_tokens: int) -> tu
         block = stream[start : start + block_tokens]
         if len(block) < 2:  # one token predicts nothing
             continue
-        blocks.append({"input_ids": block, "labels": list(block)})
+        end = start + len(block)
+        cuts = [start, *(s for s in starts if start < s < end), end]
+        blocks.append({"input_ids": block, "labels": list(block),
+                       "seq_lengths": [b - a for a, b in zip(cuts, cuts[1:])]})
     stats.blocks = len(blocks)
     stats.last_block_tokens = len(blocks[-1]["input_ids"]) if blocks else 0
     return blocks, stats

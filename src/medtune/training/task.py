@@ -191,7 +191,13 @@ def training_rows(cfg: TrainRunConfig, train_set: list, tokenizer):
     from medtune.data.tokenize import PadCollator
 
     pad = PadCollator(tokenizer.pad_token_id)
-    if cfg.train.packing and cfg.task != Task.pretrain:  # pretraining blocks are full already
+    if cfg.task == Task.pretrain:  # blocks are full already; they carry their documents' lengths
+        if cfg.pretrain.isolate_documents:
+            from medtune.data.packing import PackedCollator
+
+            return train_set, PackedCollator(pad_token_id=tokenizer.pad_token_id), None, None
+        return train_set, pad, None, None
+    if cfg.train.packing:
         from medtune.data.packing import PackedCollator, pack_examples
 
         budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
