@@ -69,7 +69,10 @@ def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any])
             "[yellow]Note: the bundled sample exam is part of the bundled training set, so exam accuracy here "
             "measures memorisation of leaked questions (the 70B paper's ablation D.1), not medical skill.[/yellow]"
         )
-    console.print(f"run dir: [bold]{job.run_dir}[/bold]  (adapter, config.yaml, metrics.jsonl, train_summary.json, wandb/)")
+    saved = "model" if cfg.adapter.kind == AdapterKind.full else "adapter"
+    kept = sorted(p.name + ("/" if p.is_dir() else "") for p in job.run_dir.iterdir() if not p.name.startswith(".")) \
+        if job.run_dir.is_dir() else [saved]
+    console.print(f"run dir: [bold]{job.run_dir}[/bold]  ({', '.join(kept)})")
 
 
 def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
