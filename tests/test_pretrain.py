@@ -76,8 +76,8 @@ def test_read_documents_from_text_files_and_jsonl(tmp_path):
     (tmp_path / "more.jsonl").write_text('{"body": "third"}\n{"body": "fourth"}\n', encoding="utf-8")
     docs = read_documents(tmp_path, text_field="body")
     assert [d.text for d in docs] == ["third", "fourth", "第一の文書。\n\n二段落目。", "# note\nsecond document"]
-    assert docs[0].source.endswith("more.jsonl:1")
-    with pytest.raises(DataError, match=r"more.jsonl:1: no 'text' field .*dataset.text_field"):
+    assert docs[0].name == "more.jsonl:1"  # named relative to the folder read
+    with pytest.raises(DataError, match=r"more.jsonl:1: no string field 'text' .*dataset.text_field"):
         read_documents(tmp_path / "more.jsonl")
     assert len(read_documents(None)) == 13  # the bundled medical text
 

@@ -28,7 +28,7 @@ BUNDLED_TEXT = "medical_text.jsonl"
 @dataclass(frozen=True)
 class Document:
     text: str
-    source: str  # file, or file:line
+    name: str  # the file (relative to the folder read), or file:line for a JSON Lines record
 
 
 @dataclass
@@ -46,43 +46,55 @@ def bundled_text_file() -> Path:
     return Path(str(resources.files("medtune") / "resources" / "sample" / BUNDLED_TEXT))
 
 
-def text_files(path: Path) -> list[Path]:
+def text_files(path: Path, path_key: str = "dataset.path") -> list[Path]:
+    """The document files of a file or folder (.txt, .md, .jsonl, .json); `path_key` names the setting."""
+    suffixes = TEXT_SUFFIXES + JSON_SUFFIXES
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES + JSON_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes)
         if not files:
-            raise DataError(f"{path}: the folder holds no .txt, .md, .jsonl or .json files for task=pretrain.")
+            raise DataError(f"{path_key}={path}: the folder holds no .txt, .md, .jsonl or .json files; "
+                            f"point {path_key} at a folder of text files.")
         return files
     if not path.exists():
-        raise DataError(f"{path}: no such file; check dataset.path.")
+        raise DataError(f"{path_key}={path}: no such file or folder; point {path_key} at your documents.")
+    if path.suffix not in suffixes:
+        raise DataError(f"{path_key}={path}: medtune reads .txt, .md, .jsonl or .json documents, not "
+                        f"'{path.suffix}'; convert the file to plain text first.")
     return [path]
 
 
-def read_documents(path: Path | None, text_field: str = "text", max_records: int | None = None) -> list[Document]:
-    """Every document under `path` (None: the bundled medical text), in file order."""
-    files = [bundled_text_file()] if path is None else text_files(Path(path))
+def read_documents(path: Path | str | None, text_field: str = "text", max_records: int | None = None,
+                   path_key: str = "dataset.path", field_key: str = "dataset.text_field") -> list[Document]:
+    """Every non-empty document under `path` (None: the bundled medical text), in file order.
+
+    Used by task=pretrain (`dataset.*`) and task=generate_qa (`qa.documents`, `qa.text_field`): the
+    keys only change how messages name the settings."""
+    root = bundled_text_file() if path is None else Path(path)
+    files = text_files(root, path_key)
     documents: list[Document] = []
     for file in files:
-        before = len(documents)
-        if file.suffix in TEXT_SUFFIXES:
-            text = file.read_text(encoding="utf-8")
-            if text.strip():
-                documents.append(Document(text.strip(), str(file)))
-        else:
+        name = str(file.relative_to(root)) if root.is_dir() else file.name
+        try:
+            if file.suffix in TEXT_SUFFIXES:
+                documents.append(Document(file.read_text(encoding="utf-8").strip(), name))
+                continue
             for where, item in iter_json_objects(file):
-                if text_field not in item:
-                    raise DataError(
-                        f"{where}: no {text_field!r} field (fields: {', '.join(sorted(item)) or 'none'}); "
-                        f"set dataset.text_field to the field that holds the document."
-                    )
-                value = item[text_field]
+                value = item.get(text_field)
                 if not isinstance(value, str):
-                    raise DataError(f"{where}: {text_field!r} is a {type(value).__name__}, expected a string.")
-                if value.strip():
-                    documents.append(Document(value.strip(), where))
+                    raise DataError(
+                        f"{where}: no string field {text_field!r} (fields: {', '.join(sorted(item)) or 'none'}); "
+                        f"set {field_key} to the field that holds the document."
+                    )
+                documents.append(Document(value.strip(), f"{name}:{where.rsplit(':', 1)[1]}"))
                 if max_records is not None and len(documents) >= max_records:
-                    return documents
-        if len(documents) == before:
-            raise DataError(f"{file}: the file holds no text; a data file needs at least one non-empty document.")
+                    break
+        except UnicodeDecodeError as error:
+            raise DataError(f"{file}: not UTF-8 text (byte {error.start}); save the file as UTF-8.") from error
+        if max_records is not None and len(documents) >= max_records:
+            break
+    documents = [d for d in documents if d.text]
+    if not documents:
+        raise DataError(f"{path_key}={root}: every document is empty; there is no text to read.")
     return documents
 
 

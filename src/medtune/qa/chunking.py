@@ -12,7 +12,6 @@ sentences while they fit in `overlap`, else the tail of the last sentence).
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -20,20 +19,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from medtune.errors import DataError
+from medtune.data.text_corpus import Document, read_documents
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".jsonl")
 BUNDLED_DOCUMENT = "hypertension_review_ja.md"
 DEFAULT_CHARS_PER_TOKEN = {"ja": 1.2}  # other languages: 4.0 (English-like)
 PARAGRAPH_BREAK = re.compile(r"\n[ \t\u3000]*\n\s*")
 CLAUSE_BREAK = re.compile(r"[、，,;；:：]\s*|\s+")
 SENTENCE_END = re.compile(r"[。！？!?]+[」』）)\]\"'”’]*|\.[\"'”’)\]]*(?=\s|$)|\n")
-
-
-@dataclass(frozen=True)
-class Document:
-    name: str  # the file (relative to qa.documents), or file:line for a .jsonl document
-    text: str
 
 
 @dataclass(frozen=True)
@@ -75,54 +67,9 @@ def bundled_document_path() -> Path:
 
 
 def load_documents(path: str | Path | None, text_field: str = "text") -> list[Document]:
-    """The documents of a file or folder (.txt, .md, .jsonl); `None` gives the bundled sample article."""
-    if path is None:
-        file = bundled_document_path()
-        return [Document(file.name, file.read_text(encoding="utf-8"))]
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in DOCUMENT_SUFFIXES)
-        if not files:
-            raise DataError(f"qa.documents={root}: the folder holds no .txt, .md or .jsonl files; "
-                            "point qa.documents at a folder of text files.")
-        names = [str(p.relative_to(root)) for p in files]
-    elif root.is_file():
-        if root.suffix not in DOCUMENT_SUFFIXES:
-            raise DataError(f"qa.documents={root}: medtune reads .txt, .md or .jsonl documents, not "
-                            f"'{root.suffix}'; convert the file to plain text first.")
-        files, names = [root], [root.name]
-    else:
-        raise DataError(f"qa.documents={root}: no such file or folder; point qa.documents at your documents.")
-    documents: list[Document] = []
-    for file, name in zip(files, names):
-        documents.extend(_read_file(file, name, text_field))
-    documents = [d for d in documents if d.text.strip()]
-    if not documents:
-        raise DataError(f"qa.documents={root}: every document is empty; there is no text to ask about.")
-    return documents
-
-
-def _read_file(file: Path, name: str, text_field: str) -> list[Document]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{file}: not UTF-8 text (byte {error.start}); save the file as UTF-8.") from error
-    if file.suffix != ".jsonl":
-        return [Document(name, text)]
-    documents = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{file}:{lineno}: not valid JSON ({error.msg}); fix or delete the line.") from error
-        if not isinstance(item, dict) or not isinstance(item.get(text_field), str):
-            fields = sorted(item) if isinstance(item, dict) else type(item).__name__
-            raise DataError(f"{file}:{lineno}: no string field '{text_field}' (found {fields}); "
-                            f"set qa.text_field to the field that holds the text.")
-        documents.append(Document(f"{name}:{lineno}", item[text_field]))
-    return documents
+    """The documents of a file or folder (.txt, .md, .jsonl, .json); `None` gives the bundled sample article."""
+    return read_documents(path if path is not None else bundled_document_path(), text_field,
+                          path_key="qa.documents", field_key="qa.text_field")
 
 
 # ---------------------------------------------------------------------------------------------- spans
