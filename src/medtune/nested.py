@@ -17,3 +17,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[s
         else:
             flat[name] = value.value if isinstance(value, Enum) else value
     return flat
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` for every flat key whose value differs (`(absent)` where one side lacks it).
+
+    What a resumed run (training, QA generation, judging) reports when its settings are not the ones
+    the earlier run used."""
+    old, new = flatten(before, prefix), flatten(after, prefix)
+    return [f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+            for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
+
+
+_ABSENT = object()

@@ -23,6 +23,7 @@ from medtune.judge.answers import System, read_rows_tolerant
 from medtune.judge.parsing import parse_scores
 from medtune.judge.questions import JudgeQuestion
 from medtune.judge.rubric import OUTPUT_FORMAT, RUBRIC, SYSTEM_PROMPT, judge_prompt
+from medtune.nested import changes
 
 PARTIAL = "judgments.partial.jsonl"
 FINAL = "judgments.jsonl"
@@ -88,10 +89,10 @@ def earlier_judgments(out: Path, settings: dict) -> dict[tuple[str, str], dict]:
     state_path = out / STATE
     rows = read_rows_tolerant(out / FINAL) + read_rows_tolerant(out / PARTIAL)
     before = json.loads(state_path.read_text()).get("judge", {}) if state_path.is_file() else settings
-    changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+    changed = changes(before, settings)
     if rows and changed:
         raise ConfigError([
-            f"{out} holds judgments made with other judge settings (changed: {', '.join(changed)}); judge into "
+            f"{out} holds judgments made with other judge settings (changed: {'; '.join(changed)}); judge into "
             "another directory (eval.output_dir=...; judge.a.answers / judge.b.answers can point at this one's "
             f"answers_*.jsonl to reuse them), or delete {FINAL}, {PARTIAL} and {STATE} here to judge again."
         ])

@@ -19,7 +19,7 @@ from typing import Any
 
 from medtune.errors import MedtuneError
 from medtune.io import append_jsonl, write_json_atomic, write_text_atomic
-from medtune.nested import flatten
+from medtune.nested import changes
 
 PAIRS_FILE = "qa_pairs.jsonl"
 PROGRESS_FILE = "qa_progress.jsonl"
@@ -78,11 +78,8 @@ class RunStore:
         progress, progress_damaged = _read_rows(self.progress_path)
         finished = {row["chunk"]: row for row in progress if "chunk" in row and "hash" in row}
         if finished and self.state_path.is_file():
-            earlier = flatten(json.loads(self.state_path.read_text(encoding="utf-8")).get("settings", {}))
-            now = flatten(settings)
-            changed = [f"qa.{key}: {earlier.get(key)!r} -> {value!r}" for key, value in now.items()
-                       if earlier.get(key) != value]
-            changed += [f"qa.{key}: {value!r} -> (none)" for key, value in earlier.items() if key not in now]
+            earlier = json.loads(self.state_path.read_text(encoding="utf-8")).get("settings", {})
+            changed = changes(earlier, settings, prefix="qa.")
             if changed:
                 raise ResumeMismatchError(
                     f"{self.run_dir} holds QA pairs of {len(finished)} chunk(s) made with other settings "

@@ -23,7 +23,7 @@ from medtune.config.schema import ResumeMode, TrainRunConfig
 from medtune.distributed import is_main_process
 from medtune.errors import ConfigError
 from medtune.io import write_json_atomic
-from medtune.nested import flatten
+from medtune.nested import changes
 
 FINGERPRINT_FILE = "medtune_fingerprint.json"
 CHECKPOINTS = "checkpoints"  # under the run dir: the Trainer's output_dir
@@ -54,9 +54,7 @@ def fingerprint(cfg: TrainRunConfig, data_key: str) -> dict[str, Any]:
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """`key: old -> new` for every decisive key that differs, and a line if the data changed."""
-    before, after = flatten(old["config"]), flatten(new["config"])
-    changed = [f"{key}: {before.get(key, '(absent)')!r} -> {after.get(key, '(absent)')!r}"
-               for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    changed = changes(old["config"], new["config"])
     if old.get("data_key") != new.get("data_key"):
         changed.append("the training data (its files, the tokenizer or the tokenization settings) changed")
     return changed
