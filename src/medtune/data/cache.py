@@ -111,9 +111,10 @@ def _split_by_blocks(documents, tokenizer, block_tokens: int, eval_blocks: int):
     return [d for d in documents if id(d) not in held_set], list(reversed(held))
 
 
-def tokenized_datasets(cfg: TrainRunConfig, tokenizer, checkpoint: str, wait_seconds: float = 3600.0):
-    """(train examples, eval examples, train stats, eval stats), tokenized once and cached."""
-    path = Path(cfg.paths.cache_dir) / "tokenized" / f"{cache_key(cfg, checkpoint)}.json"
+def tokenized_datasets(cfg: TrainRunConfig, tokenizer, key: str, wait_seconds: float = 3600.0):
+    """(train examples, eval examples, train stats, eval stats), tokenized once and cached under
+    `key` (`cache_key(cfg, checkpoint)`, which the resume fingerprint reuses)."""
+    path = Path(cfg.paths.cache_dir) / "tokenized" / f"{key}.json"
     if not path.is_file():
         if local_rank() == 0:
             write_json_atomic(path, _tokenize(cfg, tokenizer))

@@ -87,12 +87,13 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     with console.status("Preparing model and data"):
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         tokenizer = load_tokenizer(checkpoint, cfg.model)
-        train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, checkpoint)
+        data_key = cache_key(cfg, checkpoint)  # hashes the data files once: tokenization cache and fingerprint
+        train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, data_key)
         train_rows, collator, length_sampler, packed_rows = training_rows(cfg, train_set, tokenizer)
         if cfg.train.epochs is not None:
             cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
         # Refuse a changed setup before any weights load: a 70B base takes minutes to load.
-        current = fingerprint(cfg, cache_key(cfg, checkpoint))
+        current = fingerprint(cfg, data_key)
         resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
         ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
