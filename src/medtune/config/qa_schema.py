@@ -10,8 +10,8 @@ from medtune.config.generator_schema import GeneratorConfig
 
 @dataclass
 class QAGenerationConfig:
-    documents: Optional[str] = None  # a file or folder of .txt / .md / .jsonl ("text" field); null = the bundled sample article
-    text_field: str = "text"  # .jsonl documents: the field that holds each document's text
+    documents: Optional[str] = None  # a file or folder of .txt / .md / .jsonl / .json ("text" field); null = the bundled sample article
+    text_field: str = "text"  # .jsonl / .json documents: the field that holds each document's text
     chunk_tokens: int = 384  # document text per request, cut at paragraph / sentence ends
     chunk_overlap_tokens: int = 32  # text repeated from the end of one chunk at the start of the next (whole sentences when they fit)
     chars_per_token: Optional[float] = None  # endpoint generators (no tokenizer here): chunk budget = tokens x this; null = 1.2 for ja, 4.0 otherwise
