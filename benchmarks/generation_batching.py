@@ -59,7 +59,8 @@ def main() -> int:
     from medtune.evaluation.exam_loading import load_exam
     from medtune.evaluation.generation import generate_responses
     from medtune.evaluation.prompting import build_prompt, read_fewshot
-    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads:

@@ -52,7 +52,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from medtune.modeling.load import resolve_checkpoint
+        from medtune.modeling.description import resolve_checkpoint
 
         model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf/model/tiny.yaml"))
         checkpoint = resolve_checkpoint(OmegaConf.to_object(model_cfg), args.cache_dir)

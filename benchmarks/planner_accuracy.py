@@ -106,7 +106,8 @@ def measure(model_name: str, adapter_name: str, batch: int, seq: int, checkpoint
     from torch.profiler import ProfilerActivity, profile
 
     from medtune.modeling.adapters import apply_adapter
-    from medtune.modeling.load import load_base_model, resolve_checkpoint
+    from medtune.modeling.load import load_base_model
+    from medtune.modeling.description import resolve_checkpoint
 
     torch.manual_seed(0)
     model_cfg, adapter, hardware = configs(adapter_name, checkpointing, model_name)

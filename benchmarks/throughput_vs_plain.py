@@ -117,7 +117,8 @@ def layouts(steps: int, packs: dict[str, tuple[int, int]], cache_dir: Path) -> d
     from medtune.data.packing import pack_examples
     from medtune.data.readers import read_records
     from medtune.data.tokenize import encode_records
-    from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     def typed(cls, yaml):
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(REPO / yaml)))

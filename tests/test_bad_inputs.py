@@ -124,7 +124,7 @@ class User:
         return Produced(error, message.strip(), result.returncode)
 
     def tiny_checkpoint(self, *overrides: str) -> Path:
-        from medtune.modeling.load import resolve_checkpoint
+        from medtune.modeling.description import resolve_checkpoint
 
         return Path(resolve_checkpoint(self.typed(*overrides).model, self.cache))
 

@@ -32,7 +32,8 @@ from medtune.data.packing import (
 )
 from medtune.data.readers import read_records
 from medtune.data.tokenize import IGNORE_INDEX, PadCollator, encode_records
-from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+from medtune.modeling.load import load_base_model, load_tokenizer
+from medtune.modeling.description import resolve_checkpoint
 
 
 def load_config(cls, *parts: str):

@@ -116,7 +116,7 @@ def test_tiny_counts_equal_the_formula_and_the_real_model(tiny_cache):
     from transformers import AutoModelForCausalLM
 
     from medtune.modeling.adapters import apply_adapter, parameter_counts
-    from medtune.modeling.load import resolve_checkpoint
+    from medtune.modeling.description import resolve_checkpoint
 
     tiny = model_config("tiny")
     checkpoint = resolve_checkpoint(tiny, tiny_cache)
@@ -289,7 +289,8 @@ TINY_ADAPTERS = {
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_activation_formula_matches_what_autograd_saves_in_the_tiny_model(tiny_cache, adapter_name, checkpointing):
     from medtune.modeling.adapters import apply_adapter
-    from medtune.modeling.load import load_base_model, resolve_checkpoint
+    from medtune.modeling.load import load_base_model
+    from medtune.modeling.description import resolve_checkpoint
 
     tiny = model_config("tiny")
     adapter = TINY_ADAPTERS[adapter_name]()

@@ -46,7 +46,8 @@ def test_a_document_in_a_block_sees_only_itself(typed, tiny_cache):
     import torch
 
     from medtune.data.packing import PackedCollator
-    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     cfg = typed([f"paths.cache_dir={tiny_cache}"])
     checkpoint = resolve_checkpoint(cfg.model, tiny_cache)
@@ -154,7 +155,8 @@ def test_vietnamese_experiments_pin_the_papers_settings(compose):
 def test_total_length_cap_truncates_the_prompt_and_never_the_answer(typed, tiny_cache):
     from medtune.data.readers import InstructionRecord
     from medtune.data.tokenize import IGNORE_INDEX, encode_records
-    from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     cfg = typed([f"paths.cache_dir={tiny_cache}"])
     tokenizer = load_tokenizer(resolve_checkpoint(cfg.model, tiny_cache), cfg.model)

@@ -81,7 +81,8 @@ def test_sentences_without_ends_are_cut_between_characters_never_inside_one():
 
 
 def test_chunking_by_a_real_tokenizer_keeps_each_chunk_within_its_token_budget(typed, tiny_cache):
-    from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     cfg = typed([f"paths.cache_dir={tiny_cache}"])
     tokenizer = load_tokenizer(resolve_checkpoint(cfg.model, tiny_cache), cfg.model)
@@ -354,7 +355,7 @@ def test_generate_from_the_bundled_article_resume_after_an_outage_then_train_on_
 
 @pytest.mark.slow
 def test_the_tiny_model_served_over_http_writes_noise_that_is_counted_not_crashed_on(typed, tiny_cache, tmp_path):
-    from medtune.modeling.load import resolve_checkpoint
+    from medtune.modeling.description import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(typed([f"paths.cache_dir={tiny_cache}"]).model, tiny_cache)
     server = subprocess.Popen([sys.executable, "-m", "medtune.llm.server", "--model-path", checkpoint, "--port", "0"],
@@ -433,7 +434,8 @@ def test_a_tiny_generator_taught_the_qa_requests_writes_pairs_that_train_a_model
     from medtune.data.readers import InstructionRecord
     from medtune.data.templates import render_prompt
     from medtune.llm.backend import ChatRequest, LocalGenerator, make_generator
-    from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
     from medtune.modeling.trained import load_run_config
 
     # 1. The requests task=generate_qa will send, by its own chunking (the local model's tokenizer) and template.

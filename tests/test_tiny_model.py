@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from medtune.config.schema import ArchitectureConfig, ModelConfig
 from medtune.modeling.architecture import estimate_num_parameters
-from medtune.modeling.load import load_tokenizer, resolve_checkpoint
+from medtune.modeling.load import load_tokenizer
+from medtune.modeling.description import resolve_checkpoint
 from medtune.modeling.tiny import tiny_checkpoint
 
 SENTENCES = {

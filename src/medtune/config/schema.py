@@ -38,8 +38,9 @@ class DType(str, Enum):
 
 
 class ModelSource(str, Enum):
-    pretrained = "pretrained"  # a checkpoint: model.path, or model.hub_id in the local Hugging Face cache
+    pretrained = "pretrained"  # a checkpoint: model.path (a folder or a .gguf file), or model.hub_id in the HF cache
     tiny = "tiny"  # random-init model built locally from model.architecture, cached under paths.cache_dir
+    embedded = "embedded"  # GGUF weights shipped in installed Python packages (model.package_files)
 
 
 class AdapterKind(str, Enum):
@@ -105,15 +106,19 @@ class Optimizer(str, Enum):
 
 @dataclass
 class ArchitectureConfig:
-    """The numbers that define a decoder; enough to build it on the meta device with no download."""
+    """The numbers that define a decoder; enough to build it on the meta device with no download.
+
+    A checkpoint on this machine overrides them with its own config.json (a disagreement is
+    reported); they are the offline fallback for planning (`dry_run`) a model that is not here,
+    and the recipe of the random-init `model=tiny`. Null = unknown until the checkpoint is read."""
 
     model_type: str = "llama"
-    hidden_size: int = MISSING
-    num_layers: int = MISSING
-    num_heads: int = MISSING
-    num_kv_heads: int = MISSING
-    intermediate_size: int = MISSING
-    vocab_size: int = MISSING
+    hidden_size: Optional[int] = None
+    num_layers: Optional[int] = None
+    num_heads: Optional[int] = None
+    num_kv_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    vocab_size: Optional[int] = None
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02  # only used when a model is built from these numbers (model=tiny)
@@ -124,7 +129,11 @@ class ModelConfig:
     name: str = MISSING
     source: ModelSource = ModelSource.pretrained
     hub_id: Optional[str] = None
-    path: Optional[str] = None  # a local checkpoint directory; wins over hub_id
+    path: Optional[str] = None  # a checkpoint folder, a train.py run dir, or a .gguf file; wins over hub_id
+    gguf_file: Optional[str] = None  # a GGUF file inside model.path (converted once to safetensors in the cache)
+    package_files: List[str] = field(default_factory=list)  # source=embedded: "package/file" parts, joined in order
+    sha256: Optional[str] = None  # source=embedded: the joined GGUF file's digest, checked before use
+    install: Optional[str] = None  # source=embedded: the command that installs the packages (shown when missing)
     revision: Optional[str] = None
     dtype: DType = DType.bfloat16
     allow_download: bool = False  # fetch hub_id when it is not cached (needs network)
@@ -181,6 +190,8 @@ class PromptConfig:
     template: str = MISSING  # must contain {instruction}; {input} is filled with the choices / context
     template_no_input: Optional[str] = None  # used when a record has no input
     answer_marker: str = "Answer:"  # ends a worked example's reasoning; the parser reads what follows it
+    chat: bool = False  # render through the tokenizer's chat template: system text, then the filled template as the user turn
+    system: str = ""  # chat=true: the system message ("" = none)
     description: str = ""
 
 

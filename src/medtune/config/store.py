@@ -29,9 +29,18 @@ def launch_stamp() -> str:
     return started.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def bundled(relative: str) -> str:
+    """`${bundled:sample_en}`: a file or folder of medtune's bundled resources, wherever medtune is installed."""
+    from importlib import resources
+
+    return str(resources.files("medtune") / "resources" / relative)
+
+
 def register_configs() -> None:
     """Store the schemas that the primary configs (train, evaluate, sweep) list first; safe to call twice."""
     for name, node in SCHEMAS.items():
         ConfigStore.instance().store(name=name, node=node)
     if not OmegaConf.has_resolver("launch_stamp"):
         OmegaConf.register_new_resolver("launch_stamp", launch_stamp, use_cache=True)
+    if not OmegaConf.has_resolver("bundled"):
+        OmegaConf.register_new_resolver("bundled", bundled)

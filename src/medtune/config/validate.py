@@ -72,8 +72,13 @@ def to_typed(cfg: DictConfig, schema: type) -> Any:
     typed = OmegaConf.to_object(cfg)
     if not isinstance(typed, schema):
         raise ConfigError([f"the composed config is a {type(typed).__name__}, expected {schema.__name__}"])
+    problems = []
+    if hasattr(typed, "model") and hasattr(typed, "paths"):
+        from medtune.modeling.description import describe_run_model  # the checkpoint's own numbers, before the rules
+
+        problems += describe_run_model(typed)
     rules = rules_for(schema)
-    problems = [p for rule in rules for p in rule(typed)]
+    problems += [p for rule in rules for p in rule(typed)]
     if problems:
         raise ConfigError(problems)
     return typed
@@ -145,16 +150,17 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
                 "pick hardware=cpu, run on a GPU node, or plan the run with dry_run=true."
             )
     if hw.max_model_params_billion is not None and needs_model(cfg):
-        billions = estimate_num_parameters(cfg.model.architecture) / 1e9
-        if billions > hw.max_model_params_billion:
+        count, counted_from = model_size(cfg)
+        if count is not None and count / 1e9 > hw.max_model_params_billion:
             problems.append(
-                f"model={cfg.model.name} has {billions:.1f}B parameters, more than hardware={hw.name} trains "
-                f"(at most {hw.max_model_params_billion:g}B): pick a GPU option such as hardware=a100x4, "
-                "or plan the run with dry_run=true."
+                f"model={cfg.model.name} has {count / 1e9:.1f}B parameters ({count:,}, {counted_from}), more than "
+                f"hardware={hw.name} trains (at most {hw.max_model_params_billion:g}B): pick a GPU option such as "
+                "hardware=a100x4, or plan the run with dry_run=true."
             )
     four_bit = cfg.adapter.quantization.method in (Quantization.nf4, Quantization.fp4)
     arch = cfg.model.architecture
-    if four_bit and hw.accelerator == Accelerator.cpu and (arch.hidden_size % 64 or arch.intermediate_size % 64):
+    if four_bit and hw.accelerator == Accelerator.cpu and arch.hidden_size and arch.intermediate_size and (
+            arch.hidden_size % 64 or arch.intermediate_size % 64):
         problems.append(
             f"adapter={cfg.adapter.name} on hardware=cpu: bitsandbytes packs 4-bit CPU weights in blocks of 64, "
             f"but model={cfg.model.name} has hidden_size={arch.hidden_size} and intermediate_size="
@@ -177,19 +183,38 @@ def check_hardware(cfg: TrainRunConfig) -> list[str]:
     return problems
 
 
+def model_size(cfg: Any) -> tuple[int | None, str]:
+    """(parameters, how they were found): exact from the checkpoint's config when it is here."""
+    from medtune.errors import ModelUnavailableError
+    from medtune.modeling.description import describe_model
+
+    try:
+        described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=False)
+    except ModelUnavailableError:
+        described = None  # reported by describe_run_model
+    if described is not None and described.from_checkpoint:
+        return described.num_parameters(), described.counted_from
+    if None in (cfg.model.architecture.hidden_size, cfg.model.architecture.num_layers):
+        return None, "unknown"
+    return estimate_num_parameters(cfg.model.architecture), "estimated from model.architecture"
+
+
 def check_model(cfg: TrainRunConfig) -> list[str]:
     m = cfg.model
+    if m.source in (ModelSource.embedded, ModelSource.tiny):
+        return []  # described (found, converted, or refused with a path) before the rules
     if m.path:
         path = Path(m.path)
+        if path.is_file() and path.suffix == ".gguf":
+            return []
         if not path.is_dir():
-            return [f"model.path={m.path} is not a directory (model={m.name}): point it at a local checkpoint."]
+            return [f"model.path={m.path} is not a directory or a .gguf file (model={m.name}): point it at a "
+                    "local checkpoint."]
         run_dir = any((path / sub / f).is_file() for sub, f in
                       (("model", "config.json"), ("export", "config.json"), ("adapter", "adapter_config.json")))
         if not (path / "config.json").is_file() and not run_dir:
             return [f"model.path={m.path} has no config.json (model={m.name}): is it a Hugging Face checkpoint "
                     "or a finished train.py run dir?"]
-        return []
-    if m.source == ModelSource.tiny:
         return []
     if not m.hub_id:
         return [f"model={m.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]

@@ -12,7 +12,7 @@ from typing import Any
 
 from medtune.config.schema import OverlongPolicy, PromptConfig
 from medtune.data.readers import InstructionRecord
-from medtune.data.templates import render_prompt
+from medtune.data.templates import encode_prompt, render_prompt, response_end
 from medtune.errors import DataError
 
 IGNORE_INDEX = -100
@@ -45,9 +45,13 @@ def encode_records(
     stats = EncodingStats(records=len(records))
     examples = []
     eos = tokenizer.eos_token_id
+    end = response_end(prompt, tokenizer)  # chat: the template's end of turn closes the response
     for record in records:
-        prompt_ids = tokenizer(render_prompt(prompt, record), add_special_tokens=True)["input_ids"]
-        target_ids = tokenizer(record.output, add_special_tokens=False)["input_ids"] + [eos]
+        prompt_ids = encode_prompt(tokenizer, render_prompt(prompt, record, tokenizer))
+        if end is None:
+            target_ids = tokenizer(record.output, add_special_tokens=False)["input_ids"] + [eos]
+        else:
+            target_ids = tokenizer(record.output + end, add_special_tokens=False)["input_ids"]
         stats.longest_target = max(stats.longest_target, len(target_ids))
         input_limit = max_input_tokens
         if max_total_tokens is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from medtune.config.eval_schema import EvalConfig
+from medtune.data.templates import encode_prompt
 
 STOP_STRINGS = ["###"]  # a new "### ..." block means the answer is over
 
@@ -87,7 +88,7 @@ def encode_left_padded(tokenizer, prompts: Sequence[str], max_prompt_tokens: int
 
     rows = []
     for prompt in prompts:
-        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        ids = encode_prompt(tokenizer, prompt)
         if len(ids) > max_prompt_tokens:
             head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
             ids = head + ids[len(ids) - (max_prompt_tokens - len(head)) :]

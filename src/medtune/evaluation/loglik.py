@@ -8,6 +8,7 @@ with the highest log-probabilities are the answer (as many as the question asks 
 from __future__ import annotations
 
 from medtune.config.eval_schema import LoglikTarget
+from medtune.data.templates import encode_prompt, has_special_prefix
 from medtune.evaluation.types import LETTERS, ExamQuestion
 
 
@@ -21,7 +22,9 @@ def choice_logprobs(model, tokenizer, prompt: str, options: list[str], normalise
     """Sum (or mean, when `normalise`) of the log-probabilities of each option's tokens after `prompt`."""
     import torch
 
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    if has_special_prefix(tokenizer, prompt):  # a chat turn: the answer starts the assistant's line, no space
+        options = [option.lstrip() for option in options]
     option_ids = [tokenizer(option, add_special_tokens=False)["input_ids"] for option in options]
     width = len(prompt_ids) + max(len(ids) for ids in option_ids)
     input_ids = torch.full((len(options), width), tokenizer.pad_token_id, dtype=torch.long)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from medtune.config.schema import PromptConfig
 from medtune.data.readers import InstructionRecord, format_choices, iter_json_objects
-from medtune.data.templates import render_prompt
+from medtune.data.templates import fill_template, render_prompt
 from medtune.errors import DataError
 from medtune.evaluation.types import LETTERS, ExamQuestion
 
@@ -28,14 +28,24 @@ def question_record(question: ExamQuestion, response: str = "") -> InstructionRe
     return InstructionRecord(question.question, format_choices(list(question.choices)), response, question.source)
 
 
-def worked_example(prompt: PromptConfig, example: ExamQuestion) -> str:
+def worked_answer(prompt: PromptConfig, example: ExamQuestion) -> str:
     reasoning = f"{example.explanation.strip()}\n" if example.explanation.strip() else ""
-    return render_prompt(prompt, question_record(example)) + f"{reasoning}{prompt.answer_marker} {answer_text(example)}\n"
+    return f"{reasoning}{prompt.answer_marker} {answer_text(example)}"
 
 
-def build_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQuestion]) -> str:
-    """k worked examples (never the question itself), then the question, ending where the answer starts."""
-    examples = [worked_example(prompt, shot) for shot in shots if shot.qid != question.qid]
+def worked_example(prompt: PromptConfig, example: ExamQuestion) -> str:
+    return render_prompt(prompt, question_record(example)) + worked_answer(prompt, example) + "\n"
+
+
+def build_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQuestion], tokenizer=None) -> str:
+    """k worked examples (never the question itself), then the question, ending where the answer starts.
+
+    With a chat prompt each worked example is an earlier user turn and its answer the assistant's."""
+    shots = [shot for shot in shots if shot.qid != question.qid]
+    if prompt.chat:
+        history = [(fill_template(prompt, question_record(shot)), worked_answer(prompt, shot)) for shot in shots]
+        return render_prompt(prompt, question_record(question), tokenizer, history)
+    examples = [worked_example(prompt, shot) for shot in shots]
     return "\n".join([*examples, render_prompt(prompt, question_record(question))])
 
 

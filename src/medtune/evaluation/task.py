@@ -19,6 +19,7 @@ from medtune.config.eval_schema import EvalMode, EvalRunConfig
 from medtune.config.job import JobContext
 from medtune.errors import ConfigError
 from medtune.evaluation.exam_loading import load_exam
+from medtune.data.templates import require_chat_template
 from medtune.evaluation.prompting import build_prompt, read_fewshot
 from medtune.evaluation.records import prediction_row, read_rows
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
@@ -119,8 +120,8 @@ def load_model(cfg: EvalRunConfig):
     from medtune.modeling.load import (
         load_base_model,
         load_tokenizer,
-        resolve_checkpoint,
     )
+    from medtune.modeling.description import resolve_checkpoint
 
     if cfg.run:
         from medtune.modeling.trained import load_trained
@@ -145,9 +146,10 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
     if not todo:
         return [done[q.qid] for q in questions]
     shots = read_fewshot(cfg.exam.fewshot_path, cfg.exam.language, cfg.exam.english)[: cfg.eval.num_shots]
-    prompts = [build_prompt(cfg.prompt, q, shots) for q in todo]
     with console.status("Loading model"):
         model, tokenizer = load_model(cfg)
+    require_chat_template(cfg.prompt, tokenizer, cfg.run or cfg.model.name)
+    prompts = [build_prompt(cfg.prompt, q, shots, tokenizer) for q in todo]
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
 

@@ -153,7 +153,8 @@ def make_generator(cfg: GeneratorConfig, model_cfg=None, hardware=None, cache_di
     if model_cfg is None:
         raise ConfigError([f"{key}.kind=local needs {key}.run=<train run dir> or a model= choice"])
     from medtune.config.schema import AdapterConfig, AdapterKind, HardwareConfig
-    from medtune.modeling.load import load_base_model, load_tokenizer, resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
+    from medtune.modeling.description import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(model_cfg, Path(cache_dir))
     tokenizer = load_tokenizer(checkpoint, model_cfg)

@@ -18,7 +18,6 @@ from medtune.config.schema import (
     DType,
     HardwareConfig,
     ModelConfig,
-    ModelSource,
     Quantization,
 )
 from medtune.errors import ModelUnavailableError
@@ -30,53 +29,7 @@ def torch_dtype(dtype: DType):
     return getattr(torch, dtype.value)
 
 
-def resolve_checkpoint(model: ModelConfig, cache_dir: Path) -> str:
-    """A local directory or a hub id that `from_pretrained` can load without surprises.
-
-    `model.path` wins over everything, and may be a train.py run dir: a continually pretrained base
-    (`task=pretrain`) is used by pointing the next run at it."""
-    if model.path:
-        return str(checkpoint_dir(Path(model.path), model.name))
-    if model.source == ModelSource.tiny:
-        from medtune.modeling.tiny import tiny_checkpoint
-
-        model_type = model.architecture.model_type
-        if not known_model_type(model_type):
-            raise ModelUnavailableError(
-                f"model={model.name}: model.architecture.model_type={model_type} is not an architecture "
-                f"transformers {_transformers_version()} knows, so the tiny model cannot be built; use a decoder "
-                "it knows, e.g. model.architecture.model_type=llama (the default), mistral or qwen2."
-            )
-        return str(tiny_checkpoint(model.architecture, Path(cache_dir)))
-    if model.hub_id:
-        return model.hub_id
-    raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
-
-
-def checkpoint_dir(path: Path, name: str = "model") -> Path:
-    """The checkpoint inside `path`: itself, a run's full model (`model/`), or a run's merged export."""
-    for candidate in (path, path / "model", path / "export"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    if (path / "adapter" / "adapter_config.json").is_file():
-        from medtune.modeling.export import export_run
-
-        console_note(f"model.path={path} is a LoRA run: merging its adapter into its base once, into {path / 'export'}")
-        export_run(path, path / "export")
-        return path / "export"
-    raise ModelUnavailableError(
-        f"model.path={path} (model={name}) holds no config.json, and is not a train.py run dir with model/ or "
-        "adapter/: point it at a Hugging Face checkpoint folder or a finished run."
-    )
-
-
-def console_note(text: str) -> None:
-    from medtune.reporting.console import console
-
-    console.print(text)
-
-
-def _transformers_version() -> str:
+def transformers_version() -> str:
     import transformers
 
     return transformers.__version__
@@ -108,7 +61,7 @@ def check_architecture(checkpoint: str, model: ModelConfig) -> None:
         what = f"model_type {model_type!r}" if model_type else "no model_type"
         raise ModelUnavailableError(
             f"model={model.name}: the checkpoint at {checkpoint} has {what} in config.json, an architecture "
-            f"transformers {_transformers_version()} does not know; upgrade transformers (pip install -U "
+            f"transformers {transformers_version()} does not know; upgrade transformers (pip install -U "
             "transformers), set model.trust_remote_code=true if the checkpoint ships its own modelling code, "
             "or point model.path at a checkpoint of a known architecture (llama, mistral, qwen2, gpt_neox, ...)."
         )

@@ -421,10 +421,12 @@ def activation_estimate(
         e.g. Llama-2-70B, QLoRA r 64 on all linear layers, dropout 0.1, bf16 under DeepSpeed:
         about 497 KB per token and layer, 40 GiB for 1024 tokens over 80 layers.
       GPT-NeoX (parallel residual): LayerNorm input e h + 2 x 8; q, k, v, out 4 e h + 4a; GELU input I e.
-      BLOOM and GPT-J use eager attention: add a s (4 + e) per token for the float32 softmax and its
-        cast (GPT-J also keeps q and k in float32); GELU-tanh keeps 4 I e (GPT-J).
+      BLOOM uses eager attention: add a s (4 + e) per token for the float32 softmax and its cast.
+      GPT-J (parallel residual, partial rotary): SDPA like Llama (q, k, v, out 4 e h + 4a) plus the
+        rotary sin / cos repeated for q and k (4 r e per sequence position, r = rotary_dim); if eager
+        attention is forced, q and k in float32 and the softmax as for BLOOM; GELU-tanh keeps 4 I e.
       Eager attention costs the s-squared term that Korthikanti et al.'s 5 a s / h covers in
-        s b h (34 + 5 a s / h); SDPA (the default for Llama and GPT-NeoX) saves no s x s matrix.
+        s b h (34 + 5 a s / h); SDPA (the default for Llama, GPT-NeoX and GPT-J) saves no s x s matrix.
 
     Head: final norm and the float32 log-probabilities (4 V) kept by the loss; on top, at the peak,
     two float32 V-wide gradients (8 V) at the start of backward. A padded batch adds SDPA's float
@@ -474,8 +476,9 @@ def activation_estimate(
                 else:
                     kept.add(source)
                 own += adapter.r * e
-        if family == "llama" and not eager:
-            kept.discard("ao")  # Llama's SDPA output is laid out so that the reshape for o_proj is a view of it
+        if family in ("llama", "gptj") and not eager:
+            # SDPA's output is laid out so that the reshape for o_proj / out_proj is a view of it
+            kept.discard("ao")
         return own + sum(widths[s] for s in kept) * e
 
     def _kept_sources() -> set[str]:
@@ -517,12 +520,24 @@ def activation_estimate(
         first = layer - layer_norm - linear_inputs() + linear_inputs(no_grad=first_input)
         final_norm = 2 * layer_norm  # ln_f and the embedding LayerNorm
     else:  # gptj
-        attention = 2 * h * 4 + h * e  # q, k upcast to float32; v
-        attention += 4 * min(64, head_dim) * e // micro_batch_size  # sin / cos gathered per layer, once a batch
-        quadratic = heads * seq_len * (4 + (e if e < 4 else 0))
+        # transformers 5 (5.24 checked) routes GPTJAttention through the shared attention interface
+        # (ALL_ATTENTION_FUNCTIONS), and GPT-J declares SDPA support, so it no longer runs its own eager
+        # attention: SDPA saves q, k, v in the hidden dtype (no float32 upcast), its output and the float32
+        # log-sum-exp, and no s x s matrix. Only a forced attn_implementation="eager" still upcasts q and k
+        # and keeps the float32 softmax.
+        if eager:
+            attention = 2 * h * 4 + h * e  # q, k upcast to float32; v
+            quadratic = heads * seq_len * (4 + (e if e < 4 else 0))
+        else:
+            attention = 4 * h * e + 4 * heads
+        # apply_rotary_pos_emb repeats sin and cos for q and for k in every layer, once a batch
+        rotary = 2 * min(64, head_dim) * e // micro_batch_size  # for one of q, k
+        attention += 2 * rotary
         mlp = 4 * inter * e
         layer = layer_norm + attention + mlp + linear_inputs()
         first = layer - layer_norm - linear_inputs() + linear_inputs(no_grad=first_input)
+        # layer 0 keeps the rotary tables only for q / k projections that train (its input needs no grad)
+        first -= rotary * sum(1 for name in ("q_proj", "k_proj") if not (full or name in targets))
         if not ({"fc_in", "fc_out"} & targets):  # the parallel MLP branch of layer 0 needs no gradient
             first -= mlp + (inter * e if "m" in _kept_sources() else 0)
         final_norm = layer_norm
@@ -535,7 +550,7 @@ def activation_estimate(
     if full:
         final_norm += h * e  # the output head's input
     positional = 2 * seq_len * head_dim * e if family in ("llama", "gpt_neox") else 0
-    logits_bytes = 4 if family == "gptj" else e  # GPT-J returns float32 logits
+    logits_bytes = e  # GPT-J's lm_head output is no longer cast to float32 (transformers 5.24); the loss upcasts
     n_layers = arch.num_layers
 
     layer_bytes = tokens * layer

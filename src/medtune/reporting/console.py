@@ -9,7 +9,6 @@ from rich.table import Table
 
 from medtune.config.job import JobContext
 from medtune.config.schema import AdapterKind, TrainRunConfig
-from medtune.modeling.architecture import estimate_num_parameters
 
 console = Console(stderr=False, highlight=False)
 if not console.is_terminal:  # logs and pipes: wide enough for Table 2 and whole commands
@@ -29,8 +28,14 @@ def print_plan(cfg: TrainRunConfig, job: JobContext) -> None:
     table = Table(title="medtune dry run: nothing is loaded", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
-    table.add_row("model", f"{cfg.model.name} ({cfg.model.path or cfg.model.hub_id or 'built locally'})")
-    table.add_row("parameters (estimate)", _fmt(estimate_num_parameters(cfg.model.architecture)))
+    from medtune.modeling.description import describe_model
+
+    described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=False)
+    table.add_row("model", f"{cfg.model.name} ({described.origin}; {described.model_type})")
+    count = described.num_parameters()
+    table.add_row(f"parameters ({described.counted_from})", _fmt(count) if count else "unknown")
+    for note in described.notes:
+        table.add_row("note", note)
     adapter = cfg.adapter
     detail = "" if adapter.kind != AdapterKind.lora else (
         f" r={adapter.r} alpha={adapter.alpha} dropout={adapter.dropout} targets={list(adapter.target_modules) or 'PEFT default'}"
@@ -58,12 +63,12 @@ def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any])
         "train/loss_first", "train/loss_last", "eval/loss_before", "eval/loss_after", "train/steps",
         "train/tokens_per_second", "train/peak_memory_mib", "train/seconds", "model/trainable_params",
         "data/train_kept", "data/train_dropped_long_targets", "data/train_truncated_inputs",
-        "exam/accuracy_before", "exam/accuracy_after", "exam/invalid_before", "exam/invalid_after",
         "exam/best_accuracy", "exam/best_step",
     ):
         if summary.get(key) is not None:
             table.add_row(key, _fmt(summary[key]))
     console.print(table)
+    print_exam_before_after(cfg, summary)
     if "exam/accuracy_after" in summary and cfg.exam.name == "sample" and cfg.dataset.name == "sample":
         console.print(
             "[yellow]Note: the bundled sample exam is part of the bundled training set, so exam accuracy here "
@@ -73,6 +78,24 @@ def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any])
     kept = sorted(p.name + ("/" if p.is_dir() else "") for p in job.run_dir.iterdir() if not p.name.startswith(".")) \
         if job.run_dir.is_dir() else [saved]
     console.print(f"run dir: [bold]{job.run_dir}[/bold]  ({', '.join(kept)})")
+
+
+def print_exam_before_after(cfg: TrainRunConfig, summary: dict[str, Any]) -> None:
+    """The exam check of a training run, before and after, side by side."""
+    if summary.get("exam/accuracy_after") is None:
+        return
+    n = summary.get("exam/n")
+    table = Table(title=f"exam={cfg.exam.name} ({n} questions), prompt={cfg.prompt.name}: before and after training")
+    for column in ("", "before", "after"):
+        table.add_column(column, justify="right" if column else "left")
+    rows = (("accuracy", "exam/accuracy_before", "exam/accuracy_after"),
+            ("invalid answers", "exam/invalid_before", "exam/invalid_after"),
+            ("answer loss (gold answers)", "exam/answer_loss_before", "exam/answer_loss_after"),
+            ("eval loss (held-out records)", "eval/loss_before", "eval/loss_after"))
+    for label, before, after in rows:
+        if summary.get(before) is not None:
+            table.add_row(label, _fmt(summary[before]), _fmt(summary.get(after)))
+    console.print(table)
 
 
 def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:

@@ -39,7 +39,7 @@ class ExamAccuracyCallback(TrainerCallback):
         from medtune.evaluation.scoring import aggregate, score_letters, score_response
 
         settings = self.cfg.exam_eval
-        prompts = [build_prompt(self.cfg.prompt, q, []) for q in self.questions]
+        prompts = [build_prompt(self.cfg.prompt, q, [], self.tokenizer) for q in self.questions]
         scored: list[Any] = [None] * len(self.questions)
         was_training = model.training
         model.eval()
@@ -59,10 +59,44 @@ class ExamAccuracyCallback(TrainerCallback):
         if was_training:
             model.train()
         metrics = aggregate(self.questions, scored)
-        row = {"step": step, **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")}}
+        row = {"step": step, **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")},
+               "answer_loss": self.answer_loss(model)}
         self.history.append(row)
-        self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step"}, step=step)
+        self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
         return row
+
+    def answer_loss(self, model) -> float | None:
+        """Mean loss of the gold answers (`b. <choice>`, as training writes them) after each exam prompt.
+
+        Unlike accuracy it moves with small models that answer at chance, so it is the honest
+        before/after signal when the exam is held out from training."""
+        import torch
+
+        from medtune.data.tokenize import PadCollator, encode_records
+        from medtune.evaluation.prompting import answer_text, question_record
+
+        records = [question_record(q, answer_text(q)) for q in self.questions if q.choices]
+        if not records:
+            return None
+        limits = self.cfg.train
+        examples, _ = encode_records(records, self.tokenizer, self.cfg.prompt, max(limits.max_input_tokens, 4096),
+                                     max(limits.max_target_tokens, 1024))
+        collate = PadCollator(self.tokenizer.pad_token_id)
+        was_training = model.training
+        model.eval()
+        total, tokens = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(examples), self.cfg.exam_eval.batch_size):
+                batch = {k: v.to(model.device) for k, v in collate(examples[start:start + self.cfg.exam_eval.batch_size]).items()}
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+                labels = batch["labels"][:, 1:]
+                losses = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                           labels.reshape(-1), ignore_index=-100, reduction="sum")
+                total += float(losses)
+                tokens += int((labels != -100).sum())
+        if was_training:
+            model.train()
+        return round(total / tokens, 4) if tokens else None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.cfg.exam_eval.every_steps

@@ -73,8 +73,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from medtune.modeling.load import (
         load_base_model,
         load_tokenizer,
-        resolve_checkpoint,
     )
+    from medtune.data.templates import require_chat_template
+    from medtune.modeling.description import describe_model, resolve_checkpoint
     from medtune.training.arguments import training_arguments
     from medtune.training.callbacks import MetricsCallback
     from medtune.training.guards import NonFiniteLossGuard
@@ -87,6 +88,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     with console.status("Preparing model and data"):
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         tokenizer = load_tokenizer(checkpoint, cfg.model)
+        require_chat_template(cfg.prompt, tokenizer, cfg.model.name)
         data_key = cache_key(cfg, checkpoint)  # hashes the data files once: tokenization cache and fingerprint
         train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, data_key)
         train_rows, collator, length_sampler, packed_rows = training_rows(cfg, train_set, tokenizer)
@@ -118,12 +120,16 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             f"[yellow]{dropped} of {train_stats.records} training examples dropped (over the length limits), "
             f"{getattr(train_stats, 'truncated_inputs', 0)} prompts truncated from the left; see data/* in the summary.[/yellow]"
         )
-    tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total})
+    described = describe_model(cfg.model, Path(cfg.paths.cache_dir))
+    tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total,
+                       **{f"model/{k}": v for k, v in described.summary().items() if k != "parameters"}})
     if is_main_process():
         console.print(
-            f"model [bold]{cfg.model.name}[/bold] ({checkpoint}) + adapter [bold]{cfg.adapter.name}[/bold]: "
-            f"{trainable:,} trainable of {total:,} parameters; {len(train_set)} train / {len(eval_set)} eval examples"
+            f"model [bold]{cfg.model.name}[/bold] ({described.origin}; {described.model_type}, loaded from {checkpoint}) "
+            f"+ adapter [bold]{cfg.adapter.name}[/bold]: {trainable:,} trainable of {total:,} parameters; "
+            f"{len(train_set)} train / {len(eval_set)} eval examples"
         )
+        console.print(f"schedule={job.choices.get('schedule', 'from the command line')}: {schedule_line(cfg)}")
 
     if is_main_process():
         if resume_from is None:
@@ -244,6 +250,13 @@ def zero3_sharding(model) -> dict[str, Any]:
     return summary
 
 
+def schedule_line(cfg: TrainRunConfig) -> str:
+    t = cfg.train
+    return (f"{t.max_steps} steps, lr {t.learning_rate:g} ({t.lr_scheduler.value}, warmup {t.warmup_steps}), "
+            f"global batch {t.global_batch_size} (micro {t.micro_batch_size}), input <= {t.max_input_tokens} / "
+            f"target <= {t.max_target_tokens} tokens")
+
+
 def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
     if not cfg.exam_eval.enabled:
         return None
@@ -267,6 +280,9 @@ def exam_summary(cfg: TrainRunConfig, exam, before: dict | None, after: dict | N
         "exam/accuracy_after": after["accuracy"],
         "exam/invalid_before": before["invalid"],
         "exam/invalid_after": after["invalid"],
+        "exam/n": after["n"],
+        "exam/answer_loss_before": before.get("answer_loss"),
+        "exam/answer_loss_after": after.get("answer_loss"),
     }
     if exam.best is not None:
         summary.update({"exam/best_accuracy": exam.best["accuracy"], "exam/best_step": exam.best["step"]})

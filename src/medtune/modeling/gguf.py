@@ -1,0 +1,142 @@
+"""GGUF checkpoints: read their config, and convert them once into a safetensors folder in the cache.
+
+transformers loads a GGUF file dequantized to float, but the loaded model cannot be saved as it
+is (its config still says "quantized with gguf"). The conversion therefore copies the weights into
+a fresh model of the same class built from the config without that entry: the logits are
+identical. The folder is keyed by the file's sha256, so a changed file is converted again and an
+unchanged one never is. Every later step (training, evaluation, export) sees an ordinary
+checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from medtune.errors import ModelUnavailableError
+
+SOURCE_FILE = "medtune_gguf.json"  # written last: a folder without it is an interrupted conversion
+CONVERTER_VERSION = 1
+
+
+def remembered_digest(path: Path) -> str:
+    """The file's sha256, remembered beside it by size and mtime so a large file is hashed once."""
+    from medtune.modeling.embedded import sha256_of
+
+    path = Path(path)
+    stat = path.stat()
+    memo = Path(os.environ.get("MEDTUNE_DIGEST_MEMO", Path(tempfile.gettempdir()) / "medtune-digests.json"))
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = sha256_of(path)
+        try:
+            tmp = memo.with_name(f"{memo.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, memo)
+        except OSError:
+            pass  # a read-only temp dir only costs a re-hash next time
+    return known[key]
+
+
+def split_gguf_path(path: str, gguf_file: str | None) -> tuple[Path, str] | None:
+    """(folder, file name) when the model is a GGUF file, else None."""
+    if gguf_file:
+        candidate = Path(gguf_file)
+        if candidate.is_absolute() or not path:
+            return candidate.parent, candidate.name
+        return Path(path), gguf_file
+    if path and path.endswith(".gguf"):
+        return Path(path).parent, Path(path).name
+    return None
+
+
+def gguf_config(gguf: Path):
+    """The transformers config stored in the GGUF metadata (no tensor is dequantized)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise ModelUnavailableError(
+            f"{gguf}: transformers cannot read this GGUF file ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            "check that it is a causal-LM GGUF of an architecture transformers supports (llama, mistral, qwen2, gemma3, ...)."
+        ) from error
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
+def converted_dir(gguf: Path, cache_dir: Path) -> Path:
+    digest = remembered_digest(gguf)
+    return Path(cache_dir) / "converted" / f"{gguf.stem}-{digest[:16]}"
+
+
+def is_converted(folder: Path) -> bool:
+    return (folder / SOURCE_FILE).is_file() and (folder / "config.json").is_file()
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """One converter per cache folder: other processes (ranks, parallel sweep cells) wait, then reuse it."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """The safetensors folder for `gguf`, converted on first use (tokenizer included)."""
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise ModelUnavailableError(f"{gguf} does not exist: point model.path (or model.gguf_file) at the .gguf file.")
+    target = converted_dir(gguf, cache_dir)
+    if is_converted(target):
+        return target
+    with exclusive(target.with_name(target.name + ".lock")):
+        if is_converted(target):
+            return target
+        from medtune.reporting.console import console
+
+        console.print(f"converting {gguf.name} to safetensors once (dequantized, float32) into {target}")
+        build = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+        try:
+            write_converted(gguf, build)
+            if target.exists():
+                shutil.rmtree(target)  # a conversion cut short before its marker was written
+            os.replace(build, target)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return target
+
+
+def write_converted(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # "quantized with gguf" would make the folder unsaveable and unloadable
+    with torch.device("meta"):
+        fresh = type(loaded)(config)
+    fresh.load_state_dict(loaded.state_dict(), assign=True)
+    fresh.tie_weights()
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    record = {"gguf": str(gguf), "sha256": remembered_digest(gguf), "converter": CONVERTER_VERSION,
+              "model_class": type(loaded).__name__, "dtype": "float32"}
+    (out / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
