@@ -11,6 +11,35 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
+# train.py's own defaults are the real embedded model (minutes on a CPU); the suite runs on the
+# random-init tiny model and the bundled sample set unless a test names another option.
+TINY_TRAIN_DEFAULTS = ("model=tiny", "dataset=sample", "prompt=alpaca", "exam=sample")
+
+
+def tiny_defaults(overrides) -> list[str]:
+    """`overrides` plus the tiny options for every group it does not set (an experiment sets its own)."""
+    overrides = list(overrides)
+    if any(o.lstrip("+").startswith("experiment=") for o in overrides):
+        return overrides
+    named = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return overrides + [d for d in TINY_TRAIN_DEFAULTS if d.split("=", 1)[0] not in named]
+
+
+def train_args(args) -> list[str]:
+    """A `python train.py ...` argument list with the tiny defaults appended (other scripts unchanged)."""
+    args = list(args)
+    if "train.py" not in args:
+        return args
+    at = args.index("train.py")
+    flags, overrides, rest = [], [], iter(args[at + 1 :])
+    for arg in rest:  # Hydra's flags first, then every override in one run (argparse wants them together)
+        if arg.startswith("-"):
+            flags += [arg, next(rest)] if arg in ("--cfg", "-c", "--package", "-p", "--info", "-i") else [arg]
+        else:
+            overrides.append(arg)
+    return args[: at + 1] + flags + tiny_defaults(overrides)
+
+
 # No test may reach a model hub or W&B servers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -34,8 +63,9 @@ def compose():
     register_configs()
 
     def _compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train"):
+        overrides = tiny_defaults(overrides) if config_name == "train" else list(overrides)
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            return hydra_compose(config_name=config_name, overrides=overrides)
 
     return _compose
 
@@ -103,6 +133,6 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 600, env: dict | None = Non
     import subprocess
 
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *train_args(args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, train_args
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from medtune.errors import (
@@ -111,8 +111,8 @@ class User:
 
         out = self.tmp / "cli"
         result = subprocess.run(
-            [sys.executable, script, f"paths.output_root={out}", f"paths.cache_dir={self.cache}", "logger=none",
-             *overrides],
+            [sys.executable, *train_args([script, f"paths.output_root={out}", f"paths.cache_dir={self.cache}",
+                                          "logger=none", *overrides])],
             cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
             env={**os.environ, "HYDRA_FULL_ERROR": "0"},
         )
@@ -319,7 +319,7 @@ CASES = [
                 r"not an architecture transformers \S+ knows", r"model\.architecture\.model_type=llama")),
     Case("checkpoint-of-unknown-architecture", "model", "model.path=<checkpoint whose config.json says medllama_x>",
          unknown_architecture_checkpoint,
-         Expect(ModelUnavailableError, r"checkpoint at \S+medllama has model_type 'medllama_x'",
+         Expect(ConfigError, r"checkpoint at \S+medllama has model_type 'medllama_x'",
                 r"transformers \S+ does not know", r"pip install -U transformers(.|\n)*model\.trust_remote_code=true")),
     Case("checkpoint-not-a-directory", "model", "train.py model.source=pretrained model.path=/nonexistent/ckpt",
          lambda u: u.typed("model.source=pretrained", "model.path=/nonexistent/ckpt"),

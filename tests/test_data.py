@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from medtune.config.schema import DatasetFormat, OverlongPolicy, PromptConfig
 from medtune.data.readers import InstructionRecord, read_records
 from medtune.data.splits import split_train_eval
-from medtune.data.templates import render_prompt
+from medtune.data.templates import fill_template, render_prompt
 from medtune.data.tokenize import IGNORE_INDEX, PadCollator, encode_records
 from medtune.errors import DataError
 
@@ -199,7 +199,8 @@ def test_all_prompt_yamls_are_present():
 def test_render_puts_instruction_and_input_in_text(name):
     prompt = load_prompt(name)
     assert prompt.name == name
-    text = render_prompt(prompt, InstructionRecord("QUESTION-TEXT", "a. CHOICE-ONE\nb. CHOICE-TWO", "a. CHOICE-ONE", "t:1"))
+    fill = fill_template if prompt.chat else render_prompt  # a chat prompt's user turn (the template needs a tokenizer)
+    text = fill(prompt, InstructionRecord("QUESTION-TEXT", "a. CHOICE-ONE\nb. CHOICE-TWO", "a. CHOICE-ONE", "t:1"))
     assert "QUESTION-TEXT" in text and "a. CHOICE-ONE\nb. CHOICE-TWO" in text
     assert "{instruction}" not in text and "{input}" not in text
     assert text.index("QUESTION-TEXT") < text.index("CHOICE-ONE")

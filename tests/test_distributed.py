@@ -17,14 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_TRAIN_DEFAULTS
 
 from medtune.tracking.offline import find_offline_runs
 
 pytestmark = pytest.mark.slow
 
 COMMON = ["train.max_steps=6", "train.logging_steps=1", "train.micro_batch_size=4", "train.global_batch_size=8",
-          "train.sampling=sequential", "train.eval_steps=0", "exam_eval.enabled=false", "adapter.dropout=0.0"]
+          "train.sampling=sequential", "train.eval_steps=0", "exam_eval.enabled=false", "adapter.dropout=0.0",
+          *TINY_TRAIN_DEFAULTS]
 _reference: dict[str, list[float]] = {}
 
 

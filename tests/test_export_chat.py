@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF, REPO
+from conftest import CONF, REPO, tiny_defaults
 
 from medtune.chat import decoding_from, make_streamer
 from medtune.errors import ConfigError, ModelUnavailableError
@@ -35,7 +35,7 @@ def train_tiny(root, cache, adapter: str):
     register_configs()
     overrides = [f"paths.output_root={root}", f"paths.cache_dir={cache}", f"adapter={adapter}", *SHORT_RUN]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = to_typed(compose(config_name="train", overrides=overrides), TrainRunConfig)
+        cfg = to_typed(compose(config_name="train", overrides=tiny_defaults(overrides)), TrainRunConfig)
     job = JobContext(run_dir=root / adapter, override_dirname=f"adapter={adapter}",
                      choices={"model": "tiny", "adapter": adapter})
     return run_training(cfg, job)

@@ -23,13 +23,15 @@ STEPS, SAVE_EVERY = 24, 4
 # Same config, data and seed on the same machine: the resumed adapter should match to float rounding.
 TOLERANCE = 1e-6
 
+from conftest import TINY_TRAIN_DEFAULTS
+
 pytestmark = pytest.mark.slow
 
 
 def command(run_dir: Path, cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}",
             f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=1",
-            "logger=none", "exam_eval.enabled=false", *extra]
+            "logger=none", "exam_eval.enabled=false", *TINY_TRAIN_DEFAULTS, *extra]
 
 
 def run(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:

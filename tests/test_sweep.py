@@ -19,7 +19,8 @@ from medtune.tracking.offline import find_offline_runs, read_offline_run
 MINI_SWEEP = """
 name: mini
 description: a resumable test grid
-common_train: [train.max_steps=6, train.eval_steps=0, exam_eval.enabled=false, "paths.cache_dir={cache}"]
+common_train: [model=tiny, dataset=sample, prompt=alpaca, exam=sample, train.max_steps=6, train.eval_steps=0,
+               exam_eval.enabled=false, "paths.cache_dir={cache}"]
 common_evaluate: [eval=loglik, exam.max_questions=8, "paths.cache_dir={cache}"]
 pairs: [[tuned, base]]
 cells:

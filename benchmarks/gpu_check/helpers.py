@@ -239,15 +239,25 @@ def prebuild(spec: dict) -> dict:
         try:
             model_cfg, cfg = typed_model(run["overrides"])
             cache_dir = Path(cfg.paths.cache_dir)
-            target = tiny.tiny_checkpoint  # medtune decides the path (cache key) and writes atomically
+            # medtune decides the path (cache key), trains the tokenizer, writes the config and saves atomically
             AutoModelForCausalLM.from_config = fast_from_config
             try:
-                path = target(model_cfg.architecture, cache_dir)
+                path = tiny.tiny_checkpoint(model_cfg.architecture, cache_dir)
+                entry["init"] = f"{dtype} on {device}"
+            except Exception as error:  # noqa: BLE001 - medtune's own float32 CPU build is slower but safe
+                entry["fast_init_error"] = f"{type(error).__name__}: {str(error)[:500]}"
+                print(f"prebuild {run['name']}: fast init failed ({error}); medtune's own build", flush=True)
+                path = None
             finally:
                 if original is None:
                     del AutoModelForCausalLM.from_config
                 else:
                     AutoModelForCausalLM.from_config = original
+            if path is None:
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+                path = tiny.tiny_checkpoint(model_cfg.architecture, cache_dir)
+                entry["init"] = "float32 on cpu (medtune's builder)"
             resolved = resolve_checkpoint(model_cfg, cache_dir)  # what train.py will load
             if Path(resolved).resolve() != Path(path).resolve():
                 raise RuntimeError(f"train.py would load {resolved}, not the prebuilt {path}")

@@ -28,7 +28,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
-DEST="$REPO/.gpu_wheels"
+DEST="${GPU_WHEELS_DIR:-$REPO/.gpu_wheels}"
 PY="${PYTHON:-}"
 if [[ -z "$PY" ]]; then
   if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
@@ -115,7 +115,7 @@ EOF
       bitsandbytes-*) mod=bitsandbytes ;; hydra_core-*) mod=hydra ;; omegaconf-*) mod=omegaconf ;;
       antlr4_python3_runtime-*) mod=antlr4 ;; rapidfuzz-*) mod=rapidfuzz ;; peft-*) mod=peft ;; *) mod=? ;;
     esac
-    echo "${w#"$REPO"/}  $mod"
+    echo "${w#"$DEST"/}  $mod"
   done
 } > "$DEST/MANIFEST.txt"
 cat "$DEST/MANIFEST.txt"

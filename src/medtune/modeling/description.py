@@ -215,9 +215,11 @@ def _from_folder(model: ModelConfig, path: Path, materialize: bool) -> ModelDesc
 def _from_hub(model: ModelConfig) -> ModelDescription:
     from medtune.config.validate import _hf_cache_has
 
-    if model.allow_download or _hf_cache_has(model.hub_id, model.revision):
+    if _hf_cache_has(model.hub_id, model.revision):
         return _with_config(model, "hub", model.hub_id, model.hub_id, _read_config(model.hub_id, model))
-    return ModelDescription(name=model.name, kind="hub", origin=model.hub_id, checkpoint=None,
+    # Not here: from_pretrained downloads it later if model.allow_download=true; until then the YAML numbers stand.
+    return ModelDescription(name=model.name, kind="hub", origin=model.hub_id,
+                            checkpoint=model.hub_id if model.allow_download else None,
                             architecture=model.architecture, dtype=model.dtype,
                             notes=("not on this machine: the architecture numbers come from the YAML",))
 

@@ -129,7 +129,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             f"+ adapter [bold]{cfg.adapter.name}[/bold]: {trainable:,} trainable of {total:,} parameters; "
             f"{len(train_set)} train / {len(eval_set)} eval examples"
         )
-        console.print(f"schedule={job.choices.get('schedule', 'from the command line')}: {schedule_line(cfg)}")
+        chosen = job.choices.get("schedule")
+        named = f"schedule={chosen}" if chosen else "the paper's Table 4 schedule (train.yaml)"
+        console.print(f"{named}: {schedule_line(cfg)}; change it with schedule=paper|cpu_small|tiny or train.*=...")
 
     if is_main_process():
         if resume_from is None:
