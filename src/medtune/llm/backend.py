@@ -47,6 +47,11 @@ class LocalGenerator:
             from medtune.data.readers import InstructionRecord
             from medtune.data.templates import render_prompt
 
+            if self.prompt.chat:  # trained through the chat template: answer through it too
+                import dataclasses
+
+                prompt = dataclasses.replace(self.prompt, system=system) if system else self.prompt
+                return render_prompt(prompt, InstructionRecord(request.user, "", "", "generator"), self.tokenizer)
             text = render_prompt(self.prompt, InstructionRecord(request.user, "", "", "generator"))
             return f"{system}\n\n{text}" if system else text
         if getattr(self.tokenizer, "chat_template", None):

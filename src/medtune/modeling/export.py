@@ -166,11 +166,13 @@ def dequantize_bnb_layers(model, dtype, device=None) -> int:
 
 def probe_batch(tokenizer, prompt: PromptConfig) -> dict:
     from medtune.data.readers import InstructionRecord
-    from medtune.data.templates import render_prompt
+    from medtune.data.templates import has_special_prefix, render_prompt
 
     record = InstructionRecord(instruction=PROBE_QUESTION, input="", output="", source="export")
-    rendered = render_prompt(prompt, record)
-    return tokenizer([rendered + " Acute myocardial infarction.", PROBE_TEXT], return_tensors="pt", padding=True)
+    rendered = render_prompt(prompt, record, tokenizer)
+    special = not has_special_prefix(tokenizer, rendered)  # a chat template writes its own BOS
+    return tokenizer([rendered + " Acute myocardial infarction.", PROBE_TEXT], return_tensors="pt", padding=True,
+                     add_special_tokens=special)
 
 
 def probe_logits(model, batch):
