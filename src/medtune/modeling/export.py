@@ -299,6 +299,8 @@ def export_metadata(run_dir: Path, cfg: TrainRunConfig, info: dict, dtype: DType
             "template": cfg.prompt.template,
             "template_no_input": cfg.prompt.template_no_input,
             "answer_marker": cfg.prompt.answer_marker,
+            "chat": cfg.prompt.chat,
+            "system": cfg.prompt.system,
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "verification": None,  # filled in after the saved dir is reloaded and compared
@@ -310,7 +312,8 @@ def read_export(export_dir: Path) -> tuple[dict[str, Any], PromptConfig]:
     meta = json.loads((Path(export_dir) / EXPORT_FILE).read_text())
     p = meta["prompt"]
     prompt = PromptConfig(name=p["name"], language=p.get("language", "en"), template=p["template"],
-                          template_no_input=p.get("template_no_input"), answer_marker=p.get("answer_marker", "Answer:"))
+                          template_no_input=p.get("template_no_input"), answer_marker=p.get("answer_marker", "Answer:"),
+                          chat=bool(p.get("chat", False)), system=p.get("system", ""))
     return meta, prompt
 
 

@@ -124,12 +124,13 @@ def hf_config(arch: ArchitectureConfig):
     return AutoConfig.for_model(family, **common, **names)
 
 
-def meta_model(arch: ArchitectureConfig):
-    """The decoder described by `arch`, built on the meta device: shapes only, no memory, no download."""
+def meta_model(arch: ArchitectureConfig, config: Any = None):
+    """The decoder described by `arch` (or by the checkpoint's own `config`), built on the meta device:
+    shapes only, no memory, no download."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = hf_config(arch)
+    config = config if config is not None else hf_config(arch)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
 
@@ -186,12 +187,12 @@ def _quantizable_linears(model) -> list[tuple[str, Any]]:
     return found
 
 
-def count_parameters(arch: ArchitectureConfig, adapter: AdapterConfig) -> ParameterCounts:
+def count_parameters(arch: ArchitectureConfig, adapter: AdapterConfig, config: Any = None) -> ParameterCounts:
     """Exact counts from the meta model; a LoRA is applied with PEFT exactly as training does."""
     import torch
 
     started = time.perf_counter()
-    model = meta_model(arch)
+    model = meta_model(arch, config)
     total = sum(p.numel() for p in model.parameters())  # tied weights are counted once
     linears = _quantizable_linears(model)
     shapes = Counter(tuple(m.weight.shape) for _, m in linears)
@@ -823,9 +824,16 @@ def plan(cfg: TrainRunConfig) -> Plan:
     """Counts and memory of `cfg`'s training step, from the config alone (no weights, no GPU)."""
     from medtune.errors import ConfigError
 
+    from medtune.errors import ModelUnavailableError
+    from medtune.modeling.description import describe_model
+
     started = time.perf_counter()
     try:
-        counts = count_parameters(cfg.model.architecture, cfg.adapter)
+        described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=False)
+    except ModelUnavailableError:
+        described = None  # the YAML numbers stand (validation has reported why)
+    try:
+        counts = count_parameters(cfg.model.architecture, cfg.adapter, described.hf_config if described else None)
     except (ValueError, KeyError) as error:  # numbers the family cannot have, a family transformers lacks
         raise ConfigError([f"model={cfg.model.name}: {str(error).splitlines()[0]}"]) from error
     train = cfg.train
