@@ -155,7 +155,7 @@ def test_evaluate_reads_the_real_models_answers_in_generate_and_loglik_modes(run
     assert generated["invalid"] < generated["n"] // 2, generated  # most outputs carry an answer the parser reads
     rows = [json.loads(line) for line in (tmp_path / "generate" / "predictions.jsonl").read_text().splitlines()]
     invalid = [row for row in rows if row["status"] == "invalid"]
-    print(f"{len(invalid)} of {len(rows)} outputs invalid; e.g.", [row["response"][:80] for row in invalid[:3]])
+    print(f"{len(invalid)} of {len(rows)} outputs invalid; e.g.", [row["output"][:80] for row in invalid[:3]])
     assert all(row["prompt"].startswith("<|im_start|>system") for row in rows)
     loglik = run_eval([*(o for o in REAL if not o.startswith("dataset=")), "eval=loglik", "eval.num_shots=0"],
                       name="loglik")

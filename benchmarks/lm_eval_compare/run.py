@@ -338,7 +338,7 @@ def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtu
         f"| picks | {dist('medtune')} | {dist('harness')} |",
         f"| wall time of the process (start-up and model load included) | {medtune_wall:.1f} s | {lm_wall:.1f} s |",
         f"| of which scoring (medtune's own count) | {f'{medtune_scoring:.1f} s' if medtune_scoring else '-'} | - |",
-        f"| sequences through the model | {rows_total} (the prompt once per choice) | {n} (the prompt once per question) |",
+        f"| sequences through the model | {rows_total} (the prompt once per choice) | {n} (the prompt + one choice, once per question) |",
         "",
         f"- Gold letters: {dist('gold')}.",
         f"- Agreement of the picked letter: **{agree}/{n}**.",
@@ -363,11 +363,19 @@ def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtu
         "- medtune runs the whole prompt once per choice (a batch of 5 rows per question, each ~250 tokens); "
         "for one-token continuations (` a` ... ` e`) the harness runs each question's context once and reads "
         "every choice from the same logits (its `logits_cache`, on by default), 8 questions a batch. Hence its "
-        "wall time is a fraction of medtune's on the same model; the scores are the same.",
-        f"- The remaining differences ({median:.0e} nats typically) are float32 rounding: the same tokens in "
-        "other batch shapes (5 rows of one question vs 8 questions padded together) sum in another order. "
-        "They are far below the gap between the two likeliest choices of every question (closest call above).",
-        "- Timings are of one run each on a shared machine; the load averages above say how busy it was.",
+        "wall time is a fraction of medtune's on the same model.",
+    ]
+    if not problems:
+        lines.append(
+            f"- The remaining differences ({median:.0e} nats typically) are float32 rounding: the same tokens in "
+            "other batch shapes (5 rows of one question vs 8 questions padded together) sum in another order. "
+            "They are far below the gap between the two likeliest choices of every question (closest call above)."
+        )
+    lines += [
+        "- The harness warns that the model looks like a chat model and no chat template is applied: on purpose. "
+        "medtune's `medpalm2_cot_en` prompt is plain text (it adds no chat template either), and both sides must "
+        "score the same text.",
+        "- Timings are of one run each on a shared 2-core machine; the load averages above say how busy it was.",
         "",
     ]
     return "\n".join(lines)

@@ -205,7 +205,9 @@ def export_run(run_dir: Path, out_dir: Path | None = None, dtype: str | None = N
     source = run_dir / ("model" if full else "adapter")
     started = time.perf_counter()
 
-    weights = str(source) if full else info["checkpoint"]
+    from medtune.modeling.trained import base_checkpoint
+
+    weights = str(source) if full else base_checkpoint(cfg, info)
     with console.status(f"Loading {'the fine-tuned model' if full else 'the base as trained'} from {weights}"):
         tokenizer = load_tokenizer(str(source), cfg.model)
         model = load_base_model(weights, cfg.model, cfg.adapter, hardware)

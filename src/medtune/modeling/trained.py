@@ -45,8 +45,22 @@ def load_trained(run_dir: Path, hardware: HardwareConfig | None = None):
         return model, tokenizer, cfg
     adapter_dir = run_dir / "adapter"
     tokenizer = load_tokenizer(str(adapter_dir), cfg.model)
-    base = load_base_model(info["checkpoint"], cfg.model, cfg.adapter, cfg.hardware)
-    return attach_adapter(base, adapter_dir, info["checkpoint"], run_dir), tokenizer, cfg
+    checkpoint = base_checkpoint(cfg, info)
+    base = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
+    return attach_adapter(base, adapter_dir, checkpoint, run_dir), tokenizer, cfg
+
+
+def base_checkpoint(cfg: TrainRunConfig, info: dict) -> str:
+    """The base the adapter was trained on: as recorded, or rebuilt from the run's model description
+    when the recorded folder was a cache entry that is gone (a converted GGUF, the tiny model)."""
+    recorded = info["checkpoint"]
+    if not recorded.startswith("/") or Path(recorded, "config.json").is_file():
+        return recorded
+    from medtune.modeling.description import resolve_checkpoint
+
+    if cfg.model.source.value in ("embedded", "tiny") or cfg.model.gguf_file or (cfg.model.path or "").endswith(".gguf"):
+        return resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
+    return recorded
 
 
 MISMATCH = re.compile(
