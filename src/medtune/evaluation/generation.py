@@ -53,13 +53,13 @@ class GenerationStats:
     new_tokens: int = 0
 
 
-def generation_kwargs(settings: EvalConfig, tokenizer) -> dict:
+def generation_kwargs(settings: EvalConfig, tokenizer, stop_ids: list[int] | None = None) -> dict:
     kwargs = {
         "max_new_tokens": settings.max_new_tokens,
         "do_sample": settings.do_sample,
         "use_cache": True,
         "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": stop_ids or tokenizer.eos_token_id,
         "stop_strings": STOP_STRINGS,
         "tokenizer": tokenizer,
     }
@@ -112,17 +112,19 @@ def generate_responses(
     on_batch: Callable[[list[int], list[str]], None],
     progress: bool = True,
     answer_marker: str | None = None,
+    stop_ids: list[int] | None = None,
 ) -> GenerationStats:
     """Generate a response for every prompt; `on_batch(indices, texts)` receives each finished batch.
 
-    With `answer_marker`, a sequence stops as soon as its answer line is written."""
+    With `answer_marker`, a sequence stops as soon as its answer line is written; `stop_ids` (default:
+    the tokenizer's EOS) end a sequence, e.g. a chat template's end-of-turn token."""
     import torch
     from tqdm.auto import tqdm
     from transformers import StoppingCriteriaList
 
     stats = GenerationStats(prompts=len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    kwargs = generation_kwargs(settings, tokenizer)
+    kwargs = generation_kwargs(settings, tokenizer, stop_ids)
     max_prompt_tokens = max(8, max_positions - settings.max_new_tokens)
     model.eval()
     with tqdm(total=len(prompts), desc="generating", unit="q", disable=not progress) as bar:

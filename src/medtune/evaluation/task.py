@@ -19,7 +19,7 @@ from medtune.config.eval_schema import EvalMode, EvalRunConfig
 from medtune.config.job import JobContext
 from medtune.errors import ConfigError
 from medtune.evaluation.exam_loading import load_exam
-from medtune.data.templates import require_chat_template
+from medtune.data.templates import require_chat_template, stop_token_ids
 from medtune.evaluation.prompting import build_prompt, read_fewshot
 from medtune.evaluation.records import prediction_row, read_rows
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
@@ -164,7 +164,8 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
 
     if cfg.eval.mode == EvalMode.generate:
         max_positions = getattr(model.config, "max_position_embeddings", 4096)
-        generate_responses(model, tokenizer, prompts, cfg.eval, max_positions, keep, answer_marker=cfg.prompt.answer_marker)
+        generate_responses(model, tokenizer, prompts, cfg.eval, max_positions, keep, answer_marker=cfg.prompt.answer_marker,
+                           stop_ids=stop_token_ids(tokenizer, cfg.prompt))
     else:
         loglik_answers(cfg, model, tokenizer, todo, prompts, out, done)
     console.print(f"{len(todo)} questions in {time.perf_counter() - started:.1f} s")

@@ -60,6 +60,16 @@ class LocalGenerator:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return f"{system}\n\n{request.user}\n\n" if system else f"{request.user}\n\n"
 
+    def stop_ids(self) -> list[int]:
+        """EOS, and the chat template's end of turn when the requests go through it."""
+        from medtune.config.schema import PromptConfig
+        from medtune.data.templates import stop_token_ids
+
+        prompt = self.prompt
+        if prompt is None and getattr(self.tokenizer, "chat_template", None):
+            prompt = PromptConfig(name="chat", template="{instruction}", chat=True)
+        return stop_token_ids(self.tokenizer, prompt)
+
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
         from medtune.config.exam_schema import EvalConfig
         from medtune.evaluation.generation import generate_responses
@@ -77,7 +87,7 @@ class LocalGenerator:
 
         max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
         generate_responses(self.model, self.tokenizer, [self.render(r) for r in requests], settings,
-                           max_positions, keep, progress=progress)
+                           max_positions, keep, progress=progress, stop_ids=self.stop_ids())
         return texts
 
 

@@ -51,7 +51,10 @@ class ExamAccuracyCallback(TrainerCallback):
                     scored[i] = score_response(self.questions[i], text)
 
             positions = getattr(model.config, "max_position_embeddings", 2048)
-            generate_responses(model, self.tokenizer, prompts, decoding, positions, keep, progress=False)
+            from medtune.data.templates import stop_token_ids
+
+            generate_responses(model, self.tokenizer, prompts, decoding, positions, keep, progress=False,
+                               stop_ids=stop_token_ids(self.tokenizer, self.cfg.prompt))
         else:
             for i, (question, prompt) in enumerate(zip(self.questions, prompts)):
                 scores = choice_logprobs(model, self.tokenizer, prompt, continuations(question, "letter"), False)
