@@ -178,7 +178,7 @@ def test_pretrain_then_instruction_tune_from_that_base_then_evaluate(run_train, 
     base = tmp_path / "pretrain"
     assert (base / "model" / "config.json").is_file() and (base / "model" / "tokenizer.json").is_file()
 
-    tuned = run_train([f"model.path={base}", "train.epochs=1", "logger=none", "exam_eval.enabled=false"], name="tuned")
+    tuned = run_train(["model=local", f"model.path={base}", "model.dtype=float32", "schedule=tiny", "train.epochs=1", "logger=none", "exam_eval.enabled=false"], name="tuned")
     info = json.loads((tmp_path / "tuned" / "run_info.json").read_text())
     assert info["checkpoint"] == str((base / "model").resolve())
     rows = tuned.summary["data/train_kept"]
@@ -195,7 +195,7 @@ def test_a_lora_pretrained_run_is_merged_once_when_used_as_a_base(run_train, tmp
                "logger=none", "exam_eval.enabled=false"], name="lora_pretrain")
     base = tmp_path / "lora_pretrain"
     assert (base / "adapter" / "adapter_config.json").is_file() and not (base / "export").exists()
-    run_train([f"model.path={base}", "train.max_steps=2", "logger=none", "exam_eval.enabled=false"], name="on_top")
+    run_train(["model=local", f"model.path={base}", "model.dtype=float32", "schedule=tiny", "train.max_steps=2", "logger=none", "exam_eval.enabled=false"], name="on_top")
     assert (base / "export" / "config.json").is_file() and not (base / "export" / "adapter_config.json").exists()
     info = json.loads((tmp_path / "on_top" / "run_info.json").read_text())
     assert info["checkpoint"] == str((base / "export").resolve())

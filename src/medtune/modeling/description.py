@@ -156,6 +156,13 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
     if model.source == ModelSource.embedded:
         from medtune.modeling.embedded import embedded_gguf
 
+        if model.path or model.gguf_file:
+            raise ModelUnavailableError(
+                f"model={model.name} is the model shipped in an installed package and would ignore "
+                f"model.path={model.path or model.gguf_file}; for your checkpoint use model=local "
+                f"model.path={model.path or model.gguf_file} (it reads the checkpoint's own config)."
+            )
+
         file = embedded_gguf(model, cache_dir)
         return _from_gguf(model, file, cache_dir, materialize, "embedded",
                           f"{file.name} from the installed package {model.package_files[0].partition('/')[0]}")
