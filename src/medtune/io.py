@@ -1,12 +1,14 @@
-"""Small file helpers: atomic JSON / text writes and JSON Lines appends."""
+"""Small file helpers: atomic JSON / text writes, JSON Lines appends, and an exclusive lock file."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -39,3 +41,16 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
     with path.open("a", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if needed): other processes wait for it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

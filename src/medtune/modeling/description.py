@@ -143,25 +143,21 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
     from medtune.modeling import gguf
 
     base = {"name": model.name, "dtype": model.dtype}
+    given = model.path or model.gguf_file
+    if given and model.source in (ModelSource.tiny, ModelSource.embedded):
+        what = ("builds a random-init model from model.architecture" if model.source == ModelSource.tiny
+                else "is the model shipped in an installed package")
+        raise ModelUnavailableError(
+            f"model={model.name} {what} and would ignore model.path={given}; for your checkpoint use "
+            f"model=local model.path={given} (it reads the checkpoint's own config)."
+        )
     if model.source == ModelSource.tiny:
-        if model.path or model.gguf_file:
-            raise ModelUnavailableError(
-                f"model=tiny builds a random-init model from model.architecture and would ignore "
-                f"model.path={model.path or model.gguf_file}; for your checkpoint use model=local "
-                f"model.path={model.path or model.gguf_file} (it reads the checkpoint's own config)."
-            )
         checkpoint = str(tiny_checkpoint_for(model, cache_dir)) if materialize else None
         return ModelDescription(kind="tiny", origin="random-init, built locally", checkpoint=checkpoint,
                                 architecture=model.architecture, **base)
     if model.source == ModelSource.embedded:
         from medtune.modeling.embedded import embedded_gguf
 
-        if model.path or model.gguf_file:
-            raise ModelUnavailableError(
-                f"model={model.name} is the model shipped in an installed package and would ignore "
-                f"model.path={model.path or model.gguf_file}; for your checkpoint use model=local "
-                f"model.path={model.path or model.gguf_file} (it reads the checkpoint's own config)."
-            )
 
         file = embedded_gguf(model, cache_dir)
         return _from_gguf(model, file, cache_dir, materialize, "embedded",

@@ -10,16 +10,14 @@ checkpoint folder.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from medtune.errors import ModelUnavailableError
+from medtune.io import locked
 
 SOURCE_FILE = "medtune_gguf.json"  # written last: a folder without it is an interrupted conversion
 CONVERTER_VERSION = 1
@@ -85,16 +83,6 @@ def is_converted(folder: Path) -> bool:
     return (folder / SOURCE_FILE).is_file() and (folder / "config.json").is_file()
 
 
-@contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """One converter per cache folder: other processes (ranks, parallel sweep cells) wait, then reuse it."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
@@ -105,7 +93,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     target = converted_dir(gguf, cache_dir)
     if is_converted(target):
         return target
-    with exclusive(target.with_name(target.name + ".lock")):
+    with locked(target.with_name(target.name + ".lock")):  # one converter; other ranks wait, then reuse it
         if is_converted(target):
             return target
         from medtune.reporting.console import console

@@ -7,19 +7,16 @@ runs again, `failed` ones keep their error and are retried. Training runs that s
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from medtune.config.sweep_schema import CellConfig, SweepConfig
-from medtune.io import write_json_atomic
+from medtune.io import locked, write_json_atomic
 
 CELL_FILE = "cell.json"
 TAIL_LINES = 30
@@ -46,15 +43,6 @@ def train_key(sweep: SweepConfig, cell: CellConfig) -> str:
     return f"{readable}-{digest}".replace("/", "_")
 
 
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_stage(command: list[str], log_path: Path, cwd: Path) -> tuple[int, str]:
