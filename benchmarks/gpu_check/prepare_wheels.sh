@@ -4,7 +4,7 @@
 #
 #     bash benchmarks/gpu_check/prepare_wheels.sh          # ~5 MB, about 20 s
 #
-# The GPU machine (see /work/.library/device/KINDS.md): Python 3.12, x86-64, torch 2.11.0+cu130,
+# The GPU machine (as the device tool's KINDS.md describes it): Python 3.12, x86-64, torch 2.11.0+cu130,
 # transformers 5.17, accelerate 1.15, peft, PyYAML, rich, tqdm, matplotlib, psutil; NOT bitsandbytes,
 # hydra-core, omegaconf, antlr4-python3-runtime, rapidfuzz, deepspeed, wandb or gguf.
 #
