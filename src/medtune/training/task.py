@@ -122,7 +122,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         )
     described = describe_model(cfg.model, Path(cfg.paths.cache_dir))
     tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total,
-                       **{f"model/{k}": v for k, v in described.summary().items() if k != "parameters"}})
+                       **{f"model/{k}": v for k, v in described.summary().items()}})
     if is_main_process():
         console.print(
             f"model [bold]{cfg.model.name}[/bold] ({described.origin}; {described.model_type}, loaded from {checkpoint}) "
