@@ -94,7 +94,8 @@ def run_eval(compose, tmp_path, tiny_cache):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
         cfg = to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
         job = JobContext(run_dir=tmp_path / name, task_name="evaluate",
-                         override_dirname=",".join(o for o in overrides if not o.startswith("paths.")))
+                         override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
+                         overrides=tuple(overrides))
         return run_evaluation(cfg, job)
 
     return _run

@@ -32,6 +32,7 @@ from medtune.errors import (
     ModelUnavailableError,
     TrainingDivergedError,
 )
+from medtune.evaluation.exams import ExcludedQuestion
 
 # --- what a case is ------------------------------------------------------------------------------
 
@@ -136,6 +137,27 @@ CHOICES = ["fever", "cough", "rash", "headache", "nausea"]
 
 def exam_item(answer, choices=CHOICES, qid="T-01") -> dict:
     return {"problem_id": qid, "problem_text": "Which is a symptom of influenza?", "choices": choices, "answer": answer}
+
+
+def exam_exclusions(u: User, items: list[dict], *overrides: str, needs_choice_text: bool = True) -> Produced:
+    """evaluate.py exam=jsonl on `items`: the questions medtune leaves out, one `file:line: reason` a line.
+
+    The exam is composed as evaluate.py composes it and read by `select_exam`, the loader of the
+    evaluate task; the "error" is `ExcludedQuestion` (the run goes on without those questions).
+    """
+    from medtune.config.eval_schema import EvalRunConfig
+    from medtune.config.validate import to_typed
+    from medtune.evaluation.exam_loading import select_exam
+
+    path = u.jsonl("exam.jsonl", items)
+    cfg = to_typed(u.compose(*u.paths(), "logger=none", "exam=jsonl", f"exam.path={path}", *overrides,
+                             config="evaluate"), EvalRunConfig)
+    selection = select_exam(cfg.exam, needs_choice_text=needs_choice_text)
+    if not selection.excluded:
+        pytest.fail(f"no question of {path} was excluded; kept {[q.qid for q in selection.questions]}")
+    kept = ", ".join(q.qid for q in selection.questions)
+    lines = [f"{x.source}: {x.reason} ({x.qid} excluded; kept {kept})" for x in selection.excluded]
+    return Produced(ExcludedQuestion.__name__, "\n".join(lines))
 
 
 def alpaca_lines(n: int = 3) -> list[dict]:
@@ -290,18 +312,19 @@ CASES = [
          lambda u: u.train("train.max_target_tokens=2"),
          Expect(DataError, r"train\.max_target_tokens=2", r"every one of the \d+ examples is too long",
                 r"raise the limits")),
-    Case("exam-answer-letter-outside-choices", "data", "evaluate.py exam=jsonl with answer z",
-         lambda u: u.evaluate("exam=jsonl", "exam.path=" + str(u.jsonl("exam.jsonl", [exam_item(["z"])]))),
-         Expect(DataError, r"exam\.jsonl:1: answer 'answer'", r"'z' is not one of the 5 choice letters \(a–e\)",
-                r"fix the answer key")),
-    Case("exam-empty-choices", "data", "evaluate.py exam=jsonl with choices [] and answer c",
-         lambda u: u.evaluate("exam=jsonl", "exam.path=" + str(u.jsonl("exam.jsonl", [exam_item(["c"], [])]))),
-         Expect(DataError, r"exam\.jsonl:1:", r"answer 'c' \('answer'\) is not a number, and the question has no choices",
-                r"give the choices")),
-    Case("exam-blank-choice", "data", "evaluate.py exam=jsonl with choices [\"\", \"\", \"\"]",
-         lambda u: u.evaluate("exam=jsonl", "exam.path=" + str(u.jsonl("exam.jsonl", [exam_item(["a"], ["", "", ""])]))),
-         Expect(DataError, r"exam\.jsonl:1:", r"choice a \('choices'\) is empty \(3 of 3 blank\)",
-                r"give every choice its text")),
+    Case("exam-answer-letter-outside-choices", "data", "evaluate.py exam=jsonl with answer z (one question of two)",
+         lambda u: exam_exclusions(u, [exam_item(["a"]), exam_item(["z"], qid="T-02")]),
+         Expect(ExcludedQuestion, r"exam\.jsonl:2: answer 'z' \('answer'\)",
+                r"is not one of the 5 choice letters \(a-e\)", r"T-02 excluded; kept T-01")),
+    Case("exam-empty-choices", "data",
+         "evaluate.py exam=jsonl exam.require_choices=false with choices [] and answer c (one question of two)",
+         lambda u: exam_exclusions(u, [exam_item(["a"]), exam_item(["c"], [], qid="T-02")], "exam.require_choices=false"),
+         Expect(ExcludedQuestion, r"exam\.jsonl:2:", r"answer 'c' \('answer'\) is not a number, and the question has "
+                r"no choices", r"T-02 excluded; kept T-01")),
+    Case("exam-blank-choice", "data", "evaluate.py exam=jsonl with choices [\"\", \"\", \"\"] (one question of two)",
+         lambda u: exam_exclusions(u, [exam_item(["a"]), exam_item(["a"], ["", "", ""], qid="T-02")]),
+         Expect(ExcludedQuestion, r"exam\.jsonl:2:", r"choice texts a-c are blank \(printed in a figure\?\)",
+                r"T-02 excluded; kept T-01")),
     Case("exam-empty-file", "data", "evaluate.py exam=jsonl exam.path=<empty file>",
          lambda u: u.evaluate("exam=jsonl", f"exam.path={u.file('exam.jsonl', '')}"),
          Expect(DataError, r"exam\.jsonl", r"the file is empty", r"add questions, or point exam\.path")),
@@ -343,6 +366,26 @@ CASES = [
                 r"last finite training loss was [\d.]+ at step \d+(.|\n)*saved in \S+checkpoint-\d+",
                 r"lower train\.learning_rate \(now 1e\+10\), keep gradient clipping on", exit_code=2),
          marks=(pytest.mark.slow,)),
+    # --- data: exam questions left out, and exams refused (added with per-question exclusions) ---
+    Case("exam-answer-missing", "data", "evaluate.py exam=jsonl with a question that has no answer field",
+         lambda u: exam_exclusions(u, [exam_item(["a"]), {k: v for k, v in exam_item(["a"], qid="T-02").items()
+                                                          if k != "answer"}]),
+         Expect(ExcludedQuestion, r"exam\.jsonl:2:", r"missing field 'answer' \(the answer\)",
+                r"exam\.fields\.answer(.|\n)*T-02 excluded; kept T-01")),
+    Case("exam-question-text-blank", "data", "evaluate.py exam=jsonl with a question whose text is \"\"",
+         lambda u: exam_exclusions(u, [exam_item(["a"]), {**exam_item(["a"], qid="T-02"), "problem_text": ""}]),
+         Expect(ExcludedQuestion, r"exam\.jsonl:2:", r"question text \('problem_text'\) is empty",
+                r"a figure-only question\?\) \(T-02 excluded; kept T-01")),
+    Case("exam-no-readable-question", "data", "evaluate.py exam=jsonl exam.path=<a predictions file>",
+         lambda u: u.evaluate("exam=jsonl", "exam.path=" + str(u.jsonl("exam.jsonl", [
+             {"problem_id": "T-01", "prediction": "a"}, {"problem_id": "T-02", "prediction": "b"}]))),
+         Expect(DataError, r"exam\.jsonl: no record can be read as a question \(2 tried; the first, \S+exam\.jsonl:1",
+                r"missing field 'problem_text'", r"map the file's fields with exam\.fields")),
+    Case("exam-every-question-excluded", "data", "evaluate.py exam=jsonl whose one question has its choices in a figure",
+         lambda u: u.evaluate("exam=jsonl", "exam.path=" + str(u.jsonl("exam.jsonl", [exam_item(["a"], [""] * 5)]))),
+         Expect(DataError, r"exam\.jsonl: every question the filters select has a problem of its data",
+                r"\(1 excluded; the first, \S+exam\.jsonl:1: choice texts a-e are blank",
+                r"fix those records, or point the exam at the right data")),
 ]
 
 # --- running the catalogue ---------------------------------------------------------------------------

@@ -331,3 +331,12 @@ def test_split_fraction_edges():
     assert split_train_eval(records, 0.0, seed=0) == (records, [])
     train, held = split_train_eval(records, 0.99, seed=0)
     assert len(train) >= 1 and len(held) == 4
+
+
+def test_a_training_exam_record_with_thirty_choices_gets_numbered_labels(tmp_path):
+    from medtune.data.readers import DatasetFormat, to_record
+
+    choices = [f"option {i}" for i in range(1, 31)]
+    item = {"problem_text": "Pick one.", "choices": choices, "answer": ["28"]}
+    record = to_record(item, DatasetFormat.auto, "wide.jsonl:1")
+    assert "28. option 28" in record.input and record.output == "28. option 28"

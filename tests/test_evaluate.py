@@ -94,7 +94,11 @@ def test_shuffled_choices_move_the_gold_answers(run_eval, tmp_path):
 def test_evaluating_a_training_run_joins_its_wandb_group(run_train, run_eval):
     trained = run_train(["train.max_steps=4", "train.eval_steps=0", "exam_eval.enabled=false"], name="trained")
     metrics = run_eval([f"run={trained.run_dir}", "eval.max_new_tokens=8"], name="eval-of-run")
-    out = trained.run_dir / "eval" / "sample_medpalm2_cot_generate"
+    # No prompt= on the command line: the run is asked in the prompt it was trained with.
+    from medtune.modeling.trained import load_run_config
+
+    assert metrics["prompt"] == load_run_config(trained.run_dir).prompt.name != "medpalm2_cot"
+    out = trained.run_dir / "eval" / f"sample_{metrics['prompt']}_generate"
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     train_run = read_offline_run(find_offline_runs(trained.run_dir / "wandb")[0])
     (eval_path,) = find_offline_runs(out)
@@ -102,6 +106,9 @@ def test_evaluating_a_training_run_joins_its_wandb_group(run_train, run_eval):
     assert eval_run.job_type == "eval" and eval_run.group == train_run.group
     assert eval_run.summary["exam/accuracy"] == pytest.approx(metrics["accuracy"])
     assert eval_run.summary["exam/n"] == 40
+    chosen = run_eval([f"run={trained.run_dir}", "prompt=medpalm2_cot", "eval.max_new_tokens=8"], name="chosen")
+    assert chosen["prompt"] == "medpalm2_cot"  # a prompt given on the command line wins
+    assert (trained.run_dir / "eval" / "sample_medpalm2_cot_generate" / "metrics.json").is_file()
 
 
 @pytest.mark.slow

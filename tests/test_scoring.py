@@ -198,11 +198,11 @@ def test_choice_text_containing_a_separator_is_not_cut():
     check(SYMPTOMS, "a. めまい・ふらつき感、c. 眼の刺激・流涙", Status.correct, ("a", "c"))
 
 
-def test_split_parts_masks_choice_texts_and_groups_fragments_by_label():
-    # "めまい・ふらつき" is a choice text, so it is never cut; "眼の刺激・流涙" is not (the choice
-    # reads "眼の刺激、流涙"), so it is cut, and its tail joins the labelled part before it.
+def test_split_parts_cuts_labelled_answers_only_at_their_labels():
+    # Once labels are marked, the statement is cut only where a label starts: "眼の刺激・流涙" (the
+    # choice reads "眼の刺激、流涙") stays whole inside part c instead of being cut at "・".
     parts = split_parts("a. めまい・ふらつき感、c. 眼の刺激・流涙", SYMPTOMS.choices, 2)
-    assert [(p.label, p.text) for p in parts] == [("a", "a. めまい・ふらつき感"), ("c", "c. 眼の刺激 流涙")]
+    assert [(p.label, p.text) for p in parts] == [("a", "a. めまい・ふらつき感"), ("c", "c. 眼の刺激・流涙")]
 
 
 def test_answer_segment_takes_the_last_marker():
@@ -358,8 +358,10 @@ def test_aggregate_hand_computed():
         question("q4", "C", "呼吸器", 1, False, kinki=("d", "e")),
         question("q5", "", "呼吸器", 1, False),
     ]
+    hedged = answered(Status.correct, ("a",), True, 1.0)
+    hedged.strict_status, hedged.strict_parsed, hedged.strict_reason = Status.invalid, (), "hedges between a and b"
     results = [
-        answered(Status.correct, ("a",), True, 1.0),
+        hedged,  # correct on the paper's reading, invalid on the strict one
         answered(Status.wrong, ("c",), False, 0.5),
         answered(Status.correct, ("a",), True, 1.0),
         answered(Status.wrong, ("d",), False, 0.25),  # picks a contraindicated choice
@@ -368,6 +370,10 @@ def test_aggregate_hand_computed():
     metrics = aggregate(questions, results)
     assert metrics.pop("exact_match") == pytest.approx(2 / 5)
     assert metrics.pop("gestalt_score") == pytest.approx(2.75 / 5)
+    # The strict reading: answers left without strict fields read the same as the paper's.
+    assert metrics.pop("strict") == {"n": 5, "correct": 1, "invalid": 2, "wrong": 2, "accuracy": 1 / 5}
+    assert metrics.pop("strict_accuracy") == 1 / 5
+    assert metrics.pop("paper_minus_strict") == pytest.approx(1 / 5)
     assert metrics == {
         "n": 5,
         "correct": 2,
@@ -396,5 +402,7 @@ def test_aggregate_of_nothing_and_of_mismatched_lengths():
     empty = aggregate([], [])
     assert (empty["n"], empty["accuracy"], empty["exact_match"], empty["gestalt_score"]) == (0, 0.0, 0.0, 0.0)
     assert empty["essential"]["accuracy"] == 0.0 and empty["by_block"] == {}
+    assert empty["strict"] == {"n": 0, "correct": 0, "invalid": 0, "wrong": 0, "accuracy": 0.0}
+    assert (empty["strict_accuracy"], empty["paper_minus_strict"]) == (0.0, 0.0)
     with pytest.raises(ValueError):
         aggregate([MANHOLE], [])

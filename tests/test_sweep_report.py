@@ -143,12 +143,26 @@ def test_duplicate_cell_names_are_rejected():
 def test_write_table2_markdown_and_csv(tmp_path):
     md_path, csv_path = write_table2(table2_rows(_grid()), tmp_path)
     md = md_path.read_text(encoding="utf-8").splitlines()
-    assert md[0] == "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement |"
-    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | (#1-1) +0.177 |" in md
+    assert md[0] == ("| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement "
+                     "| Strict invalid | Strict accuracy |")
+    # Metrics written before the strict reading existed show "-" in its columns.
+    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | (#1-1) +0.177 | - | - |" in md
     with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["improvement"] == "" and rows[0]["reference"] == ""
     assert math.isclose(float(rows[1]["accuracy"]), 89 / 277)
+
+
+def test_table2_carries_the_strict_reading_beside_the_paper_one(tmp_path):
+    strict = {"correct": 80, "invalid": 40, "wrong": 157, "accuracy": 80 / 277, "n": 277}
+    cells = [CellOutcome("swallow-A", label="3-1 (A)", model="Swallow 70B", tuning="none", prompt="A",
+                         status="done", metrics={**_metrics(102, 2, 173), "strict": strict})]
+    rows = table2_rows(cells)
+    assert rows[0]["strict_invalid"] == 40 and math.isclose(rows[0]["strict_accuracy"], 80 / 277)
+    md_path, csv_path = write_table2(rows, tmp_path)
+    assert "| 3-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | - | 40 | 0.289 |" in md_path.read_text()
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle))[0]["strict_correct"] == "80"
 
 
 def test_print_table2_uses_rich_console(capsys):

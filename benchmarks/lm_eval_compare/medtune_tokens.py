@@ -40,7 +40,7 @@ def main() -> None:
 
     from medtune.config.eval_schema import LoglikTarget
     from medtune.data.templates import encode_prompt
-    from medtune.evaluation.loglik import choice_logprobs, continuations
+    from medtune.evaluation.loglik import choice_logprobs_unshared, continuations
 
     checkpoint, docs_path, out_path = sys.argv[1:4]
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # what medtune's load_tokenizer loads
@@ -53,7 +53,7 @@ def main() -> None:
         question = SimpleNamespace(choices=doc["choices"])
         options = continuations(question, LoglikTarget.letter)
         model.calls.clear()
-        choice_logprobs(model, tokenizer, doc["prompt"], options, normalise=False)
+        choice_logprobs_unshared(model, tokenizer, doc["prompt"], options, normalise=False)
         (input_ids, attention), = model.calls
         n_prompt = len(encode_prompt(tokenizer, doc["prompt"]))
         rows = []

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medtune.config.eval_schema import EvalRunConfig, ExamFormat
+from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, ExamFormat
 from medtune.config.validate import check_hardware, check_model, check_prompt
+
+
+MAX_SHOTS = 5  # worked examples bundled per language, less the one a question may itself be
+MAX_VOTES = 32  # samples or shuffles per question: beyond this the gain is lost in the cost
 
 
 def check_run_and_predictions(cfg: EvalRunConfig) -> list[str]:
@@ -25,10 +29,18 @@ def check_run_and_predictions(cfg: EvalRunConfig) -> list[str]:
 
 
 def check_model_unless_run(cfg: EvalRunConfig) -> list[str]:
-    # With run=, the model comes from that run's own config; without a model, nothing is loaded.
-    if cfg.run or cfg.predictions:
+    # With run=, the model comes from that run's own config; without a model (a replay, or a server
+    # that holds it), nothing is loaded here.
+    if cfg.run or cfg.predictions or cfg.eval.backend == EvalBackend.endpoint:
         return []
     return check_model(cfg)
+
+
+def check_hardware_if_loading(cfg: EvalRunConfig) -> list[str]:
+    # A server that holds the model (eval.backend=endpoint) or a replay needs no local hardware.
+    if cfg.predictions or cfg.eval.backend == EvalBackend.endpoint:
+        return []
+    return check_hardware(cfg)
 
 
 def check_exam(cfg: EvalRunConfig) -> list[str]:
@@ -56,14 +68,60 @@ def check_decoding(cfg: EvalRunConfig) -> list[str]:
         problems.append(f"eval.batch_size={e.batch_size} must be positive.")
     if e.max_new_tokens <= 0:
         problems.append(f"eval.max_new_tokens={e.max_new_tokens} must be positive.")
-    if e.num_shots < 0:
-        problems.append(f"eval.num_shots={e.num_shots} must be 0 or more.")
+    if not 0 <= e.num_shots <= MAX_SHOTS:
+        problems.append(f"eval.num_shots={e.num_shots} must be between 0 and {MAX_SHOTS} (the worked examples "
+                        "bundled per language; more need a longer context than the paper's models have).")
     if e.do_sample and e.temperature <= 0:
         problems.append(f"eval.temperature={e.temperature} must be positive when eval.do_sample=true.")
     if e.top_p is not None and not 0 < e.top_p <= 1:
         problems.append(f"eval.top_p={e.top_p} must be in (0, 1].")
     if not 0 <= e.match_threshold < 1:
         problems.append(f"eval.match_threshold={e.match_threshold} must be in [0, 1).")
+    if not 0 < e.strict_threshold <= 1:
+        problems.append(f"eval.strict_threshold={e.strict_threshold} must be in (0, 1].")
+    return problems
+
+
+def check_ensemble(cfg: EvalRunConfig) -> list[str]:
+    """eval.samples (self-consistency) and eval.shuffles (choice orders): sizes, and which modes take them."""
+    e, problems = cfg.eval, []
+    for key, value in (("samples", e.samples), ("shuffles", e.shuffles)):
+        if value < 1:
+            problems.append(f"eval.{key}={value} must be 1 or more (1 = ask each question once).")
+        elif value > MAX_VOTES:
+            problems.append(f"eval.{key}={value} is above {MAX_VOTES}; each one multiplies the generation time.")
+    if e.mode == EvalMode.loglik and e.samples > 1:
+        problems.append(f"eval.samples={e.samples} with eval=loglik: log-likelihoods are not sampled, so every "
+                        "sample would be the same; use eval.shuffles for a loglik ensemble, or eval=generate.")
+    if (e.samples > 1 or e.shuffles > 1) and cfg.predictions:
+        problems.append("eval.samples / eval.shuffles ask a model several times; predictions= replays fixed answers.")
+    return problems
+
+
+def check_backend(cfg: EvalRunConfig) -> list[str]:
+    """eval.backend: what each one needs, before anything loads."""
+    e, problems = cfg.eval, []
+    if e.backend == EvalBackend.hf or cfg.predictions:
+        return problems
+    if e.mode == EvalMode.loglik:
+        problems.append(f"eval=loglik reads log-probabilities from a model in this process; it needs "
+                        f"eval.backend=hf (got eval.backend={e.backend.value}).")
+    if e.backend == EvalBackend.endpoint:
+        ep = e.endpoint
+        if not ep.url:
+            problems.append("eval.backend=endpoint needs eval.endpoint.url, the server's API root, e.g. "
+                            "eval.endpoint.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one).")
+        elif not ep.url.startswith(("http://", "https://")):
+            problems.append(f"eval.endpoint.url={ep.url} must start with http:// or https://.")
+        if ep.concurrency < 1:
+            problems.append(f"eval.endpoint.concurrency={ep.concurrency} must be 1 or more.")
+        if ep.timeout_s <= 0:
+            problems.append(f"eval.endpoint.timeout_s={ep.timeout_s} must be positive.")
+        if ep.max_retries < 0 or ep.backoff_s < 0:
+            problems.append("eval.endpoint.max_retries and eval.endpoint.backoff_s must be 0 or more.")
+        if cfg.run:
+            problems.append(f"run={cfg.run} with eval.backend=endpoint: the server holds the model; serve the run "
+                            f"(python -m medtune.llm.server --run {cfg.run}) and drop run=.")
     return problems
 
 
@@ -76,5 +134,5 @@ def check_judge_mode(cfg: EvalRunConfig) -> list[str]:
     return check_judge(cfg)
 
 
-EVAL_RULES = [check_run_and_predictions, check_model_unless_run, check_hardware, check_exam, check_prompt, check_decoding,
-              check_judge_mode]
+EVAL_RULES = [check_run_and_predictions, check_model_unless_run, check_hardware_if_loading, check_exam, check_prompt, check_decoding,
+              check_ensemble, check_backend, check_judge_mode]

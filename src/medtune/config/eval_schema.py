@@ -7,6 +7,9 @@ from enum import Enum
 from typing import Optional
 
 from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluate.py's modules)
+    EndpointApi,
+    EndpointConfig,
+    EvalBackend,
     EvalConfig,
     EvalMode,
     ExamConfig,

@@ -26,9 +26,35 @@ class EvalMode(str, Enum):
     judge = "judge"  # no exam: a judge model scores two systems' answers side by side (judge.*)
 
 
+class EvalBackend(str, Enum):
+    hf = "hf"  # transformers.generate in this process (the model.* / run= model)
+    endpoint = "endpoint"  # any OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, a hosted API)
+    vllm = "vllm"  # vLLM in this process (a GPU machine with vllm installed)
+
+
+class EndpointApi(str, Enum):
+    chat = "chat"  # POST <url>/chat/completions with messages: the server applies its chat template
+    completions = "completions"  # POST <url>/completions with the prompt text medtune renders
+
+
+@dataclass
+class EndpointConfig:
+    """An OpenAI-compatible server for eval.backend=endpoint. The key never lives in a config."""
+
+    url: Optional[str] = None  # the API root, e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
+    model: str = "default"  # the "model" field of every request, e.g. gpt-4
+    api: EndpointApi = EndpointApi.chat
+    api_key_env: Optional[str] = None  # name of the environment variable that holds the key
+    concurrency: int = 4  # requests in flight at once
+    timeout_s: float = 120.0  # per request
+    max_retries: int = 4  # on connection errors, timeouts, 429 and 5xx answers
+    backoff_s: float = 1.0  # first wait before a retry; doubles each time (capped at 60 s)
+
+
 class LoglikTarget(str, Enum):
     letter = "letter"  # score " c" after the prompt
     text = "text"  # score "c. <choice text>", length-normalised
+    both = "both"  # letter and text scored; the answer is the letter's, the text's is recorded beside it
 
 
 @dataclass
@@ -68,7 +94,12 @@ class ExamConfig:
 @dataclass
 class EvalConfig:
     mode: EvalMode = EvalMode.generate
-    num_shots: int = 1  # worked chain-of-thought examples before each question
+    backend: EvalBackend = EvalBackend.hf  # who generates: hf | endpoint | vllm (same prompts and scoring)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    num_shots: int = 1  # worked chain-of-thought examples before each question (0-5)
+    samples: int = 1  # self-consistency: sampled chains per question, majority vote (>1 turns sampling on)
+    shuffles: int = 1  # choice-shuffle ensemble: each question under k permutations of its choices
+    ensemble_seed: int = 0  # seeds the permutations of eval.shuffles
     batch_size: int = 8
     max_new_tokens: int = 256
     do_sample: bool = False  # greedy by default
@@ -78,6 +109,7 @@ class EvalConfig:
     repetition_penalty: float = 1.0
     similarity: Similarity = Similarity.rapidfuzz
     match_threshold: float = 0.2  # a response part less similar than this to every choice matches none
+    strict_threshold: float = 0.8  # the strict reading: a choice text counts only this similar or more
     loglik_target: LoglikTarget = LoglikTarget.letter
     output_dir: Optional[str] = None  # null: <run>/eval/<exam>_<prompt>_<mode> with run=, else the Hydra run dir
 

@@ -77,7 +77,10 @@ def detect_format(item: dict[str, Any]) -> DatasetFormat | None:
 
 
 def format_choices(choices: list[str]) -> str:
-    return "\n".join(f"{CHOICE_LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+    """The choices one per line after their labels: "a. X" up to 26 choices, "1. X" ... "n. X" beyond."""
+    from medtune.evaluation.types import choice_labels  # the one label scheme, shared with the parser
+
+    return "\n".join(f"{label}. {choice}" for label, choice in zip(choice_labels(len(choices)), choices))
 
 
 def exam_answer_text(item: dict[str, Any], where: str) -> str:
@@ -96,15 +99,19 @@ def exam_answer_text(item: dict[str, Any], where: str) -> str:
                     "give the choices, or a numeric answer such as \"answer\": [\"12\"]."
                 )
         return ",".join(answers)
+    from medtune.evaluation.types import choice_labels  # here: evaluation imports this module
+
+    labels = choice_labels(len(choices))
     lines = []
     for letter in answers:
-        index = CHOICE_LETTERS.find(letter.lower()) if len(letter) == 1 else -1
-        if not 0 <= index < len(choices):
-            valid = f"a–{CHOICE_LETTERS[len(choices) - 1]}"
+        label = letter.strip().lower()
+        if label not in labels:
             raise DataError(
-                f"{where}: answer {letter!r} is not one of the {len(choices)} choices ({valid}); fix the answer key."
+                f"{where}: answer {letter!r} is not one of the {len(choices)} choices ({labels[0]}–{labels[-1]}); "
+                "fix the answer key."
             )
-        lines.append(f"{CHOICE_LETTERS[index]}. {choices[index]}")
+        index = labels.index(label)
+        lines.append(f"{labels[index]}. {choices[index]}")
     return ", ".join(lines)  # one line: the answer parser reads the last line of a marker-less response
 
 
@@ -140,7 +147,9 @@ def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> Instructi
         choices = item["choices"]
         if not isinstance(choices, list):
             raise DataError(f"{where}: 'choices' is a {type(choices).__name__}, expected a list of strings.")
-        blank = [CHOICE_LETTERS[i] for i, c in enumerate(choices) if not str(c).strip()]
+        from medtune.evaluation.types import choice_labels
+
+        blank = [choice_labels(len(choices))[i] for i, c in enumerate(choices) if not str(c).strip()]
         if blank:
             raise DataError(
                 f"{where}: choice {blank[0]} is empty ({len(blank)} of the {len(choices)} choices are blank); give "

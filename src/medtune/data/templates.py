@@ -49,24 +49,34 @@ def require_chat_template(prompt: PromptConfig, tokenizer: Any, model_name: str 
         ])
 
 
-def render_chat(prompt: PromptConfig, tokenizer: Any, turns: list[tuple[str, str | None]],
-                add_generation_prompt: bool = True) -> str:
-    """Turns of (user, assistant or None) through the tokenizer's chat template, after the system text."""
-    require_chat_template(prompt, tokenizer)
-    messages = []
+def chat_messages(prompt: PromptConfig, turns: list[tuple[str, str | None]]) -> list[dict[str, str]]:
+    """Turns of (user, assistant or None) as chat messages, after the prompt's system text."""
+    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
     for user, assistant in turns:
         messages.append({"role": "user", "content": user})
         if assistant is not None:
             messages.append({"role": "assistant", "content": assistant})
-    if prompt.system:
-        messages = [{"role": "system", "content": prompt.system}, *messages]
+    return messages
+
+
+def apply_chat_template(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """`messages` through the tokenizer's chat template; a system turn the template rejects is folded
+    into the first user turn."""
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as error:  # jinja's TemplateError: e.g. a template that rejects a system turn
-        if not prompt.system or "system" not in str(error).lower():
+        if not messages or messages[0]["role"] != "system" or "system" not in str(error).lower():
             raise
-        folded = [{"role": "user", "content": f"{prompt.system}\n\n{messages[1]['content']}"}, *messages[2:]]
+        system, first, *rest = messages
+        folded = [{"role": "user", "content": f"{system['content']}\n\n{first['content']}"}, *rest]
         return tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def render_chat(prompt: PromptConfig, tokenizer: Any, turns: list[tuple[str, str | None]],
+                add_generation_prompt: bool = True) -> str:
+    """Turns of (user, assistant or None) through the tokenizer's chat template, after the system text."""
+    require_chat_template(prompt, tokenizer)
+    return apply_chat_template(tokenizer, chat_messages(prompt, turns), add_generation_prompt)
 
 
 def response_end(prompt: PromptConfig, tokenizer: Any) -> str | None:

@@ -1,20 +1,32 @@
-"""The questions an `exam` config selects: reader by format, the paper's filters, overrides, shuffling."""
+"""The questions an `exam` config selects: reader by format, the paper's filters, overrides, shuffling.
+
+`select_exam` also lists the questions left out for problems of their data (`ExcludedQuestion`,
+in file order); `exclusion_summary` turns that list into the `excluded` entry of metrics.json.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from medtune.config.eval_schema import ExamConfig, ExamFormat
+from medtune.errors import DataError
 from medtune.evaluation.exams import (
     ExamFilter,
+    ExamSelection,
+    ExcludedQuestion,
     FieldMapping,
     load_overrides,
-    read_exam_jsonl,
-    read_igakuqa,
-    read_sample_exam,
+    select_exam_jsonl,
+    select_igakuqa,
+    select_sample_exam,
     shuffle_choices,
 )
 from medtune.evaluation.types import ExamQuestion
+
+__all__ = ["ExamSelection", "ExcludedQuestion", "exam_filter", "exclusion_summary", "load_exam", "select_exam"]
 
 
 def exam_filter(exam: ExamConfig) -> ExamFilter:
@@ -28,17 +40,50 @@ def exam_filter(exam: ExamConfig) -> ExamFilter:
     )
 
 
-def load_exam(exam: ExamConfig) -> list[ExamQuestion]:
+def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelection:
+    """The questions `exam` selects (shuffled if asked) and those left out for problems of their data.
+
+    `needs_choice_text=False` (scoring letters only, e.g. replaying published predictions) keeps
+    questions whose choice texts are blank; `True` (generation, log-likelihood) leaves them out.
+    The filters (text_only, answers, blocks, max_questions) select; they never exclude.
+    """
     filt = exam_filter(exam)
     overrides = load_overrides(Path(exam.answer_overrides) if exam.answer_overrides else None)
     if exam.format == ExamFormat.sample:
-        questions = filt.apply([overrides.apply(q) for q in read_sample_exam()])
+        selection = select_sample_exam(filt, overrides, needs_choice_text)
     elif exam.format == ExamFormat.igakuqa:
-        years = list(exam.years) or sorted(p.name for p in Path(exam.path).iterdir() if p.is_dir() and p.name.isdigit())
-        questions = read_igakuqa(Path(exam.path), years, filt, english=exam.english, overrides=overrides)
+        root = Path(exam.path)
+        years = list(exam.years) or _year_folders(root)
+        selection = select_igakuqa(root, years, filt, english=exam.english, overrides=overrides,
+                                   needs_choice_text=needs_choice_text)
     else:
-        fields = FieldMapping(**{k: getattr(exam.fields, k) for k in ("id", "question", "choices", "answer", "points", "text_only")})
-        questions = read_exam_jsonl(Path(exam.path), fields, filt, overrides)
+        names = ("id", "question", "choices", "answer", "points", "text_only")
+        fields = FieldMapping(**{k: getattr(exam.fields, k) for k in names})
+        selection = select_exam_jsonl(Path(exam.path), fields, filt, overrides, needs_choice_text)
     if exam.shuffle_choices:
-        questions = shuffle_choices(questions, exam.shuffle_seed)
-    return questions
+        selection = ExamSelection(shuffle_choices(selection.questions, exam.shuffle_seed), selection.excluded)
+    return selection
+
+
+def load_exam(exam: ExamConfig) -> list[ExamQuestion]:
+    """The questions `exam` selects, choice texts needed (those of `select_exam`, without the excluded)."""
+    return select_exam(exam).questions
+
+
+def _year_folders(root: Path) -> list[str]:
+    if not root.is_dir():
+        raise DataError(f"{root}: no such IgakuQA folder; point exam.path at the folder that holds the year folders.")
+    years = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    if not years:
+        raise DataError(f"{root}: no year folders (e.g. 2018/) in the IgakuQA folder; fix exam.path, or set "
+                        "exam.years.")
+    return years
+
+
+def exclusion_summary(excluded: Sequence[ExcludedQuestion]) -> dict[str, Any]:
+    """The excluded questions, JSON-ready: how many, a count per reason kind (by name), and each one in order."""
+    return {
+        "n": len(excluded),
+        "by_reason": dict(sorted(Counter(x.kind for x in excluded).items())),
+        "questions": [{"id": x.qid, "source": x.source, "reason": x.reason, "kind": x.kind} for x in excluded],
+    }

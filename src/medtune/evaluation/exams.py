@@ -4,7 +4,12 @@ IgakuQA is a folder per year of `<exam>-<block>.jsonl` files with `_metadata` (c
 `_translate` (English) files beside them; other exams are a file or folder whose field names a
 `FieldMapping` gives. Answers become lowercase letters (numbers for numeric questions), answer-key
 corrections (`AnswerOverrides`) apply by problem_id, and an `ExamFilter` picks the questions to score.
-Every bad input raises `DataError` naming file:line, the problem and the fix.
+
+A problem of one question never sinks the exam: a record with no answer, a letter beyond its
+choices, blank question text or choice texts printed in a figure is left out and listed, with its
+reason, in `ExamSelection.excluded` (the `select_*` readers). Only problems of a whole file raise
+`DataError` naming file:line, the problem and the fix: not JSON, no questions, no record readable as
+a question, an id used twice, a bad overrides or side file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from medtune.data.readers import bundled_sample_dir, iter_json_objects
 from medtune.errors import DataError
-from medtune.evaluation.types import LETTERS, ExamQuestion
+from medtune.evaluation.types import LETTERS, ExamQuestion, choice_labels
 
 ESSENTIAL_BLOCKS = frozenset({"B", "E"})  # IgakuQA's "hisshu" blocks
 SIDE_SUFFIXES = ("_metadata", "_translate")
@@ -28,6 +33,68 @@ EXAM_FILE = re.compile(r"^(?P<exam>\d+)-(?P<block>[A-Za-z])$")
 SAMPLE_EXAM_FILES = ("exam_ja.jsonl", "exam_en.jsonl")
 OVERRIDE_KEYS = frozenset({"problem_id", "accept", "void", "note"})
 AnswerSets = tuple[tuple[str, ...], ...]
+
+# Why a question is left out: the kind (`ExcludedQuestion.kind`, counted in summaries) and what it means.
+REASON_KINDS = {
+    "missing_question": "the record has no question-text field",
+    "missing_choices": "the record has no choices field",
+    "missing_answer": "the record has no answer field",
+    "empty_question": "the question text is blank or null (a figure-only question?)",
+    "bad_question": "the question text is not text (a number, list or object)",
+    "bad_choices": "the choices are not a list of texts",
+    "blank_choices": "some or all choice texts are blank (printed in a figure?); only where choice text is needed",
+    "empty_answer": "the answer is empty",
+    "answer_outside_choices": "an answer letter beyond the question's choices",
+    "unparsable_answer": "an answer that is not choice letters (or, with no choices, not a number)",
+    "bad_points": "points that are not a whole number",
+    "bad_text_only": "a text_only flag that is not true or false",
+    "no_translation": "english=True and the _translate file has no record for the question",
+    "bad_translation": "the question's _translate record lacks a field or has another number of choices",
+    "bad_kinki": "the _metadata kinki names a letter beyond the question's choices",
+}
+
+
+class QuestionProblem(DataError):
+    """A problem of one record: it leaves that question out (an `ExcludedQuestion`), not the whole file."""
+
+    def __init__(self, kind: str, reason: str, where: str = ""):
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.kind, self.reason = kind, reason
+
+
+@dataclass(frozen=True)
+class ExcludedQuestion:
+    """A question left out for a problem of its data (never for the filters the user chose)."""
+
+    qid: str  # the problem_id, or `<file stem>:<line>` when the record has none
+    source: str  # file:line
+    reason: str  # in words, e.g. "choice texts a-e are blank (printed in a figure?)"
+    kind: str = "other"  # one of REASON_KINDS, for counting
+
+
+@dataclass
+class ExamSelection:
+    """The questions to score, in file order, and the ones left out for problems of their data."""
+
+    questions: list[ExamQuestion]
+    excluded: list[ExcludedQuestion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """One exam record as read: its question, and the problem (if any) that leaves it out.
+
+    A record that is no question (`question=None`) keeps the fields the filters can still judge, so a
+    record the filters would drop anyway is dropped, not listed as excluded.
+    """
+
+    qid: str
+    source: str
+    question: ExamQuestion | None = None
+    problem: QuestionProblem | None = None
+    text_only: bool = True
+    numeric: bool = False
+    block: str = ""
 
 
 @dataclass
@@ -46,14 +113,19 @@ class ExamFilter:
         return cls(text_only=False, min_answers=0, max_answers=99, require_choices=False)
 
     def keeps(self, q: ExamQuestion) -> bool:
-        if (self.text_only and not q.text_only) or (self.require_choices and q.is_numeric):
-            return False
-        in_blocks = not self.blocks or q.block.upper() in {b.upper() for b in self.blocks}
-        return in_blocks and self.min_answers <= q.num_answers <= self.max_answers
+        in_range = self.min_answers <= q.num_answers <= self.max_answers
+        return in_range and self._fits(q.text_only, q.is_numeric, q.block)
 
-    def apply(self, questions: Sequence[ExamQuestion]) -> list[ExamQuestion]:
-        kept = [q for q in questions if self.keeps(q)]
-        return kept if self.max_questions is None else kept[: self.max_questions]
+    def selects(self, record: ReadRecord) -> bool:
+        """`keeps` for a record; one that is no question is judged on the fields it has (not its answers)."""
+        if record.question is not None:
+            return self.keeps(record.question)
+        return self._fits(record.text_only, record.numeric, record.block)
+
+    def _fits(self, text_only: bool, numeric: bool, block: str) -> bool:
+        if (self.text_only and not text_only) or (self.require_choices and numeric):
+            return False
+        return not self.blocks or block.upper() in {b.upper() for b in self.blocks}
 
 
 @dataclass
@@ -129,16 +201,27 @@ def _override_sets(value: Any, where: str) -> AnswerSets:
     return tuple(tuple(sorted({unicodedata.normalize("NFKC", str(x)).strip().lower() for x in s})) for s in value)
 
 
+def select_exam_jsonl(
+    path: Path, fields: FieldMapping | None = None, filt: ExamFilter | None = None,
+    overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+) -> ExamSelection:
+    """The questions of a JSONL/JSON file or folder that `filt` selects, and the ones left out.
+
+    `overrides=None` applies the bundled corrections. `needs_choice_text=False` keeps questions whose
+    choice texts are blank (they can still be scored by letter); `True` leaves them out.
+    """
+    fields, filt = fields or FieldMapping(), filt or ExamFilter()
+    overrides = load_overrides(None) if overrides is None else overrides
+    records = [r for file in _exam_files(Path(path)) for r in _file_records(file, fields)]
+    return select_records(records, filt, overrides, needs_choice_text, label=str(path))
+
+
 def read_exam_jsonl(
     path: Path, fields: FieldMapping | None = None, filt: ExamFilter | None = None,
     overrides: AnswerOverrides | None = None,
 ) -> list[ExamQuestion]:
-    """Every question of a JSONL/JSON file or folder; `overrides=None` applies the bundled corrections."""
-    fields, filt = fields or FieldMapping(), filt or ExamFilter()
-    overrides = load_overrides(None) if overrides is None else overrides
-    questions = [to_question(item, where, fields) for file in _exam_files(Path(path)) for where, item in _items(file)]
-    _check_unique(questions)
-    return filt.apply([overrides.apply(q) for q in questions])
+    """The selected questions of `select_exam_jsonl` (those with choice text), without the excluded list."""
+    return select_exam_jsonl(path, fields, filt, overrides).questions
 
 
 def _exam_files(path: Path) -> list[Path]:
@@ -152,6 +235,10 @@ def _exam_files(path: Path) -> list[Path]:
     return files
 
 
+def _file_records(path: Path, fields: FieldMapping) -> list[ReadRecord]:
+    return _readable(path, [read_record(item, where, fields) for where, item in _items(path)])
+
+
 def _items(path: Path) -> list[tuple[str, dict[str, Any]]]:
     items = list(iter_json_objects(path))
     if not items:
@@ -160,34 +247,115 @@ def _items(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return items
 
 
-def _check_unique(questions: Sequence[ExamQuestion]) -> None:
+def _readable(path: Path, records: list[ReadRecord]) -> list[ReadRecord]:
+    """`records`, unless not one of them is a usable question: then the file is not an exam (or not mapped right)."""
+    if records and all(r.question is None or r.problem for r in records):
+        first = records[0]
+        raise DataError(f"{path}: no record can be read as a question ({len(records)} tried; the first, "
+                        f"{first.source}: {first.problem.reason if first.problem else '?'}); fix the records, or "
+                        "(exam=jsonl) map the file's fields with exam.fields.*")
+    return records
+
+
+def _check_unique(records: Sequence[ReadRecord]) -> None:
     seen: dict[str, str] = {}
-    for q in questions:
-        if q.qid in seen:
-            raise DataError(f"{q.source}: problem_id {q.qid!r} is already used at {seen[q.qid]}; ids must be unique: "
-                            "give each question its own id.")
-        seen[q.qid] = q.source
+    for record in records:
+        if record.qid in seen:
+            raise DataError(f"{record.source}: problem_id {record.qid!r} is already used at {seen[record.qid]}; ids "
+                            "must be unique: give each question its own id.")
+        seen[record.qid] = record.source
+
+
+def select_records(
+    records: Sequence[ReadRecord], filt: ExamFilter, overrides: AnswerOverrides, needs_choice_text: bool = True,
+    label: str = "the exam",
+) -> ExamSelection:
+    """Overrides applied, the records `filt` selects in order: questions, or excluded with their reason.
+
+    `max_questions` counts questions only; the excluded are those met before the N-th. Raises when ids
+    repeat, or when every selected record is excluded (nothing would be scored).
+    """
+    _check_unique(records)
+    records = [replace(r, question=overrides.apply(r.question)) if r.question else r for r in records]
+    questions: list[ExamQuestion] = []
+    excluded: list[ExcludedQuestion] = []
+    for record in records:
+        if filt.max_questions is not None and len(questions) >= filt.max_questions:
+            break
+        if not filt.selects(record):
+            continue
+        problem = record.problem
+        if problem is None and needs_choice_text and record.question is not None:
+            problem = blank_choices(record.question)
+        if problem is not None:
+            excluded.append(ExcludedQuestion(record.qid, record.source, problem.reason, problem.kind))
+        elif record.question is not None:  # a record is a question or has a problem
+            questions.append(record.question)
+    if excluded and not questions:
+        first = excluded[0]
+        raise DataError(f"{label}: every question the filters select has a problem of its data ({len(excluded)} "
+                        f"excluded; the first, {first.source}: {first.reason}); fix those records, or point the "
+                        "exam at the right data.")
+    return ExamSelection(questions, excluded)
+
+
+def blank_choices(q: ExamQuestion) -> QuestionProblem | None:
+    """The problem of a question whose choice texts are (partly) blank, e.g. printed in a figure; else None."""
+    labels = choice_labels(len(q.choices))
+    blank = [labels[i] for i, text in enumerate(q.choices) if not text.strip()]
+    if not blank:
+        return None
+    if len(blank) == len(q.choices):
+        some = f"texts {_span(len(blank))} are" if len(blank) > 1 else "text a is"
+        return QuestionProblem("blank_choices", f"choice {some} blank (printed in a figure?)")
+    some = f"texts {', '.join(blank)} are" if len(blank) > 1 else f"text {blank[0]} is"
+    return QuestionProblem("blank_choices", f"choice {some} blank (of {_span(len(q.choices))})")
+
+
+def read_record(item: dict[str, Any], where: str, fields: FieldMapping, block: str = "") -> ReadRecord:
+    """One record as its question (with `block`), or as the problem that keeps it from being one."""
+    try:
+        question = to_question(item, where, fields)
+    except QuestionProblem as problem:
+        return _unreadable(item, where, fields, block, problem)
+    return ReadRecord(question.qid, question.source, replace(question, block=block) if block else question)
+
+
+def _unreadable(
+    item: dict[str, Any], where: str, fields: FieldMapping, block: str, problem: QuestionProblem,
+) -> ReadRecord:
+    """A record that is no question, with what the filters can still judge of it."""
+    return ReadRecord(_record_id(item, where, fields), where, None, problem, block=block,
+                      text_only=item.get(fields.text_only, True) is not False, numeric=item.get(fields.choices) == [])
 
 
 def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQuestion:
-    """One record as an `ExamQuestion`, its answers normalised and checked against its choices."""
+    """One record as an `ExamQuestion`, its answers normalised and checked against its choices.
+
+    Choice texts may be blank (`blank_choices` says so); any other problem raises `QuestionProblem`.
+    """
     for key in ("question", "choices", "answer"):
         if getattr(fields, key) not in item:
-            raise DataError(f"{where}: missing field {getattr(fields, key)!r} (the {key}); the record has "
-                            f"{sorted(item)}; set FieldMapping.{key} to the field that holds it.")
-    question = str(item[fields.question]).strip()
-    if not question:
-        raise DataError(f"{where}: the question text ({fields.question!r}) is empty.")
-    choices = _choices(item[fields.choices], where, fields.choices)
-    sets = _answer_sets(item[fields.answer], len(choices), where, fields.answer)
-    text_only = item.get(fields.text_only, True)
-    if not isinstance(text_only, bool):
-        raise DataError(f"{where}: {fields.text_only!r} is {text_only!r}, expected true or false.")
+            raise QuestionProblem(f"missing_{key}", f"missing field {getattr(fields, key)!r} (the {key}); the record "
+                                  f"has {sorted(item)}; map it with exam.fields.{key}", where)
+    try:
+        question = _question_text(item[fields.question], fields.question)
+        choices = _choices(item[fields.choices], fields.choices)
+        sets = _answer_sets(item[fields.answer], len(choices), fields.answer)
+        text_only = item.get(fields.text_only, True)
+        if not isinstance(text_only, bool):
+            raise QuestionProblem("bad_text_only", f"{fields.text_only!r} is {text_only!r}, expected true or false")
+        points = _points(item.get(fields.points, 1), fields.points)
+    except QuestionProblem as problem:
+        raise QuestionProblem(problem.kind, problem.reason, where) from None
     return ExamQuestion(
-        qid=str(item[fields.id]) if fields.id in item else _line_id(where), question=question, choices=choices,
-        answers=sets[0], accepted=sets[1:], points=_points(item.get(fields.points, 1), where, fields.points),
-        text_only=text_only, explanation=str(item.get(fields.explanation) or ""), source=where,
+        qid=_record_id(item, where, fields), question=question, choices=choices, answers=sets[0], accepted=sets[1:],
+        points=points, text_only=text_only, explanation=str(item.get(fields.explanation) or ""), source=where,
     )
+
+
+def _record_id(item: dict[str, Any], where: str, fields: FieldMapping) -> str:
+    return str(item[fields.id]) if fields.id in item else _line_id(where)
 
 
 def _line_id(where: str) -> str:
@@ -195,26 +363,39 @@ def _line_id(where: str) -> str:
     return f"{Path(file).stem}:{line}"
 
 
-def _choices(value: Any, where: str, key: str) -> tuple[str, ...]:
+def _question_text(value: Any, key: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise QuestionProblem("empty_question", f"the question text ({key!r}) is empty (a figure-only question?)")
+    if not isinstance(value, str):
+        raise QuestionProblem("bad_question", f"the question text ({key!r}) is a {type(value).__name__}, not text")
+    return value.strip()
+
+
+def _choices(value: Any, key: str) -> tuple[str, ...]:
+    """The choice texts; null becomes "" (blank, like a choice printed in a figure)."""
     if not isinstance(value, list) or any(isinstance(c, (list, dict)) for c in value):
-        raise DataError(f"{where}: {key!r} is a {type(value).__name__}, expected a list of strings ([] for numeric).")
-    blank = [LETTERS[i] for i, c in enumerate(value) if c is None or not str(c).strip()]
-    if blank:
-        raise DataError(f"{where}: choice {blank[0]} ({key!r}) is empty ({len(blank)} of {len(value)} blank); give "
-                        "every choice its text, or [] for a question with a numeric answer.")
-    return tuple(str(c) for c in value)
+        raise QuestionProblem("bad_choices", f"{key!r} is a {type(value).__name__}, expected a list of strings "
+                              "([] for numeric)")
+    return tuple("" if c is None else str(c) for c in value)
 
 
-def _answer_sets(value: Any, n_choices: int, where: str, key: str) -> AnswerSets:
+def _answer_sets(value: Any, n_choices: int, key: str) -> AnswerSets:
     """The printed key as answer sets: the first is the key, the rest alternatives written "a or d"."""
-    raw = [unicodedata.normalize("NFKC", str(v)).strip() for v in (value if isinstance(value, list) else [value])]
+    values = value if isinstance(value, list) else [value]
+    raw = [unicodedata.normalize("NFKC", str(v)).strip() for v in values if v is not None]
     raw = [v for v in raw if v and v != ","]
     if not raw:
-        raise DataError(f"{where}: the answer ({key!r}) is empty; give the correct letter(s), e.g. [\"c\"].")
+        raise QuestionProblem("empty_answer", f"the answer ({key!r}) is empty")
     if n_choices == 0:
-        return (_numbers(raw, where, key),)
-    alternatives = re.split(r"\s+or\s+", ",".join(raw), flags=re.IGNORECASE)
-    return tuple(_check_letters(_letters(alt), n_choices, f"{where}: answer {key!r}") for alt in alternatives)
+        return (_numbers(raw, key),)
+    sets = []
+    for alternative in re.split(r"\s+or(?:\s+|$)", ",".join(raw), flags=re.IGNORECASE):
+        letters = _letters(alternative)
+        problem = _letter_problem(letters, n_choices, "answer", f" ({key!r})")
+        if problem:
+            raise problem
+        sets.append(tuple(sorted(set(letters))))
+    return tuple(sets)
 
 
 def _letters(text: str) -> tuple[str, ...]:
@@ -223,28 +404,41 @@ def _letters(text: str) -> tuple[str, ...]:
     return tuple(ch for t in tokens for ch in (t if t.isalpha() and t.isascii() else [t]))
 
 
-def _check_letters(letters: Sequence[str], n_choices: int, where: str) -> tuple[str, ...]:
-    valid = LETTERS[:n_choices]
+def _letter_problem(letters: Sequence[str], n_choices: int, what: str, note: str = "") -> QuestionProblem | None:
+    """Why `letters` (the `what`, e.g. answer) are not choices of a question of `n_choices`; None when they are."""
+    valid = choice_labels(n_choices)
     for letter in letters:
         if letter not in valid:
-            raise DataError(f"{where}: {letter!r} is not one of the {n_choices} choice letters "
-                            f"({valid[0]}–{valid[-1]}); fix the answer key.")
-    if not letters:
-        raise DataError(f"{where}: the answer is empty; give the correct letter(s), e.g. [\"c\"].")
+            kind = "answer_outside_choices" if letter in LETTERS or letter.isdigit() else "unparsable_answer"
+            return QuestionProblem(kind, f"{what} {letter!r}{note} is not one of the {n_choices} choice letters "
+                                   f"({_span(n_choices)})")
+    return None if letters else QuestionProblem("empty_answer", f"the {what}{note} is empty")
+
+
+def _check_letters(letters: Sequence[str], n_choices: int, where: str) -> tuple[str, ...]:
+    """`letters` sorted; a problem raises `DataError` (for an answer-key override, a file-level input)."""
+    problem = _letter_problem(letters, n_choices, "answer")
+    if problem:
+        raise DataError(f"{where}: {problem.reason}; fix the answer key.")
     return tuple(sorted(set(letters)))
 
 
-def _numbers(values: list[str], where: str, key: str) -> tuple[str, ...]:
+def _span(n_choices: int) -> str:
+    labels = choice_labels(n_choices)
+    return "none" if n_choices == 0 else labels[0] if n_choices == 1 else f"{labels[0]}-{labels[-1]}"
+
+
+def _numbers(values: list[str], key: str) -> tuple[str, ...]:
     for value in values:
         if not _is_number(value):
-            raise DataError(f"{where}: answer {value!r} ({key!r}) is not a number, and the question has no "
-                            "choices; give the choices, or a numeric answer such as [\"12\"].")
+            raise QuestionProblem("unparsable_answer", f"answer {value!r} ({key!r}) is not a number, and the "
+                                  "question has no choices")
     return tuple(values)
 
 
-def _points(value: Any, where: str, key: str) -> int:
+def _points(value: Any, key: str) -> int:
     if not _is_number(value) or not float(value).is_integer():
-        raise DataError(f"{where}: points ({key!r}) is {value!r}, expected a whole number such as 1 or 3.")
+        raise QuestionProblem("bad_points", f"points ({key!r}) is {value!r}, expected a whole number such as 1 or 3")
     return int(float(value))
 
 
@@ -255,23 +449,32 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+def select_igakuqa(
+    root: Path, years: Sequence[int | str], filt: ExamFilter | None = None, english: bool = False,
+    overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+) -> ExamSelection:
+    """IgakuQA questions of `years` (folders under `root`) that `filt` selects, by year, block and line.
+
+    `english=True` takes question and choices from the `_translate` files. `overrides=None` applies
+    the bundled corrections; pass `AnswerOverrides()` to score by the printed keys.
+    `needs_choice_text` as in `select_exam_jsonl`.
+    """
+    filt = filt or ExamFilter()
+    overrides = load_overrides(None) if overrides is None else overrides
+    records: list[ReadRecord] = []
+    for year in sorted({str(y) for y in years}):
+        for path in _block_files(Path(root), year, {b.upper() for b in filt.blocks}):
+            records.extend(_read_block(path, year, english))
+    label = f"{root} (years {', '.join(sorted({str(y) for y in years}))})"
+    return select_records(records, filt, overrides, needs_choice_text, label)
+
+
 def read_igakuqa(
     root: Path, years: Sequence[int | str], filt: ExamFilter | None = None, english: bool = False,
     overrides: AnswerOverrides | None = None,
 ) -> list[ExamQuestion]:
-    """IgakuQA questions of `years` (folders under `root`), ordered by year, block and line.
-
-    `english=True` takes question and choices from the `_translate` files. `overrides=None` applies
-    the bundled corrections; pass `AnswerOverrides()` to score by the printed keys.
-    """
-    filt = filt or ExamFilter()
-    overrides = load_overrides(None) if overrides is None else overrides
-    questions: list[ExamQuestion] = []
-    for year in sorted({str(y) for y in years}):
-        for path in _block_files(Path(root), year, {b.upper() for b in filt.blocks}):
-            questions.extend(_read_block(path, year, english))
-    _check_unique(questions)
-    return filt.apply([overrides.apply(q) for q in questions])
+    """The selected questions of `select_igakuqa` (those with choice text), without the excluded list."""
+    return select_igakuqa(root, years, filt, english, overrides).questions
 
 
 def _block_files(root: Path, year: str, blocks: set[str]) -> list[Path]:
@@ -294,19 +497,38 @@ def _block_of(path: Path) -> str:
     return EXAM_FILE.match(path.stem)["block"].upper()
 
 
-def _read_block(path: Path, year: str, english: bool) -> list[ExamQuestion]:
+def _read_block(path: Path, year: str, english: bool) -> list[ReadRecord]:
     block = _block_of(path)
     metadata = _by_id(path.with_name(f"{path.stem}_metadata.jsonl"), required=False)
-    translations = _by_id(path.with_name(f"{path.stem}_translate.jsonl"), required=True) if english else {}
-    questions = []
-    for where, item in _items(path):
-        if english:
+    translations = _by_id(path.with_name(f"{path.stem}_translate.jsonl"), required=True) if english else None
+    return _readable(path, [_igakuqa_record(item, where, year, block, metadata, translations)
+                            for where, item in _items(path)])
+
+
+def _igakuqa_record(
+    item: dict[str, Any], where: str, year: str, block: str, metadata: dict, translations: dict | None,
+) -> ReadRecord:
+    """One IgakuQA record (in English when `translations` are given) joined to its metadata.
+
+    A translation problem is the record's problem, but its Japanese question stays for the filters.
+    """
+    problem = None
+    if translations is not None:
+        try:
             where, item = _english(item, where, translations)
-        q = replace(to_question(item, where, FieldMapping()), year=year, block=block, essential=block in ESSENTIAL_BLOCKS)
-        meta_where, meta = metadata.get(q.qid, ("", {}))
-        kinki = _kinki(meta.get("kinki", []), len(q.choices), meta_where)
-        questions.append(replace(q, category=str(meta.get("category", "")), kinki=kinki))
-    return questions
+        except QuestionProblem as english:
+            problem = english
+    record = read_record(item, where, FieldMapping(), block)
+    if record.question is None:
+        return record
+    q = replace(record.question, year=year, essential=block in ESSENTIAL_BLOCKS)
+    meta_where, meta = metadata.get(q.qid, ("", {}))
+    q = replace(q, category=str(meta.get("category", "")))
+    try:
+        q = replace(q, kinki=_kinki(meta.get("kinki", []), len(q.choices), meta_where))
+    except QuestionProblem as kinki:
+        problem = problem or kinki
+    return replace(record, question=q, problem=problem)
 
 
 def _by_id(path: Path, required: bool) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -326,23 +548,33 @@ def _english(item: dict[str, Any], where: str, translations: dict) -> tuple[str,
     """The Japanese record with the translation's text; its answer and points where the translation has them."""
     qid = str(item.get("problem_id", ""))
     if qid not in translations:
-        raise DataError(f"{where}: problem {qid!r} has no record in the _translate file; add one or use english=False.")
+        raise QuestionProblem("no_translation", f"problem {qid!r} has no record in the _translate file "
+                              "(english=True)")
     en_where, en = translations[qid]
     for key in ("problem_text_en", "choices_en"):
         if key not in en:
-            raise DataError(f"{en_where}: missing field {key!r}; a translation needs problem_text_en and choices_en.")
-    if len(en["choices_en"]) != len(item.get("choices", [])):
-        raise DataError(f"{en_where}: {len(en['choices_en'])} English choices for the "
-                        f"{len(item.get('choices', []))} of {where}; fix the translation.")
+            raise QuestionProblem("bad_translation", f"its translation ({en_where}) lacks {key!r}; a translation "
+                                  "needs problem_text_en and choices_en")
+    n_en, n_ja = _count(en["choices_en"]), _count(item.get("choices", []))
+    if n_en != n_ja:
+        raise QuestionProblem("bad_translation", f"its translation ({en_where}) has {n_en} choices for the "
+                              f"{n_ja} of the Japanese record")
     merged = {**item, "problem_text": en["problem_text_en"], "choices": en["choices_en"]}
     return en_where, merged | {k: en[k] for k in ("answer", "points") if k in en}
+
+
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
 
 
 def _kinki(values: Any, n_choices: int, where: str) -> tuple[str, ...]:
     """Contraindicated letters, written ["c", "e"], ["ce"] or full-width ["ｂ"]."""
     text = unicodedata.normalize("NFKC", "".join(str(v) for v in (values if isinstance(values, list) else [values])))
-    letters = [ch for ch in text.lower() if ch.isalnum()]
-    return _check_letters(letters, n_choices, f"{where}: kinki") if letters else ()
+    letters = tuple(ch for ch in text.lower() if ch.isalnum())
+    problem = _letter_problem(letters, n_choices, "kinki", f" ({where})") if letters else None
+    if problem:
+        raise QuestionProblem("bad_kinki", problem.reason)
+    return tuple(sorted(set(letters)))
 
 
 def shuffle_choices(questions: Sequence[ExamQuestion], seed: int) -> list[ExamQuestion]:
@@ -356,7 +588,8 @@ def shuffle_choices(questions: Sequence[ExamQuestion], seed: int) -> list[ExamQu
 def _shuffled(q: ExamQuestion, rng: random.Random) -> ExamQuestion:
     order = list(range(len(q.choices)))
     rng.shuffle(order)  # new position i holds old choice order[i]
-    new_letter = {LETTERS[old]: LETTERS[new] for new, old in enumerate(order)}
+    labels = choice_labels(len(q.choices))
+    new_letter = {labels[old]: labels[new] for new, old in enumerate(order)}
 
     def remap(letters: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(new_letter[x] for x in letters))
@@ -365,8 +598,16 @@ def _shuffled(q: ExamQuestion, rng: random.Random) -> ExamQuestion:
                    accepted=tuple(remap(s) for s in q.accepted), kinki=remap(q.kinki))
 
 
+def select_sample_exam(
+    filt: ExamFilter | None = None, overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+) -> ExamSelection:
+    """The bundled sample exam (Japanese, then English); by default every question, no overrides."""
+    filt = filt or ExamFilter.everything()
+    overrides = AnswerOverrides() if overrides is None else overrides
+    records = [r for name in SAMPLE_EXAM_FILES for r in _file_records(bundled_sample_dir() / name, FieldMapping())]
+    return select_records(records, filt, overrides, needs_choice_text, label="the bundled sample exam")
+
+
 def read_sample_exam() -> list[ExamQuestion]:
     """The bundled sample exam (Japanese, then English): every question, explanations filled."""
-    everything, no_overrides = ExamFilter.everything(), AnswerOverrides()
-    return [q for name in SAMPLE_EXAM_FILES
-            for q in read_exam_jsonl(bundled_sample_dir() / name, FieldMapping(), everything, no_overrides)]
+    return select_sample_exam().questions

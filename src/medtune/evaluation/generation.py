@@ -74,6 +74,11 @@ def generation_kwargs(settings: EvalConfig, tokenizer, stop_ids: list[int] | Non
     return kwargs
 
 
+def finish_response(text: str, answer_marker: str | None) -> str:
+    """A raw continuation cut the way every backend cuts it: at a stop string, after the answer line."""
+    return cut_after_answer_line(cut_at_stop(text), answer_marker)
+
+
 def cut_at_stop(text: str) -> str:
     for stop in STOP_STRINGS:
         position = text.find(stop)
@@ -138,7 +143,7 @@ def generate_responses(
             new = output[:, input_ids.shape[1] :]
             stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
             decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-            texts = [cut_after_answer_line(cut_at_stop(t), answer_marker) for t in decoded]
+            texts = [finish_response(t, answer_marker) for t in decoded]
             on_batch(batch, texts)
             bar.update(len(batch))
     return stats

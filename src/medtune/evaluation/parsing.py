@@ -1,15 +1,26 @@
-"""Answer parsing: find the final answer in a model response and cut it into choice-sized parts.
+"""Answer parsing: find where a model response states its answer, and read that statement.
 
-The steps follow Algorithm 1 of the 70B paper, made robust to how models actually answer:
+Algorithm 1 of the 70B paper maps every part of the final answer to its most similar choice; this
+module decides what the final answer *is* and cuts it into parts, the way a careful reader does:
 
-1. `answer_segment` keeps the text after the last answer marker (答え, 正解, Answer, Final answer,
-   Đáp án, ...), or the last non-empty line when there is no marker (with the label-led lines just
-   before it, up to one line per answer asked for).
-2. `normalize` folds full-width forms with NFKC and reads circled numbers ①..⑳ as labels a..t.
-3. `split_parts` cuts the segment on list separators and joining words, and reads a choice label
-   ("e.", "(c)", "B", ...) at the start of each part.
+1. `strip_echoes` drops lines that only re-type the question, or the choice list ("a. X\\nb. Y\\n
+   c. Z": a run of consecutive labels longer than the number of answers asked for).
+2. `locate_answer` finds every answer statement: the text after an answer marker (答え, 正解,
+   Answer, The answer is, Final answer, Đáp án, ...) up to the end of its line, or the text before
+   a marker that closes the line ("c が正解。", "... so c is the answer."), or "Option C is
+   correct". With no statement at all, the last non-empty line stands in (with the label-led
+   lines just before it, up to one line per answer asked for). The last statement is the final one.
+3. `read_statement` reads one statement (after a marker: its first sentence, without a trailing
+   reason such as ", which ..." or "because ..."). A choice label counts only where it is marked as one
+   ("c.", "(c)", "c)", "c:", "option c", "cが", a list of bare labels "a, c", a lone "c", or right
+   after an answer marker), never an English article ("A 45-year-old ..."). Once labels are
+   present the statement splits only at them, so a choice text holding "/" or "and" stays whole;
+   without labels it splits on list separators. It also notes hedges ("a or b", "aかb"),
+   negations ("not a", "aではない", which are dropped) and "none of the above" / "該当なし".
 
-Matching parts to choices and judging them is left to `medtune.evaluation.scoring`.
+Labels follow `choice_labels`: letters a..z up to 26 choices, numbers 1..n beyond. Matching the
+parts to choices and judging them is left to `medtune.evaluation.scoring` (the paper's reading)
+and `medtune.evaluation.strict` (the strict one).
 """
 
 from __future__ import annotations
@@ -19,39 +30,113 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medtune.evaluation.types import LETTERS
+from medtune.evaluation.types import LETTERS, choice_labels
 
-# Longer markers come first so that "answer is" wins over "answer", and 答え over 答.
-_MARKER_RE = re.compile(
-    r"(?:\b(?:final\s+answer|answer\s+is|answer)\b|答え|解答|正解|答|đáp\s*án)\s*(?:[:：]|は)?",
+# Answer markers the answer follows. Longer ones come first: "answer is" wins over "answer".
+_LEAD_MARKER_RE = re.compile(
+    r"(?:\b(?:final\s+answer(?:\s+(?:is|was))?|(?:correct|best|right)\s+(?:option|choice)\s+is|answers?\s+(?:is|are)"
+    r"|answer)\b"
+    r"|答え|解答|正解|答|đáp\s*án)\s*(?:[:：]|は)?",
+    re.IGNORECASE,
+)
+# A label (or "option c") followed by "is correct": the answer comes before this marker.
+_LABEL_TOKEN = r"[A-Za-z]|\d{1,3}"
+_TAIL_MARKER_RE = re.compile(
+    rf"(?:\b(?:option|choice)\s+)?[(\[]?(?P<label>{_LABEL_TOKEN})[)\]]?\s+(?:is|would\s+be)\s+(?:the\s+)?"
+    r"(?:correct|right)(?:\s+(?:answer|option|choice|one))?\b",
     re.IGNORECASE,
 )
 # Markdown emphasis, quotes and brackets that models wrap around a final answer.
-_WRAPPERS = "*`\"'「」『』【】 \t\r\n\u3000"
+_WRAPPERS = "*`\"'「」『』【】 \t\r\n\u3000、,:：;"
 _TRAILING_PUNCT = ".。．!！?？"
 # Japanese answers often end in a copula ("cです。"); it carries no answer.
 _COPULA_RE = re.compile(r"(?:です|である|となります|となる|だ)$")
+# Words before a closing marker that carry no answer: "so c is the answer", "c is the correct answer".
+_LEADING_WORDS_RE = re.compile(r"^(?:so|thus|therefore|hence|overall|in\s+conclusion|i\s+think)\b[,\s]*", re.I)
+# "A and C are correct": the verdict after the labels names no answer.
+_TRAILING_VERDICT_RE = re.compile(
+    r"\s+(?:is|are)\s+(?:the\s+)?(?:correct|right)(?:\s+(?:answers?|options?|choices?|ones?))?\s*$", re.I
+)
+_FINAL_RE = re.compile(r"final|最終", re.I)
+_TRAILING_COPULA_RE = re.compile(
+    r"\s+(?:is|are|was|would\s+be)(?:\s+the)?(?:\s+(?:correct|right|best|final|most\s+likely))?$", re.I
+)
 
 # ① is U+2460; NFKC would turn it into "1", so it is mapped to a letter before NFKC runs.
 _CIRCLED_TO_LETTER = str.maketrans({chr(0x2460 + i): LETTERS[i] for i in range(20)})
 
-# Separators between answers. Run on NFKC text, so "，" and "；" arrive as "," and ";".
-_SPLIT_RE = re.compile(r"[,、/・;\n]|\band\b|\bvà\b|および|と", re.IGNORECASE)
-# A choice label at the start of a part: "c", "c.", "c)", "(c)", "c:", "c text", "cです".
-_LABEL_RE = re.compile(r"^[(\[]?([a-zA-Z])(?:[)\]]|[.:]|(\s)|$|(?=が|は|を|です|である|だ))")
-_BARE_LABELS_RE = re.compile(r"^[a-zA-Z](?:\s+[a-zA-Z])+$")
+# A label marked as one: "(c)", "[c]", "c)", "c.", "c:" (then a space or the end), "cが" / "cは" / "cです".
+_STRONG_LABEL_RE = re.compile(
+    rf"[(\[]\s*(?P<bracketed>{_LABEL_TOKEN})\s*[)\]](?:\s*[.:])?"
+    rf"|(?P<marked>{_LABEL_TOKEN})(?:\s*[)\]]|[.:](?=\s|$)|(?=が|は|を|です|である|だ|となる))"
+)
+_OPTION_LABEL_RE = re.compile(
+    rf"(?:option|choice|選択肢)\s*(?P<label>{_LABEL_TOKEN})(?![A-Za-z0-9])(?:\s*[.):])?", re.I
+)
+# Right after an answer marker a bare label may be followed by a comma or a reason: "c, because ...".
+_LEAD_LABEL_RE = re.compile(
+    rf"(?P<label>{_LABEL_TOKEN})(?=\s*[,、;。(]|\s*$|\s+(?:because|since|as|which|[-–—])\s)", re.I
+)
+_BARE_TOKEN_RE = re.compile(rf"^[(\[]?(?P<label>{_LABEL_TOKEN})[)\]]?[.:]?$")
+
+# Where a new answer may start inside a statement. Run on NFKC text ("，" arrives as ",").
+_SEPARATOR_RE = re.compile(r"[,、;/&\n・]|\b(?:and|or|và)\b|および|及び|または|もしくは|と", re.I)
+_LIST_SEPARATOR_RE = re.compile(r"\s*([,、;/&]|\b(?:and|or)\b|および|及び|または|もしくは|と|か|\s)\s*", re.I)
+_OR_WORDS = {"or", "/", "か", "または", "もしくは"}
+_TENTATIVE = {"either", "possibly", "maybe", "perhaps"}
+_FILLERS = _TENTATIVE | {
+    "both", "probably", "likely", "option", "options", "choice", "choices", "then", "also", "選択肢",
+}
+_ARTICLE_RE = re.compile(r"(?:a|an|the)\s+(?=\S)", re.I)
+_FILLER_PREFIX_RE = re.compile(
+    r"^(?:(?:either|both|possibly|maybe|perhaps|probably|also|then)\s+)+", re.I
+)
+
+# Negations: what they rule out is dropped from the statement. Subject ones run first.
+_NEGATION_RES = (
+    re.compile(
+        r"(?P<target>[^,、;.。\n]+?)\s+(?:is|are)\s+(?:not\s+(?:the\s+)?(?:correct|right|answer|true|likely)"
+        r"|incorrect|wrong|false|unlikely|excluded|ruled\s+out)\b",
+        re.I,
+    ),
+    re.compile(
+        r"\bnot\s+(?:the\s+)?(?:option\s+|choice\s+)?(?P<target>[^,、;.。\n]+?)"
+        r"(?:\s*,?\s*\b(?:but|rather)\b|(?=\s*(?:[,、;.。\n]|$)))",
+        re.I,
+    ),
+    re.compile(
+        r"(?P<target>[^,、;。\n]+?)"
+        r"(?:ではない|ではありません|じゃない|ではなく|でない|は誤り|は間違い|は不正解|は違う|は正しくない)"
+    ),
+)
+_LEFTOVER_RE = re.compile(r"[\s,、;.。:!?]|\b(?:but|rather|and|or|so|it)\b|しかし", re.I)
+# "None of the above", "all of the above", "該当なし": no choice named (unless a choice says so).
+_NO_CHOICE_RE = re.compile(
+    r"\b(?:none|neither)\s+of\s+(?:the\s+)?(?:above|options|choices|these|them)\b"
+    r"|\bno\s+(?:correct\s+)?(?:answer|option|choice)\b"
+    r"|\ball\s+(?:of\s+)?(?:the\s+)?(?:above|options|choices)\b"
+    r"|該当(?:なし|する(?:もの|選択肢)(?:は|が)?(?:ない|ありません))|いずれ(?:でも|も)(?:ない|該当しない)"
+    r"|正解(?:は)?なし|(?:すべて|全て)(?:正しい|正解)|上記(?:の)?(?:すべて|全て)",
+    re.I,
+)
+# A reason after the answer ("rash, which fits ...", "c because ...") is no second answer.
+_REASON_RE = re.compile(
+    r"(?:\s*,\s*(?:which|because|since|as|given|due\s+to|so|this|that|it)\b|\s+(?:because|since)\b).*$",
+    re.I | re.S,
+)
+_ABBREVIATIONS = {"e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "st", "no", "approx", "etc", "fig"}
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|[。！？]")
+
 # Digits right after a letter belong to a unit or a name ("kg/m2", "CO2"), not to the answer.
 _NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 # Private-use characters: they never occur in exam text, so they can stand in for a masked choice.
-_MASK_OPEN, _MASK_CLOSE = "\ue000", "\ue001"
+_MASK_OPEN, _MASK_CLOSE, _MASK_BASE = "\ue000", "\ue001", 0xE100
+_MASK_RE = re.compile(f"{_MASK_OPEN}(.){_MASK_CLOSE}")
 
 
-@dataclass(frozen=True)
-class Part:
-    """One piece of the answer segment, and the choice label it starts with, if any."""
-
-    text: str
-    label: str | None = None
+# ---------------------------------------------------------------------------------------------
+# Normal forms
+# ---------------------------------------------------------------------------------------------
 
 
 def normalize(text: str, circled_as_letters: bool = True) -> str:
@@ -81,125 +166,443 @@ def clean_segment(text: str) -> str:
     return text
 
 
-def _starts_with_label(line: str) -> bool:
-    return _LABEL_RE.match(normalize(line)) is not None
+def _uses_letters(labels: Sequence[str]) -> bool:
+    return not labels or labels[0] == "a"
 
 
-def last_lines(text: str, max_lines: int = 1) -> str:
+def as_label(token: str, labels: Sequence[str]) -> str | None:
+    """`token` ("C", "c", "12") as one of `labels`, or None; a letter is no label of a numbered list."""
+    token = token.strip().lower()
+    if token.isdigit():
+        token = str(int(token))
+    return token if token in labels else None
+
+
+def _label_kind_matches(token: str, labels: Sequence[str]) -> bool:
+    """Whether `token` is written in the question's label scheme (a letter, or a number past 26)."""
+    return token.isalpha() == _uses_letters(labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the answer is
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One place where the response states an answer, as written (cleaned of wrappers)."""
+
+    text: str
+    marked: bool = True  # False: the last line(s) of a response that has no answer statement
+    final: bool = False  # after "Final answer" / "最終的な答え": it settles the answer over earlier statements
+
+
+@dataclass(frozen=True)
+class LocatedAnswer:
+    """The answer statements of a response, in order (the last is the final answer)."""
+
+    statements: tuple[Statement, ...]
+    echoed_lines: int = 0  # lines dropped because they only re-type the question or the choices
+
+    @property
+    def final(self) -> Statement | None:
+        return self.statements[-1] if self.statements else None
+
+    @property
+    def text(self) -> str:
+        """The final answer as written: what exact match and the Gestalt score compare."""
+        return self.final.text if self.final else ""
+
+
+def _line_label(line: str, labels: Sequence[str]) -> str | None:
+    """The label a line starts with when it is marked as one ("b. text", "(b) text"), else None."""
+    found = _STRONG_LABEL_RE.match(normalize(line.strip(), _uses_letters(labels)))
+    if not found:
+        return None
+    token = found.group("bracketed") or found.group("marked")
+    return as_label(token, labels) if _label_kind_matches(token, labels) else None
+
+
+def _choice_list_lines(lines: list[str], labels: Sequence[str], num_answers: int) -> set[int]:
+    """Indices of lines in runs of consecutive labels ("a. X", "b. Y", ...) longer than the answer count."""
+    echoed: set[int] = set()
+    run: list[int] = []
+    previous = -2
+    for index, line in enumerate(lines + [""]):
+        if not line.strip() and index < len(lines):
+            continue
+        label = _line_label(line, labels) if line.strip() else None
+        position = labels.index(label) if label else -2
+        if label is not None and position == previous + 1 and run:
+            run.append(index)
+        else:
+            if len(run) >= 2 and len(run) > num_answers:
+                echoed.update(run)
+            run = [index] if label is not None else []
+        previous = position
+    return echoed
+
+
+def _repeats_question(line: str, question: str, choices: Sequence[str]) -> bool:
+    """Whether `line` is a piece of the question text (and not itself a choice, or part of one)."""
+    text = fold(clean_segment(line))
+    if len(text) < 4 or not question or text not in fold(question):
+        return False
+    return not any(text in fold(choice) for choice in choices)
+
+
+def strip_echoes(
+    response: str, question: str = "", choices: Sequence[str] = (), num_answers: int = 1
+) -> tuple[str, int]:
+    """`response` without the lines that only re-type the question or the choice list, and their count."""
+    labels = choice_labels(len(choices)) if choices else LETTERS
+    lines = response.split("\n")
+    dropped = _choice_list_lines(lines, labels, max(1, num_answers))
+    dropped |= {i for i, line in enumerate(lines) if line.strip() and _repeats_question(line, question, choices)}
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
+    return "\n".join(kept), len(dropped)
+
+
+def last_lines(text: str, max_lines: int = 1, labels: Sequence[str] = LETTERS) -> str:
     """The last non-empty line of `text`, with up to `max_lines - 1` label-led lines before it.
 
     With no answer marker, a two-answer reply often ends in one line per answer
-    ("a. 酸素欠乏症\nb. 硫化水素中毒"); those lines belong together while each starts with a label.
+    ("a. 酸素欠乏症\\nc. 硫化水素中毒"); those lines belong together while each starts with a label.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
     taken = [lines.pop()]
-    while lines and len(taken) < max_lines and _starts_with_label(taken[0]) and _starts_with_label(lines[-1]):
+    while lines and len(taken) < max_lines and _line_label(taken[0], labels) and _line_label(lines[-1], labels):
         taken.insert(0, lines.pop())
     return "\n".join(taken)
 
 
-def answer_segment(response: str, max_lines: int = 1) -> str:
-    """The final answer in `response`: after the last marker, else the last non-empty line(s).
-
-    When the last marker ends the response ("…なので c が正解。"), the answer stands before it on
-    the same line, so that text is used instead. `max_lines` (the number of answers asked for)
-    bounds how many label-led lines make up a marker-less answer.
-    """
-    markers = list(_MARKER_RE.finditer(response))
-    if markers:
-        last = markers[-1]
-        after = clean_segment(response[last.end():])
-        if after:
-            return after
-        line_start = response.rfind("\n", 0, last.start()) + 1
-        before = clean_segment(response[line_start:last.start()])
-        if before:
-            return before
-    return clean_segment(last_lines(response, max_lines))
+def _sentence_start(text: str, position: int) -> int:
+    """Where the sentence holding `position` starts: after the last line break or full stop before it."""
+    start = text.rfind("\n", 0, position) + 1
+    for found in _SENTENCE_END_RE.finditer(text, start, position):
+        start = found.end()
+    return start
 
 
-def read_label(text: str, choices: Sequence[str]) -> str | None:
-    """The choice letter that `text` (normalised) starts with, or None.
-
-    A letter followed only by a space is a weaker sign: "B cell lymphoma" is a choice text, not
-    label b, so such a part is a label only if it is not itself one of the choice texts.
-    """
-    found = _LABEL_RE.match(text.strip())
-    if not found:
-        return None
-    letter = found.group(1).lower()
-    if LETTERS.index(letter) >= len(choices):
-        return None
-    if found.group(2) is not None and fold(text) in {fold(choice) for choice in choices}:
-        return None
-    return letter
-
-
-def _mask_choices(segment: str, choices: Sequence[str]) -> tuple[str, list[str]]:
-    """Hide verbatim choice texts that contain a separator, so splitting cannot cut them."""
-    hidden: list[str] = []
-    texts = sorted({normalize(c).strip() for c in choices}, key=len, reverse=True)
-    for text in texts:
-        if not text or not _SPLIT_RE.search(text):
+def _tail_statements(text: str, labels: Sequence[str]) -> list[tuple[int, int, Statement]]:
+    """"Option C is correct" / "C is the correct answer" at the start of a sentence."""
+    found: list[tuple[int, int, Statement]] = []
+    for match in _TAIL_MARKER_RE.finditer(text):
+        token = match.group("label")
+        if not _label_kind_matches(token, labels) or as_label(token, labels) is None:
             continue
+        before = text[_sentence_start(text, match.start()):match.start()]
+        if _LEADING_WORDS_RE.sub("", before.strip()):
+            continue  # "Vitamin B is correct": the letter is not where an answer starts
+        found.append((match.start(), match.end(), Statement(match.group("label"))))
+    return found
+
+
+def _before_marker(text: str, start: int, marker_start: int) -> str:
+    """The text a closing marker refers to: "c が正解", "... so c is the correct answer"."""
+    before = clean_segment(text[max(start, _sentence_start(text, marker_start)):marker_start])
+    before = _TRAILING_COPULA_RE.sub("", before)
+    return clean_segment(_LEADING_WORDS_RE.sub("", before))
+
+
+def _following_lines(text: str, start: int, count: int) -> str:
+    """Up to `count` non-empty lines after `start` (a marker alone on its line: "答え:\\n酸素欠乏症")."""
+    lines = [line.strip() for line in text[start:].split("\n") if line.strip()][:count]
+    return clean_segment("\n".join(lines))
+
+
+def _more_label_lines(text: str, start: int, count: int, labels: Sequence[str]) -> str:
+    """Label-led lines right after `start`, up to `count` (answers on lines of their own)."""
+    taken: list[str] = []
+    for line in text[start:].split("\n")[1:]:
+        if not line.strip() or len(taken) >= count or not _line_label(line, labels):
+            break
+        taken.append(line.strip())
+    return "\n".join(taken)
+
+
+def answer_statements(text: str, num_answers: int = 1, labels: Sequence[str] = LETTERS) -> list[Statement]:
+    """Every answer statement in `text`, in order (see the module docstring)."""
+    tails = _tail_statements(text, labels)
+    leads = [m for m in _LEAD_MARKER_RE.finditer(text) if not any(s <= m.start() < e for s, e, _ in tails)]
+    stops = sorted([m.start() for m in leads] + [s for s, _, _ in tails])
+    found: list[tuple[int, Statement]] = [(start, statement) for start, _, statement in tails]
+    previous_end = 0
+    for index, marker in enumerate(leads):
+        line_end = text.find("\n", marker.end())
+        line_end = len(text) if line_end < 0 else line_end
+        stop = min([line_end] + [s for s in stops if s > marker.start()])
+        statement = clean_segment(text[marker.end():stop])
+        if statement and num_answers > 1 and stop == line_end:
+            more = _more_label_lines(text, marker.end(), num_answers - 1, labels)
+            statement = "\n".join(filter(None, [statement, more]))
+        if not statement:
+            statement = _before_marker(text, previous_end, marker.start())
+        if not statement and index == len(leads) - 1:
+            statement = _following_lines(text, line_end, max(1, num_answers))
+        if statement:
+            final = _FINAL_RE.search(text[max(0, marker.start() - 6):marker.end()]) is not None
+            found.append((marker.start(), Statement(statement, final=final)))
+        previous_end = marker.end()
+    return [statement for _, statement in sorted(found, key=lambda item: item[0])]
+
+
+def _is_bare_marker(line: str) -> bool:
+    """Whether `line` is an answer marker and nothing else ("答え", "Answer:")."""
+    return _LEAD_MARKER_RE.fullmatch(line.strip()) is not None
+
+
+def locate_answer(
+    response: str, question: str = "", choices: Sequence[str] = (), num_answers: int = 1
+) -> LocatedAnswer:
+    """The answer statements of `response` after dropping echoed lines; the last line(s) if none."""
+    labels = choice_labels(len(choices)) if choices else LETTERS
+    text, echoed = strip_echoes(response, question, choices, num_answers)
+    statements = answer_statements(text, max(1, num_answers), labels)
+    if statements:
+        return LocatedAnswer(tuple(statements), echoed)
+    last = last_lines(text, max(1, num_answers), labels)
+    fallback = "" if _is_bare_marker(last) else clean_segment(last)
+    return LocatedAnswer((Statement(fallback, marked=False),) if fallback else (), echoed)
+
+
+def answer_segment(response: str, max_lines: int = 1) -> str:
+    """The final answer as written in `response`: its last answer statement, else its last line(s)."""
+    return locate_answer(response, num_answers=max_lines).text
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading one statement
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One piece of an answer statement, and the choice label it starts with, if any."""
+
+    text: str
+    label: str | None = None
+    after_or: bool = False  # joined to the part before by "or", "/", "か", "または" (a hedge)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one answer statement says, before any choice text is matched to it."""
+
+    text: str  # the statement as read: normalised, first sentence only when marked, negations dropped
+    parts: tuple[Part, ...] = ()  # labelled parts when labels are marked, else text fragments
+    labelled: bool = False
+    hedge: bool = False  # labels offered as alternatives: "a or b", "either a or b", "aかb", "a/b"
+    negated: tuple[str, ...] = ()  # what the statement rules out: "not a", "aではない"
+    no_choice: str = ""  # "none of the above", "all of the above", "該当なし", when said and not a choice
+    unknown_labels: tuple[str, ...] = ()  # labels in a label list that name no choice ("z" of five)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The distinct labels of the labelled parts, in order."""
+        return tuple(dict.fromkeys(part.label for part in self.parts if part.label is not None))
+
+
+def _mask_choices(text: str, choices: Sequence[str]) -> tuple[str, list[str]]:
+    """Hide verbatim choice texts, so that no label is read and no cut made inside one."""
+    hidden: list[str] = []
+    texts = {normalize(choice).strip() for choice in choices}
+    texts = sorted((text for text in texts if len(text) >= 3), key=len, reverse=True)
+    for choice in texts:
 
         def hide(found: re.Match) -> str:
             hidden.append(found.group(0))
-            return f"{_MASK_OPEN}{len(hidden) - 1}{_MASK_CLOSE}"
+            return f"{_MASK_OPEN}{chr(_MASK_BASE + len(hidden) - 1)}{_MASK_CLOSE}"
 
-        segment = re.sub(re.escape(text), hide, segment, flags=re.IGNORECASE)
-    return segment, hidden
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(choice)}(?![A-Za-z0-9])"
+        text = re.sub(pattern, hide, text, flags=re.IGNORECASE)
+    return text, hidden
 
 
 def _unmask(text: str, hidden: list[str]) -> str:
-    pattern = re.escape(_MASK_OPEN) + r"(\d+)" + re.escape(_MASK_CLOSE)
-    return re.sub(pattern, lambda found: hidden[int(found.group(1))], text)
+    return _MASK_RE.sub(lambda found: hidden[ord(found.group(1)) - _MASK_BASE], text)
 
 
-def split_fragments(segment: str, choices: Sequence[str]) -> list[str]:
-    """Cut a normalised segment on separators, keeping choice texts that contain one whole."""
-    masked, hidden = _mask_choices(segment, choices)
-    fragments = [_unmask(piece, hidden).strip() for piece in _SPLIT_RE.split(masked)]
-    fragments = [clean_segment(piece) for piece in fragments]
-    pieces: list[str] = []
-    for fragment in fragments:
-        # "a c": labels separated by spaces alone are still a list.
-        if _BARE_LABELS_RE.match(fragment):
-            pieces.extend(fragment.split())
-        elif fragment:
-            pieces.append(fragment)
-    return pieces
+def first_sentence(text: str, labels: Sequence[str] = LETTERS) -> str:
+    """`text` up to its first full stop, not counting the one of a label ("c.") or an abbreviation."""
+    for found in _SENTENCE_END_RE.finditer(text):
+        word = re.split(r"[\s(\[,、]", text[: found.start()])[-1].strip("()[]")
+        if as_label(word, labels) is not None or word.casefold() in _ABBREVIATIONS:
+            continue
+        rest = text[found.end():].lstrip()
+        if found.group() in ".!?" and _line_label(rest, labels):
+            continue  # "a. X. c. Y": the next answer follows
+        return text[: found.start()]
+    return text
 
 
-def _group_by_label(parts: list[Part]) -> list[Part]:
-    """Join unlabelled fragments to the labelled part before them (leading ones to the first).
+def _drop_negations(text: str) -> tuple[str, list[str]]:
+    """`text` without what it rules out ("c, not a" -> "c, "), and the ruled-out pieces."""
+    negated: list[str] = []
+    for pattern in _NEGATION_RES:
 
-    A choice text may contain "、" or "・", and a final answer may trail an explanation; once
-    labels are present they, not the separators, say how many answers were given.
+        def drop(found: re.Match) -> str:
+            negated.append(found.group("target").strip())
+            return " "
+
+        text = pattern.sub(drop, text)
+    return text, negated
+
+
+def _label_list(masked: str, labels: Sequence[str]) -> tuple[list[Part], list[str], bool] | None:
+    """A statement made only of labels, joining words and fillers ("a, c", "either a or b", "aかb").
+
+    Returns the labelled parts, the labels that name no choice, and whether it is a hedge; None
+    when anything else is written.
     """
-    groups: list[list[str]] = []
-    labels: list[str] = []
-    leading: list[str] = []
-    for part in parts:
-        if part.label is not None:
-            groups.append([*leading, part.text])
-            labels.append(part.label)
-            leading = []
-        elif groups:
-            groups[-1].append(part.text)
+    pieces = _LIST_SEPARATOR_RE.split(masked.strip())
+    parts: list[Part] = []
+    unknown: list[str] = []
+    after_or = tentative = False
+    for index, piece in enumerate(pieces):
+        word = piece.strip().casefold()
+        if index % 2:  # a separator
+            after_or = after_or or word in _OR_WORDS
+            continue
+        if not word:
+            continue
+        if word in _FILLERS:
+            tentative = tentative or word in _TENTATIVE
+            continue
+        bare = _BARE_TOKEN_RE.match(piece.strip())
+        if not bare or not _label_kind_matches(bare.group("label"), labels):
+            return None
+        label = as_label(bare.group("label"), labels)
+        if label is None:
+            unknown.append(bare.group("label"))
         else:
-            leading.append(part.text)
-    return [Part(" ".join(texts), label) for texts, label in zip(groups, labels)]
+            parts.append(Part(piece.strip(), label, after_or=after_or and bool(parts)))
+        after_or = False
+    if not parts and not unknown:
+        return None
+    distinct = len({part.label for part in parts} | set(unknown))
+    hedge = distinct > 1 and (any(part.after_or for part in parts) or tentative)
+    return parts, unknown, hedge
 
 
-def split_parts(segment: str, choices: Sequence[str], num_answers: int) -> list[Part]:
-    """The parts of a normalised answer segment, each with the choice label it starts with."""
-    parts = [Part(text, read_label(text, choices)) for text in split_fragments(segment, choices)]
-    if len(parts) > num_answers and any(part.label is not None for part in parts):
-        return _group_by_label(parts)
+def _label_at(masked: str, position: int, labels: Sequence[str], first: bool) -> str | None:
+    """The label marked at `position` of `masked`, if one is; `first`: the statement starts there."""
+    matchers = [_OPTION_LABEL_RE, _STRONG_LABEL_RE] + ([_LEAD_LABEL_RE] if first else [])
+    for matcher in matchers:
+        found = matcher.match(masked, position)
+        if found:
+            token = next(group for group in found.groups() if group)
+            if _label_kind_matches(token, labels) and as_label(token, labels):
+                return as_label(token, labels)
+    return None
+
+
+def _label_before_its_text(text: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    """"C Rheumatoid factor" right after an answer marker: a bare label, then its own choice text."""
+    found = re.match(rf"(?P<label>{_LABEL_TOKEN})\s+(?P<rest>\S.*)", text, re.S)
+    if not found or not _label_kind_matches(found.group("label"), labels):
+        return None
+    label = as_label(found.group("label"), labels)
+    if label is None:
+        return None
+    own = fold(choices[labels.index(label)])
+    rest = fold(found.group("rest"))
+    return label if rest.startswith(own) and not rest[len(own):len(own) + 1].isalnum() else None
+
+
+def _marked_labels(
+    masked: str, hidden: list[str], labels: Sequence[str], choices: Sequence[str], lead: bool
+) -> list[tuple[int, int, str, bool]]:
+    """(start, separator start, label, after "or") for each label marked at a place an answer may start.
+
+    `lead`: the statement follows an answer marker, so it may open with a bare label and its text.
+    """
+    candidates = [(0, 0, False)]
+    article = _ARTICLE_RE.match(masked)
+    if article:  # "A b. Hypokalemia": the article is no label, the "b." after it is
+        candidates.append((article.end(), 0, False))
+    for found in _SEPARATOR_RE.finditer(masked):
+        candidates.append((found.end(), found.start(), found.group().strip().casefold() in _OR_WORDS))
+    marks: list[tuple[int, int, str, bool]] = []
+    for position, separator_start, after_or in candidates:
+        rest = masked[position:]
+        skipped = len(rest) - len(rest.lstrip())
+        filler = _FILLER_PREFIX_RE.match(rest.lstrip())
+        tentative = bool(filler) and any(w in _TENTATIVE for w in filler.group().casefold().split())
+        start = position + skipped + (filler.end() if filler else 0)
+        label = _label_at(masked, start, labels, first=position == 0)
+        if label is None and lead and position == 0:
+            label = _label_before_its_text(_unmask(masked[start:], hidden), labels, choices)
+        if label is not None:
+            marks.append((start, separator_start, label, after_or or tentative))
+    return marks
+
+
+def _labelled_parts(masked: str, hidden: list[str], marks: list[tuple[int, int, str, bool]]) -> list[Part]:
+    """Cut `masked` at its marked labels only: each part runs to the separator before the next label."""
+    parts: list[Part] = []
+    for index, (start, _, label, after_or) in enumerate(marks):
+        end = marks[index + 1][1] if index + 1 < len(marks) else len(masked)
+        parts.append(Part(clean_segment(_unmask(masked[start:end], hidden)), label, after_or and index > 0))
     return parts
+
+
+def _fragments(masked: str, hidden: list[str]) -> list[Part]:
+    """Cut an unlabelled statement on list separators (masked choice texts stay whole)."""
+    parts: list[Part] = []
+    after_or = False
+    position = 0
+    for found in list(_SEPARATOR_RE.finditer(masked)) + [None]:
+        end = found.start() if found else len(masked)
+        piece = clean_segment(_FILLER_PREFIX_RE.sub("", _unmask(masked[position:end], hidden).strip()))
+        if piece:
+            parts.append(Part(piece, None, after_or and bool(parts)))
+            after_or = False
+        if found:
+            after_or = after_or or found.group().strip().casefold() in _OR_WORDS
+            position = found.end()
+    return parts
+
+
+def _no_choice(masked: str) -> str:
+    found = _NO_CHOICE_RE.search(masked)
+    return found.group().strip() if found else ""
+
+
+def read_statement(text: str, choices: Sequence[str], marked: bool = True) -> Reading:
+    """Read one answer statement of a question with `choices` (see the module docstring)."""
+    labels = choice_labels(len(choices))
+    normalised = normalize(text, _uses_letters(labels)).replace("*", "").replace("`", "")
+    masked, hidden = _mask_choices(clean_segment(normalised), choices)
+    if marked:
+        masked = _REASON_RE.sub("", first_sentence(masked, labels))
+    masked = _TRAILING_VERDICT_RE.sub("", masked)
+    masked, negated_masked = _drop_negations(masked)
+    masked = clean_segment(masked)
+    negated = tuple(clean_segment(_unmask(piece, hidden)) for piece in negated_masked)
+    read = clean_segment(_unmask(masked, hidden))
+    if negated and not _LEFTOVER_RE.sub("", read):
+        return Reading(read, negated=negated)
+    listed = _label_list(masked, labels)
+    if listed is not None:
+        parts, unknown, hedge = listed
+        return Reading(read, tuple(parts), True, hedge, negated, unknown_labels=tuple(unknown))
+    marks = _marked_labels(masked, hidden, labels, choices, lead=marked)
+    if marks:
+        parts = _labelled_parts(masked, hidden, marks)
+        hedge = len({part.label for part in parts}) > 1 and any(part.after_or for part in parts)
+        return Reading(read, tuple(parts), True, hedge, negated)
+    no_choice = _no_choice(masked)
+    if no_choice:
+        return Reading(read, negated=negated, no_choice=no_choice)
+    return Reading(read, tuple(_fragments(masked, hidden)), False, False, negated)
+
+
+def split_parts(segment: str, choices: Sequence[str], num_answers: int = 1) -> list[Part]:
+    """The parts of an answer segment: its labelled parts, or its text fragments when it has no labels."""
+    return list(read_statement(segment, choices, marked=False).parts)
 
 
 def extract_numbers(segment: str) -> list[str]:

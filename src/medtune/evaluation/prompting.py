@@ -7,14 +7,22 @@ the chain-of-thought format and where the final answer goes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from medtune.config.schema import PromptConfig
 from medtune.data.readers import InstructionRecord, format_choices, iter_json_objects
-from medtune.data.templates import fill_template, render_prompt
+from medtune.data.templates import (
+    apply_chat_template,
+    chat_messages,
+    fill_template,
+    render_prompt,
+    require_chat_template,
+)
 from medtune.errors import DataError
-from medtune.evaluation.types import LETTERS, ExamQuestion
+from medtune.evaluation.types import ExamQuestion, choice_labels
 
 
 def answer_text(question: ExamQuestion) -> str:
@@ -37,16 +45,44 @@ def worked_example(prompt: PromptConfig, example: ExamQuestion) -> str:
     return render_prompt(prompt, question_record(example)) + worked_answer(prompt, example) + "\n"
 
 
-def build_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQuestion], tokenizer=None) -> str:
+@dataclass(frozen=True)
+class ExamPrompt:
+    """One exam prompt in the two forms a backend may need.
+
+    `messages` are the chat turns (system, worked examples as earlier turns, the question) that a
+    chat API or a tokenizer's chat template renders; `text` is the finished prompt of a plain
+    (non-chat) template, or None for a chat prompt, which only a tokenizer can render."""
+
+    messages: tuple[dict[str, str], ...]
+    text: str | None
+
+    def render(self, tokenizer: Any = None) -> str:
+        """The text the model reads: `text`, or the messages through `tokenizer`'s chat template."""
+        if self.text is not None:
+            return self.text
+        return apply_chat_template(tokenizer, list(self.messages))
+
+
+def exam_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQuestion]) -> ExamPrompt:
     """k worked examples (never the question itself), then the question, ending where the answer starts.
 
-    With a chat prompt each worked example is an earlier user turn and its answer the assistant's."""
+    With a chat prompt each worked example is an earlier user turn and its answer the assistant's;
+    otherwise the examples are written out before the question in the prompt's own template."""
     shots = [shot for shot in shots if shot.qid != question.qid]
     if prompt.chat:
-        history = [(fill_template(prompt, question_record(shot)), worked_answer(prompt, shot)) for shot in shots]
-        return render_prompt(prompt, question_record(question), tokenizer, history)
+        turns = [(fill_template(prompt, question_record(shot)), worked_answer(prompt, shot)) for shot in shots]
+        turns.append((fill_template(prompt, question_record(question)), None))
+        return ExamPrompt(tuple(chat_messages(prompt, turns)), None)
     examples = [worked_example(prompt, shot) for shot in shots]
-    return "\n".join([*examples, render_prompt(prompt, question_record(question))])
+    text = "\n".join([*examples, render_prompt(prompt, question_record(question))])
+    return ExamPrompt(({"role": "user", "content": text},), text)
+
+
+def build_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQuestion], tokenizer=None) -> str:
+    """`exam_prompt` rendered for `tokenizer` (needed with a chat prompt)."""
+    if prompt.chat:
+        require_chat_template(prompt, tokenizer)
+    return exam_prompt(prompt, question, shots).render(tokenizer)
 
 
 def bundled_fewshot_file(language: str) -> Path:
@@ -75,7 +111,7 @@ def read_fewshot(path: Path | None, language: str, english: bool = False) -> lis
             )
         except KeyError as missing:
             raise DataError(f"{where}: a worked example needs the field {missing}; see the IgakuQA few-shot format.")
-        bad = [a for a in examples[-1].answers if choices and (a not in LETTERS[: len(choices)])]
+        bad = [a for a in examples[-1].answers if choices and (a not in choice_labels(len(choices)))]
         if bad:
             raise DataError(f"{where}: answer {bad[0]!r} is not one of the choices; fix the few-shot file.")
     if not examples:

@@ -10,6 +10,7 @@ from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
 
 
 def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: ScoredAnswer) -> dict[str, Any]:
+    """The predictions.jsonl row: the paper's reading at the top level, the strict one under "strict"."""
     return {
         "id": question.qid,
         "status": scored.status.value,
@@ -20,6 +21,11 @@ def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: Sco
         "output": output,
         "answer_text": scored.answer_text,
         "reason": scored.reason,
+        "strict": {
+            "status": scored.strict_status.value,
+            "parsed": list(scored.strict_parsed),
+            "reason": scored.strict_reason,
+        },
         "similarities": scored.similarities,
         "exact_match": scored.exact_match,
         "gestalt_score": scored.gestalt_score,
@@ -31,6 +37,8 @@ def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: Sco
 
 
 def scored_from_row(row: dict[str, Any]) -> ScoredAnswer:
+    """The `ScoredAnswer` a row was written from; a row without "strict" reads strict = the paper's."""
+    strict = row.get("strict") or {}
     return ScoredAnswer(
         status=Status(row["status"]),
         parsed=tuple(row["parsed"]),
@@ -39,6 +47,9 @@ def scored_from_row(row: dict[str, Any]) -> ScoredAnswer:
         exact_match=row.get("exact_match", False),
         gestalt_score=row.get("gestalt_score", 0.0),
         reason=row.get("reason", ""),
+        strict_status=Status(strict["status"]) if "status" in strict else None,
+        strict_parsed=tuple(strict.get("parsed", ())),
+        strict_reason=strict.get("reason", ""),
     )
 
 

@@ -1,10 +1,13 @@
 """Scoring: judge a model response to an exam question (Algorithm 1) and aggregate the results.
 
-`score_response` reads the final answer (see `medtune.evaluation.parsing`), matches each part of
-it to a choice — by its label when it has one, else by the choice text most similar to it — and
-judges the set of matched letters: a different number of answers than the question asks for is
-invalid, a set equal to the gold set (or an accepted alternative) is correct, anything else is
-wrong. It also computes JMedLoRA's Exact match and Gestalt score.
+`score_response` reads the final answer (see `medtune.evaluation.parsing`) twice. The paper's
+reading (Algorithm 1) matches each part of it to a choice — by its label when it has one, else by
+the choice text most similar to it, above `threshold` — and judges the set of matched letters: a
+different number of answers than the question asks for is invalid, a set equal to the gold set
+(or an accepted alternative) is correct, anything else is wrong. The strict reading (see
+`medtune.evaluation.strict`) counts only what the response commits to — marked labels, or choice
+text at `strict_threshold` or above — and is judged the same way. It also computes JMedLoRA's
+Exact match and Gestalt score.
 
 The two similarity options differ. `Similarity.rapidfuzz` is `rapidfuzz.fuzz.ratio`, the
 normalised Indel similarity 2·LCS/(|a|+|b|), where LCS is the longest common *subsequence*.
@@ -25,16 +28,18 @@ from collections.abc import Callable, Sequence
 from rapidfuzz import fuzz
 
 from medtune.evaluation.parsing import (
+    LocatedAnswer,
     Part,
-    answer_segment,
+    Reading,
     canonical,
     extract_numbers,
     fold,
+    locate_answer,
     normalize,
-    split_parts,
+    read_statement,
 )
+from medtune.evaluation.strict import best_choice, strict_commitment
 from medtune.evaluation.types import (
-    LETTERS,
     ExamQuestion,
     ScoredAnswer,
     Similarity,
@@ -111,7 +116,7 @@ def _gold_writings(question: ExamQuestion, gold: Sequence[str]) -> set[str]:
 
 def _gold_letter_sets(question: ExamQuestion) -> list[frozenset[str]]:
     # An out-of-range letter in the metadata must not crash the metric; it just never matches.
-    labels = set(LETTERS[: len(question.choices)])
+    labels = set(question.labels())
     return [gold for gold in question.gold_sets() if gold <= labels]
 
 
@@ -139,7 +144,7 @@ def _match_parts(
     question: ExamQuestion, parts: Sequence[Part], similarity: SimilarityFn, threshold: float
 ) -> tuple[tuple[str, ...], dict[str, float]]:
     """Letters matched by the parts, and each choice letter's best similarity over the parts."""
-    letters = [question.letter(i) for i in range(len(question.choices))]
+    letters = list(question.labels())
     choice_texts = [fold(choice) for choice in question.choices]
     best = dict.fromkeys(letters, 0.0)
     matched: list[str] = []
@@ -155,6 +160,52 @@ def _match_parts(
         if scores[top] >= threshold:
             matched.append(letters[top])
     return _unique(matched), best
+
+
+def _paper_parts(question: ExamQuestion, reading: Reading, similarity: SimilarityFn) -> list[Part]:
+    """The parts Algorithm 1 matches: labelled parts, else the text fragments when cutting helps.
+
+    Text without labels is cut on list separators ("酸素欠乏症、硫化水素中毒"), but only when every
+    fragment is at least as close to some choice as the whole text is: a choice text reworded
+    around "and" or "/" ("inflammation limited to mucosa and submucosa") stays one answer.
+    """
+    parts = list(reading.parts)
+    if reading.labelled or len(parts) < 2:
+        return parts
+    whole = best_choice(question, reading.text, similarity)[1]
+    if all(best_choice(question, part.text, similarity)[1] >= whole for part in parts):
+        return parts
+    return [Part(reading.text)]
+
+
+def _no_answer_reason(located: LocatedAnswer) -> str:
+    if located.echoed_lines:
+        return "no answer found: the response only re-types the question or the choices"
+    return "no answer found"
+
+
+def _paper_reading(
+    question: ExamQuestion, located: LocatedAnswer, similarity: SimilarityFn, threshold: float
+) -> tuple[tuple[str, ...], dict[str, float], str]:
+    """Algorithm 1 on the final statement: (letters, best similarity per letter, reason if none)."""
+    empty = dict.fromkeys(question.labels(), 0.0)
+    final = located.final
+    if final is None:
+        return (), empty, _no_answer_reason(located)
+    reading = read_statement(final.text, question.choices, final.marked)
+    if reading.no_choice:
+        return (), empty, f"says {reading.no_choice!r}, which is not one of the choices"
+    if reading.negated and not reading.parts:
+        return (), empty, f"rules out {', '.join(reading.negated)} and names no answer"
+    parts = _paper_parts(question, reading, similarity)
+    letters, similarities = _match_parts(question, parts, similarity, threshold)
+    if letters:
+        return letters, similarities, ""
+    if reading.unknown_labels:
+        return (), similarities, f"names {', '.join(reading.unknown_labels)}, which is no choice label here"
+    if not parts:
+        return (), similarities, "no answer found"
+    return (), similarities, f"no part of the answer is at least {threshold:g} similar to a choice"
 
 
 def _score_numeric(question: ExamQuestion, segment: str) -> ScoredAnswer:
@@ -175,17 +226,24 @@ def score_response(
     response: str,
     similarity: Similarity = Similarity.rapidfuzz,
     threshold: float = 0.2,
+    strict_threshold: float = 0.8,
 ) -> ScoredAnswer:
-    """Score a free-text model response to `question` (Algorithm 1 of the 70B paper)."""
-    segment = answer_segment(response, max_lines=max(1, question.num_answers))
+    """Score a free-text model response to `question`: the paper's reading (Algorithm 1 of the 70B
+    paper, `threshold`) in `status` / `parsed` / `reason`, the strict reading (`strict_threshold`)
+    in `strict_status` / `strict_parsed` / `strict_reason`. A numeric question reads the same both ways.
+    """
+    located = locate_answer(response, question.question, question.choices, max(1, question.num_answers))
+    segment = located.text
     if question.is_numeric:
         return _score_numeric(question, segment)
     sim = similarity_fn(similarity)
-    parts = split_parts(normalize(segment), question.choices, question.num_answers)
-    letters, similarities = _match_parts(question, parts, sim, threshold)
+    letters, similarities, why_none = _paper_reading(question, located, sim, threshold)
     status, reason = _judge_letters(question, letters)
-    if parts and not letters:
-        reason = f"no part of the answer is at least {threshold:g} similar to a choice"
+    committed = strict_commitment(question, located, sim, strict_threshold)
+    if committed.problem:
+        strict_status, strict_reason = Status.invalid, committed.problem
+    else:
+        strict_status, strict_reason = _judge_letters(question, committed.labels)
     return ScoredAnswer(
         status=status,
         parsed=letters,
@@ -193,7 +251,10 @@ def score_response(
         similarities=similarities,
         exact_match=exact_match(question, segment),
         gestalt_score=gestalt_score(question, segment, sim),
-        reason=reason,
+        reason=why_none or reason,
+        strict_status=strict_status,
+        strict_parsed=committed.labels,
+        strict_reason=strict_reason,
     )
 
 
@@ -206,13 +267,20 @@ def score_letters(question: ExamQuestion, letters: Sequence[str]) -> ScoredAnswe
     answer_text = ",".join(letters)
     if question.is_numeric:
         return _score_numeric(question, answer_text)
-    labels = [question.letter(i) for i in range(len(question.choices))]
-    parsed = _unique([x for x in (normalize(raw).strip().lower() for raw in letters) if x in labels])
+    labels = question.labels()
+    parsed = _unique([x for x in (_as_written_label(raw) for raw in letters) if x in labels])
     status, reason = _judge_letters(question, parsed)
     exact = any(set(parsed) == gold for gold in question.gold_sets())
     return ScoredAnswer(
-        status, parsed, answer_text, exact_match=exact, gestalt_score=1.0 if exact else 0.0, reason=reason
+        status, parsed, answer_text, exact_match=exact, gestalt_score=1.0 if exact else 0.0, reason=reason,
+        strict_status=status, strict_parsed=parsed, strict_reason=reason,
     )
+
+
+def _as_written_label(raw: str) -> str:
+    """A label as given ("Ｅ", " e ", "⑤", "07"), in the form `choice_labels` uses ("e", "7")."""
+    label = normalize(raw).strip().lower()
+    return str(int(label)) if label.isdigit() else label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,8 +308,25 @@ def _grouped(pairs: Sequence[tuple[ExamQuestion, ScoredAnswer]], key: str, with_
     return {value: _tally(groups[value], with_points) for value in sorted(groups)}
 
 
+def _strict_tally(results: Sequence[ScoredAnswer]) -> dict:
+    """Counts and accuracy of the strict reading."""
+    n = len(results)
+    counts = {status: sum(r.strict_status is status for r in results) for status in Status}
+    return {
+        "n": n,
+        "correct": counts[Status.correct],
+        "invalid": counts[Status.invalid],
+        "wrong": counts[Status.wrong],
+        "accuracy": counts[Status.correct] / n if n else 0.0,
+    }
+
+
 def aggregate(questions: Sequence[ExamQuestion], results: Sequence[ScoredAnswer]) -> dict:
-    """JSON-ready totals over scored questions: accuracy, JMedLoRA metrics, points, breakdowns."""
+    """JSON-ready totals over scored questions: accuracy, JMedLoRA metrics, points, breakdowns.
+
+    `strict` holds the strict reading's counts, `strict_accuracy` its accuracy and
+    `paper_minus_strict` how much higher the paper's reading scores (negative when it is lower).
+    """
     if len(questions) != len(results):
         raise ValueError(f"{len(questions)} questions but {len(results)} results")
     pairs = list(zip(questions, results))
@@ -258,5 +343,11 @@ def aggregate(questions: Sequence[ExamQuestion], results: Sequence[ScoredAnswer]
         by_category=_grouped(pairs, "category", with_points=False),
         kinki_picked=sum(bool(set(r.parsed) & set(q.kinki)) for q, r in pairs),
         kinki_questions=sum(bool(q.kinki) for q in questions),
+    )
+    strict = _strict_tally(results)
+    summary.update(
+        strict=strict,
+        strict_accuracy=strict["accuracy"],
+        paper_minus_strict=summary["accuracy"] - strict["accuracy"],
     )
     return summary

@@ -1,12 +1,18 @@
-"""The evaluate task: questions -> prompts -> responses (or log-likelihoods) -> Algorithm 1 -> metrics.
+"""The evaluate task: questions -> prompts -> a backend's responses (or log-likelihoods) -> both readings -> metrics.
 
-Every finished batch is appended to `predictions.partial.jsonl`; rerunning the same evaluation in
+Each question may be asked several times (`eval.samples` sampled chains, `eval.shuffles` orders of
+its choices; see `medtune.evaluation.ensemble`) and its answer is then the vote. Questions the exam
+file cannot support (blank choice texts, no answer) are left out with their reason, listed in
+metrics.json under `excluded`.
+
+Every finished question is appended to `predictions.partial.jsonl`; rerunning the same evaluation in
 the same directory answers only the questions still missing. At the end `predictions.jsonl` and
 `metrics.json` are written atomically and the partial file is removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -15,12 +21,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from medtune.config.eval_schema import EvalMode, EvalRunConfig
+from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
 from medtune.config.job import JobContext
 from medtune.errors import ConfigError
-from medtune.evaluation.exam_loading import load_exam
-from medtune.data.templates import require_chat_template, stop_token_ids
-from medtune.evaluation.prompting import build_prompt, read_fewshot
+from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
+from medtune.evaluation.exam_loading import ExamSelection, exclusion_summary, select_exam
+from medtune.evaluation.prompting import exam_prompt, read_fewshot
 from medtune.evaluation.records import prediction_row, read_rows
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
@@ -48,12 +54,53 @@ def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
     return job.run_dir
 
 
+# Settings that change how answers travel, not what they are: a resumed evaluation may differ in them.
+TRANSPORT_KEYS = ("batch_size", "output_dir")
+ENDPOINT_TRANSPORT_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env")
+
+
 def fingerprint(cfg: EvalRunConfig) -> str:
     """What decides the answers: a resumed evaluation must have the same."""
     container = OmegaConf.to_container(OmegaConf.structured(cfg))
     decisive = {k: container[k] for k in ("run", "predictions", "model", "adapter", "prompt", "exam", "seed")}
-    decisive["eval"] = {k: v for k, v in container["eval"].items() if k not in ("batch_size", "output_dir")}
+    decisive["eval"] = {k: v for k, v in container["eval"].items() if k not in TRANSPORT_KEYS}
+    endpoint = decisive["eval"].get("endpoint") or {}
+    decisive["eval"]["endpoint"] = {k: v for k, v in endpoint.items() if k not in ENDPOINT_TRANSPORT_KEYS}
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_run_prompt(cfg: EvalRunConfig, job: JobContext) -> EvalRunConfig:
+    """With run=<dir> and no prompt on the command line, the run is asked in the prompt it was trained with."""
+    if not cfg.run or any(o.split("=")[0].lstrip("+~").split(".")[0] == "prompt" for o in job.overrides):
+        return cfg
+    from medtune.modeling.trained import load_run_config
+
+    trained = load_run_config(Path(cfg.run)).prompt
+    if trained.name != cfg.prompt.name:
+        console.print(f"run={cfg.run} was trained with prompt={trained.name}: evaluating with it "
+                      f"(add prompt=<name> to choose another)")
+    return dataclasses.replace(cfg, prompt=trained)
+
+
+def select_questions(cfg: EvalRunConfig) -> ExamSelection:
+    """The exam's questions; a replay of letter predictions needs no choice texts."""
+    selection = select_exam(cfg.exam, needs_choice_text=not cfg.predictions)
+    if selection.excluded:
+        console.print(f"[yellow]{len(selection.excluded)} question(s) left out of exam={cfg.exam.name}[/yellow] "
+                      "(listed in metrics.json under excluded):")
+        for item in selection.excluded[:10]:
+            console.print(f"  {item.qid} ({item.source}): {item.reason}")
+        if len(selection.excluded) > 10:
+            console.print(f"  ... and {len(selection.excluded) - 10} more")
+    if not selection.questions:
+        e = cfg.exam
+        raise ConfigError([
+            f"exam={e.name} selects no question with these filters (exam.text_only={e.text_only}, exam.min_answers="
+            f"{e.min_answers}, exam.max_answers={e.max_answers}, exam.require_choices={e.require_choices}, "
+            f"exam.blocks={list(e.blocks)}); relax exam.* filters, e.g. exam.require_choices=false to keep "
+            "numeric questions."
+        ])
+    return selection
 
 
 def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
@@ -64,17 +111,11 @@ def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
 
         return run_judge(cfg, job)
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
+    cfg = with_run_prompt(cfg, job)
     out = output_dir(cfg, job)
     out.mkdir(parents=True, exist_ok=True)
-    questions = load_exam(cfg.exam)
-    if not questions:
-        e = cfg.exam
-        raise ConfigError([
-            f"exam={e.name} selects no question with these filters (exam.text_only={e.text_only}, exam.min_answers="
-            f"{e.min_answers}, exam.max_answers={e.max_answers}, exam.require_choices={e.require_choices}, "
-            f"exam.blocks={list(e.blocks)}); relax exam.* filters, e.g. exam.require_choices=false to keep "
-            "numeric questions."
-        ])
+    selection = select_questions(cfg)
+    questions = selection.questions
     group = training_group(cfg)
     tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), "eval", group=group, run_dir=out)
     exit_code = 1
@@ -83,7 +124,7 @@ def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
             rows = score_predictions_file(cfg, questions)
         else:
             rows = answer_questions(cfg, questions, out)
-        metrics = finish(cfg, questions, rows, out, tracker)
+        metrics = finish(cfg, selection, rows, out, tracker)
         exit_code = 0
         return metrics
     finally:
@@ -116,83 +157,110 @@ def resume_rows(out: Path, key: str) -> dict[str, dict]:
     return {}
 
 
-def load_model(cfg: EvalRunConfig):
-    from medtune.modeling.load import (
-        load_base_model,
-        load_tokenizer,
-    )
-    from medtune.modeling.description import resolve_checkpoint
-
-    if cfg.run:
-        from medtune.modeling.trained import load_trained
-
-        model, tokenizer, _ = load_trained(Path(cfg.run), cfg.hardware)
-    else:
-        checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
-        tokenizer = load_tokenizer(checkpoint, cfg.model)
-        model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
-    tokenizer.padding_side = "left"
-    model.eval()
-    return model, tokenizer
-
-
 def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Path) -> list[dict]:
     import torch
 
-    from medtune.evaluation.generation import generate_responses
+    from medtune.evaluation.backends import open_backend
 
     done = resume_rows(out, fingerprint(cfg))
     todo = [q for q in questions if q.qid not in done]
     if not todo:
         return [done[q.qid] for q in questions]
     shots = read_fewshot(cfg.exam.fewshot_path, cfg.exam.language, cfg.exam.english)[: cfg.eval.num_shots]
-    with console.status("Loading model"):
-        model, tokenizer = load_model(cfg)
-    require_chat_template(cfg.prompt, tokenizer, cfg.run or cfg.model.name)
-    prompts = [build_prompt(cfg.prompt, q, shots, tokenizer) for q in todo]
+    asked = {q.qid: plan_variants(q, cfg.eval.shuffles, cfg.eval.samples, cfg.eval.ensemble_seed) for q in todo}
+    collector = AnswerCollector(cfg, todo, asked, out, done)
+    backend = open_backend(cfg)
     torch.manual_seed(cfg.seed)
     started = time.perf_counter()
-
-    def keep(indices: list[int], texts: list[str]) -> None:
-        rows = []
-        for index, text in zip(indices, texts):
-            question = todo[index]
-            scored = score_response(question, text, cfg.eval.similarity, cfg.eval.match_threshold)
-            rows.append(prediction_row(question, prompts[index], text, scored))
-        append_jsonl(out / PARTIAL, rows)
-        done.update((row["id"], row) for row in rows)
-
-    if cfg.eval.mode == EvalMode.generate:
-        max_positions = getattr(model.config, "max_position_embeddings", 4096)
-        generate_responses(model, tokenizer, prompts, cfg.eval, max_positions, keep, answer_marker=cfg.prompt.answer_marker,
-                           stop_ids=stop_token_ids(tokenizer, cfg.prompt))
-    else:
-        loglik_answers(cfg, model, tokenizer, todo, prompts, out, done)
-    console.print(f"{len(todo)} questions in {time.perf_counter() - started:.1f} s")
+    try:
+        if cfg.eval.mode == EvalMode.generate:
+            generate_answers(cfg, backend, collector, shots)
+        else:
+            loglik_answers(cfg, backend, collector, shots)
+    finally:
+        backend.close()
+    variants = sum(len(v) for v in asked.values())
+    console.print(f"{len(todo)} questions ({variants} prompts) in {time.perf_counter() - started:.1f} s "
+                  f"through {backend.name}")
     return [done[q.qid] for q in questions]
 
 
-def loglik_answers(cfg, model, tokenizer, todo, prompts, out: Path, done: dict) -> None:
+def question_row(question: ExamQuestion, votes: list[Vote], prompt_text: str) -> dict:
+    """The predictions.jsonl row of a question: its one answer, or the vote over its variants."""
+    if len(votes) == 1:
+        return {**prediction_row(question, prompt_text, votes[0].output, votes[0].scored), **votes[0].extra}
+    scored, record = combine(question, votes)
+    first = next((v for v in votes if v.parsed == scored.parsed), votes[0])
+    return {**prediction_row(question, prompt_text, first.output, scored), **record}
+
+
+class AnswerCollector:
+    """Gathers each question's variant answers as they arrive, in any order; a question whose
+    variants are all in is scored, voted and appended to the partial file at once, so an
+    interrupted evaluation keeps every finished question."""
+
+    def __init__(self, cfg: EvalRunConfig, todo: list[ExamQuestion], asked: dict[str, list[Variant]], out: Path,
+                 done: dict):
+        self.cfg, self.out, self.done, self.asked = cfg, out, done, asked
+        self.originals = {q.qid: q for q in todo}
+        self.slots = [(q.qid, index) for q in todo for index in range(len(asked[q.qid]))]
+        self.votes: dict[str, dict[int, Vote]] = {q.qid: {} for q in todo}
+        self.prompts: dict[str, str] = {}  # the first variant's prompt, as the backend sent it
+
+    def variants(self) -> list[Variant]:
+        return [self.asked[qid][index] for qid, index in self.slots]
+
+    def score(self, variant: Variant, text: str) -> ScoredAnswer:
+        e = self.cfg.eval
+        return score_response(variant.question, text, e.similarity, e.match_threshold, e.strict_threshold)
+
+    def keep(self, slots: list[int], texts: list[str]) -> None:
+        """`on_batch` of a backend: score generated texts."""
+        for slot, text in zip(slots, texts):
+            qid, index = self.slots[slot]
+            self.add(slot, Vote(self.asked[qid][index], text, self.score(self.asked[qid][index], text)))
+
+    def add(self, slot: int, vote: Vote) -> None:
+        qid, index = self.slots[slot]
+        self.votes[qid][index] = vote
+        if len(self.votes[qid]) < len(self.asked[qid]):
+            return
+        votes = [self.votes[qid][i] for i in range(len(self.asked[qid]))]
+        row = question_row(self.originals[qid], votes, self.prompts.get(qid, ""))
+        append_jsonl(self.out / PARTIAL, [row])
+        self.done[row["id"]] = row
+
+
+def generate_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shots) -> None:
+    prompts = [exam_prompt(cfg.prompt, variant.question, shots) for variant in collector.variants()]
+    for (qid, index), prompt in zip(collector.slots, prompts):
+        if index == 0:
+            collector.prompts[qid] = backend.render(prompt)
+    backend.generate(prompts, collector.keep)
+
+
+def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shots) -> None:
+    """The likeliest choice(s) of every variant, from one shared-prefix pass each; no generation."""
     from tqdm.auto import tqdm
 
-    from medtune.config.eval_schema import LoglikTarget
-    from medtune.evaluation.loglik import choice_logprobs, continuations, pick_choices
+    from medtune.evaluation.loglik import pick_choices, score_choices
 
-    normalise = cfg.eval.loglik_target == LoglikTarget.text
-    for question, prompt in tqdm(list(zip(todo, prompts)), desc="log-likelihood", unit="q"):
-        full_prompt = f"{prompt}{cfg.prompt.answer_marker}"
-        if question.is_numeric:
-            scored = ScoredAnswer(Status.invalid, (), "", reason="loglik mode needs a choice list")
-            text, scores = "", []
-        else:
-            scores = choice_logprobs(model, tokenizer, full_prompt, continuations(question, cfg.eval.loglik_target), normalise)
-            letters = pick_choices(question, scores)
-            scored = score_letters(question, letters)
-            text = ",".join(letters)
-        row = prediction_row(question, full_prompt, text, scored)
-        row["choice_logprobs"] = scores
-        append_jsonl(out / PARTIAL, [row])
-        done[row["id"]] = row
+    for slot, variant in enumerate(tqdm(collector.variants(), desc="log-likelihood", unit="prompt")):
+        qid = collector.slots[slot][0]
+        prompt = f"{backend.render(exam_prompt(cfg.prompt, variant.question, shots))}{cfg.prompt.answer_marker}"
+        collector.prompts.setdefault(qid, prompt)
+        if variant.question.is_numeric:
+            reason = "loglik mode needs a choice list"
+            scored = ScoredAnswer(Status.invalid, (), "", reason=reason, strict_status=Status.invalid,
+                                  strict_reason=reason)
+            collector.add(slot, Vote(variant, "", scored))
+            continue
+        scores = score_choices(backend.model, backend.tokenizer, prompt, variant.question, cfg.eval.loglik_target)
+        letters = pick_choices(variant.question, scores.deciding)
+        extra = {"choice_logprobs": scores.deciding}
+        if scores.letter is not None and scores.text is not None:
+            extra.update(choice_logprobs_letter=scores.letter, choice_logprobs_text=scores.text)
+        collector.add(slot, Vote(variant, ",".join(letters), score_letters(variant.question, letters), extra))
 
 
 def score_predictions_file(cfg: EvalRunConfig, questions: list[ExamQuestion]) -> list[dict]:
@@ -213,19 +281,41 @@ def score_predictions_file(cfg: EvalRunConfig, questions: list[ExamQuestion]) ->
     return rows
 
 
-def finish(cfg: EvalRunConfig, questions: list[ExamQuestion], rows: list[dict], out: Path, tracker) -> dict[str, Any]:
+def system_name(cfg: EvalRunConfig) -> str:
+    if cfg.run:
+        return Path(cfg.run).name
+    if cfg.eval.backend == EvalBackend.endpoint and not cfg.predictions:
+        return cfg.eval.endpoint.model
+    return cfg.model.name
+
+
+def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: Path, tracker) -> dict[str, Any]:
     from medtune.evaluation.records import scored_from_row
 
+    questions = selection.questions
     metrics = aggregate(questions, [scored_from_row(row) for row in rows])
+    replay = bool(cfg.predictions)
     metrics.update({
         "exam": cfg.exam.name,
         "prompt": cfg.prompt.name,
-        "mode": "predictions" if cfg.predictions else cfg.eval.mode.value,
-        "system": cfg.system_name or (Path(cfg.run).name if cfg.run else cfg.model.name),
+        "mode": "predictions" if replay else cfg.eval.mode.value,
+        "backend": None if replay or cfg.eval.mode == EvalMode.loglik else cfg.eval.backend.value,
+        "system": cfg.system_name or system_name(cfg),
         "num_shots": cfg.eval.num_shots,
         "similarity": cfg.eval.similarity.value,
+        "strict_threshold": cfg.eval.strict_threshold,
         "shuffled_choices": cfg.exam.shuffle_choices,
+        "excluded": exclusion_summary(selection.excluded),
     })
+    if not replay and (cfg.eval.samples > 1 or cfg.eval.shuffles > 1):
+        metrics["ensemble"] = ensemble_summary(rows, cfg.eval.samples, cfg.eval.shuffles)
+    if not replay and cfg.eval.mode == EvalMode.loglik:
+        from medtune.evaluation.loglik import letter_distribution
+
+        # Position bias is about the labels the model saw: with shuffles, each vote's shown pick.
+        picks = [(tuple(v["shown"]), len(q.choices)) for q, r in zip(questions, rows)
+                 for v in r.get("votes") or [{"shown": r["parsed"]}]]
+        metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
     write_text_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(out / "metrics.json", metrics)
     (out / PARTIAL).unlink(missing_ok=True)
@@ -234,6 +324,3 @@ def finish(cfg: EvalRunConfig, questions: list[ExamQuestion], rows: list[dict], 
     tracker.log_status_chart(metrics)
     print_exam_metrics(metrics, out)
     return metrics
-
-
-

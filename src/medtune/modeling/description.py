@@ -311,6 +311,8 @@ def describe_run_model(cfg: Any) -> list[str]:
 
     if getattr(cfg, "run", None) or getattr(cfg, "predictions", None):
         return []  # evaluate.py run=/predictions=: the model comes from the run, or there is none
+    if getattr(getattr(getattr(cfg, "eval", None), "backend", None), "value", "hf") == "endpoint":
+        return []  # evaluate.py eval.backend=endpoint: the server holds the model
     if getattr(getattr(cfg, "adapter", None), "kind", None) is not None and cfg.adapter.kind.value == "none" \
             and not hasattr(cfg, "predictions"):
         return []  # train.py adapter=none is refused by its own rule; nothing would load

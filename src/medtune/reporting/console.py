@@ -88,8 +88,10 @@ def print_exam_before_after(cfg: TrainRunConfig, summary: dict[str, Any]) -> Non
     table = Table(title=f"exam={cfg.exam.name} ({n} questions), prompt={cfg.prompt.name}: before and after training")
     for column in ("", "before", "after"):
         table.add_column(column, justify="right" if column else "left")
-    rows = (("accuracy", "exam/accuracy_before", "exam/accuracy_after"),
-            ("invalid answers", "exam/invalid_before", "exam/invalid_after"),
+    rows = (("accuracy (paper reading)", "exam/accuracy_before", "exam/accuracy_after"),
+            ("invalid answers (paper reading)", "exam/invalid_before", "exam/invalid_after"),
+            ("accuracy (strict reading)", "exam/strict_accuracy_before", "exam/strict_accuracy_after"),
+            ("invalid answers (strict reading)", "exam/strict_invalid_before", "exam/strict_invalid_after"),
             ("answer loss (gold answers)", "exam/answer_loss_before", "exam/answer_loss_after"),
             ("eval loss (held-out records)", "eval/loss_before", "eval/loss_after"))
     for label, before, after in rows:
@@ -99,17 +101,25 @@ def print_exam_before_after(cfg: TrainRunConfig, summary: dict[str, Any]) -> Non
 
 
 def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
-    """The paper's Table 2 columns for one evaluation, then blocks and the essential/general split."""
+    """The paper's Table 2 columns for one evaluation under both readings, then blocks, votes and
+    the questions left out."""
     title = f"{metrics.get('system', '')} on {metrics['exam']} ({metrics['mode']}, prompt {metrics['prompt']})"
     table = Table(title=title)
-    for column in ("n", "correct", "invalid", "wrong", "accuracy", "points", "exact match", "Gestalt"):
+    for column in ("reading", "n", "correct", "invalid", "wrong", "accuracy", "points", "exact match", "Gestalt"):
         table.add_column(column, justify="right")
     table.add_row(
-        _fmt(metrics["n"]), _fmt(metrics["correct"]), _fmt(metrics["invalid"]), _fmt(metrics["wrong"]),
-        f"{metrics['accuracy']:.3f}", f"{metrics['points']}/{metrics['points_total']}",
+        "paper (Algorithm 1)", _fmt(metrics["n"]), _fmt(metrics["correct"]), _fmt(metrics["invalid"]),
+        _fmt(metrics["wrong"]), f"{metrics['accuracy']:.3f}", f"{metrics['points']}/{metrics['points_total']}",
         f"{metrics['exact_match']:.3f}", f"{metrics['gestalt_score']:.3f}",
     )
+    strict = metrics.get("strict")
+    if strict:
+        table.add_row("strict", _fmt(strict["n"]), _fmt(strict["correct"]), _fmt(strict["invalid"]),
+                      _fmt(strict["wrong"]), f"{strict['accuracy']:.3f}", "", "", "")
     console.print(table)
+    if strict:
+        console.print(f"paper minus strict accuracy: {metrics['accuracy'] - strict['accuracy']:+.3f} "
+                      "(answers credited only by fuzzy matching of text that commits to no choice)")
     blocks = metrics.get("by_block") or {}
     if blocks:
         detail = Table(title="by block")
@@ -122,4 +132,21 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
     if metrics.get("kinki_questions"):
         console.print(f"contraindicated (kinki) choices picked: {metrics['kinki_picked']} "
                       f"of {metrics['kinki_questions']} questions that have one")
+    ensemble = metrics.get("ensemble")
+    if ensemble and ensemble.get("questions"):
+        console.print(f"votes: {ensemble['samples']} sample(s) x {ensemble['shuffles']} choice order(s) per question; "
+                      f"mean agreement {ensemble['mean_agreement']:.2f}, unanimous {ensemble['unanimous']} "
+                      f"of {ensemble['questions']}")
+        if "position_share" in ensemble:
+            shares = ", ".join(f"{k} {v:.2f}" for k, v in ensemble["position_share"].items())
+            console.print(f"shown positions picked: {shares}; same position under every order although the "
+                          f"choice there changed: {ensemble['same_position_questions']} question(s)")
+    letters = metrics.get("loglik_letters")
+    if letters:
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in letters.get("share", {}).items())
+        console.print(f"log-likelihood picks by letter: {shares}")
+    excluded = metrics.get("excluded") or {}
+    if excluded.get("n"):
+        console.print(f"[yellow]{excluded['n']} question(s) left out[/yellow]: "
+                      + ", ".join(f"{k} {v}" for k, v in excluded.get("by_reason", {}).items()))
     console.print(f"results: [bold]{out_dir}[/bold]  (predictions.jsonl, metrics.json)")

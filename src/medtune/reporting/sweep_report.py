@@ -22,8 +22,10 @@ DONE = "done"
 ROW_COLUMNS = (
     "cell", "label", "model", "tuning", "prompt", "correct", "invalid", "wrong", "n",
     "accuracy", "improvement", "reference", "improvement_text",
+    "strict_correct", "strict_invalid", "strict_wrong", "strict_accuracy",
 )
-MD_HEADER = ("Cell", "Model", "Tuning", "Prompt", "Correct", "Invalid", "Wrong", "Accuracy", "Improvement")
+MD_HEADER = ("Cell", "Model", "Tuning", "Prompt", "Correct", "Invalid", "Wrong", "Accuracy", "Improvement",
+             "Strict invalid", "Strict accuracy")
 
 
 @dataclass
@@ -66,7 +68,18 @@ def _counts(cell: CellOutcome) -> dict[str, Any]:
     # Prefer the evaluator's own accuracy: it already knows about voided questions and the like.
     accuracy = m.get("accuracy")
     accuracy = float(accuracy) if accuracy is not None else (correct / n if n else 0.0)
-    return {"correct": correct, "invalid": invalid, "wrong": wrong, "n": n, "accuracy": accuracy}
+    counts = {"correct": correct, "invalid": invalid, "wrong": wrong, "n": n, "accuracy": accuracy}
+    strict = m.get("strict") or {}  # the strict reading; absent from metrics written before it existed
+    for key in ("correct", "invalid", "wrong", "accuracy"):
+        counts[f"strict_{key}"] = strict.get(key)
+    return counts
+
+
+def _strict_text(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(f"strict_{key}")
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if key == "accuracy" else str(value)
 
 
 def _short_label(cell: CellOutcome) -> str:
@@ -108,10 +121,11 @@ def _md_cell(value: Any) -> str:
 
 
 def table2_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 5) + "|"]
+    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 7) + "|"]
     for row in rows:
         values = (row["label"], row["model"], row["tuning"], row["prompt"], row["correct"],
-                  row["invalid"], row["wrong"], f"{row['accuracy']:.3f}", row["improvement_text"])
+                  row["invalid"], row["wrong"], f"{row['accuracy']:.3f}", row["improvement_text"],
+                  _strict_text(row, "invalid"), _strict_text(row, "accuracy"))
         lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -147,7 +161,8 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
         table.add_column(column, justify="right" if column in MD_HEADER[4:] else "left")
     for row in rows:
         table.add_row(row["label"], row["model"], row["tuning"], row["prompt"], str(row["correct"]),
-                      str(row["invalid"]), str(row["wrong"]), f"{row['accuracy']:.3f}", row["improvement_text"])
+                      str(row["invalid"]), str(row["wrong"]), f"{row['accuracy']:.3f}", row["improvement_text"],
+                      _strict_text(row, "invalid"), _strict_text(row, "accuracy"))
     console.print(table)
 
 

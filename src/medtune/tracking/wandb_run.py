@@ -71,8 +71,15 @@ class Tracker:
         def table():
             import wandb
 
-            columns = ["id", "status", "parsed", "gold", "answer_text", "output", "reason", "block", "category"]
-            data = [[str(row.get(c, "")) for c in columns] for row in rows[:limit]]
+            columns = ["id", "status", "parsed", "strict_status", "strict_parsed", "gold", "answer_text", "output",
+                       "reason", "agreement", "block", "category"]
+
+            def cell(row: dict[str, Any], column: str) -> str:
+                if column.startswith("strict_"):  # the strict reading is nested: {"status", "parsed", "reason"}
+                    return str((row.get("strict") or {}).get(column.removeprefix("strict_"), ""))
+                return str(row.get(column, ""))
+
+            data = [[cell(row, c) for c in columns] for row in rows[:limit]]
             self.run.log({"exam/predictions": wandb.Table(columns=columns, data=data)})
 
         self._guard("table", table)
@@ -81,9 +88,13 @@ class Tracker:
         def chart():
             import wandb
 
-            table = wandb.Table(columns=["status", "questions"],
-                                data=[[k, metrics[k]] for k in ("correct", "invalid", "wrong")])
-            self.run.log({"exam/status_chart": wandb.plot.bar(table, "status", "questions", title="Exam answers")})
+            statuses = ("correct", "invalid", "wrong")
+            data = [[f"{k} (paper)", metrics[k]] for k in statuses]
+            strict = metrics.get("strict") or {}
+            data += [[f"{k} (strict)", strict[k]] for k in statuses if k in strict]
+            table = wandb.Table(columns=["status", "questions"], data=data)
+            self.run.log({"exam/status_chart": wandb.plot.bar(table, "status", "questions",
+                                                              title="Exam answers: paper and strict reading")})
 
         self._guard("chart", chart)
 

@@ -62,7 +62,9 @@ class ExamAccuracyCallback(TrainerCallback):
         if was_training:
             model.train()
         metrics = aggregate(self.questions, scored)
+        strict = metrics.get("strict") or {}
         row = {"step": step, **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")},
+               "strict_accuracy": strict.get("accuracy"), "strict_invalid": strict.get("invalid"),
                "answer_loss": self.answer_loss(model)}
         self.history.append(row)
         self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
