@@ -5,17 +5,12 @@ whose `generate(requests)` maps chat requests (system + user text) to response t
   adapter). Requests are rendered with a medtune prompt template when there is one (a trained run's
   own), else with the tokenizer's chat template, else as plain text; decoded in batches.
 - `EndpointGenerator`: an OpenAI-compatible `/chat/completions` server (OpenAI, vLLM, llama.cpp,
-  or `python -m medtune.llm.server`). Standard library HTTP only; retries with backoff on
-  connection errors, 429 and 5xx; the key comes from the environment variable `api_key_env` names.
+  or `python -m medtune.llm.server`), through `medtune.llm.http`: standard library HTTP, retries with
+  backoff on connection errors, 429 and 5xx; the key comes from the environment variable `api_key_env` names.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +18,16 @@ from typing import Optional, Sequence
 
 from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.errors import ConfigError, MedtuneError
+from medtune.llm.http import RequestFailed, RetryPolicy, post_json, read_api_key
 
 
 class EndpointError(MedtuneError):
     """An endpoint that cannot be reached or answers with an error, after every retry."""
+
+
+def chat_content(answer: dict) -> str:
+    """The text of a `/chat/completions` answer (a reasoning model's missing content reads as "")."""
+    return answer["choices"][0]["message"]["content"] or ""
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,7 @@ class EndpointGenerator:
         self.cfg = cfg
         self.url = cfg.url.rstrip("/") + "/chat/completions"
         self.name = f"{cfg.endpoint_model}@{cfg.url}"
-        self.key = None
-        if cfg.api_key_env:
-            self.key = os.environ.get(cfg.api_key_env)
-            if not self.key:
-                raise ConfigError([f"{key}.api_key_env={cfg.api_key_env}: that environment variable is "
-                                   f"not set; export {cfg.api_key_env}=<key> (keys never go in configs)."])
+        self.key = read_api_key(cfg.api_key_env, f"{key}.api_key_env")
 
     def body(self, request: ChatRequest) -> dict:
         system = request.system if request.system is not None else self.cfg.system_prompt
@@ -119,33 +115,16 @@ class EndpointGenerator:
         return body
 
     def ask(self, request: ChatRequest) -> str:
-        data = json.dumps(self.body(request)).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        problem = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                time.sleep(min(2.0 ** attempt * 0.5, 30.0))
-            try:
-                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as response:
-                    answer = json.loads(response.read().decode("utf-8"))
-                return answer["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as error:
-                detail = error.read().decode("utf-8", "replace")[:300]
-                problem = f"HTTP {error.code}: {detail}"
-                if error.code != 429 and error.code < 500:
-                    break  # a bad request or a bad key: retrying will not help
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                problem = f"{error.__class__.__name__}: {getattr(error, 'reason', error)}"
-            except (KeyError, IndexError, ValueError) as error:
-                problem = f"an answer that is not a chat completion ({error.__class__.__name__}: {error})"
-                break
-        raise EndpointError(
-            f"{self.key_name}.url={self.cfg.url}: {problem} (after {attempt + 1} attempt(s)); check that the server "
-            f"is running and the URL ends with its API root (often /v1), and the key in {self.key_name}.api_key_env."
-        )
+        retry = RetryPolicy(max_retries=self.cfg.max_retries, backoff_s=1.0, max_backoff_s=30.0)
+        try:
+            return post_json(self.url, self.body(request), chat_content, key=self.key, timeout_s=self.cfg.timeout_s,
+                             retry=retry, what="a chat completion")
+        except RequestFailed as failed:
+            raise EndpointError(
+                f"{self.key_name}.url={self.cfg.url}: {failed.problem} (after {failed.attempts} attempt(s)); check that "
+                f"the server is running and the URL ends with its API root (often /v1), and the key in "
+                f"{self.key_name}.api_key_env."
+            ) from None
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
         from tqdm.auto import tqdm

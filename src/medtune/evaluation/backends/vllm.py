@@ -1,0 +1,175 @@
+"""The `vllm` backend: vLLM's offline `LLM.generate` in this process, on a GPU machine where it is installed.
+
+It loads the checkpoint the `hf` backend would (run=<dir>: the run's base with its LoRA adapter as
+a LoRARequest, or its full model), renders prompts with the same tokenizer (chat prompts through
+its chat template), sends token ids (so no second BOS is added), stops at the same strings and
+end-of-turn tokens, and cuts every text as the `hf` backend's generation and `finish_response` would
+(vLLM does not stop at the answer line, so the text is cut at the first complete one).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from medtune.config.eval_schema import EvalConfig, EvalRunConfig
+from medtune.config.schema import ModelConfig, PromptConfig
+from medtune.errors import ConfigError
+from medtune.evaluation.prompting import ExamPrompt
+
+CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch keeps what is done
+
+
+def unavailable_reasons() -> list[str]:
+    """Why vLLM cannot run here ([] when it can): not installed, not importable, no CUDA GPU."""
+    reasons = []
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            reasons.append("no CUDA GPU is visible here")
+    except ImportError:
+        reasons.append("torch is not installed")
+    if importlib.util.find_spec("vllm") is None:
+        reasons.append("vLLM is not installed here")
+    elif not reasons:
+        try:
+            import vllm  # noqa: F401
+        except Exception as error:  # a broken install raises anything from ImportError to a CUDA error
+            reasons.append(f"`import vllm` failed: {error.__class__.__name__}: {str(error).splitlines()[0][:200]}")
+    return reasons
+
+
+def require_vllm() -> None:
+    reasons = unavailable_reasons()
+    if reasons:
+        raise ConfigError([
+            f"eval.backend=vllm needs vLLM on a GPU machine ({'; '.join(reasons)}); install it there with "
+            "`pip install vllm`, or use eval.backend=hf, or serve the model with vLLM and use eval.backend=endpoint."
+        ])
+
+
+@dataclass(frozen=True)
+class VllmModel:
+    """What vLLM loads: the checkpoint, the tokenizer folder, the dtype, and a run's adapter (if any)."""
+
+    checkpoint: str
+    tokenizer: str
+    model: ModelConfig  # the model.* options (dtype, revision, trust_remote_code) it was described by
+    adapter: Optional[str] = None
+    adapter_rank: int = 8
+
+
+def vllm_model(cfg: EvalRunConfig) -> VllmModel:
+    """The checkpoint the `hf` backend would load for `cfg`, as vLLM's arguments."""
+    from medtune.config.schema import AdapterKind
+    from medtune.modeling.description import resolve_checkpoint
+
+    if not cfg.run:
+        checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
+        return VllmModel(checkpoint, checkpoint, cfg.model)
+    from medtune.modeling.trained import RUN_INFO_FILE, base_checkpoint, load_run_config
+
+    run = Path(cfg.run)
+    run_cfg = load_run_config(run)
+    if run_cfg.adapter.kind == AdapterKind.full:
+        return VllmModel(str(run / "model"), str(run / "model"), run_cfg.model)
+    info = json.loads((run / RUN_INFO_FILE).read_text())
+    return VllmModel(base_checkpoint(run_cfg, info), str(run / "adapter"), run_cfg.model,
+                     adapter=str(run / "adapter"), adapter_rank=run_cfg.adapter.r)
+
+
+def sampling_params(settings: EvalConfig, stop_ids: list[int]) -> dict[str, Any]:
+    """vLLM SamplingParams arguments for eval.* decoding (greedy = temperature 0)."""
+    from medtune.evaluation.generation import STOP_STRINGS
+
+    params: dict[str, Any] = {
+        "n": 1,
+        "max_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature if settings.do_sample else 0.0,
+        "stop": list(STOP_STRINGS),
+        "stop_token_ids": list(stop_ids),
+        "skip_special_tokens": True,
+    }
+    if settings.do_sample and settings.top_p is not None:
+        params["top_p"] = settings.top_p
+    if settings.do_sample and settings.top_k is not None:
+        params["top_k"] = settings.top_k
+    if settings.repetition_penalty != 1.0:
+        params["repetition_penalty"] = settings.repetition_penalty
+    return params
+
+
+def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
+    """Token ids as the `hf` backend encodes them; an overlong prompt keeps its BOS and its end."""
+    from medtune.data.templates import encode_prompt
+
+    ids = encode_prompt(tokenizer, text)
+    if len(ids) <= max_prompt_tokens:
+        return ids
+    head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
+    return head + ids[len(ids) - (max_prompt_tokens - len(head)):]
+
+
+class VllmBackend:
+    def __init__(self, llm, tokenizer, settings: EvalConfig, prompt: PromptConfig, lora_request=None,
+                 max_positions: int = 4096):
+        from vllm import SamplingParams
+
+        from medtune.data.templates import stop_token_ids
+
+        self.llm, self.tokenizer, self.settings, self.prompt = llm, tokenizer, settings, prompt
+        self.lora_request, self.max_positions = lora_request, max_positions
+        self.sampling = SamplingParams(**sampling_params(settings, stop_token_ids(tokenizer, prompt)))
+        self.name = "vllm" if lora_request is None else f"vllm+lora:{lora_request.lora_path}"
+
+    @classmethod
+    def open(cls, cfg: EvalRunConfig, settings: EvalConfig) -> VllmBackend:
+        """vLLM with the model `cfg` names; a ConfigError when vLLM or a GPU is missing."""
+        require_vllm()
+        from transformers import AutoConfig
+        from vllm import LLM
+
+        from medtune.data.templates import require_chat_template
+        from medtune.modeling.load import load_tokenizer
+        from medtune.reporting.console import console
+
+        target = vllm_model(cfg)
+        tokenizer = load_tokenizer(target.tokenizer, target.model)
+        require_chat_template(cfg.prompt, tokenizer, cfg.run or cfg.model.name)
+        arguments: dict[str, Any] = {"model": target.checkpoint, "tokenizer": target.tokenizer, "seed": cfg.seed,
+                                     "dtype": target.model.dtype.value, "revision": target.model.revision,
+                                     "trust_remote_code": target.model.trust_remote_code}
+        lora_request = None
+        if target.adapter:
+            from vllm.lora.request import LoRARequest
+
+            arguments.update(enable_lora=True, max_lora_rank=max(8, target.adapter_rank))
+            lora_request = LoRARequest("run", 1, target.adapter)
+        with console.status("Loading model into vLLM"):
+            llm = LLM(**arguments)
+        model_config = AutoConfig.from_pretrained(target.checkpoint, revision=target.model.revision,
+                                                  trust_remote_code=target.model.trust_remote_code)
+        positions = getattr(model_config, "max_position_embeddings", 4096)
+        return cls(llm, tokenizer, settings, cfg.prompt, lora_request, positions)
+
+    def render(self, prompt: ExamPrompt) -> str:
+        return prompt.render(self.tokenizer)
+
+    def generate(self, prompts: Sequence[ExamPrompt], on_batch, progress: bool = True) -> None:
+        from medtune.evaluation.backends.endpoint import server_response
+
+        max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
+        for start in range(0, len(prompts), CHUNK):
+            indices = list(range(start, min(start + CHUNK, len(prompts))))
+            inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, self.render(prompts[i]), max_prompt_tokens)}
+                      for i in indices]
+            outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress, lora_request=self.lora_request)
+            texts = [server_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
+            on_batch(indices, texts)
+
+    def close(self) -> None:
+        self.llm = None
