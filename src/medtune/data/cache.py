@@ -23,7 +23,7 @@ from medtune.distributed import local_rank
 from medtune.errors import DataError
 from medtune.io import write_json_atomic
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: one answer normaliser (sorted multi-answer targets, folded full-width digits)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json")
 
 

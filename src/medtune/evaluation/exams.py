@@ -23,16 +23,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from medtune.data.readers import bundled_sample_dir, iter_json_objects
+from medtune.data.answers import AnswerProblem, AnswerSets, check_labels, is_number, label_span, read_answer_key
+from medtune.data.readers import bundled_sample_dir, describe_value, iter_json_objects
 from medtune.errors import DataError
-from medtune.evaluation.types import LETTERS, ExamQuestion, choice_labels
+from medtune.evaluation.types import ExamQuestion, choice_labels
 
 ESSENTIAL_BLOCKS = frozenset({"B", "E"})  # IgakuQA's "hisshu" blocks
 SIDE_SUFFIXES = ("_metadata", "_translate")
 EXAM_FILE = re.compile(r"^(?P<exam>\d+)-(?P<block>[A-Za-z])$")
 SAMPLE_EXAM_FILES = ("exam_ja.jsonl", "exam_en.jsonl")
 OVERRIDE_KEYS = frozenset({"problem_id", "accept", "void", "note"})
-AnswerSets = tuple[tuple[str, ...], ...]
 
 # Why a question is left out: the kind (`ExcludedQuestion.kind`, counted in summaries) and what it means.
 REASON_KINDS = {
@@ -41,11 +41,13 @@ REASON_KINDS = {
     "missing_answer": "the record has no answer field",
     "empty_question": "the question text is blank or null (a figure-only question?)",
     "bad_question": "the question text is not text (a number, list or object)",
-    "bad_choices": "the choices are not a list of texts",
+    "bad_id": "the id is null, empty or not text (a list, object or true/false)",
+    "bad_choices": "the choices are not a list of texts (null, or a choice that is a list, object or true/false)",
     "blank_choices": "some or all choice texts are blank (printed in a figure?); only where choice text is needed",
     "empty_answer": "the answer is empty",
     "answer_outside_choices": "an answer letter beyond the question's choices",
     "unparsable_answer": "an answer that is not choice letters (or, with no choices, not a number)",
+    "bad_explanation": "an explanation that is not text",
     "bad_points": "points that are not a whole number",
     "bad_text_only": "a text_only flag that is not true or false",
     "no_translation": "english=True and the _translate file has no record for the question",
@@ -306,10 +308,10 @@ def blank_choices(q: ExamQuestion) -> QuestionProblem | None:
     if not blank:
         return None
     if len(blank) == len(q.choices):
-        some = f"texts {_span(len(blank))} are" if len(blank) > 1 else "text a is"
+        some = f"texts {label_span(len(blank))} are" if len(blank) > 1 else "text a is"
         return QuestionProblem("blank_choices", f"choice {some} blank (printed in a figure?)")
     some = f"texts {', '.join(blank)} are" if len(blank) > 1 else f"text {blank[0]} is"
-    return QuestionProblem("blank_choices", f"choice {some} blank (of {_span(len(q.choices))})")
+    return QuestionProblem("blank_choices", f"choice {some} blank (of {label_span(len(q.choices))})")
 
 
 def read_record(item: dict[str, Any], where: str, fields: FieldMapping, block: str = "") -> ReadRecord:
@@ -330,32 +332,51 @@ def _unreadable(
 
 
 def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQuestion:
-    """One record as an `ExamQuestion`, its answers normalised and checked against its choices.
+    """One record as an `ExamQuestion`, its answers read by `read_answer_key` and checked against its choices.
 
-    Choice texts may be blank (`blank_choices` says so); any other problem raises `QuestionProblem`.
+    Choice texts may be blank (`blank_choices` says so); any other problem, a null field included,
+    raises `QuestionProblem`.
     """
     for key in ("question", "choices", "answer"):
         if getattr(fields, key) not in item:
             raise QuestionProblem(f"missing_{key}", f"missing field {getattr(fields, key)!r} (the {key}); the record "
                                   f"has {sorted(item)}; map it with exam.fields.{key}", where)
     try:
+        _check_id(item, fields.id)
         question = _question_text(item[fields.question], fields.question)
         choices = _choices(item[fields.choices], fields.choices)
         sets = _answer_sets(item[fields.answer], len(choices), fields.answer)
         text_only = item.get(fields.text_only, True)
         if not isinstance(text_only, bool):
-            raise QuestionProblem("bad_text_only", f"{fields.text_only!r} is {text_only!r}, expected true or false")
+            raise QuestionProblem("bad_text_only", f"{fields.text_only!r} is {describe_value(text_only)}, expected "
+                                  "true or false")
         points = _points(item.get(fields.points, 1), fields.points)
+        explanation = _explanation(item.get(fields.explanation), fields.explanation)
     except QuestionProblem as problem:
         raise QuestionProblem(problem.kind, problem.reason, where) from None
     return ExamQuestion(
         qid=_record_id(item, where, fields), question=question, choices=choices, answers=sets[0], accepted=sets[1:],
-        points=points, text_only=text_only, explanation=str(item.get(fields.explanation) or ""), source=where,
+        points=points, text_only=text_only, explanation=explanation, source=where,
     )
 
 
 def _record_id(item: dict[str, Any], where: str, fields: FieldMapping) -> str:
-    return str(item[fields.id]) if fields.id in item else _line_id(where)
+    """The record's id, or `<file stem>:<line>` where it has none (or one `_check_id` refuses)."""
+    value = item.get(fields.id)
+    return str(value).strip() if _usable_id(value) else _line_id(where)
+
+
+def _usable_id(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool) and bool(str(value).strip())
+
+
+def _check_id(item: dict[str, Any], key: str) -> None:
+    """An id, where the record gives one, is text or a number; null, "" and others leave the question out."""
+    if key in item and not _usable_id(item[key]):
+        value = item[key]
+        shown = "empty" if isinstance(value, str) else describe_value(value)
+        raise QuestionProblem("bad_id", f"the id ({key!r}) is {shown}; give the question an id such as \"Q12\", "
+                              f"or leave {key!r} out to use the line number")
 
 
 def _line_id(where: str) -> str:
@@ -365,54 +386,37 @@ def _line_id(where: str) -> str:
 
 def _question_text(value: Any, key: str) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise QuestionProblem("empty_question", f"the question text ({key!r}) is empty (a figure-only question?)")
+        null = " (null)" if value is None else ""
+        raise QuestionProblem("empty_question", f"the question text ({key!r}) is empty{null} (a figure-only question?)")
     if not isinstance(value, str):
         raise QuestionProblem("bad_question", f"the question text ({key!r}) is a {type(value).__name__}, not text")
     return value.strip()
 
 
 def _choices(value: Any, key: str) -> tuple[str, ...]:
-    """The choice texts; null becomes "" (blank, like a choice printed in a figure)."""
-    if not isinstance(value, list) or any(isinstance(c, (list, dict)) for c in value):
-        raise QuestionProblem("bad_choices", f"{key!r} is a {type(value).__name__}, expected a list of strings "
-                              "([] for numeric)")
+    """The choice texts; a null choice becomes "" (blank, like a choice printed in a figure), a number its text."""
+    if not isinstance(value, list) or any(isinstance(c, (bool, list, dict)) for c in value):
+        shown = "null" if value is None else f"a {type(value).__name__}"
+        raise QuestionProblem("bad_choices", f"{key!r} is {shown}, expected a list of strings ([] for numeric)")
     return tuple("" if c is None else str(c) for c in value)
 
 
 def _answer_sets(value: Any, n_choices: int, key: str) -> AnswerSets:
-    """The printed key as answer sets: the first is the key, the rest alternatives written "a or d"."""
-    values = value if isinstance(value, list) else [value]
-    raw = [unicodedata.normalize("NFKC", str(v)).strip() for v in values if v is not None]
-    raw = [v for v in raw if v and v != ","]
-    if not raw:
-        raise QuestionProblem("empty_answer", f"the answer ({key!r}) is empty")
-    if n_choices == 0:
-        return (_numbers(raw, key),)
-    sets = []
-    for alternative in re.split(r"\s+or(?:\s+|$)", ",".join(raw), flags=re.IGNORECASE):
-        letters = _letters(alternative)
-        problem = _letter_problem(letters, n_choices, "answer", f" ({key!r})")
-        if problem:
-            raise problem
-        sets.append(tuple(sorted(set(letters))))
-    return tuple(sets)
-
-
-def _letters(text: str) -> tuple[str, ...]:
-    """ "a,c" / "A C" / "ac" -> ("a", "c"); anything but ASCII letters stays a token (and fails the check)."""
-    tokens = [t.lower() for t in re.split(r"[,、/\s]+", text) if t]
-    return tuple(ch for t in tokens for ch in (t if t.isalpha() and t.isascii() else [t]))
+    """The key as answer sets (`read_answer_key`): the first is the key, the rest alternatives written "a or d"."""
+    try:
+        return read_answer_key(value, n_choices)
+    except AnswerProblem as problem:
+        null = " (null)" if value is None else ""
+        raise QuestionProblem(problem.kind, problem.reason(f" ({key!r})") + null) from None
 
 
 def _letter_problem(letters: Sequence[str], n_choices: int, what: str, note: str = "") -> QuestionProblem | None:
     """Why `letters` (the `what`, e.g. answer) are not choices of a question of `n_choices`; None when they are."""
-    valid = choice_labels(n_choices)
-    for letter in letters:
-        if letter not in valid:
-            kind = "answer_outside_choices" if letter in LETTERS or letter.isdigit() else "unparsable_answer"
-            return QuestionProblem(kind, f"{what} {letter!r}{note} is not one of the {n_choices} choice letters "
-                                   f"({_span(n_choices)})")
-    return None if letters else QuestionProblem("empty_answer", f"the {what}{note} is empty")
+    try:
+        check_labels(tuple(letters), n_choices)
+    except AnswerProblem as problem:
+        return QuestionProblem(problem.kind, problem.reason(note, what))
+    return None
 
 
 def _check_letters(letters: Sequence[str], n_choices: int, where: str) -> tuple[str, ...]:
@@ -423,30 +427,18 @@ def _check_letters(letters: Sequence[str], n_choices: int, where: str) -> tuple[
     return tuple(sorted(set(letters)))
 
 
-def _span(n_choices: int) -> str:
-    labels = choice_labels(n_choices)
-    return "none" if n_choices == 0 else labels[0] if n_choices == 1 else f"{labels[0]}-{labels[-1]}"
-
-
-def _numbers(values: list[str], key: str) -> tuple[str, ...]:
-    for value in values:
-        if not _is_number(value):
-            raise QuestionProblem("unparsable_answer", f"answer {value!r} ({key!r}) is not a number, and the "
-                                  "question has no choices")
-    return tuple(values)
-
-
 def _points(value: Any, key: str) -> int:
-    if not _is_number(value) or not float(value).is_integer():
-        raise QuestionProblem("bad_points", f"points ({key!r}) is {value!r}, expected a whole number such as 1 or 3")
+    if isinstance(value, bool) or not is_number(value) or not float(value).is_integer():
+        raise QuestionProblem("bad_points", f"points ({key!r}) is {describe_value(value)}, expected a whole number "
+                              "such as 1 or 3")
     return int(float(value))
 
 
-def _is_number(value: Any) -> bool:
-    try:
-        return float(value) == float(value)  # not NaN
-    except (TypeError, ValueError):
-        return False
+def _explanation(value: Any, key: str) -> str:
+    """The explanation: text, or "" where it is absent or null (it is optional)."""
+    if value is not None and not isinstance(value, str):
+        raise QuestionProblem("bad_explanation", f"the explanation ({key!r}) is {describe_value(value)}, not text")
+    return value or ""
 
 
 def select_igakuqa(

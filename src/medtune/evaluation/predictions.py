@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medtune.data.readers import iter_json_objects
+from medtune.data.readers import describe_value, iter_json_objects
 from medtune.errors import DataError
 from medtune.evaluation.scoring import score_letters
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
@@ -26,13 +26,33 @@ def prediction_files(path: Path, system: str | None) -> list[Path]:
 
 
 def read_predictions(path: Path, system: str | None = None) -> dict[str, str]:
+    """problem_id -> prediction of the file(s); "" is a prediction of nothing (scored invalid)."""
     predictions: dict[str, str] = {}
     for file in prediction_files(Path(path), system):
         for where, item in iter_json_objects(file):
             if "problem_id" not in item or "prediction" not in item:
-                raise DataError(f"{where}: a prediction needs 'problem_id' and 'prediction' (e.g. \"a,b\").")
-            predictions[str(item["problem_id"])] = str(item["prediction"])
+                raise DataError(f"{where}: a prediction needs 'problem_id' and 'prediction' (e.g. \"a,b\"); this "
+                                f"line has {sorted(item)}. Fix or delete it.")
+            predictions[_problem_id(item["problem_id"], where)] = _prediction(item["prediction"], where)
     return predictions
+
+
+def _problem_id(value: object, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        shown = "empty" if isinstance(value, str) else describe_value(value)
+        raise DataError(f"{where}: 'problem_id' is {shown}; give the id of the exam question, e.g. \"112A1\".")
+    return str(value).strip()
+
+
+def _prediction(value: object, where: str) -> str:
+    """The prediction as written: a string ("" where the system gave none), or a number for a numeric question."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    fix = 'write the letters as one string, e.g. "a,b"' if isinstance(value, list) else \
+        'write the answer as a string, e.g. "a,b" ("" where the system gave none)'
+    raise DataError(f"{where}: 'prediction' is {describe_value(value)}, not text; {fix}.")
 
 
 def score_prediction(question: ExamQuestion, prediction: str, strict: bool) -> ScoredAnswer:
