@@ -426,3 +426,32 @@ def test_evaluate_through_the_server_answers_as_in_process_and_resumes_after_an_
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming: {kept} questions already answered" in again.stdout + again.stderr
     assert predictions(out) == expected
+
+
+LIVE_SYSTEM_SWEEP = """
+name: live
+description: "one published-style system, evaluated live through an OpenAI-compatible endpoint"
+common_evaluate: [exam=sample, logger=none, prompt=medpalm2_cot, eval.max_new_tokens=8, exam.max_questions=4]
+cells: {{}}
+systems:
+  served:
+    label: "4 (A)"
+    model: tiny served
+    prompt: "A"
+    evaluate: [eval=endpoint, "eval.endpoint.url={url}", eval.endpoint.model=tiny, eval.endpoint.api=completions]
+"""
+
+
+def test_a_sweep_system_is_evaluated_live_through_an_endpoint(serve, tmp_path):
+    """The paper's GPT-4 row can be asked live: a sweep system with eval=endpoint (here the tiny model served)."""
+    url = serve()
+    conf = tmp_path / "conf" / "sweep"
+    conf.mkdir(parents=True)
+    (conf / "live.yaml").write_text(LIVE_SYSTEM_SWEEP.format(url=url))
+    args = ["sweep.py", "sweep=live", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"paths.output_root={tmp_path}",
+            "logger=none"]
+    result = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "sweeps" / "live" / "cells" / "served" / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 4 and metrics["backend"] == "endpoint" and metrics["system"] == "tiny"
+    assert "strict" in metrics

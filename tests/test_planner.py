@@ -87,7 +87,7 @@ def llama70b_qlora_counts(llama70b):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_llama2_70b_counts_are_exact_and_quick(llama70b, llama70b_qlora_counts):
+def test_llama2_70b_counts_are_exact_and_repeatable(llama70b, llama70b_qlora_counts):
     c = llama70b_qlora_counts
     arch = llama70b.architecture
     assert c.total == LLAMA2_70B_TOTAL == estimate_num_parameters(arch)
@@ -98,9 +98,9 @@ def test_llama2_70b_counts_are_exact_and_quick(llama70b, llama70b_qlora_counts):
     norms = (2 * arch.num_layers + 1) * arch.hidden_size
     assert c.linear_weights_quantizable == c.total - 2 * arch.vocab_size * arch.hidden_size - norms
     assert sum(n for _, n in c.quantizable_shapes) == 7 * arch.num_layers
-    again = count_parameters(arch, adapter_config("qlora"))  # imports done: the counting itself
+    # a second build counts the same (its time is measured by benchmarks/planner_time.py, not asserted here)
+    again = count_parameters(arch, adapter_config("qlora"))
     assert again == dataclasses.replace(c, seconds=again.seconds)
-    assert again.seconds < 10  # a 70B model on the meta device, PEFT included, in a few seconds
 
 
 def test_lora_default_targets_count(llama70b):
@@ -363,10 +363,10 @@ def test_70b_full_fine_tuning_in_bf16_does_not_fit_on_one_a100(llama70b):
     assert memory.optimizer_states == 4 * LLAMA2_70B_TOTAL  # torch AdamW keeps m and v in bf16 too
 
 
-def test_plan_of_a_training_config_takes_under_30_seconds():
+def test_plan_of_a_training_config_counts_and_renders():
     cfg = TrainRunConfig(model=model_config("swallow70b"), adapter=adapter_config("qlora"), hardware=a100(4, 3),
                          train=tokens(1, 512, 512), dry_run=True)
-    result = plan(cfg)  # its time is reported by dry_run and measured in benchmarks, not asserted here
+    result = plan(cfg)  # its time is reported by dry_run and measured by benchmarks/planner_time.py
     assert result.counts.total == estimate_num_parameters(cfg.model.architecture) == 69_159_755_776
     assert result.counts.trainable == LLAMA2_70B_QLORA_TRAINABLE  # the longer vocabulary has no LoRA
     assert result.memory.fits is True

@@ -26,13 +26,14 @@ pairs: [[tuned, base]]
 cells:
   base: {{label: base, model: tiny, tuning: none, prompt: A, evaluate: []}}
   tuned: {{label: tuned, model: tiny, tuning: lora, prompt: A, train: [adapter=lora], evaluate: [], reference: base}}
-  broken: {{label: broken, model: tiny, tuning: none, prompt: A, evaluate: [exam=jsonl]}}
+  broken: {{label: broken, model: tiny, tuning: none, prompt: A, evaluate: [exam=jsonl, exam.path={missing}]}}
 """
 
 
 def test_table2_dry_run_lists_the_twelve_cells_and_gpt4():
-    result = cli("sweep.py", "sweep=table2", "sweep.dry_run=true")
+    result = cli("sweep.py", "sweep=table2", "sweep.dry_run=true", 'sweep.common_train=["dataset.path=/data/usmle_jp.jsonl"]')
     assert result.returncode == 0, result.stderr
+    assert "every cell's train and evaluate overrides compose and pass the checks" in result.stdout
     assert "sweep table2: 12 cells + 1 published system(s)" in result.stdout
     for model in ("llama2_70b", "xwin70b", "swallow70b"):
         for tuning in ("none", "qlora"):
@@ -84,7 +85,7 @@ def records(sweep_dir: Path) -> dict[str, dict]:
 def test_a_killed_sweep_resumes_retries_failures_and_summarises(tmp_path, tiny_cache):
     conf = tmp_path / "conf" / "sweep"
     conf.mkdir(parents=True)
-    (conf / "mini.yaml").write_text(MINI_SWEEP.format(cache=tiny_cache))
+    (conf / "mini.yaml").write_text(MINI_SWEEP.format(cache=tiny_cache, missing=tmp_path / "no_exam.jsonl"))
     args = ["sweep.py", "sweep=mini", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"paths.output_root={tmp_path}"]
     sweep_dir = tmp_path / "sweeps" / "mini"
 
@@ -108,7 +109,7 @@ def test_a_killed_sweep_resumes_retries_failures_and_summarises(tmp_path, tiny_c
     after = records(sweep_dir)
     assert after["base"]["started"] == before["base"]["started"]  # not run again
     assert after["tuned"]["status"] == "done" and after["broken"]["status"] == "failed"
-    assert "exam.path is required by exam=jsonl" in after["broken"]["error"]
+    assert f"exam.path={tmp_path / 'no_exam.jsonl'} does not exist" in after["broken"]["error"]
     attempts = after["broken"]["attempts"]
 
     third = cli(*args)

@@ -41,6 +41,10 @@ class SweepConfig:
     dir: str = "${paths.output_root}/sweeps/${sweep.name}"
     common_train: List[str] = field(default_factory=list)
     common_evaluate: List[str] = field(default_factory=list)
+    # Added after the common lists, from the command line: the sweep file's own entries stay, e.g.
+    # 'sweep.extra_train=["dataset.path=/data/usmle_jp.jsonl"]'.
+    extra_train: List[str] = field(default_factory=list)
+    extra_evaluate: List[str] = field(default_factory=list)
     cells: Dict[str, CellConfig] = field(default_factory=dict)
     systems: Dict[str, CellConfig] = field(default_factory=dict)  # published systems scored from predictions files
     pairs: List[List[str]] = field(default_factory=list)  # cell pairs for Table 3 and McNemar's test
@@ -48,6 +52,16 @@ class SweepConfig:
     train_command: List[str] = field(default_factory=list)  # [] = this Python; e.g. [torchrun, --nproc_per_node=4]
     dry_run: bool = False
     search: SearchConfig = field(default_factory=SearchConfig)
+
+
+def every_train(sweep: SweepConfig) -> list[str]:
+    """The overrides every training of the sweep gets."""
+    return [*sweep.common_train, *sweep.extra_train]
+
+
+def every_evaluate(sweep: SweepConfig) -> list[str]:
+    """The overrides every evaluation of the sweep gets."""
+    return [*sweep.common_evaluate, *sweep.extra_evaluate]
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """The sweep task: list, launch, resume and report a grid of cells (or an Optuna search).
 
-`python sweep.py sweep=<name>` saves the sweep's config in its directory, launches the cells
-that are not done as a Hydra multirun of this same script (`cell=a,b,...` with the chosen
-launcher: sequential, joblib or SLURM), then builds the report from every cell record. A cell
-that fails is recorded and the others go on; running the same command again only runs what is
-not done.
+`python sweep.py sweep=<name>` first composes and checks every pending cell's train and evaluate
+overrides (`medtune.sweep.preflight`; `sweep.dry_run=true` shows the same check) and refuses,
+listing every problem, before any cell runs. It then saves the sweep's config in its directory,
+launches the cells that are not done as a Hydra multirun of this same script (`cell=a,b,...`
+with the chosen launcher: sequential, joblib or SLURM), and builds the report from every cell
+record. A cell that fails is recorded and the others go on; running the same command again only
+runs what is not done, and continues an interrupted training or evaluation where it stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medtune.config.job import JobContext
-from medtune.config.sweep_schema import CellConfig, SweepConfig, SweepRunConfig
+from medtune.config.sweep_schema import CellConfig, SweepConfig, SweepRunConfig, every_evaluate, every_train
 from medtune.errors import ConfigError
 from medtune.io import write_text_atomic
 from medtune.reporting.console import console
@@ -26,10 +28,13 @@ from medtune.sweep.cells import (
     all_cells,
     cell_dir,
     evaluate_command,
+    pending_cells,
     read_cell_record,
     run_cell,
-    train_key,
+    train_dir_of,
+    train_overrides,
 )
+from medtune.sweep.preflight import check_sweep_cells
 
 SWEEP_FILE = "sweep.yaml"
 
@@ -45,11 +50,14 @@ def sweep(cfg: SweepRunConfig, job: JobContext, scripts: Path) -> float | None:
     check_cells(cfg.sweep)
     if cfg.sweep.dry_run:
         print_cells(cfg.sweep, sweep_dir, scripts)
+        check_sweep_cells(cfg.sweep, pending_cells(cfg.sweep, sweep_dir), sweep_dir, group_of(cfg.sweep), scripts)
+        console.print("every cell's train and evaluate overrides compose and pass the checks.")
         return None
     if cfg.cell:
         return run_cell(cfg.sweep, cfg.cell, sweep_dir, group_of(cfg.sweep), scripts).get("accuracy")
     if cfg.trial:
         return run_trial(cfg, job, sweep_dir, scripts)
+    check_sweep_cells(cfg.sweep, pending_cells(cfg.sweep, sweep_dir), sweep_dir, group_of(cfg.sweep), scripts)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(sweep_dir / SWEEP_FILE, OmegaConf.to_yaml(OmegaConf.structured(cfg.sweep)))
     launch(cfg, job, sweep_dir, scripts)
@@ -82,7 +90,7 @@ def launch(cfg: SweepRunConfig, job: JobContext, sweep_dir: Path, scripts: Path)
         command = [*base, f"hydra.searchpath=[file://{searchpath}]", "hydra/sweeper=medtune_search"]
         console.print(f"sweep {cfg.sweep.name}: Optuna search, {search.n_trials} trials -> {sweep_dir}")
     else:
-        pending = [n for n in all_cells(cfg.sweep) if read_cell_record(sweep_dir, n)["status"] != "done"]
+        pending = pending_cells(cfg.sweep, sweep_dir)
         done = len(all_cells(cfg.sweep)) - len(pending)
         console.print(f"sweep {cfg.sweep.name}: {done} cells done, {len(pending)} to run -> {sweep_dir}")
         if not pending:
@@ -146,15 +154,15 @@ def print_cells(sweep: SweepConfig, sweep_dir: Path, scripts: Path) -> None:
         evaluates = " ".join(cell.evaluate)
         status = read_cell_record(sweep_dir, name)["status"]
         table.add_row(name, cell.label, trains, evaluates, cell.reference or "-", status)
-    console.print(f"every training adds: {' '.join(sweep.common_train) or '-'}", soft_wrap=True)
-    console.print(f"every evaluation adds: {' '.join(sweep.common_evaluate) or '-'}", soft_wrap=True)
+    console.print(f"every training adds: {' '.join(every_train(sweep)) or '-'}", soft_wrap=True)
+    console.print(f"every evaluation adds: {' '.join(every_evaluate(sweep)) or '-'}", soft_wrap=True)
     console.print(table)
     console.print("commands each cell would run:")
     for name, cell in all_cells(sweep).items():
-        run = sweep_dir / "train" / train_key(sweep, cell) if cell.train is not None else None
+        run = train_dir_of(sweep, cell, sweep_dir)
         if run is not None:
             launcher = list(sweep.train_command) or ["python"]
-            command = [*launcher, "train.py", *sweep.common_train, *cell.train, f"hydra.run.dir={run}"]
+            command = [*launcher, "train.py", *train_overrides(sweep, cell, run, group_of(sweep))]
             console.print(f"  {name}: {shlex.join(command)}", soft_wrap=True)
         command = evaluate_command(sweep, cell, cell_dir(sweep_dir, name) / "eval", group_of(sweep), scripts, run)
         console.print(f"  {name}: {shlex.join(['python', 'evaluate.py', *command[2:]])}", soft_wrap=True)
