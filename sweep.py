@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from medtune.config.store import register_configs
 from medtune.config.sweep_schema import SweepRunConfig
-from medtune.entry import run_task
+from medtune.entry import run_cli, run_task
 
 register_configs()
 SCRIPTS = Path(__file__).resolve().parent
@@ -27,4 +27,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, SweepRunConfig)  # Hydra's own errors (unknown keys, options, paths) as medtune messages

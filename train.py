@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from medtune.config.schema import TrainRunConfig
 from medtune.config.store import register_configs
-from medtune.entry import run_task
+from medtune.entry import run_cli, run_task
 
 register_configs()
 
@@ -23,4 +23,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, TrainRunConfig)  # Hydra's own errors (unknown keys, options, paths) as medtune messages

@@ -1,20 +1,34 @@
 """The entry layer shared by train.py / evaluate.py / sweep.py: Hydra job facts in, clean errors out.
 
-This and `config/store.py` are the only modules that import Hydra; everything below receives a
-typed config and a `JobContext`.
+This, `hydra_messages.py` and `config/store.py` are the only modules that import Hydra; everything
+below receives a typed config and a `JobContext`.
+
+    if __name__ == "__main__":
+        run_cli(main, TrainRunConfig)   # main: the script's @hydra.main function
+
+`run_cli` turns Hydra's own composition errors into medtune messages (exit 2) and, after a
+multirun, lists the jobs that failed (exit 1, or 2 when every failure was a medtune error);
+`run_task` runs one job: a MedtuneError becomes a message and exit 2, or in a multirun a record
+(failure.json and the summary) while the other jobs go on.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
 
 from medtune.config.job import JobContext
-from medtune.errors import PREEMPTED_EXIT_CODE, MedtuneError, Preempted
+from medtune.errors import PREEMPTED_EXIT_CODE, ConfigError, MedtuneError, Preempted
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+USER_FULL_ERROR = "MEDTUNE_USER_HYDRA_FULL_ERROR"  # what the user set, before run_cli set HYDRA_FULL_ERROR=1
+SUMMARY_SKIPPED_PREFIXES = ("paths.", "hydra.")  # overrides every job of a multirun shares
 
 
 def job_context(cfg: DictConfig) -> JobContext:
@@ -53,9 +67,88 @@ def write_failure_record(run_dir: Path, error: BaseException) -> Path:
     return path
 
 
+# --- a multirun's failed jobs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    num: int
+    overrides: tuple[str, ...]
+    error: str  # the error's class name
+    first_line: str
+    run_dir: Path
+    medtune_error: bool  # a MedtuneError (a problem of the input) rather than a bug
+
+
+@dataclass
+class MultirunJobs:
+    """The multirun jobs this process ran (Hydra's basic launcher runs them all in the launching process)."""
+
+    overrides: list[tuple[str, ...]] = field(default_factory=list)  # every job's, to tell the swept ones
+    sweep_dir: Path | None = None
+    failed: list[FailedJob] = field(default_factory=list)
+    cli_pid: int | None = None  # the process run_cli runs in: its jobs are the ones it can report
+
+    def reports_here(self) -> bool:
+        """Whether jobs run in run_cli's own process (the basic launcher), not in a joblib / SLURM worker."""
+        return self.cli_pid == os.getpid()
+
+    def started(self, job: JobContext) -> None:
+        self.overrides.append(job.overrides)
+        self.sweep_dir = job.sweep_dir
+
+    def record(self, job: JobContext, error: BaseException) -> None:
+        self.failed.append(FailedJob(job.job_num, job.overrides, type(error).__name__, headline(error), job.run_dir,
+                                     isinstance(error, MedtuneError)))
+
+    def swept(self, overrides: tuple[str, ...]) -> str:
+        """A job's own overrides: those not shared by every job of the multirun (all of them if none differ)."""
+        shared = set.intersection(*(set(o) for o in self.overrides)) if len(self.overrides) > 1 else set()
+        own = [o for o in overrides if o not in shared and not o.startswith(SUMMARY_SKIPPED_PREFIXES)]
+        return " ".join(own or [o for o in overrides if not o.startswith(SUMMARY_SKIPPED_PREFIXES)]) or "(none)"
+
+    def report(self, script: str) -> str:
+        rows = [(f"#{f.num}", self.swept(f.overrides), f"{f.error}: {f.first_line}") for f in self.failed]
+        width = max(len("overrides"), *(len(r[1]) for r in rows))
+        where = f" in {self.sweep_dir}" if self.sweep_dir else ""
+        lines = [f"{len(self.failed)} of {len(self.overrides)} jobs failed{where}; the others ran to the end:",
+                 f"  {'job':<5} {'overrides':<{width}}  error"]
+        lines += [f"  {num:<5} {shown:<{width}}  {error}" for num, shown, error in rows]
+        lines.append(f"Each failed job's dir holds failure.json with the whole error (e.g. {self.failed[0].run_dir}); "
+                     f"fix the input and rerun those jobs alone: python {script} <their overrides>.")
+        return "\n".join(lines)
+
+    def exit_code(self) -> int:
+        return 2 if all(f.medtune_error for f in self.failed) else 1
+
+
+MULTIRUN = MultirunJobs()
+
+
+def headline(error: BaseException, limit: int = 200) -> str:
+    """The first line a user should read: a ConfigError's first problem, else the message's first line."""
+    if isinstance(error, ConfigError) and error.problems:
+        more = f" (and {len(error.problems) - 1} more)" if len(error.problems) > 1 else ""
+        text = error.problems[0] + more
+    else:
+        text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- one job ----------------------------------------------------------------------------------------
+
+
 def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: type) -> Any:
-    """Validate `cfg` against `schema`, run `task`, and turn a MedtuneError into a message and exit 2."""
+    """Validate `cfg` against `schema`, run `task`, and turn a MedtuneError into a message and exit 2.
+
+    In a multirun a failed job (a MedtuneError or any other exception) is recorded in its failure.json
+    and, when the job runs in run_cli's own process (the basic launcher), in `MULTIRUN`: it returns
+    None so that Hydra goes on with the next job, and `run_cli` reports them all at the end. A job in
+    a launcher's worker process (joblib, SLURM) raises as before, for its launcher to see.
+    """
     job = job_context(cfg)
+    if job.is_multirun:
+        MULTIRUN.started(job)
     try:
         from medtune.config.validate import to_typed
 
@@ -68,12 +161,112 @@ def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: ty
             requeue(stop.signum, None)
         sys.exit(PREEMPTED_EXIT_CODE)
     except MedtuneError as error:
-        write_failure_record(job.run_dir, error)
-        print(f"\nmedtune: {error}\n", file=sys.stderr)
+        if not refused_for_its_own_dir(error, job):
+            write_failure_record(job.run_dir, error)
+        print(f"\nmedtune: {error}\n", file=sys.stderr, flush=True)
+        if job.is_multirun and MULTIRUN.reports_here():
+            MULTIRUN.record(job, error)
+            return None
         if job.is_multirun:
             raise
         sys.exit(2)
     except Exception as error:  # a bug or a library failure: keep the trace, and a record of it
         write_failure_record(job.run_dir, error)
+        if job.is_multirun and MULTIRUN.reports_here():
+            traceback.print_exception(error, file=sys.stderr)
+            MULTIRUN.record(job, error)
+            return None
         raise
 
+
+def refused_for_its_own_dir(error: MedtuneError, job: JobContext) -> bool:
+    """A run refused because another process holds its run dir must not write failure.json into it."""
+    from medtune.run_lock import OutputDirBusy
+
+    return isinstance(error, OutputDirBusy) and error.directory.resolve() == job.run_dir.resolve()
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+def user_wants_full_errors() -> bool:
+    """HYDRA_FULL_ERROR=1 as the user set it; run_cli sets it for itself, and child scripts inherit both."""
+    if USER_FULL_ERROR not in os.environ:
+        os.environ[USER_FULL_ERROR] = os.environ.get(FULL_ERROR, "")
+    return os.environ[USER_FULL_ERROR] == "1"
+
+
+def run_cli(main: Callable[[], Any], schema: type) -> None:
+    """Call an entry script's `@hydra.main` function, saying Hydra's own errors as medtune messages.
+
+    Hydra composes the config before the task runs and, for an unknown key or group option, prints
+    its own message and exits 1. With HYDRA_FULL_ERROR=1 it raises instead: the errors raised before
+    any job ran become a message naming the override, the problem and the fix, with exit 2. A user's
+    own HYDRA_FULL_ERROR=1 keeps Hydra's full stack traces.
+    """
+    argv = sys.argv[1:]
+    script = Path(sys.argv[0]).name
+    full_errors = user_wants_full_errors()
+    os.environ[FULL_ERROR] = "1"
+    MULTIRUN.cli_pid = os.getpid()
+    try:
+        main()
+    except BrokenPipeError:  # `train.py --help | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - every error leaves here as a message or a trimmed trace
+        if full_errors:
+            raise
+        if isinstance(error, MedtuneError):  # a job of a joblib / SLURM multirun, raised again by its launcher
+            print(f"\nmedtune: a job of this multirun stopped with a {type(error).__name__} (its message, and Hydra's "
+                  "'Error executing job with overrides', are above); the launcher ran the other jobs. Each "
+                  "failed job's dir holds failure.json with its error: fix the input and rerun those jobs.\n",
+                  file=sys.stderr)
+            sys.exit(2)
+        problem = None if raised_in_a_job(error) else before_the_job(error, argv, schema, script)
+        if problem is None:
+            print_trimmed_traceback(error)
+            sys.exit(1)
+        print(f"\nmedtune: {ConfigError([problem])}\n", file=sys.stderr)
+        sys.exit(2)
+    if MULTIRUN.failed:
+        print(f"\nmedtune: {MULTIRUN.report(script)}\n", file=sys.stderr)
+        sys.exit(MULTIRUN.exit_code())
+
+
+def before_the_job(error: Exception, argv: list[str], schema: type, script: str) -> str | None:
+    """The message for an error Hydra raised while composing the config or making the run dir."""
+    from hydra.errors import HydraException
+
+    from medtune.hydra_messages import composition_problem, run_dir_problem
+
+    problem = composition_problem(error, argv, schema, script)
+    if problem is None and isinstance(error, OSError) and error.filename and not isinstance(error, HydraException):
+        multirun = any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv)
+        problem = run_dir_problem(error, argv, multirun)
+    return problem
+
+
+def raised_in_a_job(error: BaseException) -> bool:
+    """Whether `error` is a job's own (it came out of `run_task`, here or in a launcher's worker and
+    raised again by Hydra's `JobReturn.return_value`), not Hydra's before any job."""
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code is run_task.__code__ or (code.co_name == "return_value" and code.co_filename.endswith(
+                os.path.join("hydra", "core", "utils.py"))):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def print_trimmed_traceback(error: BaseException) -> None:
+    """The trace from the job down, without Hydra's frames above it (what Hydra itself prints)."""
+    tb = error.__traceback__
+    start = tb
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "run_job":
+            start = tb.tb_next or tb
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, start, file=sys.stderr)
+    sys.stderr.write(f"\nSet the environment variable {FULL_ERROR}=1 for a complete stack trace.\n")

@@ -16,6 +16,11 @@ class ConfigError(MedtuneError):
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(f"The configuration has {len(self.problems)} {noun}:\n{lines}")
 
+    def __reduce__(self):  # rebuilt from its problems in another process (joblib, submitit)
+        if type(self).__init__ is ConfigError.__init__:
+            return (type(self), (self.problems,))
+        return super().__reduce__()  # a subclass with its own arguments defines its own
+
 
 class DataError(MedtuneError):
     """A data file that cannot be read as asked: the message names file:line."""

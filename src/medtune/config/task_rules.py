@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from medtune.config.schema import DatasetFormat, Task, TrainRunConfig
 
 
@@ -41,8 +43,9 @@ def check_task(cfg: TrainRunConfig) -> list[str]:
             problems.append(f"dataset.mixture.{name}.max_records={source.max_records} must be positive, or null.")
     if d.mixture and sum(s.weight for s in d.mixture.values()) <= 0:
         problems.append("dataset.mixture: every weight is 0, so nothing would train; give a source a weight > 0.")
-    if t.epochs is not None and t.epochs <= 0:
-        problems.append(f"train.epochs={t.epochs} must be positive, or null to train for train.max_steps.")
+    if t.epochs is not None and (not math.isfinite(t.epochs) or t.epochs <= 0):
+        problems.append(f"train.epochs={t.epochs} must be positive and finite, or null to train for "
+                        "train.max_steps.")
     if t.max_total_tokens is not None and t.max_total_tokens < 2:
         problems.append(f"train.max_total_tokens={t.max_total_tokens} must be at least 2, or null for no cap.")
     return problems

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import math
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -223,14 +225,60 @@ def check_data(cfg: TrainRunConfig) -> list[str]:
     return problems
 
 
+# Step counts. The 70B paper trains 3000 steps (Table 4, global batch 16: 48,000 examples), and the
+# published medical instruction-tuning runs we know stay below 10^5 steps. 10^7 steps is over 3,000
+# times the paper even at the smallest batch (one example a step: ten million examples, about 10^10
+# tokens at the default 512 + 512 token caps): a typo (`10**12`, an extra digit), never a plan; it
+# would also run for weeks before its first scheduled thing happened. Above the soft bound the run
+# is allowed, with a warning.
+MAX_STEPS_HARD = 10**7
+MAX_STEPS_SOFT = 10**5
+PAPER_STEPS = 3000
+SEED_BOUND = 2**32  # numpy's and torch's seeds are unsigned 32-bit: 0 .. 4294967295
+
+
+def warn(message: str) -> None:
+    """A problem that does not stop the run: printed once, before any model loads."""
+    print(f"medtune: warning: {message}", file=sys.stderr, flush=True)
+
+
+def check_seed(cfg: Any) -> list[str]:
+    """`seed` (train.py and evaluate.py) must be a valid numpy / torch seed."""
+    if 0 <= cfg.seed < SEED_BOUND:
+        return []
+    return [f"seed={cfg.seed} is outside [0, {SEED_BOUND}) (0 to 2^32 - 1 = {SEED_BOUND - 1}, the seeds numpy and "
+            f"torch accept): pick one in that range, e.g. seed=42."]
+
+
+def check_learning_rate(lr: float) -> list[str]:
+    if not math.isfinite(lr):
+        return [f"train.learning_rate={lr} is not a finite number, so the first step would make every weight "
+                f"nan or inf: set a positive finite rate, e.g. train.learning_rate=2e-4."]
+    if lr <= 0:
+        return [f"train.learning_rate={lr} must be positive, e.g. train.learning_rate=2e-4."]
+    return []
+
+
+def check_step_count(steps: int) -> list[str]:
+    if steps <= 0:
+        return [f"train.max_steps={steps} must be positive, e.g. train.max_steps=100."]
+    if steps > MAX_STEPS_HARD:
+        return [f"train.max_steps={steps} is more than {MAX_STEPS_HARD:,} steps, over {MAX_STEPS_HARD // PAPER_STEPS:,} "
+                f"times the paper's {PAPER_STEPS} and past any published fine-tuning run: a typo? Set the steps you "
+                f"mean, e.g. train.max_steps={PAPER_STEPS}, or train.epochs=3 to derive them from the data."]
+    if steps > MAX_STEPS_SOFT:
+        warn(f"train.max_steps={steps:,} is over {MAX_STEPS_SOFT:,} steps ({steps / PAPER_STEPS:,.0f} times the "
+             f"paper's {PAPER_STEPS}); the run goes on, but check that this is the number you meant.")
+    return []
+
+
 def check_schedule(cfg: TrainRunConfig) -> list[str]:
     t = cfg.train
-    problems = []
+    problems = check_step_count(t.max_steps) + check_learning_rate(t.learning_rate)
     world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes
-    if t.max_steps <= 0:
-        problems.append(f"train.max_steps={t.max_steps} must be positive, e.g. train.max_steps=100.")
-    if t.learning_rate <= 0:
-        problems.append(f"train.learning_rate={t.learning_rate} must be positive, e.g. train.learning_rate=2e-4.")
+    for key, example in (("weight_decay", 0.0), ("max_grad_norm", "1.0 (0 turns clipping off)")):
+        if not math.isfinite(getattr(t, key)):
+            problems.append(f"train.{key}={getattr(t, key)} is not a finite number: set one, e.g. train.{key}={example}.")
     if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
         problems.append("train.global_batch_size and train.micro_batch_size must be positive.")
     elif t.global_batch_size % (t.micro_batch_size * world):
@@ -243,7 +291,7 @@ def check_schedule(cfg: TrainRunConfig) -> list[str]:
             problems.append(f"train.{key}={getattr(t, key)} must be positive, e.g. train.{key}=512.")
     for key, example in (("warmup_steps", 0), ("weight_decay", 0.0), ("max_grad_norm", 1.0), ("eval_steps", 0),
                          ("save_steps", 0), ("pack_max_tokens", 0)):
-        if getattr(t, key) < 0:
+        if math.isfinite(getattr(t, key)) and getattr(t, key) < 0:  # non-finite ones are reported above
             problems.append(f"train.{key}={getattr(t, key)} must not be negative, e.g. train.{key}={example}.")
     if t.logging_steps <= 0:
         problems.append(f"train.logging_steps={t.logging_steps} must be positive, e.g. train.logging_steps=10.")
@@ -310,8 +358,8 @@ def rules_for(schema: type) -> list[Callable[[Any], list[str]]]:
 
         training = [check_adapter, check_hardware, check_model, check_data, check_prompt, check_schedule,
                     check_exam_eval, check_task]
-        return [lambda cfg: check_generate_qa(cfg) if cfg.task.value == "generate_qa"
+        return [check_seed, lambda cfg: check_generate_qa(cfg) if cfg.task.value == "generate_qa"
                 else [p for rule in training for p in rule(cfg)]]
     from medtune.config.eval_rules import EVAL_RULES
 
-    return EVAL_RULES if schema.__name__ == "EvalRunConfig" else []
+    return [check_seed, *EVAL_RULES] if schema.__name__ == "EvalRunConfig" else []

@@ -34,6 +34,7 @@ from medtune.io import append_jsonl, write_json_atomic, write_text_atomic
 from medtune.nested import flatten
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
+from medtune.run_lock import lock_output_dir
 
 PARTIAL = "predictions.partial.jsonl"
 STATE = "eval_state.json"
@@ -104,8 +105,6 @@ def select_questions(cfg: EvalRunConfig) -> ExamSelection:
 
 
 def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
-    from medtune.tracking.wandb_run import start_run
-
     if cfg.eval.mode == EvalMode.judge:  # no exam: two systems' answers scored by a judge model
         from medtune.judge.task import run_judge
 
@@ -113,6 +112,14 @@ def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     cfg = with_run_prompt(cfg, job)
     out = output_dir(cfg, job)
+    with lock_output_dir(out, setting="eval.output_dir", task="evaluation"):  # one evaluation per directory
+        return evaluate_into(cfg, job, out)
+
+
+def evaluate_into(cfg: EvalRunConfig, job: JobContext, out: Path) -> dict[str, Any]:
+    """Answer (or replay) and score the exam into `out`, which this process holds."""
+    from medtune.tracking.wandb_run import start_run
+
     out.mkdir(parents=True, exist_ok=True)
     selection = select_questions(cfg)
     questions = selection.questions
@@ -180,8 +187,8 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
     finally:
         backend.close()
     variants = sum(len(v) for v in asked.values())
-    console.print(f"{len(todo)} questions ({variants} prompts) in {time.perf_counter() - started:.1f} s "
-                  f"through {backend.name}")
+    console.print(f"{len(todo)} questions in {time.perf_counter() - started:.1f} s ({variants} prompts, "
+                  f"through {backend.name})")
     return [done[q.qid] for q in questions]
 
 
@@ -289,6 +296,22 @@ def system_name(cfg: EvalRunConfig) -> str:
     return cfg.model.name
 
 
+def check_state_unchanged(out: Path, key: str) -> None:
+    """Before the final write: eval_state.json must still name this evaluation's settings. Another
+    evaluation that wrote into `out` meanwhile (past the directory lock, e.g. from another machine)
+    would otherwise leave predictions.jsonl mixing two settings under one metrics.json."""
+    state_path = out / STATE
+    found = json.loads(state_path.read_text()).get("fingerprint") if state_path.is_file() else None
+    if found != key:
+        now = f"fingerprint {found}" if found else "no state file"
+        raise ConfigError([
+            f"{state_path} changed while this evaluation ran (it started with fingerprint {key}, the file now "
+            f"has {now}): another evaluation with different settings wrote into {out}, so its answers may be "
+            f"mixed with these and nothing was written. Evaluate into a directory of its own (eval.output_dir=...), "
+            f"or delete {out / PARTIAL} and {state_path} and run again."
+        ])
+
+
 def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: Path, tracker) -> dict[str, Any]:
     from medtune.evaluation.records import scored_from_row
 
@@ -316,6 +339,8 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
         picks = [(tuple(v["shown"]), len(q.choices)) for q, r in zip(questions, rows)
                  for v in r.get("votes") or [{"shown": r["parsed"]}]]
         metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
+    if not replay:
+        check_state_unchanged(out, fingerprint(cfg))
     write_text_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_json_atomic(out / "metrics.json", metrics)
     (out / PARTIAL).unlink(missing_ok=True)

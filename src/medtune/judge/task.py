@@ -26,6 +26,7 @@ from medtune.judge.questions import category_order, read_questions, select_quest
 from medtune.judge.report import csv_text, markdown, print_table, table_rows
 from medtune.judge.rules import check_judge
 from medtune.quiet import quiet_third_party
+from medtune.run_lock import lock_output_dir
 
 JUDGMENT_COLUMNS = ["id", "category", "order", "assistant_1", "assistant_2", "score_a", "score_b", "status",
                     "reason", "raw", "answer_1", "answer_2"]
@@ -51,13 +52,19 @@ def wandb_group(system: System) -> str | None:
 
 
 def run_judge(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
-    from medtune.tracking.wandb_run import start_run
-
     problems = check_judge(cfg)
     if problems:
         raise ConfigError(problems)
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     out = output_dir(cfg, job)
+    with lock_output_dir(out, setting="eval.output_dir", task="judge"):  # one judge run per directory
+        return judge_into(cfg, job, out)
+
+
+def judge_into(cfg: EvalRunConfig, job: JobContext, out: Path) -> dict[str, Any]:
+    """Collect both systems' answers, judge them and write the table into `out`, which this process holds."""
+    from medtune.tracking.wandb_run import start_run
+
     out.mkdir(parents=True, exist_ok=True)
     questions = select_questions(read_questions(cfg.judge.questions), cfg.judge.categories, cfg.judge.max_questions)
     a, b = make_systems(cfg)

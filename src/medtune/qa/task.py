@@ -42,6 +42,7 @@ from medtune.qa.prompt import load_template, render
 from medtune.qa.store import RunStore, chunk_hash, sha256
 from medtune.qa.validate import REASONS, Limits, rejection
 from medtune.reporting.console import console
+from medtune.run_lock import lock_output_dir
 
 UNPARSABLE_KEPT_CHARS = 2000  # a response with no readable pair is kept (this much) in its progress line
 
@@ -226,14 +227,15 @@ def generate_qa(cfg, job: JobContext) -> int | None:
     if cfg.dry_run:
         return dry_run(cfg, template, documents)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), job_type="generate_qa")
-    exit_code = 1
-    try:
-        written = _generate(cfg, job, tracker, template, documents)
-        exit_code = 0
-        return written
-    finally:
-        tracker.finish(exit_code=exit_code)
+    with lock_output_dir(job.run_dir, setting="hydra.run.dir", task="QA generation"):  # one generator per run dir
+        tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), job_type="generate_qa")
+        exit_code = 1
+        try:
+            written = _generate(cfg, job, tracker, template, documents)
+            exit_code = 0
+            return written
+        finally:
+            tracker.finish(exit_code=exit_code)
 
 
 def dry_run(cfg, template: str, documents) -> None:
