@@ -374,10 +374,11 @@ def test_the_tiny_model_served_over_http_writes_noise_that_is_counted_not_crashe
     assert summary["requests"] == 2 and summary["chunks_done"] == 2 and summary["chunks"] == 2
     assert summary["chunks_in_documents"] > 2  # qa.max_chunks cut the run short
     assert summary["pairs_parsed"] == summary["written"] + summary["dropped_total"] + summary["duplicates_exact"] + summary["duplicates_near"]
-    assert 0 <= summary["responses_unparsable"] <= 2  # greedy noise; whatever it holds is counted
     assert (run_dir / "qa_pairs.jsonl").is_file()
     progress = [json.loads(line) for line in (run_dir / "qa_progress.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert all(isinstance(row["response"], str) for row in progress if row["unparsable"])  # kept to look at
+    # Greedy noise: whatever the responses hold, every unparsable one is counted and kept to look at.
+    assert summary["responses_unparsable"] == sum(bool(row["unparsable"]) for row in progress)
+    assert all(isinstance(row["response"], str) for row in progress if row["unparsable"])
 
 
 def test_a_local_generator_chunks_by_its_own_tokenizer(typed, tiny_cache, tmp_path):

@@ -28,6 +28,17 @@ from conftest import TINY_TRAIN_DEFAULTS
 pytestmark = pytest.mark.slow
 
 
+# Kill steps are drawn at random to cover many steps over many runs, but from a logged seed so a
+# failure can be replayed: MEDTUNE_TEST_SEED=<the printed seed> pytest tests/test_resume.py
+TEST_SEED = int(os.environ.get("MEDTUNE_TEST_SEED", random.SystemRandom().randrange(2**32)))
+
+
+def kill_step(low: int, high: int) -> int:
+    step = random.Random(f"{TEST_SEED}:{low}:{high}").randint(low, high)
+    print(f"kill at step {step} of [{low}, {high}] (replay with MEDTUNE_TEST_SEED={TEST_SEED})")
+    return step
+
+
 def command(run_dir: Path, cache: Path, *extra: str) -> list[str]:
     return [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}",
             f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=1",
@@ -81,7 +92,7 @@ def reference(tmp_path_factory, tiny_cache):
 
 
 def test_sigkill_at_a_random_step_then_the_same_command_gives_the_same_adapter(reference, tmp_path, tiny_cache):
-    at_step = random.Random().randint(SAVE_EVERY + 1, STEPS - 2)
+    at_step = kill_step(SAVE_EVERY + 1, STEPS - 2)
     killed = interrupt(tmp_path, tiny_cache, at_step, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "adapter").exists()
@@ -99,7 +110,7 @@ def test_sigkill_at_a_random_step_then_the_same_command_gives_the_same_adapter(r
 
 
 def test_sigterm_saves_at_that_step_exits_75_and_resumes_to_the_same_adapter(reference, tmp_path, tiny_cache):
-    at_step = random.Random().randint(2, STEPS - 3)
+    at_step = kill_step(2, STEPS - 3)
     stopped = interrupt(tmp_path, tiny_cache, at_step, signal.SIGTERM)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert "stopped by SIGTERM after step" in stopped.stderr and "same run dir" in stopped.stderr
@@ -162,7 +173,7 @@ def test_under_the_submitit_launcher_a_preempted_job_is_requeued_and_finishes(re
     process = subprocess.Popen([*args[:2], "-m", *args[2:], "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_dir = sweep_dir / "0"
-    at_step = random.Random().randint(2, STEPS - 3)
+    at_step = kill_step(2, STEPS - 3)
     deadline = time.monotonic() + 300
     while logged_steps(run_dir) < at_step:
         assert process.poll() is None, process.communicate()[1][-3000:]
@@ -200,7 +211,7 @@ def test_deepspeed_two_ranks_resume_after_sigterm_to_the_same_adapter(tmp_path, 
 
     run_dir = tmp_path / "interrupted"
     process = subprocess.Popen(torchrun(run_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    at_step = random.Random().randint(2, STEPS // 2)
+    at_step = kill_step(2, STEPS // 2)
     deadline = time.monotonic() + 300
     while logged_steps(run_dir) < at_step:
         assert process.poll() is None, process.communicate()[1][-3000:]

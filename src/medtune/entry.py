@@ -211,6 +211,10 @@ def run_cli(main: Callable[[], Any], schema: type) -> None:
     MULTIRUN.cli_pid = os.getpid()
     try:
         main()
+    except KeyboardInterrupt:  # a second Ctrl-C (the first saves a checkpoint and exits by itself)
+        print("\nmedtune: stopped by Ctrl-C; nothing more was saved. Run the same command again to continue "
+              "from the last checkpoint.", file=sys.stderr, flush=True)
+        sys.exit(130)
     except BrokenPipeError:  # `train.py --help | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

@@ -23,11 +23,34 @@ def save_run_config(cfg: TrainRunConfig, run_dir: Path) -> None:
 
 
 def load_run_config(run_dir: Path) -> TrainRunConfig:
+    """The run's typed config; its saved weights are checked to read back (`require_readable_weights`),
+    so evaluate, export and chat name a damaged file before any model loads."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ModelUnavailableError(f"{run_dir} has no {CONFIG_FILE}: is it the run dir of a finished train.py run?")
     merged = OmegaConf.merge(OmegaConf.structured(TrainRunConfig), OmegaConf.load(path))
-    return OmegaConf.to_object(merged)
+    cfg = OmegaConf.to_object(merged)
+    require_readable_weights(Path(run_dir), cfg)
+    return cfg
+
+
+def require_readable_weights(run_dir: Path, cfg: TrainRunConfig) -> None:
+    """Refuse a run whose saved adapter or model has a safetensors file that does not read back (a copy
+    or a save cut short); a missing folder is left to the callers, which say what is missing."""
+    from medtune.modeling.readable import safetensors_problem
+
+    saved = run_dir / ("model" if cfg.adapter.kind == AdapterKind.full else "adapter")
+    for path in sorted(saved.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise unreadable_weights(path, problem, run_dir)
+
+
+def unreadable_weights(path: Path, problem: str, run_dir: Path) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"{path} cannot be read ({problem}): the file is cut short or damaged, e.g. by a copy or a save that "
+        f"did not finish. Copy it again from where run={run_dir} was trained, or train the run again."
+    )
 
 
 def load_trained(run_dir: Path, hardware: HardwareConfig | None = None):
@@ -74,9 +97,12 @@ def attach_adapter(base, adapter_dir: Path, checkpoint: str, run_dir: Path):
     """The base with the run's LoRA adapter on it; an adapter trained on another base is refused with
     a message (PEFT would raise a page of size mismatches, or a list of missing target modules)."""
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     try:
         return PeftModel.from_pretrained(base, str(adapter_dir))
+    except SafetensorError as error:  # changed since load_run_config checked it
+        raise unreadable_weights(adapter_dir / "adapter_model.safetensors", str(error).splitlines()[0], run_dir) from error
     except (RuntimeError, ValueError, KeyError) as error:
         text = str(error)
         found = MISMATCH.search(text)

@@ -1,8 +1,13 @@
 """A Trainer callback that sends losses, learning rate, grad norm, tokens/s and peak memory to the tracker
-and to `<run dir>/metrics.jsonl` (main process only)."""
+and to `<run dir>/metrics.jsonl` (main process only).
+
+A resumed run appends to the same file; `drop_rows_to_relog` first removes what it will log again
+(the steps after its checkpoint, and the evaluation at the checkpoint's step), so no step is there twice.
+"""
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from pathlib import Path
@@ -11,7 +16,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from medtune.distributed import is_main_process
-from medtune.io import append_jsonl
+from medtune.io import append_jsonl, write_text_atomic
 from medtune.tracking.wandb_run import Tracker
 
 RENAMES = {
@@ -30,6 +35,28 @@ def peak_memory_mib() -> float:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def drop_rows_to_relog(path: Path, resumed_step: int) -> int:
+    """Before a run continues from checkpoint-`resumed_step`: keep the rows logged up to that step
+    (at the step itself only its training row; its evaluation runs again, eval_on_start); returns how
+    many rows were dropped. A line cut short by a kill is dropped too."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        step = row.get("step", 0)
+        if step < resumed_step or (step == resumed_step and "train/loss" in row):
+            kept.append(line)
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+    return len(lines) - len(kept)
 
 
 class MetricsCallback(TrainerCallback):

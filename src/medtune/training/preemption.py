@@ -1,5 +1,9 @@
 """Preemption: SIGTERM, SIGUSR1 or SIGUSR2 (what SLURM / submitit send before a job stops) save a checkpoint and exit.
 
+Ctrl-C (SIGINT) takes the same path: the step finishes, a checkpoint is saved, the run exits with a
+message. A second Ctrl-C stops at once, without saving (a save it cuts short leaves only a `.tmp-*`
+folder, which the next run removes).
+
 The handler only notes the signal; the callback acts at the next optimizer-step boundary, where the
 Trainer can save a consistent checkpoint (model, optimizer, scheduler, RNG, data position). With
 several ranks the note is shared by an all-reduce each step, so every rank saves and stops at the
@@ -31,6 +35,11 @@ def preemption_signals() -> tuple[int, ...]:
     return tuple(dict.fromkeys([*SIGNALS, *([extra] if extra else [])]))
 
 
+def signal_name(signum: int) -> str:
+    name = signal.Signals(signum).name
+    return f"{name} (Ctrl-C)" if signum == signal.SIGINT else name
+
+
 class PreemptionCallback(TrainerCallback):
     def __init__(self):
         self.signum: int | None = None
@@ -39,7 +48,7 @@ class PreemptionCallback(TrainerCallback):
 
     def install(self) -> "PreemptionCallback":
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
-            for signum in preemption_signals():
+            for signum in dict.fromkeys([*preemption_signals(), signal.SIGINT]):
                 self.previous[signum] = signal.getsignal(signum)
                 signal.signal(signum, self._note)
         return self
@@ -49,10 +58,18 @@ class PreemptionCallback(TrainerCallback):
             signal.signal(signum, handler)
 
     def _note(self, signum, frame) -> None:
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._stop_now)  # the next Ctrl-C does not wait for the save
         if self.signum is None:
             self.signum = signum
-            print(f"\nmedtune: received {signal.Signals(signum).name}; saving a checkpoint at the end of this step",
+            again = " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else ""
+            print(f"\nmedtune: received {signal_name(signum)}; saving a checkpoint at the end of this step{again}",
                   flush=True)
+
+    def _stop_now(self, signum, frame) -> None:
+        print("\nmedtune: second Ctrl-C: stopping now without saving this step; "
+              "the run continues from its newest checkpoint when run again", flush=True)
+        raise KeyboardInterrupt
 
     def _anyone_signalled(self) -> bool:
         import torch.distributed as dist
@@ -77,10 +94,16 @@ class PreemptionCallback(TrainerCallback):
             self.stopped_at = state.global_step
 
     def preempted(self, checkpoint_dir: str) -> Preempted:
-        name = signal.Signals(self.signum).name
+        interrupted = self.signum == signal.SIGINT
+        slurm = "" if interrupted else "; under the SLURM launcher the job is requeued and continues by itself"
         return Preempted(
-            f"stopped by {name} after step {self.stopped_at}; the checkpoint is in {checkpoint_dir}. "
-            "Run the same command in the same run dir (hydra.run.dir=<this run dir>) to continue from it; "
-            "under the SLURM launcher the job is requeued and continues by itself.",
-            self.signum, self.previous.get(self.signum),
+            f"stopped by {signal_name(self.signum)} after step {self.stopped_at}; the checkpoint is in {checkpoint_dir}. "
+            f"Run the same command in the same run dir (hydra.run.dir=<this run dir>) to continue from it{slurm}.",
+            self.signum, self.handler_to_call(),
         )
+
+    def handler_to_call(self):
+        """The handler medtune replaced, for the entry layer to hand the signal on to; None for Python's
+        own Ctrl-C handler, which would only raise KeyboardInterrupt over the clean exit."""
+        previous = self.previous.get(self.signum)
+        return None if previous is signal.default_int_handler else previous

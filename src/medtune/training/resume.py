@@ -1,33 +1,37 @@
 """Continue a training run from its last checkpoint, but only with the config and data it started with.
 
-Every checkpoint (`<run dir>/checkpoints/checkpoint-<step>/`) gets a `medtune_fingerprint.json`
-written after the Trainer has saved the model, optimizer, scheduler, RNG states and trainer state.
-Its presence marks the checkpoint as complete: one cut short by a kill is skipped. Rerunning the
-same command in the same run dir (`hydra.run.dir=<dir>`, or a SLURM requeue) compares the stored
-fingerprint with the new one and resumes (`resume=auto`), refuses with the list of what changed,
-or resumes anyway (`resume=force`). `resume=off` ignores the checkpoints and starts from step 0.
+Every checkpoint (`<run dir>/checkpoints/checkpoint-<step>/`) gets a `medtune_fingerprint.json`,
+written after the Trainer has saved the model, optimizer, scheduler, RNG states and trainer state
+and before the folder is renamed into place (`training/checkpoints.py`). Rerunning the same command
+in the same run dir (`hydra.run.dir=<dir>`, or a SLURM requeue) takes the newest checkpoint that
+loads (a damaged one is skipped, with the reason), compares its stored fingerprint with the new one
+and resumes (`resume=auto`), refuses with the list of what changed, or resumes anyway
+(`resume=force`). `resume=off` ignores the checkpoints and starts from step 0.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from transformers import TrainerCallback
 
 from medtune.config.schema import ResumeMode, TrainRunConfig
 from medtune.distributed import is_main_process
 from medtune.errors import ConfigError
 from medtune.io import write_json_atomic
 from medtune.nested import changes
+from medtune.training.checkpoints import (  # noqa: F401  (CHECKPOINT, FINGERPRINT_FILE re-exported)
+    CHECKPOINT,
+    FINGERPRINT_FILE,
+    checkpoint_dirs,
+    checkpoint_problems,
+    no_loadable_checkpoint,
+)
 
-FINGERPRINT_FILE = "medtune_fingerprint.json"
 CHECKPOINTS = "checkpoints"  # under the run dir: the Trainer's output_dir
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Keys that change how a run is watched or where it writes, not what it learns.
 NOT_DECISIVE = {
     "task_name", "dry_run", "resume", "logger", "paths", "exam", "exam_eval",
@@ -60,23 +64,40 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    """Checkpoints with a fingerprint (written last), newest first."""
-    if not output_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := CHECKPOINT.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found, reverse=True) if (p / FINGERPRINT_FILE).is_file()
-            and (p / "trainer_state.json").is_file()]
+def loadable_checkpoint(output_dir: Path) -> Path | None:
+    """The newest checkpoint that loads, or None if there is none; skipped ones are named with the reason.
+
+    Checkpoints without a fingerprint (a save cut short before saves were atomic, or the state kept
+    after a divergence) were never complete: when only those exist the run starts from step 0. When
+    every complete one is damaged the run stops with `CheckpointError` rather than start again silently."""
+    broken: list[tuple[Path, list[str]]] = []
+    candidates = checkpoint_dirs(output_dir)
+    for position, folder in enumerate(candidates, start=1):
+        problems = checkpoint_problems(folder)
+        if not problems:
+            return folder
+        if is_main_process():
+            from rich.markup import escape
+
+            from medtune.reporting.console import console
+
+            then = "trying the checkpoint before it" if position < len(candidates) else "no checkpoint is left to try"
+            console.print(f"[yellow]skipping {escape(str(folder))}: {escape('; '.join(problems))}; {then}[/yellow]",
+                          soft_wrap=True)
+        if (folder / FINGERPRINT_FILE).is_file():
+            broken.append((folder, problems))
+    if broken:
+        raise no_loadable_checkpoint(Path(output_dir), broken)
+    return None
 
 
 def checkpoint_to_resume(output_dir: Path, current: dict[str, Any], mode: ResumeMode) -> Path | None:
     """The checkpoint this run continues from, or None to start at step 0; refuses a changed setup."""
     if mode == ResumeMode.off:
         return None
-    checkpoints = complete_checkpoints(output_dir)
-    if not checkpoints:
+    latest = loadable_checkpoint(output_dir)
+    if latest is None:
         return None
-    latest = checkpoints[0]
     stored = json.loads((latest / FINGERPRINT_FILE).read_text())
     changed = differences(stored, current)
     if changed and mode == ResumeMode.auto:
@@ -94,16 +115,15 @@ def checkpoint_to_resume(output_dir: Path, current: dict[str, Any], mode: Resume
     return latest
 
 
-class FingerprintWriter(TrainerCallback):
-    """Marks each checkpoint complete once the Trainer has written it (and not for a diverged one)."""
+class FingerprintWriter:
+    """Marks each checkpoint complete before it is renamed into place (and not one saved after a divergence)."""
 
     def __init__(self, fingerprint: dict[str, Any], guard=None):
         self.fingerprint = fingerprint
         self.guard = guard
 
-    def on_save(self, args, state, control, **kwargs):
-        if not is_main_process() or (self.guard is not None and self.guard.diverged is not None):
+    def write(self, checkpoint: Path, step: int) -> None:
+        """`MedtuneTrainer.stamp_checkpoint`: called on the process that writes the checkpoint."""
+        if self.guard is not None and self.guard.diverged is not None:
             return
-        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
-            write_json_atomic(checkpoint / FINGERPRINT_FILE, {**self.fingerprint, "step": state.global_step})
+        write_json_atomic(Path(checkpoint) / FINGERPRINT_FILE, {**self.fingerprint, "step": step})

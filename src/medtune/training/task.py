@@ -18,6 +18,9 @@ from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan, print_summary
 
 
+FAILURE_FILE = "failure.json"  # what the entry layer writes when a run fails (medtune.entry.write_failure_record)
+
+
 @dataclass
 class TrainResult:
     summary: dict[str, Any]
@@ -45,6 +48,14 @@ def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
 
 
 def run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
+    """Train in the job's run dir, which no other process may use meanwhile (rank 0 holds its lock)."""
+    from medtune.run_lock import lock_output_dir
+
+    with lock_output_dir(job.run_dir, setting="hydra.run.dir", task="training"):
+        return _run_training(cfg, job)
+
+
+def _run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
     """Train, save and track one job; the W&B run is finished whatever happens."""
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     from medtune.modeling.trained import save_run_config
@@ -67,6 +78,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from transformers import set_seed
 
     from medtune.data.cache import cache_key, tokenized_datasets
+    from medtune.training.checkpoints import remove_leftovers, step_of
     from medtune.training.preemption import PreemptionCallback
     from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
     from medtune.modeling.adapters import apply_adapter, parameter_counts
@@ -77,7 +89,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from medtune.data.templates import require_chat_template
     from medtune.modeling.description import describe_model, resolve_checkpoint
     from medtune.training.arguments import training_arguments
-    from medtune.training.callbacks import MetricsCallback
+    from medtune.training.callbacks import MetricsCallback, drop_rows_to_relog
     from medtune.training.guards import NonFiniteLossGuard
     from medtune.training.trainer import MedtuneTrainer
 
@@ -96,6 +108,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
         # Refuse a changed setup before any weights load: a 70B base takes minutes to load.
         current = fingerprint(cfg, data_key)
+        if is_main_process():
+            for leftover in remove_leftovers(run_dir / CHECKPOINTS):
+                console.print(f"removed {leftover.name}, a checkpoint save that was cut short")
         resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
         ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
@@ -138,6 +153,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh start in the same dir starts a new record
         else:
             console.print(f"[bold]resuming[/bold] from {resume_from} (same config and data)")
+            drop_rows_to_relog(run_dir / "metrics.jsonl", step_of(resume_from))  # no step logged twice
     hw = cfg.hardware
     peak = hw.peak_tflops * 1e12 * hw.devices_per_node * hw.num_nodes if hw.peak_tflops else None
     callback = MetricsCallback(tracker, run_dir / "metrics.jsonl", flops_per_token(cfg, total, trainable), peak)
@@ -150,9 +166,10 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         train_dataset=train_rows,
         eval_dataset=eval_set or None,
         data_collator=collator,
-        callbacks=[callback, *([exam] if exam else []), guard, FingerprintWriter(current, guard), preemption],
+        callbacks=[callback, *([exam] if exam else []), guard, preemption],
     )
     trainer.length_sampler = length_sampler
+    trainer.stamp_checkpoint = FingerprintWriter(current, guard).write
     exam_before = exam.measure(trainer.model, 0) if exam and resume_from is None else None
     preemption.install()
     try:
@@ -191,6 +208,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
     if is_main_process():
         write_json_atomic(run_dir / "train_summary.json", summary)
+        # An earlier attempt in this run dir may have failed (entry.write_failure_record); this one did not.
+        (run_dir / FAILURE_FILE).unlink(missing_ok=True)
         print_summary(cfg, job, summary)
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
 

@@ -1,14 +1,36 @@
-"""The transformers Trainer with one correction for multi-process evaluation."""
+"""The transformers Trainer with one correction for multi-process evaluation, and checkpoints saved whole."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Callable
+
 from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
+
+from medtune.training.checkpoints import (
+    DiskFullError,
+    checkpoint_name,
+    disk_full_message,
+    free_bytes,
+    is_disk_full,
+    publish,
+    space_needed,
+    staging_root,
+    sync_tree,
+)
 
 
 class MedtuneTrainer(Trainer):
-    """`length_sampler`, when set, orders training batches (train.sampling=group_by_length)."""
+    """`length_sampler`, when set, orders training batches (train.sampling=group_by_length).
+
+    `stamp_checkpoint(folder, step)`, when set, writes medtune's own files into each checkpoint
+    before it is renamed into place (the resume fingerprint)."""
 
     length_sampler = None
+    stamp_checkpoint: Callable[[Path, int], None] | None = None
+    _staging: str | None = None  # while a checkpoint is being written: the folder it is written under
 
     def _get_train_sampler(self, train_dataset=None):
         # transformers' own group_by_length sorts megabatches of min(n / (4 x batch), 50) batches:
@@ -25,3 +47,60 @@ class MedtuneTrainer(Trainer):
         if not model.training:
             num_items_in_batch = None
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """transformers' save, pointed at `.tmp-checkpoint-<step>/`, then renamed to `checkpoint-<step>`.
+
+        Every rank writes its part (DeepSpeed shards, RNG state) under the temporary folder; once all
+        are done the main process stamps, syncs and renames it, then rotates old checkpoints as the
+        Trainer would. A failed save removes the temporary folder; a full disk becomes `DiskFullError`."""
+        if trial is not None or self.hp_search_backend is not None:
+            return super()._save_checkpoint(model, trial)  # hyperparameter search: transformers' own layout
+        output_dir = Path(self.args.output_dir)
+        step = self.state.global_step
+        root, final = staging_root(output_dir, step), output_dir / checkpoint_name(step)
+        writer = self.args.should_save
+        if writer:
+            shutil.rmtree(root, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging = str(root)
+        try:
+            super()._save_checkpoint(model, trial)  # its rotation sees only this one checkpoint: a no-op
+            self.accelerator.wait_for_everyone()
+            if writer:
+                staged = root / checkpoint_name(step)
+                if self.stamp_checkpoint is not None:
+                    self.stamp_checkpoint(staged, step)
+                sync_tree(staged)
+                publish(staged, final)
+                shutil.rmtree(root, ignore_errors=True)  # empty now
+        except Exception as error:
+            if writer:
+                shutil.rmtree(root, ignore_errors=True)
+            disk_full = self._disk_full(error, output_dir, step)
+            if disk_full is None:
+                raise
+            raise disk_full from error
+        finally:
+            self._staging = None
+        if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(str(root)):
+            self.state.best_model_checkpoint = str(final)
+        if writer:
+            rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+    def _disk_full(self, error: Exception, output_dir: Path, step: int) -> DiskFullError | None:
+        """A `DiskFullError` with sizes and the fix when the disk is full (measured after the partial
+        save was removed); None for any other failure."""
+        try:
+            needed = space_needed(output_dir, step, self.model, self.optimizer)
+            free = free_bytes(output_dir)
+        except Exception:  # the original error matters more than the sizes
+            return None
+        if not is_disk_full(error, free, needed[0]):
+            return None
+        return DiskFullError(disk_full_message(output_dir, step, needed, free, self.args.save_total_limit, error))
