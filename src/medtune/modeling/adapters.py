@@ -27,7 +27,7 @@ def apply_adapter(model, adapter: AdapterConfig, gradient_checkpointing: bool):
     """Return the model to train: a PeftModel for LoRA, the model itself for `full`."""
     if adapter.kind == AdapterKind.full:
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -38,7 +38,7 @@ def apply_adapter(model, adapter: AdapterConfig, gradient_checkpointing: bool):
             gradient_checkpointing_kwargs={"use_reentrant": True},
         )
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     return get_peft_model(model, lora_config(adapter))
 

@@ -124,12 +124,12 @@ def sweep_problems(sweep: SweepConfig, names: list[str], sweep_dir: Path, group:
             if run is not None:
                 if run not in trainings:  # cells that share a training are composed once
                     tagged = tag(train_overrides(sweep, cell, run, group), every_train(sweep), cell.train or [],
-                                 "sweep.common_train / sweep.extra_train", origin_of(sweep, name, "train"))
+                                 "sweep.common_train / sweep.extra_train" if sweep.extra_train else "sweep.common_train", origin_of(sweep, name, "train"))
                     trainings[run] = check_stage(compose, "train", tagged)
                 stage_problems += trainings[run]
             out = cell_dir(sweep_dir, name) / "eval"
             tagged = tag(evaluate_overrides(sweep, cell, out, group, run), every_evaluate(sweep), cell.evaluate,
-                         "sweep.common_evaluate / sweep.extra_evaluate", origin_of(sweep, name, "evaluate"))
+                         "sweep.common_evaluate / sweep.extra_evaluate" if sweep.extra_evaluate else "sweep.common_evaluate", origin_of(sweep, name, "evaluate"))
             stage_problems += check_stage(compose, "evaluate", tagged)
             for problem in stage_problems:
                 key = (problem.stage, problem.override, problem.origin, problem.message)

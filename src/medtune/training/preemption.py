@@ -103,7 +103,9 @@ class PreemptionCallback(TrainerCallback):
         )
 
     def handler_to_call(self):
-        """The handler medtune replaced, for the entry layer to hand the signal on to; None for Python's
-        own Ctrl-C handler, which would only raise KeyboardInterrupt over the clean exit."""
-        previous = self.previous.get(self.signum)
-        return None if previous is signal.default_int_handler else previous
+        """The handler medtune replaced, for the entry layer to hand the signal on to; None for Ctrl-C,
+        whose earlier handler (Python's own, or SIG_IGN in a background job) has nothing to add to the
+        clean exit."""
+        if self.signum == signal.SIGINT:
+            return None
+        return self.previous.get(self.signum)
