@@ -449,7 +449,7 @@ def test_the_catalogue_is_large_and_covers_every_kind():
 def first_line(produced: Produced) -> str:
     """What a user reads first: the first line, or for a ConfigError each of its problems."""
     lines = [line.strip() for line in produced.message.splitlines() if line.strip()]
-    if produced.error == "ConfigError" and len(lines) > 1:
+    if len(lines) > 1 and lines[0].startswith("The configuration has"):  # a ConfigError or a subclass
         return "<br>".join(line.removeprefix("- ") for line in lines[1:])
     return lines[0] if lines else ""
 

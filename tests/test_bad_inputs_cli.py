@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, train_args
+from test_bad_inputs import render_catalogue
 
 from medtune.errors import ConfigError
 from medtune.run_lock import LOCK_NAME, lock_output_dir
@@ -361,26 +362,11 @@ def test_the_catalogue_covers_every_kind():
 # --- the table --------------------------------------------------------------------------------------
 
 
-def first_line(produced: Produced) -> str:
-    lines = [line.strip() for line in produced.message.splitlines() if line.strip()]
-    if produced.error in ("ConfigError", "OutputDirBusy") and len(lines) > 1 and lines[0].startswith("The configuration"):
-        return "<br>".join(line.removeprefix("- ") for line in lines[1:])
-    return lines[0] if lines else ""
-
-
-def render_catalogue(cases: list[Case], produced: dict[str, Produced]) -> str:
-    rows = ["| case | kind | input | error | message (first line) |", "| --- | --- | --- | --- | --- |"]
-    for case in cases:
-        got = produced.get(case.id)
-        error = "not run" if got is None else got.error + (f" (exit {got.exit_code})" if got.exit_code is not None else "")
-        line = "" if got is None else first_line(got).replace("|", "\\|")
-        rows.append(f"| {case.id} | {case.kind} | `{case.what}` | {error} | {line} |")
-    return "\n".join(rows) + "\n"
-
-
 @pytest.fixture(scope="module", autouse=True)
 def write_catalogue():
     yield
     target = os.environ.get("MEDTUNE_CATALOGUE_OUT")
     if target and PRODUCED:
-        Path(target).write_text(render_catalogue(CASES, PRODUCED), encoding="utf-8")
+        # Beside the main catalogue's table, not over it.
+        out = Path(target)
+        out.with_name(f"{out.stem}_cli{out.suffix}").write_text(render_catalogue(CASES, PRODUCED), encoding="utf-8")

@@ -74,9 +74,25 @@ def generation_kwargs(settings: EvalConfig, tokenizer, stop_ids: list[int] | Non
     return kwargs
 
 
+def through_first_answer_line(text: str, marker: str | None) -> str:
+    """`text` where in-process generation stops (`AnswerLineDone`): at the first line break after which
+    the latest answer marker has a complete, non-empty line. A server knows no such rule and writes
+    on to max_tokens, maybe a second answer line that the last-marker cut would otherwise take."""
+    if not marker:
+        return text
+    answer_line = AnswerLineDone(None, marker, 0)
+    newline = text.find("\n")
+    while newline >= 0:
+        if answer_line.done(text[: newline + 1]):
+            return text[: newline + 1]
+        newline = text.find("\n", newline + 1)
+    return text
+
+
 def finish_response(text: str, answer_marker: str | None) -> str:
-    """A raw continuation cut the way every backend cuts it: at a stop string, after the answer line."""
-    return cut_after_answer_line(cut_at_stop(text), answer_marker)
+    """A raw continuation cut the way every backend cuts it: where generation stops after the first
+    answer line, at a stop string, after the answer line."""
+    return cut_after_answer_line(cut_at_stop(through_first_answer_line(text, answer_marker)), answer_marker)
 
 
 def cut_at_stop(text: str) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 from medtune.config.exam_schema import EndpointApi, EndpointConfig, EvalConfig
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError
-from medtune.evaluation.generation import STOP_STRINGS, AnswerLineDone, finish_response
+from medtune.evaluation.generation import STOP_STRINGS, finish_response
 from medtune.evaluation.prompting import ExamPrompt
 from medtune.llm.backend import EndpointError
 from medtune.llm.http import RequestFailed, RetryPolicy, post_json, read_api_key
@@ -70,25 +70,9 @@ def decoding_fields(settings: EvalConfig) -> dict[str, Any]:
     return fields
 
 
-def through_first_answer_line(text: str, marker: Optional[str]) -> str:
-    """`text` where the `hf` backend would have stopped generating it: at the first line break after
-    which the latest answer marker has a complete, non-empty line (its `AnswerLineDone`). A server
-    knows no such rule and writes on to max_tokens, maybe a second answer line that
-    `finish_response` (which reads the last marker) would otherwise take."""
-    if not marker:
-        return text
-    answer_line = AnswerLineDone(None, marker, 0)
-    newline = text.find("\n")
-    while newline >= 0:
-        if answer_line.done(text[: newline + 1]):
-            return text[: newline + 1]
-        newline = text.find("\n", newline + 1)
-    return text
-
-
 def server_response(text: str, marker: Optional[str]) -> str:
-    """A server's raw completion cut exactly as the `hf` backend's generation and cut would leave it."""
-    return finish_response(through_first_answer_line(text, marker), marker)
+    """A server's raw completion, cut as every backend cuts it (`finish_response`)."""
+    return finish_response(text, marker)
 
 
 def completion_text(answer: dict) -> str:
