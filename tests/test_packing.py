@@ -348,3 +348,17 @@ def test_length_grouping_and_packing_cut_padding_on_the_sample_set(tiny, sample_
     packed_stats = padding_stats(batches_of(rows, list(range(len(rows))), 2, PackedCollator()))
     assert packed_stats["padded_tokens"] == 0 and packed_stats["real_tokens"] == real
     assert packed_stats["sequences"] == n and packed_stats["max_batch_tokens"] <= 2 * 512
+
+
+# --- activation checkpointing, by whichever name this transformers has ---------------------------
+
+
+def test_lora_turns_activation_checkpointing_on(tiny):
+    """Through activation_checkpointing_enable here; transformers 5.17 (the GPU image's) lacks that name
+    and takes gradient_checkpointing_enable instead (benchmarks/results/gpu_check_h200_rerun.md)."""
+    from medtune.modeling.adapters import apply_adapter
+
+    model = base_model(tiny).train()
+    assert not model.is_gradient_checkpointing
+    peft_model = apply_adapter(model, load_config(AdapterConfig, "adapter", "lora.yaml"), True)
+    assert peft_model.base_model.model.is_gradient_checkpointing

@@ -27,7 +27,7 @@ def apply_adapter(model, adapter: AdapterConfig, gradient_checkpointing: bool):
     """Return the model to train: a PeftModel for LoRA, the model itself for `full`."""
     if adapter.kind == AdapterKind.full:
         if gradient_checkpointing:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+            enable_activation_checkpointing(model)
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -38,9 +38,19 @@ def apply_adapter(model, adapter: AdapterConfig, gradient_checkpointing: bool):
             gradient_checkpointing_kwargs={"use_reentrant": True},
         )
     elif gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+        enable_activation_checkpointing(model)
         model.enable_input_require_grads()
     return get_peft_model(model, lora_config(adapter))
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute activations in the backward pass, by the method this transformers has: releases after
+    5.17 name it activation_checkpointing_enable (gradient_checkpointing_enable is their deprecated
+    alias), 5.17 and earlier know only gradient_checkpointing_enable (seen on the GPU image)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
 
 
 def parameter_counts(model) -> tuple[int, int]:
