@@ -35,8 +35,19 @@ def typed(cls, yaml: Path, **overrides):
 
 
 def start_server(cache_dir: Path, max_batch: int, threads: int | None) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "medtune.llm.server", "--model", "smollm2_135m", "--port", "0",
-               "--cache-dir", str(cache_dir), "--max-batch", str(max_batch)]
+    command = [
+        sys.executable,
+        "-m",
+        "medtune.llm.server",
+        "--model",
+        "smollm2_135m",
+        "--port",
+        "0",
+        "--cache-dir",
+        str(cache_dir),
+        "--max-batch",
+        str(max_batch),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = server.stdout.readline()
@@ -55,8 +66,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight in the concurrent mode")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=1, help="rounds of (one at a time, concurrent)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="the server's torch threads (OMP_NUM_THREADS; default: torch's choice); 1 on a busy machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="the server's torch threads (OMP_NUM_THREADS; default: torch's choice); 1 on a busy machine",
+    )
     parser.add_argument("--cache-dir", type=Path, default=REPO / "outputs" / "cache")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "endpoint_concurrency.md")
     args = parser.parse_args()
@@ -92,7 +107,7 @@ def main() -> int:
                 backend = EndpointBackend(EndpointConfig(url=url, concurrency=concurrency), settings, prompt)
                 answers: dict[int, str] = {}
                 before, tick = server_stats(url)["batches"], time.perf_counter()
-                backend.generate(prompts, lambda i, t: answers.update(zip(i, t)), progress=False)
+                backend.generate(prompts, lambda i, t, answers=answers: answers.update(zip(i, t)), progress=False)
                 seconds[mode].append(time.perf_counter() - tick)
                 batches[mode].append(server_stats(url)["batches"] - before)
                 texts.setdefault(mode, [answers[i] for i in range(len(prompts))])
@@ -102,8 +117,16 @@ def main() -> int:
         server.wait(timeout=30)
 
     n = len(prompts)
-    rows = [(mode, modes[mode], statistics.median(seconds[mode]), n / statistics.median(seconds[mode]),
-             statistics.median(batches[mode])) for mode in modes]
+    rows = [
+        (
+            mode,
+            modes[mode],
+            statistics.median(seconds[mode]),
+            n / statistics.median(seconds[mode]),
+            statistics.median(batches[mode]),
+        )
+        for mode in modes
+    ]
     ratio = rows[1][3] / rows[0][3]
     one, many = texts.values()
     parsed = [[score_response(q, t).parsed for q, t in zip(questions, mode_texts)] for mode_texts in (one, many)]
@@ -116,8 +139,10 @@ def main() -> int:
     for mode, concurrency, secs, qps, nbatches in rows:
         table.add_row(mode, str(concurrency), f"{secs:.1f}", f"{qps:.2f}", f"{nbatches:g}")
     (console := Console()).print(table)
-    console.print(f"{rows[1][0]} / one at a time: {ratio:.2f}x; identical texts {same_texts}/{n}, "
-                  f"identical parsed answers {same_answers}/{n}")
+    console.print(
+        f"{rows[1][0]} / one at a time: {ratio:.2f}x; identical texts {same_texts}/{n}, "
+        f"identical parsed answers {same_answers}/{n}"
+    )
 
     import torch
 
@@ -127,21 +152,25 @@ def main() -> int:
         "",
         f"Command: `{command}`",
         "",
-        (f"Machine: {os.cpu_count()} CPUs (the server's torch uses {args.threads or torch.get_num_threads()} "
-         f"thread(s)), torch "
-         f"{torch.__version__}; 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
-         "(other processes share these cores: timings are noisy)."),
+        (
+            f"Machine: {os.cpu_count()} CPUs (the server's torch uses {args.threads or torch.get_num_threads()} "
+            f"thread(s)), torch "
+            f"{torch.__version__}; 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+            "(other processes share these cores: timings are noisy)."
+        ),
         "",
-        (f"Settings: `python -m medtune.llm.server --model smollm2_135m --max-batch {args.concurrency}` (float32, CPU) "
-         f"answering eval.backend=endpoint (api=chat) on exam=sample_en ({n} questions), prompt=chat with 1 worked "
-         f"example, greedy, max_tokens={args.max_tokens}; one warm-up request, then {args.repeats} alternating "
-         "round(s) of both modes; the median round is reported."),
+        (
+            f"Settings: `python -m medtune.llm.server --model smollm2_135m --max-batch {args.concurrency}` (float32, CPU) "
+            f"answering eval.backend=endpoint (api=chat) on exam=sample_en ({n} questions), prompt=chat with 1 worked "
+            f"example, greedy, max_tokens={args.max_tokens}; one warm-up request, then {args.repeats} alternating "
+            "round(s) of both modes; the median round is reported."
+        ),
         "",
         "| mode | concurrency | seconds | questions/s | server batches |",
         "|---|---:|---:|---:|---:|",
         *(f"| {m} | {c} | {s:.1f} | {q:.2f} | {b:g} |" for m, c, s, q, b in rows),
         "",
-        f"Rounds (seconds): " + "; ".join(f"{m}: {', '.join(f'{s:.1f}' for s in seconds[m])}" for m in modes),
+        "Rounds (seconds): " + "; ".join(f"{m}: {', '.join(f'{s:.1f}' for s in seconds[m])}" for m in modes),
         "",
         f"Ratio {rows[1][0]} / one at a time: **{ratio:.2f}x**.",
         "",
@@ -150,17 +179,23 @@ def main() -> int:
     ]
     differ = [i for i in range(n) if one[i] != many[i]]
     for i in differ[:1]:
-        lines += [f"First difference: question {questions[i].qid}:", f"- one at a time: `{one[i]!r}`",
-                  f"- {rows[1][0]}: `{many[i]!r}`", ""]
+        lines += [
+            f"First difference: question {questions[i].qid}:",
+            f"- one at a time: `{one[i]!r}`",
+            f"- {rows[1][0]}: `{many[i]!r}`",
+            "",
+        ]
     lines.append(
         f"Meaning: with {args.concurrency} requests in flight the server batches those that arrive together "
         f"({rows[1][4]:g} generations for {n} questions instead of {rows[0][4]:g}), answering {ratio:.2f}x as many "
         "questions per second on this CPU; "
-        + ("every answer is the same as one at a time."
-           if not differ else
-           f"{len(differ)} of {n} texts differ (left padding in a batch changes float rounding, and greedy decoding "
-           f"can then pick another token); {same_answers}/{n} parsed answers agree. For answers identical to "
-           "eval.backend=hf with eval.batch_size=1, use eval.endpoint.concurrency=1.")
+        + (
+            "every answer is the same as one at a time."
+            if not differ
+            else f"{len(differ)} of {n} texts differ (left padding in a batch changes float rounding, and greedy decoding "
+            f"can then pick another token); {same_answers}/{n} parsed answers agree. For answers identical to "
+            "eval.backend=hf with eval.batch_size=1, use eval.endpoint.concurrency=1."
+        )
     )
     lines += ["", f"Total run time: {time.perf_counter() - started:.0f} s (server start and warm-up included).", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,8 @@ def main() -> int:
     from medtune.evaluation.exam_loading import load_exam
     from medtune.evaluation.generation import generate_responses
     from medtune.evaluation.prompting import build_prompt, read_fewshot
-    from medtune.modeling.load import load_base_model, load_tokenizer
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
 
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads:
@@ -83,8 +83,15 @@ def main() -> int:
         generate_responses(model, tokenizer, prompts[:size], settings, positions, lambda *_: None, progress=False)
         out: dict[int, str] = {}
         tick = time.perf_counter()
-        stats = generate_responses(model, tokenizer, prompts, settings, positions,
-                                   lambda idx, txt, out=out: out.update(zip(idx, txt)), progress=False)
+        stats = generate_responses(
+            model,
+            tokenizer,
+            prompts,
+            settings,
+            positions,
+            lambda idx, txt, out=out: out.update(zip(idx, txt)),
+            progress=False,
+        )
         seconds = time.perf_counter() - tick
         rows.append((mode, size, len(prompts), seconds, len(prompts) / seconds, stats.new_tokens))
         texts[mode] = [out[i] for i in range(len(prompts))]
@@ -108,13 +115,17 @@ def main() -> int:
         "",
         f"Command: `{command}`",
         "",
-        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, torch threads: {torch.get_num_threads()}; "
-         f"other processes used {max(0.0, others_cpu_seconds() - others):.1f} CPU-seconds during the run "
-         "(near 0 = idle machine; competing processes distort these timings badly)."),
+        (
+            f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, torch threads: {torch.get_num_threads()}; "
+            f"other processes used {max(0.0, others_cpu_seconds() - others):.1f} CPU-seconds during the run "
+            "(near 0 = idle machine; competing processes distort these timings badly)."
+        ),
         "",
-        (f"Settings: model=tiny ({sum(p.numel() for p in model.parameters()):,} parameters, {model_cfg.dtype.value}), "
-         f"prompt={prompt.name}, 1 worked example, greedy, max_new_tokens={args.max_new_tokens}, IgakuQA "
-         f"{list(exam.years)} default filter, {len(prompts)} questions; each mode timed after one warm-up batch."),
+        (
+            f"Settings: model=tiny ({sum(p.numel() for p in model.parameters()):,} parameters, {model_cfg.dtype.value}), "
+            f"prompt={prompt.name}, 1 worked example, greedy, max_new_tokens={args.max_new_tokens}, IgakuQA "
+            f"{list(exam.years)} default filter, {len(prompts)} questions; each mode timed after one warm-up batch."
+        ),
         "",
         "| mode | batch size | questions | seconds | questions/s | new tokens |",
         "|---|---:|---:|---:|---:|---:|",
@@ -127,14 +138,20 @@ def main() -> int:
     ]
     for i in differ[:1]:  # one example of a difference
         at = next((k for k, (x, y) in enumerate(zip(one[i], batched[i])) if x != y), min(len(one[i]), len(batched[i])))
-        lines += [f"First difference: question {questions[i].qid}, from character {at}:",
-                  f"- one at a time: `{one[i][max(0, at - 20): at + 40]!r}`",
-                  f"- batched: `{batched[i][max(0, at - 20): at + 40]!r}`", ""]
+        lines += [
+            f"First difference: question {questions[i].qid}, from character {at}:",
+            f"- one at a time: `{one[i][max(0, at - 20) : at + 40]!r}`",
+            f"- batched: `{batched[i][max(0, at - 20) : at + 40]!r}`",
+            "",
+        ]
     lines.append(
         f"Meaning: batches of {args.batch_size} left-padded prompts answer {ratio:.2f}x as many questions per second "
         "as one at a time (the tiny model is overhead-bound, so this measures the batching path, not a real model); "
-        + ("greedy texts agree for every question, so left padding and its attention mask do not change answers."
-           if not differ else f"{len(differ)} of {len(prompts)} responses differ, so padding changes some greedy answers (see above).")
+        + (
+            "greedy texts agree for every question, so left padding and its attention mask do not change answers."
+            if not differ
+            else f"{len(differ)} of {len(prompts)} responses differ, so padding changes some greedy answers (see above)."
+        )
     )
     lines += ["", f"Total run time: {time.perf_counter() - started:.0f} s (loading and warm-ups included).", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

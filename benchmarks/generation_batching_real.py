@@ -20,9 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from loglik_prefix import load_setup, machine_line
-
 from generation_batching import others_cpu_seconds
+from loglik_prefix import load_setup, machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,8 +36,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--questions", type=int, default=None, help="the first N questions (default: all)")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "outputs" / "cache")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch.set_num_threads (default 1: steady when other processes share the CPU; 0 = torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads (default 1: steady when other processes share the CPU; 0 = torch's choice)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "generation_batching_real.md")
     args = parser.parse_args()
 
@@ -52,7 +55,9 @@ def main() -> int:
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    prompt_cfg, questions, prompts, model, tokenizer = load_setup(args.model, args.exam, args.prompt, args.shots, args.cache_dir)
+    prompt_cfg, questions, prompts, model, tokenizer = load_setup(
+        args.model, args.exam, args.prompt, args.shots, args.cache_dir
+    )
     questions, prompts = questions[: args.questions], prompts[: args.questions]
     positions = getattr(model.config, "max_position_embeddings", 4096)
     stops = stop_token_ids(tokenizer, prompt_cfg)
@@ -63,9 +68,17 @@ def main() -> int:
         settings = EvalConfig(batch_size=batch_size, max_new_tokens=args.max_new_tokens, do_sample=False)
         texts: dict[int, str] = {}
         tick = time.perf_counter()
-        stats = generate_responses(model, tokenizer, [prompts[i] for i in indices], settings, positions,
-                                   lambda idx, txt: texts.update((indices[k], t) for k, t in zip(idx, txt)),
-                                   progress=False, answer_marker=prompt_cfg.answer_marker, stop_ids=stops)
+        stats = generate_responses(
+            model,
+            tokenizer,
+            [prompts[i] for i in indices],
+            settings,
+            positions,
+            lambda idx, txt: texts.update((indices[k], t) for k, t in zip(idx, txt)),
+            progress=False,
+            answer_marker=prompt_cfg.answer_marker,
+            stop_ids=stops,
+        )
         return time.perf_counter() - tick, texts, stats.new_tokens
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)  # generate_responses' own order
@@ -73,13 +86,15 @@ def main() -> int:
     modes = {"one at a time": 1, "batched": args.batch_size}
     seconds, texts, new_tokens = dict.fromkeys(modes, 0.0), {m: {} for m in modes}, dict.fromkeys(modes, 0)
     for start in range(0, len(order), args.batch_size):
-        chunk = order[start: start + args.batch_size]
+        chunk = order[start : start + args.batch_size]
         for mode, size in modes.items():
             took, out, new = answer(chunk, size)
             seconds[mode] += took
             texts[mode].update(out)
             new_tokens[mode] += new
-        console.print(f"questions {start + 1}-{start + len(chunk)}: " + ", ".join(f"{m} {seconds[m]:.1f} s" for m in modes))
+        console.print(
+            f"questions {start + 1}-{start + len(chunk)}: " + ", ".join(f"{m} {seconds[m]:.1f} s" for m in modes)
+        )
 
     n = len(prompts)
     one, batched = ([texts[m][i] for i in range(n)] for m in modes)
@@ -93,15 +108,20 @@ def main() -> int:
         "",
         machine_line(others),
         "",
-        (f"Settings: model={args.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-         f"{next(model.parameters()).dtype}), exam={args.exam} ({n} questions), prompt={args.prompt}, {args.shots} worked "
-         f"example(s), prompts of {min(lengths)}-{max(lengths)} tokens; greedy, max_new_tokens={args.max_new_tokens}, "
-         f"stopping after the `{prompt_cfg.answer_marker}` line; batches of {args.batch_size} (longest prompts first), each "
-         "chunk answered one at a time and batched in turn after one warm-up."),
+        (
+            f"Settings: model={args.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{next(model.parameters()).dtype}), exam={args.exam} ({n} questions), prompt={args.prompt}, {args.shots} worked "
+            f"example(s), prompts of {min(lengths)}-{max(lengths)} tokens; greedy, max_new_tokens={args.max_new_tokens}, "
+            f"stopping after the `{prompt_cfg.answer_marker}` line; batches of {args.batch_size} (longest prompts first), each "
+            "chunk answered one at a time and batched in turn after one warm-up."
+        ),
         "",
         "| mode | batch size | questions | seconds | questions/s | new tokens |",
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| {m} | {size} | {n} | {seconds[m]:.1f} | {n / seconds[m]:.3f} | {new_tokens[m]} |" for m, size in modes.items()),
+        *(
+            f"| {m} | {size} | {n} | {seconds[m]:.1f} | {n / seconds[m]:.3f} | {new_tokens[m]} |"
+            for m, size in modes.items()
+        ),
         "",
         f"Ratio batched / one-at-a-time (questions/s): **{ratio:.2f}x**.",
         "",
@@ -110,15 +130,23 @@ def main() -> int:
     ]
     for i in differ[:3]:
         at = next((k for k, (x, y) in enumerate(zip(one[i], batched[i])) if x != y), min(len(one[i]), len(batched[i])))
-        lines += [f"Question {questions[i].qid} differs from character {at}:",
-                  f"- one at a time: `{one[i][max(0, at - 30): at + 40]!r}`",
-                  f"- batched: `{batched[i][max(0, at - 30): at + 40]!r}`", ""]
+        lines += [
+            f"Question {questions[i].qid} differs from character {at}:",
+            f"- one at a time: `{one[i][max(0, at - 30) : at + 40]!r}`",
+            f"- batched: `{batched[i][max(0, at - 30) : at + 40]!r}`",
+            "",
+        ]
     lines += [
-        (f"Meaning: on real weights, batches of {args.batch_size} left-padded prompts answer {ratio:.2f}x as many questions "
-         "per second as one at a time; "
-         + ("greedy texts are identical for every question." if not differ else
-            f"{len(differ)} of {n} greedy texts differ: batched float32 matrix products sum in another order, and where "
-            "two next tokens are nearly tied that flips the argmax (padding itself is masked).")),
+        (
+            f"Meaning: on real weights, batches of {args.batch_size} left-padded prompts answer {ratio:.2f}x as many questions "
+            "per second as one at a time; "
+            + (
+                "greedy texts are identical for every question."
+                if not differ
+                else f"{len(differ)} of {n} greedy texts differ: batched float32 matrix products sum in another order, and where "
+                "two next tokens are nearly tied that flips the argmax (padding itself is masked)."
+            )
+        ),
         "",
         f"Total run time: {time.perf_counter() - started:.0f} s (model loading and warm-up included).",
         "",

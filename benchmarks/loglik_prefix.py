@@ -45,9 +45,15 @@ def load_setup(model: str, exam: str, prompt: str, shots: int, cache_dir: Path):
     register_configs()  # the ${bundled:...} resolver of the bundled exams
 
     def typed(cls, group: str, name: str):
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(REPO / "conf" / group / f"{name}.yaml")))
+        return OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(REPO / "conf" / group / f"{name}.yaml"))
+        )
 
-    model_cfg, exam_cfg, prompt_cfg = typed(ModelConfig, "model", model), typed(ExamConfig, "exam", exam), typed(PromptConfig, "prompt", prompt)
+    model_cfg, exam_cfg, prompt_cfg = (
+        typed(ModelConfig, "model", model),
+        typed(ExamConfig, "exam", exam),
+        typed(PromptConfig, "prompt", prompt),
+    )
     questions = load_exam(exam_cfg)
     fewshot = read_fewshot(exam_cfg.fewshot_path, exam_cfg.language, exam_cfg.english)[:shots]
     checkpoint = resolve_checkpoint(model_cfg, cache_dir)
@@ -61,10 +67,12 @@ def machine_line(others_before: float) -> str:
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, torch threads: {torch.get_num_threads()}; "
-            f"1-minute load average at the end {load:.2f}; other processes used "
-            f"{max(0.0, others_cpu_seconds() - others_before):.1f} CPU-seconds during the run (near 0 = idle machine; "
-            "competing processes slow both methods and distort the ratio).")
+    return (
+        f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, torch threads: {torch.get_num_threads()}; "
+        f"1-minute load average at the end {load:.2f}; other processes used "
+        f"{max(0.0, others_cpu_seconds() - others_before):.1f} CPU-seconds during the run (near 0 = idle machine; "
+        "competing processes slow both methods and distort the ratio)."
+    )
 
 
 def main() -> int:
@@ -75,8 +83,12 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=1)
     parser.add_argument("--questions", type=int, default=None, help="the first N questions (default: all)")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "outputs" / "cache")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch.set_num_threads (default 1: steady when other processes share the CPU; 0 = torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads (default 1: steady when other processes share the CPU; 0 = torch's choice)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "loglik_prefix.md")
     args = parser.parse_args()
 
@@ -99,7 +111,9 @@ def main() -> int:
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    prompt_cfg, questions, prompts, model, tokenizer = load_setup(args.model, args.exam, args.prompt, args.shots, args.cache_dir)
+    prompt_cfg, questions, prompts, model, tokenizer = load_setup(
+        args.model, args.exam, args.prompt, args.shots, args.cache_dir
+    )
     questions, prompts = questions[: args.questions], prompts[: args.questions]
     prompts = [f"{p}{prompt_cfg.answer_marker}" for p in prompts]
     lengths = [len(encode_prompt(tokenizer, p)) for p in prompts]
@@ -108,25 +122,41 @@ def main() -> int:
     rows, agreement, picks, shared_scores = [], [], {}, {}
     for target in (LoglikTarget.letter, LoglikTarget.text):
         normalise = target == LoglikTarget.text
-        timings = interleaved({
-            method: lambda i, fn=fn: fn(model, tokenizer, prompts[i], continuations(questions[i], target), normalise)
-            for method, fn in (("unshared", choice_logprobs_unshared), ("shared", choice_logprobs))
-        }, len(questions))
+        timings = interleaved(
+            {
+                method: lambda i, fn=fn, target=target, normalise=normalise: fn(
+                    model, tokenizer, prompts[i], continuations(questions[i], target), normalise
+                )
+                for method, fn in (("unshared", choice_logprobs_unshared), ("shared", choice_logprobs))
+            },
+            len(questions),
+        )
         rows += [(target.value, method, seconds) for method, (seconds, _) in timings.items()]
         scores = {method: results for method, (_, results) in timings.items()}
         picked = {m: [pick_choices(q, s) for q, s in zip(questions, scores[m])] for m in scores}
-        correct = {m: sum(score_letters(q, p).status == Status.correct for q, p in zip(questions, picked[m])) for m in picked}
-        agreement.append((target.value, largest_difference(scores["unshared"], scores["shared"]),
-                          sum(a == b for a, b in zip(picked["unshared"], picked["shared"])),
-                          correct["unshared"], correct["shared"]))
+        correct = {
+            m: sum(score_letters(q, p).status == Status.correct for q, p in zip(questions, picked[m])) for m in picked
+        }
+        agreement.append(
+            (
+                target.value,
+                largest_difference(scores["unshared"], scores["shared"]),
+                sum(a == b for a, b in zip(picked["unshared"], picked["shared"])),
+                correct["unshared"],
+                correct["shared"],
+            )
+        )
         picks[target.value], shared_scores[target.value] = picked["shared"], scores["shared"]
         console.print(f"{target.value}: " + ", ".join(f"{m} {s:.1f} s" for m, (s, _) in timings.items()))
-    (seconds, both), = interleaved(
-        {"both": lambda i: score_choices(model, tokenizer, prompts[i], questions[i], LoglikTarget.both)}, len(questions)).values()
+    ((seconds, both),) = interleaved(
+        {"both": lambda i: score_choices(model, tokenizer, prompts[i], questions[i], LoglikTarget.both)}, len(questions)
+    ).values()
     rows.append(("both", "shared", seconds))
     console.print(f"both shared: {seconds:.1f} s")
-    both_difference = max(largest_difference([b.letter for b in both], shared_scores["letter"]),
-                          largest_difference([b.text for b in both], shared_scores["text"]))
+    both_difference = max(
+        largest_difference([b.letter for b in both], shared_scores["letter"]),
+        largest_difference([b.text for b in both], shared_scores["text"]),
+    )
 
     n = len(questions)
     choices = [len(q.choices) for q in questions]
@@ -141,32 +171,45 @@ def main() -> int:
         "",
         machine_line(others),
         "",
-        (f"Settings: model={args.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-         f"{next(model.parameters()).dtype}), exam={args.exam} ({n} questions, {min(choices)}-{max(choices)} choices), "
-         f"prompt={args.prompt} + `{prompt_cfg.answer_marker}`, {args.shots} worked example(s); prompts of "
-         f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / n:.0f}). The methods take turns question by question "
-         "after one warm-up question each."),
+        (
+            f"Settings: model={args.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{next(model.parameters()).dtype}), exam={args.exam} ({n} questions, {min(choices)}-{max(choices)} choices), "
+            f"prompt={args.prompt} + `{prompt_cfg.answer_marker}`, {args.shots} worked example(s); prompts of "
+            f"{min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / n:.0f}). The methods take turns question by question "
+            "after one warm-up question each."
+        ),
         "",
         "| target | method | questions | seconds | questions/s | s/question |",
         "|---|---|---:|---:|---:|---:|",
         *(f"| {t} | {m} | {n} | {s:.1f} | {n / s:.2f} | {s / n:.2f} |" for t, m, s in rows),
         "",
-        *(f"Speed-up shared / unshared, {t} target: **{r['unshared'] / r['shared']:.2f}x**." for t, r in ratios.items()),
+        *(
+            f"Speed-up shared / unshared, {t} target: **{r['unshared'] / r['shared']:.2f}x**."
+            for t, r in ratios.items()
+        ),
         "",
         "| target | largest abs. log-prob difference | identical picks | correct (unshared) | correct (shared) |",
         "|---|---:|---:|---:|---:|",
         *(f"| {t} | {d:.2e} | {s}/{n} | {cu}/{n} | {cs}/{n} |" for t, d, s, cu, cs in agreement),
         "",
-        (f"`score_choices(..., both)`: letter and text scores from one prompt pass, largest difference from the "
-         f"separate shared calls {both_difference:.2e}."),
+        (
+            f"`score_choices(..., both)`: letter and text scores from one prompt pass, largest difference from the "
+            f"separate shared calls {both_difference:.2e}."
+        ),
         "",
         "Letters picked (shared method) against chance (`letter_distribution`; gold = the exam's own answers):",
         "",
         "| letter | " + " | ".join(distributions) + " | chance |",
         "|---|" + "---:|" * (len(distributions) + 1),
-        *(f"| {letter} | " + " | ".join(f"{d['share'].get(letter, 0.0):.3f}" for d in distributions.values())
-          + f" | {distributions['gold']['chance'].get(letter, 0.0):.3f} |" for letter in distributions["gold"]["chance"]),
-        "| bias ratio (max share / chance) | " + " | ".join(f"{d['bias_ratio']:.2f}" for d in distributions.values()) + " | 1.00 |",
+        *(
+            f"| {letter} | "
+            + " | ".join(f"{d['share'].get(letter, 0.0):.3f}" for d in distributions.values())
+            + f" | {distributions['gold']['chance'].get(letter, 0.0):.3f} |"
+            for letter in distributions["gold"]["chance"]
+        ),
+        "| bias ratio (max share / chance) | "
+        + " | ".join(f"{d['bias_ratio']:.2f}" for d in distributions.values())
+        + " | 1.00 |",
         "| chi-square | " + " | ".join(f"{d['chi_square']:.1f}" for d in distributions.values()) + " | 0 |",
         "",
         meaning(ratios, agreement, distributions, n),
@@ -205,18 +248,25 @@ def rows_of(rows: list[tuple[str, str, float]], target: str) -> list[tuple[str, 
 
 
 def meaning(ratios: dict, agreement: list, distributions: dict, n: int) -> str:
-    speed = " and ".join(f"{r['unshared'] / r['shared']:.1f}x as many questions per second with the {t} target"
-                         for t, r in ratios.items())
+    speed = " and ".join(
+        f"{r['unshared'] / r['shared']:.1f}x as many questions per second with the {t} target"
+        for t, r in ratios.items()
+    )
     same = all(s == n for _, _, s, _, _ in agreement)
     letter = distributions["letter"]
-    return (f"Meaning: running the prompt once per question instead of once per choice answers {speed} (the letters "
-            "are one token each, so the prompt pass is all there is; the texts add one short batch of their own tokens "
-            "on the cached prompt); "
-            + ("the scores agree to float noise and every pick is the same. " if same
-               else "the scores agree to float noise but some near-tied picks differ (see above). ")
-            + f"With the letter target the model picked `{letter['most_picked']}` for "
-              f"{letter['share'][letter['most_picked']]:.0%} of its picks (bias ratio {letter['bias_ratio']:.2f}; "
-              "1.00 = no position preference), while the gold letters are spread evenly.")
+    return (
+        f"Meaning: running the prompt once per question instead of once per choice answers {speed} (the letters "
+        "are one token each, so the prompt pass is all there is; the texts add one short batch of their own tokens "
+        "on the cached prompt); "
+        + (
+            "the scores agree to float noise and every pick is the same. "
+            if same
+            else "the scores agree to float noise but some near-tied picks differ (see above). "
+        )
+        + f"With the letter target the model picked `{letter['most_picked']}` for "
+        f"{letter['share'][letter['most_picked']]:.0%} of its picks (bias ratio {letter['bias_ratio']:.2f}; "
+        "1.00 = no position preference), while the gold letters are spread evenly."
+    )
 
 
 if __name__ == "__main__":

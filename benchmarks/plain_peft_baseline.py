@@ -42,8 +42,15 @@ def main() -> int:
     import torch
     from omegaconf import OmegaConf
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainerCallback, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     from medtune.config.schema import ModelConfig, PromptConfig
     from medtune.data.readers import read_records
@@ -56,8 +63,9 @@ def main() -> int:
 
         model_cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf/model/tiny.yaml"))
         checkpoint = resolve_checkpoint(OmegaConf.to_object(model_cfg), args.cache_dir)
-    prompt = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PromptConfig),
-                                                 OmegaConf.load(REPO / "conf/prompt/alpaca.yaml")))
+    prompt = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(REPO / "conf/prompt/alpaca.yaml"))
+    )
 
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -93,28 +101,48 @@ def main() -> int:
 
     times = StepTimes()
     training_args = TrainingArguments(
-        output_dir=str(args.output_dir), max_steps=args.steps, per_device_train_batch_size=args.micro_batch,
-        learning_rate=args.lr, lr_scheduler_type="constant", optim="adamw_torch", logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=True, seed=args.seed, data_seed=args.seed,
-        include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+        output_dir=str(args.output_dir),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.micro_batch,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        optim="adamw_torch",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=args.seed,
+        data_seed=args.seed,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collate,
-                      callbacks=[times])
+    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collate, callbacks=[times])
     tick = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - tick
 
     tokens = int(trainer.state.num_input_tokens_seen)
     result = {
-        "checkpoint": str(checkpoint), "examples": len(examples), "steps": trainer.state.global_step,
-        "threads": torch.get_num_threads(), "tokens_seen": tokens, "train_seconds": seconds,
-        "tokens_per_second": tokens / seconds, "computed_tokens": computed["tokens"],
-        "collated_real_tokens": computed["real"], "step_log": times.rows,
-        "losses": times.losses, "loss_first": times.losses[0], "loss_last": times.losses[-1],
+        "checkpoint": str(checkpoint),
+        "examples": len(examples),
+        "steps": trainer.state.global_step,
+        "threads": torch.get_num_threads(),
+        "tokens_seen": tokens,
+        "train_seconds": seconds,
+        "tokens_per_second": tokens / seconds,
+        "computed_tokens": computed["tokens"],
+        "collated_real_tokens": computed["real"],
+        "step_log": times.rows,
+        "losses": times.losses,
+        "loss_first": times.losses[0],
+        "loss_last": times.losses[-1],
     }
-    print(f"plain transformers + peft: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s; "
-          f"padding {1 - computed['real'] / computed['tokens']:.1%}; loss {result['loss_first']:.3f} -> "
-          f"{result['loss_last']:.3f}", file=sys.stderr)
+    print(
+        f"plain transformers + peft: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s; "
+        f"padding {1 - computed['real'] / computed['tokens']:.1%}; loss {result['loss_first']:.3f} -> "
+        f"{result['loss_last']:.3f}",
+        file=sys.stderr,
+    )
     if args.json:
         args.json.write_text(json.dumps(result) + "\n")
     return 0

@@ -99,15 +99,16 @@ def live_tensor_bytes(model, optimizer) -> int:
     return sum(storages.values())
 
 
-def measure(model_name: str, adapter_name: str, batch: int, seq: int, checkpointing: bool, steps: int,
-            cache_dir: Path) -> dict:
+def measure(
+    model_name: str, adapter_name: str, batch: int, seq: int, checkpointing: bool, steps: int, cache_dir: Path
+) -> dict:
     """One setting, in this process: train `steps` steps, profile the last one."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from medtune.modeling.adapters import apply_adapter
-    from medtune.modeling.load import load_base_model
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model
 
     torch.manual_seed(0)
     model_cfg, adapter, hardware = configs(adapter_name, checkpointing, model_name)
@@ -122,7 +123,7 @@ def measure(model_name: str, adapter_name: str, batch: int, seq: int, checkpoint
     ids = torch.randint(4, vocab, (batch, seq))
     mask = torch.ones_like(ids)
     if batch > 1:
-        mask[-1, -seq // 8:] = 0  # the last example is shorter: a right-padded batch, as PadCollator makes
+        mask[-1, -seq // 8 :] = 0  # the last example is shorter: a right-padded batch, as PadCollator makes
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, : seq // 2] = -100  # the prompt half carries no loss, as in encode_records
 
@@ -139,8 +140,9 @@ def measure(model_name: str, adapter_name: str, batch: int, seq: int, checkpoint
     baseline = live_tensor_bytes(model, optimizer)
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         loss = step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
     running = peak = 0
     for event in events:
         running += event.nbytes()
@@ -196,25 +198,42 @@ def main() -> int:
         train = TrainingConfig(micro_batch_size=batch, max_input_tokens=seq // 2, max_target_tokens=seq - seq // 2)
         counts = count_parameters(model_cfg.architecture, adapter)
         plan = estimate_memory(model_cfg.architecture, adapter, hardware, train, model_cfg.dtype, counts)
-        command = [sys.executable, str(Path(__file__).resolve()), "--one", f"{model_name},{name},{batch},{seq},{int(ckpt)}",
-                   "--steps", str(args.steps), "--cache-dir", str(args.cache_dir)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--one",
+            f"{model_name},{name},{batch},{seq},{int(ckpt)}",
+            "--steps",
+            str(args.steps),
+            "--cache-dir",
+            str(args.cache_dir),
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"setting {name} b={batch} s={seq} failed:\n{done.stderr[-3000:]}")
-        m = json.loads(line[len("RESULT "):])
+        m = json.loads(line[len("RESULT ") :])
         static = plan.base_weights + plan.trainable_weights + plan.optimizer_states
-        rows.append({
-            "setting": f"{model_name}, {name}, b={batch}, s={seq}, ckpt={'on' if ckpt else 'off'}",
-            "estimate": plan.total, "measured": m["allocator_peak"], "rss": m["rss_increase"],
-            "static_est": static, "static_meas": m["baseline"],
-            "dynamic_est": plan.step_peak, "dynamic_meas": m["step_peak"], "moment": plan.peak_moment,
-            "trainable_ok": m["trainable"] == counts.trainable,
-        })
-        print(f"{rows[-1]['setting']}: estimate {plan.total / MIB:.2f} MiB, measured {m['allocator_peak'] / MIB:.2f} MiB",
-              file=sys.stderr)
+        rows.append(
+            {
+                "setting": f"{model_name}, {name}, b={batch}, s={seq}, ckpt={'on' if ckpt else 'off'}",
+                "estimate": plan.total,
+                "measured": m["allocator_peak"],
+                "rss": m["rss_increase"],
+                "static_est": static,
+                "static_meas": m["baseline"],
+                "dynamic_est": plan.step_peak,
+                "dynamic_meas": m["step_peak"],
+                "moment": plan.peak_moment,
+                "trainable_ok": m["trainable"] == counts.trainable,
+            }
+        )
+        print(
+            f"{rows[-1]['setting']}: estimate {plan.total / MIB:.2f} MiB, measured {m['allocator_peak'] / MIB:.2f} MiB",
+            file=sys.stderr,
+        )
 
     def err(est: int, meas: int) -> float:
         return 100.0 * (est - meas) / meas
@@ -223,8 +242,14 @@ def main() -> int:
     for column in ("setting", "estimated MiB", "measured MiB", "error %", "peak RSS increase MiB", "error vs RSS %"):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(r["setting"], f"{r['estimate'] / MIB:.2f}", f"{r['measured'] / MIB:.2f}",
-                      f"{err(r['estimate'], r['measured']):+.1f}", f"{r['rss'] / MIB:.1f}", f"{err(r['estimate'], r['rss']):+.1f}")
+        table.add_row(
+            r["setting"],
+            f"{r['estimate'] / MIB:.2f}",
+            f"{r['measured'] / MIB:.2f}",
+            f"{err(r['estimate'], r['measured']):+.1f}",
+            f"{r['rss'] / MIB:.1f}",
+            f"{err(r['estimate'], r['rss']):+.1f}",
+        )
     (console := Console()).print(table)
 
     errors = [abs(err(r["estimate"], r["measured"])) for r in rows]
@@ -234,8 +259,10 @@ def main() -> int:
     def describe(model_name: str) -> str:
         a = configs("full", False, model_name)[0].architecture
         n = count_parameters(a, configs("full", False, model_name)[1]).total
-        return (f"{model_name} (Llama, hidden {a.hidden_size}, MLP {a.intermediate_size}, {a.num_layers} layers, "
-                f"{a.num_heads}/{a.num_kv_heads} heads, vocabulary {a.vocab_size}: {n:,} parameters)")
+        return (
+            f"{model_name} (Llama, hidden {a.hidden_size}, MLP {a.intermediate_size}, {a.num_layers} layers, "
+            f"{a.num_heads}/{a.num_kv_heads} heads, vocabulary {a.vocab_size}: {n:,} parameters)"
+        )
 
     command = shlex.join(["python", "benchmarks/planner_accuracy.py", *sys.argv[1:]])
     lines = [
@@ -243,8 +270,10 @@ def main() -> int:
         "",
         f"Command: `{command}`",
         "",
-        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, CPU float32, no ZeRO, AdamW; "
-         f"{args.steps} steps per setting, the last one measured, each setting in a fresh child process."),
+        (
+            f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, CPU float32, no ZeRO, AdamW; "
+            f"{args.steps} steps per setting, the last one measured, each setting in a fresh child process."
+        ),
         "",
         "Models: " + "; ".join(describe(name) for name in models) + ". tiny is conf/model/tiny.yaml; tiny-wide the "
         "same with 4x the width, so that decoder layers rather than the 4096-token vocabulary dominate. Both are "
@@ -252,52 +281,71 @@ def main() -> int:
         "(qlora with float32 compute, as hardware=cpu sets it). Batches are random tokens; with b > 1 the last "
         "example is right-padded by 1/8 of its length; s = tokens per example (input + target).",
         "",
-        ("Estimated: `estimate_memory(...).total` (weights + optimizer states + the step peak of gradients and "
-         "activations; no fixed overhead on CPU). Measured: tensors alive at the start of the step plus the peak of "
-         "torch's CPU allocator during the step (profiler memory events). Peak RSS increase: ru_maxrss after the "
-         "unprofiled steps minus RSS before the model was built."),
+        (
+            "Estimated: `estimate_memory(...).total` (weights + optimizer states + the step peak of gradients and "
+            "activations; no fixed overhead on CPU). Measured: tensors alive at the start of the step plus the peak of "
+            "torch's CPU allocator during the step (profiler memory events). Peak RSS increase: ru_maxrss after the "
+            "unprofiled steps minus RSS before the model was built."
+        ),
         "",
         "| setting | estimated MiB | measured MiB | error % | peak RSS increase MiB | error vs RSS % |",
         "|---|---:|---:|---:|---:|---:|",
-        *(f"| {r['setting']} | {r['estimate'] / MIB:.2f} | {r['measured'] / MIB:.2f} | "
-          f"{err(r['estimate'], r['measured']):+.1f} | {r['rss'] / MIB:.1f} | {err(r['estimate'], r['rss']):+.1f} |"
-          for r in rows),
+        *(
+            f"| {r['setting']} | {r['estimate'] / MIB:.2f} | {r['measured'] / MIB:.2f} | "
+            f"{err(r['estimate'], r['measured']):+.1f} | {r['rss'] / MIB:.1f} | {err(r['estimate'], r['rss']):+.1f} |"
+            for r in rows
+        ),
         "",
-        ("Split of the same numbers (MiB): static = weights + optimizer states, alive before the step; "
-         "dynamic = what the step adds at its peak (gradients, activations, temporaries)."),
+        (
+            "Split of the same numbers (MiB): static = weights + optimizer states, alive before the step; "
+            "dynamic = what the step adds at its peak (gradients, activations, temporaries)."
+        ),
         "",
         "| setting | static est | static measured | dynamic est | dynamic measured | dynamic error % | planner's peak moment |",
         "|---|---:|---:|---:|---:|---:|---|",
-        *(f"| {r['setting']} | {r['static_est'] / MIB:.2f} | {r['static_meas'] / MIB:.2f} | {r['dynamic_est'] / MIB:.2f} | "
-          f"{r['dynamic_meas'] / MIB:.2f} | {err(r['dynamic_est'], r['dynamic_meas']):+.1f} | {r['moment']} |" for r in rows),
+        *(
+            f"| {r['setting']} | {r['static_est'] / MIB:.2f} | {r['static_meas'] / MIB:.2f} | {r['dynamic_est'] / MIB:.2f} | "
+            f"{r['dynamic_meas'] / MIB:.2f} | {err(r['dynamic_est'], r['dynamic_meas']):+.1f} | {r['moment']} |"
+            for r in rows
+        ),
         "",
-        (f"Against the allocator: mean absolute error **{sum(errors) / len(errors):.1f}%**, worst "
-         f"**{max(errors):.1f}%**. Against the peak RSS increase the estimate is off by {min(rss_errors):+.0f}% to "
-         f"{max(rss_errors):+.0f}%."),
+        (
+            f"Against the allocator: mean absolute error **{sum(errors) / len(errors):.1f}%**, worst "
+            f"**{max(errors):.1f}%**. Against the peak RSS increase the estimate is off by {min(rss_errors):+.0f}% to "
+            f"{max(rss_errors):+.0f}%."
+        ),
         "",
-        (f"Trainable parameter counts of the planner equal the trained models' in "
-         f"{sum(r['trainable_ok'] for r in rows)} of {len(rows)} settings."),
+        (
+            f"Trainable parameter counts of the planner equal the trained models' in "
+            f"{sum(r['trainable_ok'] for r in rows)} of {len(rows)} settings."
+        ),
         "",
         "What the numbers say:",
         "",
-        (f"- Tensor memory: static parts (weights, 4-bit constants, Adam states) match to the byte; the step's "
-         f"dynamic part is within {max(abs(err(r['dynamic_est'], r['dynamic_meas'])) for r in rows):.1f}%. The "
-         "largest errors are with gradient checkpointing, where the peak falls inside a recomputed layer's "
-         "backward and the planner's allowance for gradients in flight (3 I e per token for the gated MLP) is an "
-         "approximation of which tensors are already freed."),
-        (f"- Fixed overheads dominate the process: the peak RSS increase exceeds the tensors by "
-         f"{min(r['rss'] - r['measured'] for r in rows) / MIB:.0f} to {max(r['rss'] - r['measured'] for r in rows) / MIB:.0f} "
-         "MiB (glibc arenas and freed-but-kept pages, libraries and kernels loaded when the model is built, "
-         "oneDNN / OpenMP scratch, bitsandbytes' CPU fallbacks). For the 2M-parameter tiny model at batch 1 that "
-         f"is {min(r['rss'] / r['measured'] for r in small):.0f}-{max(r['rss'] / r['measured'] for r in small):.0f}x "
-         "the tensors the planner counts, so against RSS its estimate is off by "
-         f"{min(err(r['estimate'], r['rss']) for r in small):+.0f}% to {max(err(r['estimate'], r['rss']) for r in small):+.0f}%; "
-         "the planner adds no such overhead on CPU and is not meant to predict RSS."),
-        ("- Not covered by this CPU check (no GPU here): the CUDA context and caching-allocator fragmentation "
-         "(a fixed 1 GiB + 5% in the planner), flash / memory-efficient SDPA (the CPU flash kernel saves the "
-         "same q, k, v, output and log-sum-exp), CUDA's bool dropout masks (the CPU's are float), DeepSpeed's "
-         "partitioning and buckets, and bitsandbytes' CUDA kernels. Those terms follow the libraries' source, "
-         "not a measurement."),
+        (
+            f"- Tensor memory: static parts (weights, 4-bit constants, Adam states) match to the byte; the step's "
+            f"dynamic part is within {max(abs(err(r['dynamic_est'], r['dynamic_meas'])) for r in rows):.1f}%. The "
+            "largest errors are with gradient checkpointing, where the peak falls inside a recomputed layer's "
+            "backward and the planner's allowance for gradients in flight (3 I e per token for the gated MLP) is an "
+            "approximation of which tensors are already freed."
+        ),
+        (
+            f"- Fixed overheads dominate the process: the peak RSS increase exceeds the tensors by "
+            f"{min(r['rss'] - r['measured'] for r in rows) / MIB:.0f} to {max(r['rss'] - r['measured'] for r in rows) / MIB:.0f} "
+            "MiB (glibc arenas and freed-but-kept pages, libraries and kernels loaded when the model is built, "
+            "oneDNN / OpenMP scratch, bitsandbytes' CPU fallbacks). For the 2M-parameter tiny model at batch 1 that "
+            f"is {min(r['rss'] / r['measured'] for r in small):.0f}-{max(r['rss'] / r['measured'] for r in small):.0f}x "
+            "the tensors the planner counts, so against RSS its estimate is off by "
+            f"{min(err(r['estimate'], r['rss']) for r in small):+.0f}% to {max(err(r['estimate'], r['rss']) for r in small):+.0f}%; "
+            "the planner adds no such overhead on CPU and is not meant to predict RSS."
+        ),
+        (
+            "- Not covered by this CPU check (no GPU here): the CUDA context and caching-allocator fragmentation "
+            "(a fixed 1 GiB + 5% in the planner), flash / memory-efficient SDPA (the CPU flash kernel saves the "
+            "same q, k, v, output and log-sum-exp), CUDA's bool dropout masks (the CPU's are float), DeepSpeed's "
+            "partitioning and buckets, and bitsandbytes' CUDA kernels. Those terms follow the libraries' source, "
+            "not a measurement."
+        ),
         "",
         f"Total run time: {time.perf_counter() - started:.0f} s.",
         "",

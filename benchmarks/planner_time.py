@@ -45,11 +45,15 @@ def run_config(model: str):
     from medtune.config.schema import AdapterConfig, HardwareConfig, ModelConfig, TrainingConfig, TrainRunConfig
 
     hardware = typed(HardwareConfig, REPO / "conf/hardware/a100x4_zero3.yaml")
-    adapter = typed(AdapterConfig, REPO / "conf/adapter/qlora.yaml",
-                    quantization={"compute_dtype": hardware.compute_dtype.value})
+    adapter = typed(
+        AdapterConfig, REPO / "conf/adapter/qlora.yaml", quantization={"compute_dtype": hardware.compute_dtype.value}
+    )
     return TrainRunConfig(
-        model=typed(ModelConfig, REPO / f"conf/model/{model}.yaml"), adapter=adapter, hardware=hardware,
-        train=TrainingConfig(micro_batch_size=1, max_input_tokens=512, max_target_tokens=512), dry_run=True,
+        model=typed(ModelConfig, REPO / f"conf/model/{model}.yaml"),
+        adapter=adapter,
+        hardware=hardware,
+        train=TrainingConfig(micro_batch_size=1, max_input_tokens=512, max_target_tokens=512),
+        dry_run=True,
     )
 
 
@@ -69,8 +73,12 @@ def timed(work: Callable[[], object], runs: int) -> tuple[float, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each measurement after a warm-up (5)")
-    parser.add_argument("--limit", type=float, default=10.0,
-                        help="seconds the median counting run may take (10); over it the script exits 1")
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=10.0,
+        help="seconds the median counting run may take (10); over it the script exits 1",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default 0: torch's choice)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "planner_time.md")
     args = parser.parse_args()
@@ -90,12 +98,17 @@ def main() -> int:
     plan_warm, plan_runs = timed(lambda: plan(swallow), args.runs)
     counts = count_parameters(llama.model.architecture, llama.adapter)
     budget_warm, budget_runs = timed(
-        lambda: estimate_memory(llama.model.architecture, llama.adapter, llama.hardware, llama.train,
-                                llama.model.dtype, counts), args.runs)
+        lambda: estimate_memory(
+            llama.model.architecture, llama.adapter, llama.hardware, llama.train, llama.model.dtype, counts
+        ),
+        args.runs,
+    )
 
-    rows = [("counting: Llama-2-70B + qlora on the meta device", count_warm, count_runs),
-            ("plan: swallow70b + qlora on a100x4_zero3 (dry_run)", plan_warm, plan_runs),
-            ("budget: estimate_memory for given counts", budget_warm, budget_runs)]
+    rows = [
+        ("counting: Llama-2-70B + qlora on the meta device", count_warm, count_runs),
+        ("plan: swallow70b + qlora on a100x4_zero3 (dry_run)", plan_warm, plan_runs),
+        ("budget: estimate_memory for given counts", budget_warm, budget_runs),
+    ]
     median_count = statistics.median(count_runs)
     within = median_count <= args.limit
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -113,8 +126,10 @@ def main() -> int:
         "",
         f"| measurement | warm-up s | median of {args.runs} s | min s | max s |",
         "|---|---:|---:|---:|---:|",
-        *(f"| {name} | {warm:.3g} | {statistics.median(runs):.3g} | {min(runs):.3g} | {max(runs):.3g} |"
-          for name, warm, runs in rows),
+        *(
+            f"| {name} | {warm:.3g} | {statistics.median(runs):.3g} | {min(runs):.3g} | {max(runs):.3g} |"
+            for name, warm, runs in rows
+        ),
         "",
         f"Counting, median {median_count:.2f} s: {'within' if within else 'OVER'} the {args.limit:g} s limit.",
         "",

@@ -50,12 +50,13 @@ def timed(cmd: list[str], env: dict, log: Path, metrics: Path | None = None) -> 
 
 def import_times(argv: list[str], env: dict) -> tuple[list[tuple[int, int, str]], set[str]]:
     """(cumulative us, depth, module) of `python -X importtime <argv>`, longest first, and all modules imported."""
-    err = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=REPO, env=env,
-                         capture_output=True, text=True, check=True).stderr
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    ).stderr
     rows = []
     for line in err.splitlines():
         if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            _, cumulative, name = line[len("import time:"):].split("|")
+            _, cumulative, name = line[len("import time:") :].split("|")
             rows.append((int(cumulative), (len(name) - len(name.lstrip()) - 1) // 2, name.strip()))
     return sorted(rows, reverse=True), {name for _, _, name in rows}
 
@@ -72,25 +73,40 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "startup_time.md")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled",
-               PYTHONPYCACHEPREFIX=str(args.work_dir / "pycache"))
+    env.update(
+        OMP_NUM_THREADS=str(args.threads),
+        TOKENIZERS_PARALLELISM="false",
+        WANDB_MODE="disabled",
+        PYTHONPYCACHEPREFIX=str(args.work_dir / "pycache"),
+    )
     py, cache = sys.executable, f"paths.cache_dir={args.cache_dir.resolve()}"
     lean = ["exam_eval.enabled=false", "train.eval_steps=0", "dataset.eval_fraction=0"]
     commands = {  # label -> (argv, which run dir's metrics.jsonl to watch, or None)
         "`python train.py --cfg job`": ([py, "train.py", "--cfg", "job"], False),
-        '`python -c "import torch, transformers, peft"` (floor)': ([py, "-c", "import torch, transformers, peft"], False),
-        "`python train.py` to the first step (default: eval + exam before training)":
-            ([py, "train.py", "logger=none", "train.logging_steps=1", cache], True),
-        "`python train.py` to the first step, no eval / exam": ([py, "train.py", "logger=none", "train.logging_steps=1",
-                                                                 *lean, cache], True),
+        '`python -c "import torch, transformers, peft"` (floor)': (
+            [py, "-c", "import torch, transformers, peft"],
+            False,
+        ),
+        "`python train.py` to the first step (default: eval + exam before training)": (
+            [py, "train.py", "logger=none", "train.logging_steps=1", cache],
+            True,
+        ),
+        "`python train.py` to the first step, no eval / exam": (
+            [py, "train.py", "logger=none", "train.logging_steps=1", *lean, cache],
+            True,
+        ),
     }
 
     def once(argv: list[str], watch: bool) -> float:
         nonlocal repeated
         for _ in range(3):  # a run during which another process used more than 1 CPU-second is repeated
             run_dir, others = args.work_dir / f"run-{time.time_ns()}", others_cpu_seconds()
-            seconds = timed([*argv, *([f"hydra.run.dir={run_dir}"] if watch else [])], env, run_dir / "stderr.txt",
-                            run_dir / "metrics.jsonl" if watch else None)
+            seconds = timed(
+                [*argv, *([f"hydra.run.dir={run_dir}"] if watch else [])],
+                env,
+                run_dir / "stderr.txt",
+                run_dir / "metrics.jsonl" if watch else None,
+            )
             if others_cpu_seconds() - others <= 1.0:
                 break
             repeated += 1
@@ -116,31 +132,57 @@ def main() -> int:
     heavy = sorted(m for m in ("torch", "transformers", "peft", "accelerate", "wandb", "datasets") if m in modules)
     loads = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
     lines = [
-        "# train.py start-up time", "",
-        f"Command: `{shlex.join(['python', 'benchmarks/startup_time.py', *sys.argv[1:]])}`", "",
-        (f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, OMP_NUM_THREADS={args.threads}; 1/5/15-min "
-         f"load average {loads(load_start)} at the start, {loads(load_end)} at the end "
-         f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}; {repeated} runs repeated "
-         "because other processes used over 1 CPU-second during them); "
-         f"{(time.perf_counter() - started) / 60:.1f} min. Tiny model, tokenized data and bytecode cached "
-         "(one untimed warm-up of each command); every run a fresh process, the commands alternating."), "",
-        "| command | median s | min s | max s | runs (s) |", "|---|---:|---:|---:|---|",
-        *(f"| {label} | {statistics.median(ts):.2f} | {min(ts):.2f} | {max(ts):.2f} | "
-          f"{', '.join(f'{t:.2f}' for t in ts)} |" for label, ts in times.items()),
-        "", "Exact commands (run from the repository root; `<dir>`: a fresh run folder):", "",
-        *(f"- `{shlex.join(['python', *argv[1:], *(['hydra.run.dir=<dir>'] if watch else [])])}`"
-          .replace(str(args.cache_dir.resolve()), "outputs/cache") for argv, watch in commands.values()), "",
+        "# train.py start-up time",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/startup_time.py', *sys.argv[1:]])}`",
+        "",
+        (
+            f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, OMP_NUM_THREADS={args.threads}; 1/5/15-min "
+            f"load average {loads(load_start)} at the start, {loads(load_end)} at the end "
+            f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}; {repeated} runs repeated "
+            "because other processes used over 1 CPU-second during them); "
+            f"{(time.perf_counter() - started) / 60:.1f} min. Tiny model, tokenized data and bytecode cached "
+            "(one untimed warm-up of each command); every run a fresh process, the commands alternating."
+        ),
+        "",
+        "| command | median s | min s | max s | runs (s) |",
+        "|---|---:|---:|---:|---|",
+        *(
+            f"| {label} | {statistics.median(ts):.2f} | {min(ts):.2f} | {max(ts):.2f} | "
+            f"{', '.join(f'{t:.2f}' for t in ts)} |"
+            for label, ts in times.items()
+        ),
+        "",
+        "Exact commands (run from the repository root; `<dir>`: a fresh run folder):",
+        "",
+        *(
+            f"- `{shlex.join(['python', *argv[1:], *(['hydra.run.dir=<dir>'] if watch else [])])}`".replace(
+                str(args.cache_dir.resolve()), "outputs/cache"
+            )
+            for argv, watch in commands.values()
+        ),
+        "",
         f"Heavy packages imported by `train.py --cfg job`: {', '.join(heavy) if heavy else 'none'} "
-        f"({len(modules)} modules in all).", "",
-        "Where the heavy-import floor goes (`python -X importtime -c \"import torch, transformers, peft\"`, one run; "
-        "imports of up to 2 levels that took 300 ms or more, cumulative):", "",
-        "| module | depth | cumulative ms |", "|---|---:|---:|",
-        *(f"| {name} | {depth} | {us / 1000:.0f} |" for us, depth, name in floor if depth <= 2 and us >= 300_000), ""]
+        f"({len(modules)} modules in all).",
+        "",
+        'Where the heavy-import floor goes (`python -X importtime -c "import torch, transformers, peft"`, one run; '
+        "imports of up to 2 levels that took 300 ms or more, cumulative):",
+        "",
+        "| module | depth | cumulative ms |",
+        "|---|---:|---:|",
+        *(f"| {name} | {depth} | {us / 1000:.0f} |" for us, depth, name in floor if depth <= 2 and us >= 300_000),
+        "",
+    ]
     if cfg_median > args.importtime_over:
-        lines += [f"`--cfg job` took {cfg_median:.2f} s (over {args.importtime_over} s); top imports of "
-                  "`python -X importtime train.py --cfg job` by cumulative time:", "",
-                  "| module | depth | cumulative ms |", "|---|---:|---:|",
-                  *(f"| {name} | {depth} | {us / 1000:.0f} |" for us, depth, name in top[:15]), ""]
+        lines += [
+            f"`--cfg job` took {cfg_median:.2f} s (over {args.importtime_over} s); top imports of "
+            "`python -X importtime train.py --cfg job` by cumulative time:",
+            "",
+            "| module | depth | cumulative ms |",
+            "|---|---:|---:|",
+            *(f"| {name} | {depth} | {us / 1000:.0f} |" for us, depth, name in top[:15]),
+            "",
+        ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

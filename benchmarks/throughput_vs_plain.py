@@ -26,12 +26,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["model=tiny", "dataset=sample", "prompt=alpaca", "hardware=cpu", "logger=none", "exam_eval.enabled=false",
-          "train.eval_steps=0", "dataset.eval_fraction=0", "train.logging_steps=1", "train.learning_rate=1e-2", "seed=42"]
+COMMON = [
+    "model=tiny",
+    "dataset=sample",
+    "prompt=alpaca",
+    "hardware=cpu",
+    "logger=none",
+    "exam_eval.enabled=false",
+    "train.eval_steps=0",
+    "dataset.eval_fraction=0",
+    "train.logging_steps=1",
+    "train.learning_rate=1e-2",
+    "seed=42",
+]
 
 
 def busy_others(seconds: float = 2.0, share: float = 0.1) -> list[str]:
     """Other processes that used more than `share` of a core over `seconds` (from /proc)."""
+
     def snapshot() -> dict[int, tuple[float, str]]:
         out = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -42,10 +54,14 @@ def busy_others(seconds: float = 2.0, share: float = 0.1) -> list[str]:
             except (OSError, IndexError, ValueError):
                 continue
         return out
+
     before = snapshot()
     time.sleep(seconds)
-    return [f"pid {pid} {(cpu - before[pid][0]) / seconds:.0%} {cmd[:90]}" for pid, (cpu, cmd) in snapshot().items()
-            if pid in before and pid != os.getpid() and (cpu - before[pid][0]) / seconds > share]
+    return [
+        f"pid {pid} {(cpu - before[pid][0]) / seconds:.0%} {cmd[:90]}"
+        for pid, (cpu, cmd) in snapshot().items()
+        if pid in before and pid != os.getpid() and (cpu - before[pid][0]) / seconds > share
+    ]
 
 
 def wait_quiet(max_load: float | None = 0.7, timeout: float = 1200.0) -> bool:
@@ -58,8 +74,13 @@ def wait_quiet(max_load: float | None = 0.7, timeout: float = 1200.0) -> bool:
         if time.monotonic() > deadline:
             print(f"still not quiet after {timeout:.0f} s (load {load:.2f}); measuring anyway", file=sys.stderr)
             return False
-        print(f"waiting for a quiet machine: 1-min load {load:.2f}" + (f" (want < {max_load})" if max_load else "")
-              + "".join(f"\n  busy: {b}" for b in busy), file=sys.stderr, flush=True)
+        print(
+            f"waiting for a quiet machine: 1-min load {load:.2f}"
+            + (f" (want < {max_load})" if max_load else "")
+            + "".join(f"\n  busy: {b}" for b in busy),
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(15)
 
 
@@ -73,12 +94,32 @@ def run(name: str, extra: list[str], args, env, packed_real: list[int] | None) -
     out = args.work_dir / f"{''.join(c if c.isalnum() else '_' for c in name)}-{time.time_ns()}"
     out.mkdir(parents=True)
     if name.startswith("plain"):
-        cmd = [sys.executable, "benchmarks/plain_peft_baseline.py", "--json", str(out / "plain.json"), "--steps",
-               str(args.steps), "--micro-batch", "8", "--threads", str(args.threads), "--cache-dir", str(args.cache_dir),
-               "--output-dir", str(out / "trainer")]
+        cmd = [
+            sys.executable,
+            "benchmarks/plain_peft_baseline.py",
+            "--json",
+            str(out / "plain.json"),
+            "--steps",
+            str(args.steps),
+            "--micro-batch",
+            "8",
+            "--threads",
+            str(args.threads),
+            "--cache-dir",
+            str(args.cache_dir),
+            "--output-dir",
+            str(out / "trainer"),
+        ]
     else:
-        cmd = [sys.executable, "train.py", *COMMON, f"train.max_steps={args.steps}", *extra,
-               f"paths.cache_dir={args.cache_dir}", f"hydra.run.dir={out}"]
+        cmd = [
+            sys.executable,
+            "train.py",
+            *COMMON,
+            f"train.max_steps={args.steps}",
+            *extra,
+            f"paths.cache_dir={args.cache_dir}",
+            f"hydra.run.dir={out}",
+        ]
     wait_quiet(max_load=None)  # no other busy process; our own last run still weighs on the load average
     others = others_cpu_seconds()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -100,9 +141,16 @@ def run(name: str, extra: list[str], args, env, packed_real: list[int] | None) -
     per_step = [b - a for a, b in zip(counted, counted[1:])]
     real = packed_real[: len(per_step)] if packed_real else per_step
     loss = (statistics.mean(losses[:8]), statistics.mean(losses[-8:]))  # 8 steps = one pass here
-    return {"counted": counted[-1], "real": sum(real), "loss": loss, "pad": pad, "others": others,
-            "per_step": per_step, "wall": sum(real) / (times[-1] - times[0]),
-            "cmd": shlex.join(["python", *cmd[1:]]).replace(str(out), "<run dir>").replace(f"{REPO}/", "")}
+    return {
+        "counted": counted[-1],
+        "real": sum(real),
+        "loss": loss,
+        "pad": pad,
+        "others": others,
+        "per_step": per_step,
+        "wall": sum(real) / (times[-1] - times[0]),
+        "cmd": shlex.join(["python", *cmd[1:]]).replace(str(out), "<run dir>").replace(f"{REPO}/", ""),
+    }
 
 
 def layouts(steps: int, packs: dict[str, tuple[int, int]], cache_dir: Path) -> dict:
@@ -117,8 +165,8 @@ def layouts(steps: int, packs: dict[str, tuple[int, int]], cache_dir: Path) -> d
     from medtune.data.packing import pack_examples
     from medtune.data.readers import read_records
     from medtune.data.tokenize import encode_records
-    from medtune.modeling.load import load_tokenizer
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
 
     def typed(cls, yaml):
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(REPO / yaml)))
@@ -129,18 +177,27 @@ def layouts(steps: int, packs: dict[str, tuple[int, int]], cache_dir: Path) -> d
     examples, _ = encode_records(read_records(None), tokenizer, prompt, 384, 256)
     lengths = [len(e["input_ids"]) for e in examples]
     share = lambda batches: 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
-    of_8 = lambda orders: [[lengths[i] for i in o[k:k + 8]] for o in orders for k in range(0, len(o), 8)]
+    of_8 = lambda orders: [[lengths[i] for i in o[k : k + 8]] for o in orders for k in range(0, len(o), 8)]
     g = torch.Generator().manual_seed(0)
     random = of_8([torch.randperm(len(lengths), generator=g).tolist() for _ in range(500)])
-    info = {"random": share(random), "width": statistics.mean(map(max, random)), "examples": len(lengths),
-            "group_by_length": share(of_8([get_length_grouped_indices(lengths, 8, generator=g) for _ in range(500)])),
-            "tokens": sum(lengths)}
+    info = {
+        "random": share(random),
+        "width": statistics.mean(map(max, random)),
+        "examples": len(lengths),
+        "group_by_length": share(of_8([get_length_grouped_indices(lengths, 8, generator=g) for _ in range(500)])),
+        "tokens": sum(lengths),
+    }
     for name, (budget, per_step) in packs.items():
         rows = [len(r["input_ids"]) for r in pack_examples(examples, budget, 42)]
-        epoch = [rows[k:k + per_step] for k in range(0, len(rows), per_step)]
+        epoch = [rows[k : k + per_step] for k in range(0, len(rows), per_step)]
         batches = [epoch[i % len(epoch)] for i in range(steps)]
-        info[name] = {"share": share(batches), "rows": len(rows), "row_tokens": sum(rows) / len(rows),
-                      "real": [sum(b) for b in batches], "counted": [len(b) * max(b) for b in batches]}
+        info[name] = {
+            "share": share(batches),
+            "rows": len(rows),
+            "row_tokens": sum(rows) / len(rows),
+            "real": [sum(b) for b in batches],
+            "counted": [len(b) * max(b) for b in batches],
+        }
     return info
 
 
@@ -157,14 +214,29 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "throughput_vs_plain.md")
     args = parser.parse_args()
     args.cache_dir = args.cache_dir.resolve()
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_MODE": "disabled",
+    }
     batch8 = ["train.micro_batch_size=8", "train.global_batch_size=8"]
     packs = {"medtune packed, 640-token rows x 2": (640, 2), "medtune packed, 320-token rows x 4": (320, 4)}
-    variants = {"plain transformers + peft": [], "medtune": [*batch8, "train.sampling=random"],
-                **{n: ["train.packing=true", f"train.pack_max_tokens={b}", f"train.micro_batch_size={k}",
-                       f"train.global_batch_size={k}"] for n, (b, k) in packs.items()},
-                "medtune group_by_length": [*batch8, "train.sampling=group_by_length"]}
+    variants = {
+        "plain transformers + peft": [],
+        "medtune": [*batch8, "train.sampling=random"],
+        **{
+            n: [
+                "train.packing=true",
+                f"train.pack_max_tokens={b}",
+                f"train.micro_batch_size={k}",
+                f"train.global_batch_size={k}",
+            ]
+            for n, (b, k) in packs.items()
+        },
+        "medtune group_by_length": [*batch8, "train.sampling=group_by_length"],
+    }
     info = layouts(args.steps, packs, args.cache_dir)  # also builds the tiny model if needed
 
     quiet = wait_quiet(args.max_load, args.wait)
@@ -172,7 +244,7 @@ def main() -> int:
     results: dict[str, list[dict]] = {name: [] for name in variants}
     repeated = 0
     for rep in range(args.repeats):
-        for name in list(variants)[rep % len(variants):] + list(variants)[: rep % len(variants)]:  # rotated order
+        for name in list(variants)[rep % len(variants) :] + list(variants)[: rep % len(variants)]:  # rotated order
             for _ in range(3):  # a run during which another process woke up is repeated
                 r = run(name, variants[name], args, env, info[name]["real"] if name in packs else None)
                 if r["others"] <= args.max_others:
@@ -180,8 +252,11 @@ def main() -> int:
                 repeated += 1
                 print(f"repeating {name}: other processes used {r['others']:.1f} CPU-s", file=sys.stderr)
             results[name].append(r)
-            print(f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s; others used {r['others']:.1f} CPU-s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{rep + 1}/{args.repeats}] {name}: {r['wall']:.0f} tokens/s; others used {r['others']:.1f} CPU-s",
+                file=sys.stderr,
+                flush=True,
+            )
     load_end, minutes = os.getloadavg(), (time.perf_counter() - started) / 60
 
     import torch
@@ -189,43 +264,66 @@ def main() -> int:
     med = {n: statistics.median(r["wall"] for r in rs) for n, rs in results.items()}
     plain = results["plain transformers + peft"]
     ratio = {n: med[n] / med["plain transformers + peft"] for n in variants}
-    pad = {n: info[n]["share"] if n in packs else info["group_by_length" if "group" in n else "random"] for n in variants}
+    pad = {
+        n: info[n]["share"] if n in packs else info["group_by_length" if "group" in n else "random"] for n in variants
+    }
     unit = {n: f"{packs[n][1]} rows <= {packs[n][0]} tokens" if n in packs else "8 examples" for n in variants}
     loads = lambda xs: ", ".join(f"{x:.2f}" for x in xs)
     same = all(r["per_step"] == plain[0]["per_step"] for r in results["medtune"])
     spread = max(max(r["wall"] for r in rs) / min(r["wall"] for r in rs) - 1 for rs in results.values())
     lines = [
-        "# Training throughput: medtune vs a plain transformers + PEFT script", "",
-        f"Command: `{shlex.join(['python', 'benchmarks/throughput_vs_plain.py', *sys.argv[1:]])}`", "",
-        (f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
-         f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
-         f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
-         f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one kept run "
-         f"({repeated} runs repeated for using more than {args.max_others}); "
-         f"{minutes:.1f} min, {args.repeats} alternating repeats in a rotated order. Data: {info['examples']} "
-         f"bundled examples, {info['tokens']:,} tokens; {args.steps} steps = "
-         f"{plain[0]['real'] / info['tokens']:.0f} passes over them in every variant."), "",
-        ("tokens/s = real (non-padding) training tokens / seconds from the Trainer's train begin to the last optimizer "
-         "step, the same for every variant (medtune: rebuilt from metrics.jsonl, logging_steps=1; plain: its own step "
-         "log). No eval pass anywhere (dataset.eval_fraction=0; the plain script has no eval set)."), "",
+        "# Training throughput: medtune vs a plain transformers + PEFT script",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/throughput_vs_plain.py', *sys.argv[1:]])}`",
+        "",
+        (
+            f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, OMP_NUM_THREADS={args.threads} for every run; "
+            f"1/5/15-min load average {loads(load_start)} at the start, {loads(load_end)} at the end "
+            f"({'quiet at the start' if quiet else 'NOT quiet at the start: the wait timed out'}); other processes used "
+            f"at most {max(r['others'] for rs in results.values() for r in rs):.1f} CPU-seconds during one kept run "
+            f"({repeated} runs repeated for using more than {args.max_others}); "
+            f"{minutes:.1f} min, {args.repeats} alternating repeats in a rotated order. Data: {info['examples']} "
+            f"bundled examples, {info['tokens']:,} tokens; {args.steps} steps = "
+            f"{plain[0]['real'] / info['tokens']:.0f} passes over them in every variant."
+        ),
+        "",
+        (
+            "tokens/s = real (non-padding) training tokens / seconds from the Trainer's train begin to the last optimizer "
+            "step, the same for every variant (medtune: rebuilt from metrics.jsonl, logging_steps=1; plain: its own step "
+            "log). No eval pass anywhere (dataset.eval_fraction=0; the plain script has no eval set)."
+        ),
+        "",
         "| variant | per step | real tokens | padding | tokens/s (median) | vs plain | runs (tokens/s) "
-        "| mean loss, first -> last 8 steps |", "|---|---|---:|---:|---:|---:|---|---|",
-        *(f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]:.0f} | {ratio[n]:.2f}x | "
-          f"{', '.join(str(round(r['wall'])) for r in rs)} | {rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |"
-          for n, rs in results.items()),
-        "", "Commands (`<run dir>`: a fresh folder under --work-dir for each run):", "",
-        *(f"- {n}: `{rs[0]['cmd']}`" for n, rs in results.items()), "", "Checks:", "",
+        "| mean loss, first -> last 8 steps |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+        *(
+            f"| {n} | {unit[n]} | {rs[0]['real']:,} | {pad[n]:.1%} | {med[n]:.0f} | {ratio[n]:.2f}x | "
+            f"{', '.join(str(round(r['wall'])) for r in rs)} | {rs[0]['loss'][0]:.3f} -> {rs[0]['loss'][1]:.3f} |"
+            for n, rs in results.items()
+        ),
+        "",
+        "Commands (`<run dir>`: a fresh folder under --work-dir for each run):",
+        "",
+        *(f"- {n}: `{rs[0]['cmd']}`" for n, rs in results.items()),
+        "",
+        "Checks:",
+        "",
         f"- medtune (random sampling) drew {'the same' if same else 'DIFFERENT'} batches as the plain script "
         "(per-step real token counts compared).",
-        *(f"- {n}: {info[n]['rows']} rows of {info[n]['row_tokens']:.0f} tokens on average; the Trainer counted "
-          f"{results[n][0]['counted']:,} tokens for {sum(info[n]['real']):,} real ones "
-          f"({results[n][0]['counted'] / sum(info[n]['real']) - 1:+.1%}: with packing medtune sets "
-          "`include_num_input_tokens_seen='all'`, which also counts the pad tails `PackedCollator` adds to even out "
-          f"a step's rows); the per-step counts {'match' if all(r['per_step'] == info[n]['counted'] for r in results[n]) else 'DO NOT match'} "
-          "this layout, so the real counts used here are exact." for n in packs),
+        *(
+            f"- {n}: {info[n]['rows']} rows of {info[n]['row_tokens']:.0f} tokens on average; the Trainer counted "
+            f"{results[n][0]['counted']:,} tokens for {sum(info[n]['real']):,} real ones "
+            f"({results[n][0]['counted'] / sum(info[n]['real']) - 1:+.1%}: with packing medtune sets "
+            "`include_num_input_tokens_seen='all'`, which also counts the pad tails `PackedCollator` adds to even out "
+            f"a step's rows); the per-step counts {'match' if all(r['per_step'] == info[n]['counted'] for r in results[n]) else 'DO NOT match'} "
+            "this layout, so the real counts used here are exact."
+            for n in packs
+        ),
         "- padding: exact for packed layouts; for random and group_by_length an expectation over 500 simulated epochs "
-        f"of transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%}).", "",
-        "Reading:", "",
+        f"of transformers' samplers (the plain script's collator measured {plain[0]['pad']:.1%}).",
+        "",
+        "Reading:",
+        "",
         f"- noise: one variant's runs differ by up to {spread:.0%} (fastest / slowest - 1) with no other process busy; "
         "differences between medians well inside that are not meaningful.",
         f"- medtune without packing: {ratio['medtune']:.2f}x the plain script's tokens/s on the same data and settings.",
@@ -240,7 +338,9 @@ def main() -> int:
         f"{max(1, min(info['examples'] // 32, 50))} batch here, i.e. only within a batch, so padding stays "
         f"{info['group_by_length']:.0%} (random {info['random']:.0%}) and there is nothing to save; medtune's own "
         "`LengthGroupedSampler` (`medtune.data.packing`, 50-batch megabatches) is not what "
-        "`train.sampling=group_by_length` uses.", ""]
+        "`train.sampling=group_by_length` uses.",
+        "",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

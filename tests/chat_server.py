@@ -20,8 +20,14 @@ class ScriptedChatServer:
     gets 503 (a provider going down). `delay_s` holds every answer back that long (a slow server).
     `calls` counts requests; `requests` keeps (path, body, headers) of each."""
 
-    def __init__(self, reply: Callable[[str], str], fail_after: int | None = None, failures: Sequence[int] = (),
-                 retry_after: str | None = None, delay_s: float = 0.0):
+    def __init__(
+        self,
+        reply: Callable[[str], str],
+        fail_after: int | None = None,
+        failures: Sequence[int] = (),
+        retry_after: str | None = None,
+        delay_s: float = 0.0,
+    ):
         self.reply, self.fail_after, self.calls, self.lock = reply, fail_after, 0, threading.Lock()
         self.failures, self.retry_after, self.delay_s = list(failures), retry_after, delay_s
         self.requests: list[tuple[str, dict, dict]] = []
@@ -71,7 +77,7 @@ class ScriptedChatServer:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "ScriptedChatServer":
+    def __enter__(self) -> ScriptedChatServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -74,7 +74,7 @@ def compose():
 def typed(compose):
     """typed(overrides) -> TrainRunConfig after every cross-group rule."""
     from medtune.config.schema import TrainRunConfig
-    from medtune.config.validate import to_typed
+    from medtune.jobs import to_typed
 
     def _typed(overrides=()):
         return to_typed(compose(overrides), TrainRunConfig)
@@ -87,16 +87,41 @@ def run_eval(compose, tmp_path, tiny_cache):
     """run_eval(overrides, name) -> metrics of a real in-process evaluate.py job in tmp_path/name."""
     from medtune.config.eval_schema import EvalRunConfig
     from medtune.config.job import JobContext
-    from medtune.config.validate import to_typed
-    from medtune.evaluation.task import run_evaluation
+    from medtune.entry import execute
+    from medtune.jobs import EVALUATE, to_typed
 
     def _run(overrides=(), name: str = "eval"):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
         cfg = to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
-        job = JobContext(run_dir=tmp_path / name, task_name="evaluate",
-                         override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
-                         overrides=tuple(overrides))
-        return run_evaluation(cfg, job)
+        job = JobContext(
+            run_dir=tmp_path / name,
+            task_name="evaluate",
+            override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
+            overrides=tuple(overrides),
+        )
+        return execute(EVALUATE, cfg, job)
+
+    return _run
+
+
+@pytest.fixture()
+def run_judge(compose, tmp_path, tiny_cache):
+    """run_judge(overrides, name) -> metrics of a real in-process judge.py job in tmp_path/name."""
+    from medtune.config.job import JobContext
+    from medtune.config.judge_schema import JudgeRunConfig
+    from medtune.entry import execute
+    from medtune.jobs import JUDGE, to_typed
+
+    def _run(overrides=(), name: str = "judge"):
+        overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
+        cfg = to_typed(compose(overrides, config_name="judge"), JudgeRunConfig)
+        job = JobContext(
+            run_dir=tmp_path / name,
+            task_name="judge",
+            override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
+            overrides=tuple(overrides),
+        )
+        return execute(JUDGE, cfg, job)
 
     return _run
 
@@ -114,7 +139,8 @@ def shared_data() -> Path:
 def run_train(typed, tmp_path, tiny_cache):
     """run_train(overrides, name) -> TrainResult of a real in-process training run in tmp_path/name."""
     from medtune.config.job import JobContext
-    from medtune.training.task import run_training
+    from medtune.entry import execute
+    from medtune.jobs import TRAIN
 
     def _run(overrides=(), name: str = "run", choices: dict | None = None):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
@@ -124,7 +150,7 @@ def run_train(typed, tmp_path, tiny_cache):
             override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
             choices=choices or {"model": cfg.model.name, "adapter": cfg.adapter.name},
         )
-        return run_training(cfg, job)
+        return execute(TRAIN, cfg, job)
 
     return _run
 
@@ -134,6 +160,10 @@ def cli(*args: str, cwd: Path = REPO, timeout: int = 600, env: dict | None = Non
     import subprocess
 
     return subprocess.run(
-        [sys.executable, *train_args(args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, *train_args(args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, train_args
-from test_bad_inputs import render_catalogue
 
+from conftest import REPO, train_args
 from medtune.errors import ConfigError
 from medtune.run_lock import LOCK_NAME, lock_output_dir
+from test_bad_inputs import render_catalogue
 
 HOST = socket.gethostname()
 
@@ -75,17 +75,20 @@ class User:
 
     def typed_eval(self, *overrides: str):
         from medtune.config.eval_schema import EvalRunConfig
-        from medtune.config.validate import to_typed
+        from medtune.jobs import to_typed
 
-        return to_typed(self._compose([*self.paths(), "logger=none", *overrides], config_name="evaluate"), EvalRunConfig)
+        return to_typed(
+            self._compose([*self.paths(), "logger=none", *overrides], config_name="evaluate"), EvalRunConfig
+        )
 
     def replay(self, out: Path) -> dict:
         """evaluate.py predictions=<file> eval.output_dir=<out>, in-process: no model, the lock all the same."""
         from medtune.config.job import JobContext
-        from medtune.evaluation.task import run_evaluation
+        from medtune.entry import execute
+        from medtune.jobs import EVALUATE
 
         cfg = self.typed_eval(f"predictions={self.predictions()}", f"eval.output_dir={out}")
-        return run_evaluation(cfg, JobContext(run_dir=self.tmp / "eval_job", task_name="evaluate"))
+        return execute(EVALUATE, cfg, JobContext(run_dir=self.tmp / "eval_job", task_name="evaluate"))
 
     def predictions(self) -> Path:
         path = self.tmp / "data" / "predictions.jsonl"
@@ -103,9 +106,17 @@ class User:
         """`python <script> ...` in a subprocess, args as the shell would pass them after splitting."""
         out = self.tmp / "cli"
         result = subprocess.run(
-            [sys.executable, *train_args([script, f"paths.output_root={out}", f"paths.cache_dir={self.cache}",
-                                          "logger=none", *args])],
-            cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+            [
+                sys.executable,
+                *train_args(
+                    [script, f"paths.output_root={out}", f"paths.cache_dir={self.cache}", "logger=none", *args]
+                ),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             env={**os.environ, "HYDRA_FULL_ERROR": "0"},
         )
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -135,11 +146,12 @@ def evaluate_into_held_dir_in_process(u: User) -> None:
 
 def train_into_held_dir(u: User) -> None:
     from medtune.config.job import JobContext
-    from medtune.training.task import run_training
+    from medtune.entry import execute
+    from medtune.jobs import TRAIN
 
     run_dir = u.tmp / "run"
     with lock_output_dir(run_dir, setting="hydra.run.dir", task="training"):
-        run_training(u.typed("logger=none"), JobContext(run_dir=run_dir))
+        execute(TRAIN, u.typed("logger=none"), JobContext(run_dir=run_dir))
 
 
 def stale_lock(u: User) -> Produced:
@@ -148,8 +160,17 @@ def stale_lock(u: User) -> Produced:
     out.mkdir(parents=True)
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    (out / LOCK_NAME).write_text(json.dumps({"pid": ended.pid, "host": HOST, "started": "2024-01-01T09:00:00",
-                                             "command": "evaluate.py", "task": "evaluation"}))
+    (out / LOCK_NAME).write_text(
+        json.dumps(
+            {
+                "pid": ended.pid,
+                "host": HOST,
+                "started": "2024-01-01T09:00:00",
+                "command": "evaluate.py",
+                "task": "evaluation",
+            }
+        )
+    )
     produced = u.warning(lambda: u.replay(out))
     assert (out / "metrics.json").is_file() and not (out / LOCK_NAME).exists()
     return Produced(produced.error, produced.message.replace(str(ended.pid), "<ended pid>"))
@@ -158,8 +179,17 @@ def stale_lock(u: User) -> Produced:
 def lock_from_another_host(u: User) -> None:
     out = u.tmp / "nfs_eval"
     out.mkdir(parents=True)
-    (out / LOCK_NAME).write_text(json.dumps({"pid": 4242, "host": "gpu-node-7", "started": "2024-01-01T09:00:00",
-                                             "command": "evaluate.py", "task": "evaluation"}))
+    (out / LOCK_NAME).write_text(
+        json.dumps(
+            {
+                "pid": 4242,
+                "host": "gpu-node-7",
+                "started": "2024-01-01T09:00:00",
+                "command": "evaluate.py",
+                "task": "evaluation",
+            }
+        )
+    )
     u.replay(out)
 
 
@@ -182,105 +212,296 @@ PID = os.getpid()
 
 CASES = [
     # --- one process per output directory ---
-    Case("evaluate-dir-in-use", "lock", "evaluate.py eval.output_dir=<a dir this process holds> (CLI)",
-         evaluate_into_held_dir,
-         Expect("ConfigError", rf"eval\.output_dir=\S+shared_eval is in use by another medtune process",
-                rf"pid {PID} on host {re.escape(HOST)} \(evaluation, started \d{{4}}-\d\d-\d\dT[\d:]+",
-                r"wait for that one to finish, or use another directory \(eval\.output_dir=<another dir>\)",
-                exit_code=2)),
-    Case("evaluate-dir-in-use-in-process", "lock", "run_evaluation into a dir another holder has",
-         evaluate_into_held_dir_in_process,
-         Expect("OutputDirBusy", r"eval\.output_dir=\S+shared_eval is in use",
-                rf"pid {PID} on host {re.escape(HOST)}", r"use another directory \(eval\.output_dir=")),
-    Case("train-dir-in-use", "lock", "train.py hydra.run.dir=<a run dir another process trains in>",
-         train_into_held_dir,
-         Expect("OutputDirBusy", r"hydra\.run\.dir=\S+run is in use by another medtune process",
-                rf"pid {PID} on host {re.escape(HOST)} \(training", r"use another directory \(hydra\.run\.dir=")),
-    Case("stale-lock-taken-over", "lock", "evaluate.py into a dir whose lock names an ended pid of this host",
-         stale_lock,
-         Expect("warning", r"took over a stale lock on \S+stale_eval",
-                rf"pid <ended pid> on host {re.escape(HOST)} \(evaluation, started 2024-01-01T09:00:00",
-                r"no longer holds it \(that process has ended\)")),
-    Case("lock-from-another-host", "lock", "evaluate.py into a dir whose lock names gpu-node-7",
-         lock_from_another_host,
-         Expect("OutputDirBusy", r"eval\.output_dir=\S+nfs_eval is locked by pid 4242 on host gpu-node-7",
-                r"another machine, and this one cannot tell whether that process still runs",
-                r"use another directory \(eval\.output_dir=<another dir>\); if that run is over \(it crashed\), "
-                r"delete \S+\.medtune\.lock")),
+    Case(
+        "evaluate-dir-in-use",
+        "lock",
+        "evaluate.py eval.output_dir=<a dir this process holds> (CLI)",
+        evaluate_into_held_dir,
+        Expect(
+            "ConfigError",
+            r"eval\.output_dir=\S+shared_eval is in use by another medtune process",
+            rf"pid {PID} on host {re.escape(HOST)} \(evaluation, started \d{{4}}-\d\d-\d\dT[\d:]+",
+            r"wait for that one to finish, or use another directory \(eval\.output_dir=<another dir>\)",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "evaluate-dir-in-use-in-process",
+        "lock",
+        "run_evaluation into a dir another holder has",
+        evaluate_into_held_dir_in_process,
+        Expect(
+            "OutputDirBusy",
+            r"eval\.output_dir=\S+shared_eval is in use",
+            rf"pid {PID} on host {re.escape(HOST)}",
+            r"use another directory \(eval\.output_dir=",
+        ),
+    ),
+    Case(
+        "train-dir-in-use",
+        "lock",
+        "train.py hydra.run.dir=<a run dir another process trains in>",
+        train_into_held_dir,
+        Expect(
+            "OutputDirBusy",
+            r"hydra\.run\.dir=\S+run is in use by another medtune process",
+            rf"pid {PID} on host {re.escape(HOST)} \(training",
+            r"use another directory \(hydra\.run\.dir=",
+        ),
+    ),
+    Case(
+        "stale-lock-taken-over",
+        "lock",
+        "evaluate.py into a dir whose lock names an ended pid of this host",
+        stale_lock,
+        Expect(
+            "warning",
+            r"took over a stale lock on \S+stale_eval",
+            rf"pid <ended pid> on host {re.escape(HOST)} \(evaluation, started 2024-01-01T09:00:00",
+            r"no longer holds it \(that process has ended\)",
+        ),
+    ),
+    Case(
+        "lock-from-another-host",
+        "lock",
+        "evaluate.py into a dir whose lock names gpu-node-7",
+        lock_from_another_host,
+        Expect(
+            "OutputDirBusy",
+            r"eval\.output_dir=\S+nfs_eval is locked by pid 4242 on host gpu-node-7",
+            r"another machine, and this one cannot tell whether that process still runs",
+            r"use another directory \(eval\.output_dir=<another dir>\); if that run is over \(it crashed\), "
+            r"delete \S+\.medtune\.lock",
+        ),
+    ),
     # --- numbers that pass the types but not reason, refused before any model loads ---
-    Case("learning-rate-nan", "value", "train.py train.learning_rate=nan", lambda u: u.typed("train.learning_rate=nan"),
-         Expect("ConfigError", r"train\.learning_rate=nan", r"is not a finite number",
-                r"set a positive finite rate, e.g\. train\.learning_rate=2e-4")),
-    Case("learning-rate-inf", "value", "train.py train.learning_rate=inf", lambda u: u.typed("train.learning_rate=inf"),
-         Expect("ConfigError", r"train\.learning_rate=inf", r"is not a finite number",
-                r"e\.g\. train\.learning_rate=2e-4")),
-    Case("learning-rate-zero", "value", "train.py train.learning_rate=0", lambda u: u.typed("train.learning_rate=0"),
-         Expect("ConfigError", r"train\.learning_rate=0", r"must be positive", r"e\.g\. train\.learning_rate=2e-4")),
-    Case("grad-norm-nan", "value", "train.py train.max_grad_norm=nan", lambda u: u.typed("train.max_grad_norm=nan"),
-         Expect("ConfigError", r"train\.max_grad_norm=nan", r"is not a finite number",
-                r"e\.g\. train\.max_grad_norm=1\.0 \(0 turns clipping off\)")),
-    Case("seed-negative", "value", "train.py seed=-1", lambda u: u.typed("seed=-1"),
-         Expect("ConfigError", r"seed=-1", r"is outside \[0, 4294967296\) \(0 to 2\^32 - 1 = 4294967295",
-                r"pick one in that range, e.g\. seed=42")),
-    Case("seed-2-to-the-32", "value", "train.py seed=4294967296", lambda u: u.typed("seed=4294967296"),
-         Expect("ConfigError", r"seed=4294967296", r"is outside \[0, 4294967296\)", r"e\.g\. seed=42")),
-    Case("evaluate-seed-negative", "value", "evaluate.py seed=-1", lambda u: u.typed_eval("seed=-1"),
-         Expect("ConfigError", r"seed=-1", r"is outside \[0, 4294967296\)", r"e\.g\. seed=42")),
-    Case("max-steps-10-to-the-12", "value", "train.py train.max_steps=1000000000000",
-         lambda u: u.typed("train.max_steps=1000000000000"),
-         Expect("ConfigError", r"train\.max_steps=1000000000000", r"is more than 10,000,000 steps, over 3,333 times "
-                r"the paper's 3000", r"Set the steps you mean, e\.g\. train\.max_steps=3000")),
-    Case("max-steps-above-soft-bound", "value", "train.py train.max_steps=200000 (a warning; the run goes on)",
-         lambda u: u.warning(lambda: u.typed("train.max_steps=200000")),
-         Expect("warning", r"train\.max_steps=200,000", r"is over 100,000 steps \(67 times the paper's 3000\)",
-                r"the run goes on, but check that this is the number you meant")),
+    Case(
+        "learning-rate-nan",
+        "value",
+        "train.py train.learning_rate=nan",
+        lambda u: u.typed("train.learning_rate=nan"),
+        Expect(
+            "ConfigError",
+            r"train\.learning_rate=nan",
+            r"is not a finite number",
+            r"set a positive finite rate, e.g\. train\.learning_rate=2e-4",
+        ),
+    ),
+    Case(
+        "learning-rate-inf",
+        "value",
+        "train.py train.learning_rate=inf",
+        lambda u: u.typed("train.learning_rate=inf"),
+        Expect(
+            "ConfigError", r"train\.learning_rate=inf", r"is not a finite number", r"e\.g\. train\.learning_rate=2e-4"
+        ),
+    ),
+    Case(
+        "learning-rate-zero",
+        "value",
+        "train.py train.learning_rate=0",
+        lambda u: u.typed("train.learning_rate=0"),
+        Expect("ConfigError", r"train\.learning_rate=0", r"must be positive", r"e\.g\. train\.learning_rate=2e-4"),
+    ),
+    Case(
+        "grad-norm-nan",
+        "value",
+        "train.py train.max_grad_norm=nan",
+        lambda u: u.typed("train.max_grad_norm=nan"),
+        Expect(
+            "ConfigError",
+            r"train\.max_grad_norm=nan",
+            r"is not a finite number",
+            r"e\.g\. train\.max_grad_norm=1\.0 \(0 turns clipping off\)",
+        ),
+    ),
+    Case(
+        "seed-negative",
+        "value",
+        "train.py seed=-1",
+        lambda u: u.typed("seed=-1"),
+        Expect(
+            "ConfigError",
+            r"seed=-1",
+            r"is outside \[0, 4294967296\) \(0 to 2\^32 - 1 = 4294967295",
+            r"pick one in that range, e.g\. seed=42",
+        ),
+    ),
+    Case(
+        "seed-2-to-the-32",
+        "value",
+        "train.py seed=4294967296",
+        lambda u: u.typed("seed=4294967296"),
+        Expect("ConfigError", r"seed=4294967296", r"is outside \[0, 4294967296\)", r"e\.g\. seed=42"),
+    ),
+    Case(
+        "evaluate-seed-negative",
+        "value",
+        "evaluate.py seed=-1",
+        lambda u: u.typed_eval("seed=-1"),
+        Expect("ConfigError", r"seed=-1", r"is outside \[0, 4294967296\)", r"e\.g\. seed=42"),
+    ),
+    Case(
+        "max-steps-10-to-the-12",
+        "value",
+        "train.py train.max_steps=1000000000000",
+        lambda u: u.typed("train.max_steps=1000000000000"),
+        Expect(
+            "ConfigError",
+            r"train\.max_steps=1000000000000",
+            r"is more than 10,000,000 steps, over 3,333 times "
+            r"the paper's 3000",
+            r"Set the steps you mean, e\.g\. train\.max_steps=3000",
+        ),
+    ),
+    Case(
+        "max-steps-above-soft-bound",
+        "value",
+        "train.py train.max_steps=200000 (a warning; the run goes on)",
+        lambda u: u.warning(lambda: u.typed("train.max_steps=200000")),
+        Expect(
+            "warning",
+            r"train\.max_steps=200,000",
+            r"is over 100,000 steps \(67 times the paper's 3000\)",
+            r"the run goes on, but check that this is the number you meant",
+        ),
+    ),
     # --- Hydra's composition errors, said by medtune (exit 2) ---
-    Case("unknown-key", "hydra", "train.py adapter.rr=8 (CLI)", lambda u: u.cli("train.py", "adapter.rr=8"),
-         Expect("ConfigError", r"adapter\.rr is not a key of adapter",
-                r"its keys are: name, kind, r, alpha, dropout, target_modules, bias, quantization",
-                r"Did you mean adapter\.r=8\?", exit_code=2, never=r"\+adapter")),
-    Case("unknown-top-level-key", "hydra", "evaluate.py sed=1 (CLI)", lambda u: u.cli("evaluate.py", "sed=1"),
-         Expect("ConfigError", r"sed is not a key of the evaluate\.py config", r"its keys are: .*\bseed\b",
-                r"Did you mean seed=1\?", exit_code=2, never=r"\+sed")),
-    Case("unknown-group-option", "hydra", "train.py model=nosuch (CLI)", lambda u: u.cli("train.py", "model=nosuch"),
-         Expect("ConfigError", r"model=nosuch is not an option of model",
-                r"the options are: .*\bsmollm2_135m\b.*\btiny\b", r"Pick one of them, or add conf/model/nosuch\.yaml",
-                exit_code=2)),
-    Case("near-miss-group-option", "hydra", "train.py adapter=qlor (CLI)", lambda u: u.cli("train.py", "adapter=qlor"),
-         Expect("ConfigError", r"adapter=qlor is not an option of adapter", r"the options are: full, lora, ",
-                r"Did you mean adapter=qlora\?", exit_code=2)),
-    Case("path-with-spaces-unquoted", "hydra", "train.py dataset.path=/data/my file.jsonl (unquoted: two arguments)",
-         lambda u: u.cli("train.py", "dataset.path=/data/my", "file.jsonl"),
-         Expect("ConfigError", r"'file\.jsonl' is not an override \(key=value\)",
-                r"the rest of dataset\.path=/data/my file\.jsonl, which the shell split at its spaces",
-                r"Quote the whole override, with the value in double quotes inside: "
-                r"""'dataset\.path="/data/my file\.jsonl"'""",
-                exit_code=2)),
-    Case("value-with-parentheses", "hydra", "train.py 'dataset.path=/data/exam (2018).jsonl' (CLI)",
-         lambda u: u.cli("train.py", "dataset.path=/data/exam (2018).jsonl"),
-         Expect("ConfigError", r"dataset\.path=/data/exam \(2018\)\.jsonl cannot be parsed",
-                r"Hydra reads spaces, parentheses, .* as its own syntax",
-                r"""'dataset\.path="/data/exam \(2018\)\.jsonl"'""", exit_code=2)),
-    Case("run-dir-unwritable", "hydra", "train.py hydra.run.dir=/proc/medtune_run (CLI)",
-         lambda u: u.cli("train.py", "hydra.run.dir=/proc/medtune_run"),
-         Expect("ConfigError", r"hydra\.run\.dir=/proc/medtune_run: cannot create or write /proc/medtune_run",
-                r"\((No such file or directory|Permission denied|Read-only file system)\)",
-                r"point hydra\.run\.dir at a directory you can write, e.g\. hydra\.run\.dir=outputs/my_run",
-                exit_code=2)),
-    Case("wrong-type", "hydra", "train.py adapter.r=abc (CLI)", lambda u: u.cli("train.py", "adapter.r=abc"),
-         Expect("ConfigError", r"adapter\.r=abc", r"could not be converted to Integer",
-                r"give adapter\.r a value of that type, e.g\. adapter\.r=8", exit_code=2)),
+    Case(
+        "unknown-key",
+        "hydra",
+        "train.py adapter.rr=8 (CLI)",
+        lambda u: u.cli("train.py", "adapter.rr=8"),
+        Expect(
+            "ConfigError",
+            r"adapter\.rr is not a key of adapter",
+            r"its keys are: name, kind, r, alpha, dropout, target_modules, bias, quantization",
+            r"Did you mean adapter\.r=8\?",
+            exit_code=2,
+            never=r"\+adapter",
+        ),
+    ),
+    Case(
+        "unknown-top-level-key",
+        "hydra",
+        "evaluate.py sed=1 (CLI)",
+        lambda u: u.cli("evaluate.py", "sed=1"),
+        Expect(
+            "ConfigError",
+            r"sed is not a key of the evaluate\.py config",
+            r"its keys are: .*\bseed\b",
+            r"Did you mean seed=1\?",
+            exit_code=2,
+            never=r"\+sed",
+        ),
+    ),
+    Case(
+        "unknown-group-option",
+        "hydra",
+        "train.py model=nosuch (CLI)",
+        lambda u: u.cli("train.py", "model=nosuch"),
+        Expect(
+            "ConfigError",
+            r"model=nosuch is not an option of model",
+            r"the options are: .*\bsmollm2_135m\b.*\btiny\b",
+            r"Pick one of them, or add conf/model/nosuch\.yaml",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "near-miss-group-option",
+        "hydra",
+        "train.py adapter=qlor (CLI)",
+        lambda u: u.cli("train.py", "adapter=qlor"),
+        Expect(
+            "ConfigError",
+            r"adapter=qlor is not an option of adapter",
+            r"the options are: full, lora, ",
+            r"Did you mean adapter=qlora\?",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "path-with-spaces-unquoted",
+        "hydra",
+        "train.py dataset.path=/data/my file.jsonl (unquoted: two arguments)",
+        lambda u: u.cli("train.py", "dataset.path=/data/my", "file.jsonl"),
+        Expect(
+            "ConfigError",
+            r"'file\.jsonl' is not an override \(key=value\)",
+            r"the rest of dataset\.path=/data/my file\.jsonl, which the shell split at its spaces",
+            r"Quote the whole override, with the value in double quotes inside: "
+            r"""'dataset\.path="/data/my file\.jsonl"'""",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "value-with-parentheses",
+        "hydra",
+        "train.py 'dataset.path=/data/exam (2018).jsonl' (CLI)",
+        lambda u: u.cli("train.py", "dataset.path=/data/exam (2018).jsonl"),
+        Expect(
+            "ConfigError",
+            r"dataset\.path=/data/exam \(2018\)\.jsonl cannot be parsed",
+            r"Hydra reads spaces, parentheses, .* as its own syntax",
+            r"""'dataset\.path="/data/exam \(2018\)\.jsonl"'""",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "run-dir-unwritable",
+        "hydra",
+        "train.py hydra.run.dir=/proc/medtune_run (CLI)",
+        lambda u: u.cli("train.py", "hydra.run.dir=/proc/medtune_run"),
+        Expect(
+            "ConfigError",
+            r"hydra\.run\.dir=/proc/medtune_run: cannot create or write /proc/medtune_run",
+            r"\((No such file or directory|Permission denied|Read-only file system)\)",
+            r"point hydra\.run\.dir at a directory you can write, e.g\. hydra\.run\.dir=outputs/my_run",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "wrong-type",
+        "hydra",
+        "train.py adapter.r=abc (CLI)",
+        lambda u: u.cli("train.py", "adapter.r=abc"),
+        Expect(
+            "ConfigError",
+            r"adapter\.r=abc",
+            r"could not be converted to Integer",
+            r"give adapter\.r a value of that type, e.g\. adapter\.r=8",
+            exit_code=2,
+        ),
+    ),
     # --- train.py -m: a failed job is recorded, the others run, the summary lists it ---
-    Case("multirun-one-job-fails", "multirun", "train.py -m train.learning_rate=2e-4,nan,1e-3 dry_run=true (CLI)",
-         lambda u: multirun_one_bad_job(u, "dry_run=true"),
-         Expect("ConfigError", r"1 of 3 jobs failed in <tmp>/cli/train/multiruns/\S+; the others ran to the end",
-                r"#1 +train\.learning_rate=nan +ConfigError: train\.learning_rate=nan is not a finite number",
-                r"failure\.json with the whole error .*rerun those jobs alone: python train\.py", exit_code=2)),
-    Case("multirun-one-job-fails-training", "multirun",
-         "train.py -m train.learning_rate=2e-4,nan,1e-3 train.max_steps=2 (CLI, real training)",
-         lambda u: multirun_one_bad_job(u, "train.max_steps=2", "exam_eval.enabled=false"),
-         Expect("ConfigError", r"1 of 3 jobs failed", r"#1 +train\.learning_rate=nan +ConfigError",
-                r"rerun those jobs alone", exit_code=2), marks=(pytest.mark.slow,)),
+    Case(
+        "multirun-one-job-fails",
+        "multirun",
+        "train.py -m train.learning_rate=2e-4,nan,1e-3 dry_run=true (CLI)",
+        lambda u: multirun_one_bad_job(u, "dry_run=true"),
+        Expect(
+            "ConfigError",
+            r"1 of 3 jobs failed in <tmp>/cli/train/multiruns/\S+; the others ran to the end",
+            r"#1 +train\.learning_rate=nan +ConfigError: train\.learning_rate=nan is not a finite number",
+            r"failure\.json with the whole error .*rerun those jobs alone: python train\.py",
+            exit_code=2,
+        ),
+    ),
+    Case(
+        "multirun-one-job-fails-training",
+        "multirun",
+        "train.py -m train.learning_rate=2e-4,nan,1e-3 train.max_steps=2 (CLI, real training)",
+        lambda u: multirun_one_bad_job(u, "train.max_steps=2", "exam_eval.enabled=false"),
+        Expect(
+            "ConfigError",
+            r"1 of 3 jobs failed",
+            r"#1 +train\.learning_rate=nan +ConfigError",
+            r"rerun those jobs alone",
+            exit_code=2,
+        ),
+        marks=(pytest.mark.slow,),
+    ),
 ]
 
 # --- running the catalogue ---------------------------------------------------------------------------
@@ -349,8 +570,11 @@ def test_an_evaluation_refuses_to_finish_when_its_state_changed_under_it(tmp_pat
     (tmp_path / STATE).write_text(json.dumps({"fingerprint": "mine"}))
     check_state_unchanged(tmp_path, "mine")
     (tmp_path / STATE).write_text(json.dumps({"fingerprint": "another prompt"}))
-    with pytest.raises(ConfigError, match=r"changed while this evaluation ran \(it started with fingerprint mine, "
-                                          r"the file now has fingerprint another prompt\).*nothing was written"):
+    with pytest.raises(
+        ConfigError,
+        match=r"changed while this evaluation ran \(it started with fingerprint mine, "
+        r"the file now has fingerprint another prompt\).*nothing was written",
+    ):
         check_state_unchanged(tmp_path, "mine")
 
 

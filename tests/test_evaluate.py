@@ -11,29 +11,69 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, cli
 
+from conftest import REPO, cli
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 # IgakuQA 2018 per block: (questions correct, points, points total) under IgakuQA's own scoring
 # script (scripts/evaluate_main.py: split on ",", compare with the key, 112B30 accepts a or d).
 # GPT-4 on block A, 56 of 74 points, is the figure quoted in the issue.
 PUBLISHED = {
-    "gpt4": {"A": (56, 56, 74), "B": (43, 85, 99), "C": (48, 48, 66), "D": (57, 57, 75), "E": (38, 76, 101), "F": (60, 60, 84)},
-    "chatgpt": {"A": (36, 36, 74), "B": (31, 59, 99), "C": (35, 35, 66), "D": (33, 33, 75), "E": (34, 64, 101), "F": (39, 39, 84)},
-    "gpt3": {"A": (28, 28, 74), "B": (29, 53, 99), "C": (30, 30, 66), "D": (20, 20, 75), "E": (28, 52, 101), "F": (26, 26, 84)},
-    "student-majority": {"A": (70, 70, 74), "B": (49, 99, 99), "C": (60, 60, 66), "D": (68, 68, 75), "E": (49, 97, 101), "F": (78, 78, 84)},
-    "translate_chatgpt-en": {"A": (40, 40, 74), "B": (28, 56, 99), "C": (34, 34, 66), "D": (44, 44, 75), "E": (35, 67, 101), "F": (40, 40, 84)},
+    "gpt4": {
+        "A": (56, 56, 74),
+        "B": (43, 85, 99),
+        "C": (48, 48, 66),
+        "D": (57, 57, 75),
+        "E": (38, 76, 101),
+        "F": (60, 60, 84),
+    },
+    "chatgpt": {
+        "A": (36, 36, 74),
+        "B": (31, 59, 99),
+        "C": (35, 35, 66),
+        "D": (33, 33, 75),
+        "E": (34, 64, 101),
+        "F": (39, 39, 84),
+    },
+    "gpt3": {
+        "A": (28, 28, 74),
+        "B": (29, 53, 99),
+        "C": (30, 30, 66),
+        "D": (20, 20, 75),
+        "E": (28, 52, 101),
+        "F": (26, 26, 84),
+    },
+    "student-majority": {
+        "A": (70, 70, 74),
+        "B": (49, 99, 99),
+        "C": (60, 60, 66),
+        "D": (68, 68, 75),
+        "E": (49, 97, 101),
+        "F": (78, 78, 84),
+    },
+    "translate_chatgpt-en": {
+        "A": (40, 40, 74),
+        "B": (28, 56, 99),
+        "C": (34, 34, 66),
+        "D": (44, 44, 75),
+        "E": (35, 67, 101),
+        "F": (40, 40, 84),
+    },
 }
 ALL_400 = ["exam.text_only=false", "exam.min_answers=0", "exam.max_answers=99", "exam.require_choices=false"]
 
 
 @pytest.mark.parametrize("system", sorted(PUBLISHED))
 def test_published_baselines_reproduce_igakuqa_scores(run_eval, shared_data, system):
-    metrics = run_eval([
-        "exam=igakuqa", f"predictions={shared_data}/data/igakuqa/baseline_results/2018",
-        f"system_name={system}", "logger=none", *ALL_400,
-    ])
+    metrics = run_eval(
+        [
+            "exam=igakuqa",
+            f"predictions={shared_data}/data/igakuqa/baseline_results/2018",
+            f"system_name={system}",
+            "logger=none",
+            *ALL_400,
+        ]
+    )
     assert metrics["n"] == 400 and metrics["mode"] == "predictions"
     got = {b: (r["correct"], r["points"], r["points_total"]) for b, r in metrics["by_block"].items()}
     assert got == PUBLISHED[system]
@@ -42,8 +82,14 @@ def test_published_baselines_reproduce_igakuqa_scores(run_eval, shared_data, sys
 
 
 def test_lenient_predictions_read_a_spaced_pair_that_igakuqa_counts_wrong(run_eval, shared_data):
-    base = ["exam=igakuqa", f"predictions={shared_data}/data/igakuqa/baseline_results/2018", "system_name=gpt4",
-            "logger=none", "exam.blocks=[C]", *ALL_400]
+    base = [
+        "exam=igakuqa",
+        f"predictions={shared_data}/data/igakuqa/baseline_results/2018",
+        "system_name=gpt4",
+        "logger=none",
+        "exam.blocks=[C]",
+        *ALL_400,
+    ]
     strict, lenient = run_eval(base, name="strict"), run_eval([*base, "predictions_format=lenient"], name="lenient")
     assert (strict["correct"], lenient["correct"]) == (48, 49)  # 112C23 was answered "a, b"
 
@@ -51,10 +97,17 @@ def test_lenient_predictions_read_a_spaced_pair_that_igakuqa_counts_wrong(run_ev
 @pytest.mark.slow
 @pytest.mark.parametrize("prompt", ["medpalm2_cot", "alpaca_cot"])
 def test_tiny_model_on_the_277_questions_of_2018(run_eval, shared_data, prompt, tmp_path):
-    metrics = run_eval([
-        "exam=igakuqa", "exam.years=[2018]", f"prompt={prompt}", "eval.max_new_tokens=12",
-        "eval.batch_size=32", "logger=none",
-    ], name=prompt)
+    metrics = run_eval(
+        [
+            "exam=igakuqa",
+            "exam.years=[2018]",
+            f"prompt={prompt}",
+            "eval.max_new_tokens=12",
+            "eval.batch_size=32",
+            "logger=none",
+        ],
+        name=prompt,
+    )
     assert metrics["n"] == 277 and metrics["correct"] + metrics["invalid"] + metrics["wrong"] == 277
     assert sum(r["n"] for r in metrics["by_block"].values()) == 277
     assert metrics["essential"]["n"] + metrics["general"]["n"] == 277
@@ -84,10 +137,17 @@ def test_loglik_mode_scores_every_choice_in_one_pass_and_is_never_invalid(run_ev
 
 def test_shuffled_choices_move_the_gold_answers(run_eval, tmp_path):
     plain = run_eval(["eval=loglik", "logger=none"], name="plain")
-    shuffled = run_eval(["eval=loglik", "logger=none", "exam.shuffle_choices=true", "exam.shuffle_seed=3"], name="shuffled")
+    shuffled = run_eval(
+        ["eval=loglik", "logger=none", "exam.shuffle_choices=true", "exam.shuffle_seed=3"], name="shuffled"
+    )
     assert shuffled["shuffled_choices"] and not plain["shuffled_choices"]
-    gold = {n: {json.loads(l)["id"]: json.loads(l)["gold"] for l in (tmp_path / n / "predictions.jsonl").read_text().splitlines()}
-            for n in ("plain", "shuffled")}
+    gold = {
+        n: {
+            json.loads(line)["id"]: json.loads(line)["gold"]
+            for line in (tmp_path / n / "predictions.jsonl").read_text().splitlines()
+        }
+        for n in ("plain", "shuffled")
+    }
     assert sum(gold["plain"][q] != gold["shuffled"][q] for q in gold["plain"]) > 20
 
 
@@ -114,8 +174,14 @@ def test_evaluating_a_training_run_joins_its_wandb_group(run_train, run_eval):
 @pytest.mark.slow
 def test_an_interrupted_evaluation_resumes_without_answering_again(tmp_path):
     out = tmp_path / "eval"
-    args = ["evaluate.py", f"paths.output_root={tmp_path}", f"eval.output_dir={out}", "eval.batch_size=2",
-            "eval.max_new_tokens=48", "logger=none"]
+    args = [
+        "evaluate.py",
+        f"paths.output_root={tmp_path}",
+        f"eval.output_dir={out}",
+        "eval.batch_size=2",
+        "eval.max_new_tokens=48",
+        "logger=none",
+    ]
     process = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = out / "predictions.partial.jsonl"
     deadline = time.time() + 300
@@ -126,12 +192,12 @@ def test_an_interrupted_evaluation_resumes_without_answering_again(tmp_path):
         time.sleep(0.02)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the evaluation finished before it could be interrupted"
-    before = {json.loads(l)["id"]: json.loads(l) for l in partial.read_text().splitlines() if l.strip()}
+    before = {json.loads(line)["id"]: json.loads(line) for line in partial.read_text().splitlines() if line.strip()}
     result = cli(*args)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming: {len(before)} questions already answered" in result.stdout
     assert f"{40 - len(before)} questions in" in result.stdout
-    final = {json.loads(l)["id"]: json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()}
+    final = {json.loads(line)["id"]: json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()}
     assert len(final) == 40 and not partial.exists()
     assert all(final[qid] == row for qid, row in before.items())
 
@@ -143,7 +209,10 @@ def test_a_changed_setting_does_not_resume_into_the_same_directory(run_eval, tmp
     from medtune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="interrupted evaluation with different settings"):
-        run_eval(["eval=loglik", "logger=none", f"eval.output_dir={out}", "exam.max_questions=3", "prompt=alpaca_cot"], name="b")
+        run_eval(
+            ["eval=loglik", "logger=none", f"eval.output_dir={out}", "exam.max_questions=3", "prompt=alpaca_cot"],
+            name="b",
+        )
 
 
 def test_a_bad_run_dir_is_refused_with_a_message(tmp_path):

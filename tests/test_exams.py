@@ -49,8 +49,14 @@ def write_jsonl(path: Path, items: list) -> Path:
 
 
 def q(pid: str, answer, choices=FIVE, text_only=True, points="1", text="Which is a symptom?") -> dict:
-    return {"problem_id": pid, "problem_text": text, "choices": choices, "text_only": text_only,
-            "answer": answer, "points": points}
+    return {
+        "problem_id": pid,
+        "problem_text": text,
+        "choices": choices,
+        "text_only": text_only,
+        "answer": answer,
+        "points": points,
+    }
 
 
 def shared(*parts: str) -> Path:
@@ -121,21 +127,31 @@ def test_shared_jjsimqa_and_medqa():
 @pytest.fixture()
 def igakuqa(tmp_path: Path) -> Path:
     root = tmp_path / "igakuqa"
-    write_jsonl(root / "2020" / "114-A.jsonl", [
-        q("114A1", ["c"]),
-        q("114A2", ["b"], text_only=False),
-        q("114A3", ["a", "b", "c"]),
-        q("114A4", ["12"], choices=[]),
-        q("114A5", ["B", "D"]),
-    ])
-    write_jsonl(root / "2020" / "114-A_metadata.jsonl", [
-        {"problem_id": "114A1", "category": "内科", "kinki": ["ｅ"]},
-        {"problem_id": "114A5", "category": "小児科", "kinki": ["ce"]},
-    ])
-    write_jsonl(root / "2020" / "114-A_translate.jsonl", [
-        {"problem_id": f"114A{i}", "problem_text_en": f"English {i}", "choices_en": [c.upper() for c in FIVE]}
-        for i in (1, 2, 3, 5)
-    ] + [{"problem_id": "114A4", "problem_text_en": "English 4", "choices_en": [], "answer": ["12"]}])
+    write_jsonl(
+        root / "2020" / "114-A.jsonl",
+        [
+            q("114A1", ["c"]),
+            q("114A2", ["b"], text_only=False),
+            q("114A3", ["a", "b", "c"]),
+            q("114A4", ["12"], choices=[]),
+            q("114A5", ["B", "D"]),
+        ],
+    )
+    write_jsonl(
+        root / "2020" / "114-A_metadata.jsonl",
+        [
+            {"problem_id": "114A1", "category": "内科", "kinki": ["ｅ"]},
+            {"problem_id": "114A5", "category": "小児科", "kinki": ["ce"]},
+        ],
+    )
+    write_jsonl(
+        root / "2020" / "114-A_translate.jsonl",
+        [
+            {"problem_id": f"114A{i}", "problem_text_en": f"English {i}", "choices_en": [c.upper() for c in FIVE]}
+            for i in (1, 2, 3, 5)
+        ]
+        + [{"problem_id": "114A4", "problem_text_en": "English 4", "choices_en": [], "answer": ["12"]}],
+    )
     write_jsonl(root / "2020" / "114-B.jsonl", [q("114B1", ["e"], points="3"), q("114B2", ["a"])])
     write_jsonl(root / "2019" / "113-C.jsonl", [q("113C1", ["d"])])
     return root
@@ -166,25 +182,38 @@ def test_fields_metadata_and_essential(igakuqa: Path):
 def test_english_tiny(igakuqa: Path):
     en = read_igakuqa(igakuqa, [2020], ExamFilter(blocks=["A"]), english=True, overrides=NONE)
     assert [(x.qid, x.question, x.choices[0], x.answers) for x in en] == [
-        ("114A1", "English 1", "FEVER", ("c",)), ("114A5", "English 5", "FEVER", ("b", "d"))]
+        ("114A1", "English 1", "FEVER", ("c",)),
+        ("114A5", "English 5", "FEVER", ("b", "d")),
+    ]
     with pytest.raises(DataError, match=r"114-B_translate\.jsonl: no such translation file"):
         read_igakuqa(igakuqa, [2020], ExamFilter(), english=True, overrides=NONE)
-    write_jsonl(igakuqa / "2020" / "114-B_translate.jsonl", [
-        {"problem_id": "114B1", "problem_text_en": "E"},
-        {"problem_id": "114B2", "problem_text_en": "E2", "choices_en": FIVE[:4]},
-    ])
-    with pytest.raises(DataError, match=r"114-B\.jsonl: no record can be read as a question \(2 tried; the first, "
-                       r".*114-B\.jsonl:1: its translation \(.*114-B_translate\.jsonl:1\) lacks 'choices_en'"):
+    write_jsonl(
+        igakuqa / "2020" / "114-B_translate.jsonl",
+        [
+            {"problem_id": "114B1", "problem_text_en": "E"},
+            {"problem_id": "114B2", "problem_text_en": "E2", "choices_en": FIVE[:4]},
+        ],
+    )
+    with pytest.raises(
+        DataError,
+        match=r"114-B\.jsonl: no record can be read as a question \(2 tried; the first, "
+        r".*114-B\.jsonl:1: its translation \(.*114-B_translate\.jsonl:1\) lacks 'choices_en'",
+    ):
         read_igakuqa(igakuqa, [2020], ExamFilter(blocks=["B"]), english=True, overrides=NONE)
 
 
 def test_english_question_without_translation_is_excluded(igakuqa: Path):
-    write_jsonl(igakuqa / "2020" / "114-B_translate.jsonl", [
-        {"problem_id": "114B1", "problem_text_en": "English B1", "choices_en": FIVE},
-        {"problem_id": "114B2", "problem_text_en": "English B2", "choices_en": FIVE[:4]},
-    ])
-    write_jsonl(igakuqa / "2020" / "114-A_translate.jsonl", [
-        {"problem_id": "114A1", "problem_text_en": "English 1", "choices_en": FIVE}])
+    write_jsonl(
+        igakuqa / "2020" / "114-B_translate.jsonl",
+        [
+            {"problem_id": "114B1", "problem_text_en": "English B1", "choices_en": FIVE},
+            {"problem_id": "114B2", "problem_text_en": "English B2", "choices_en": FIVE[:4]},
+        ],
+    )
+    write_jsonl(
+        igakuqa / "2020" / "114-A_translate.jsonl",
+        [{"problem_id": "114A1", "problem_text_en": "English 1", "choices_en": FIVE}],
+    )
     got = select_igakuqa(igakuqa, [2020], ExamFilter(), english=True, overrides=NONE)
     assert [x.qid for x in got.questions] == ["114A1", "114B1"]
     assert [(x.qid, x.kind) for x in got.excluded] == [("114A5", "no_translation"), ("114B2", "bad_translation")]
@@ -200,10 +229,13 @@ def test_missing_year_names_folder_and_years_found(igakuqa: Path):
 
 
 def test_overrides_accept_and_void(igakuqa: Path, tmp_path: Path):
-    path = write_jsonl(tmp_path / "fix.jsonl", [
-        {"problem_id": "114A1", "accept": [["a"], ["D"]], "note": "key corrected"},
-        {"problem_id": "114B2", "void": True},
-    ])
+    path = write_jsonl(
+        tmp_path / "fix.jsonl",
+        [
+            {"problem_id": "114A1", "accept": [["a"], ["D"]], "note": "key corrected"},
+            {"problem_id": "114B2", "void": True},
+        ],
+    )
     overrides = load_overrides(path)
     assert overrides.notes["114A1"] == "key corrected" and overrides.sources["114B2"] == f"{path}:2"
     by_id = {x.qid: x for x in read_igakuqa(igakuqa, [2020], ExamFilter(), overrides=overrides)}
@@ -220,16 +252,19 @@ def test_bundled_overrides():
     assert bundled.notes["112B30"] and bundled.notes["116A71"]
 
 
-@pytest.mark.parametrize("line, problem", [
-    ({"problem_id": "X1", "accept": "a"}, "non-empty list of non-empty answer sets"),
-    ({"problem_id": "X1", "accept": [[]]}, "non-empty list of non-empty answer sets"),
-    ({"problem_id": "X1", "accept": [["a"]], "void": True}, "not both or neither"),
-    ({"problem_id": "X1", "note": "nothing to do"}, "not both or neither"),
-    ({"problem_id": "X1", "void": False}, "not both or neither"),
-    ({"accept": [["a"]]}, "missing 'problem_id'"),
-    ({"problem_id": "X1", "acept": [["a"]]}, "unknown field 'acept'"),
-    ({"problem_id": "114A1", "void": True}, "already overridden at .*fix.jsonl:1"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ({"problem_id": "X1", "accept": "a"}, "non-empty list of non-empty answer sets"),
+        ({"problem_id": "X1", "accept": [[]]}, "non-empty list of non-empty answer sets"),
+        ({"problem_id": "X1", "accept": [["a"]], "void": True}, "not both or neither"),
+        ({"problem_id": "X1", "note": "nothing to do"}, "not both or neither"),
+        ({"problem_id": "X1", "void": False}, "not both or neither"),
+        ({"accept": [["a"]]}, "missing 'problem_id'"),
+        ({"problem_id": "X1", "acept": [["a"]]}, "unknown field 'acept'"),
+        ({"problem_id": "114A1", "void": True}, "already overridden at .*fix.jsonl:1"),
+    ],
+)
 def test_malformed_override_line(tmp_path: Path, line: dict, problem: str):
     path = write_jsonl(tmp_path / "fix.jsonl", [{"problem_id": "114A1", "void": True}, line])
     with pytest.raises(DataError, match=rf"fix\.jsonl:2: .*{problem}"):
@@ -246,13 +281,16 @@ def test_override_letter_outside_choices(igakuqa: Path, tmp_path: Path):
 
 
 def test_generic_reader_with_custom_fields(tmp_path: Path):
-    path = write_jsonl(tmp_path / "custom.jsonl", [
-        {"id": 7, "q": "Pick one", "opts": FIVE, "gold": "C"},
-        {"q": "Pick two", "opts": FIVE, "gold": "a,c", "score": 2.0},
-        {"id": "x3", "q": "Pick one", "opts": FIVE, "gold": ["b"], "img": False},
-        {"id": "x4", "q": "How many?", "opts": [], "gold": "12"},
-        {"id": "x5", "q": "Either", "opts": FIVE, "gold": ["a or d"]},
-    ])
+    path = write_jsonl(
+        tmp_path / "custom.jsonl",
+        [
+            {"id": 7, "q": "Pick one", "opts": FIVE, "gold": "C"},
+            {"q": "Pick two", "opts": FIVE, "gold": "a,c", "score": 2.0},
+            {"id": "x3", "q": "Pick one", "opts": FIVE, "gold": ["b"], "img": False},
+            {"id": "x4", "q": "How many?", "opts": [], "gold": "12"},
+            {"id": "x5", "q": "Either", "opts": FIVE, "gold": ["a or d"]},
+        ],
+    )
     fields = FieldMapping(id="id", question="q", choices="opts", answer="gold", points="score", text_only="img")
     got = read_exam_jsonl(path, fields, ExamFilter.everything(), NONE)
     assert [x.qid for x in got] == ["7", "custom:2", "x3", "x4", "x5"]
@@ -271,32 +309,59 @@ GOOD = {"q": "Fine", "opts": FIVE, "gold": "a"}
 QOG = FieldMapping(question="q", choices="opts", answer="gold")
 
 
-@pytest.mark.parametrize("record, kind, reason", [
-    ({"q": "Pick", "opts": FIVE}, "missing_answer", r"missing field 'gold' \(the answer\).*exam\.fields\.answer"),
-    ({"gold": "a", "opts": FIVE}, "missing_question", r"missing field 'q' \(the question\).*exam\.fields\.question"),
-    ({"q": "Pick", "gold": "a"}, "missing_choices", r"missing field 'opts' \(the choices\)"),
-    ({"q": "Pick", "opts": FIVE, "gold": "f"}, "answer_outside_choices",
-     r"^answer 'f' \('gold'\) is not one of the 5 choice letters \(a-e\)$"),
-    ({"q": "Pick", "opts": FIVE, "gold": "a or z"}, "answer_outside_choices", r"answer 'z' \('gold'\) is not one of"),
-    ({"q": "Pick", "opts": FIVE, "gold": "3"}, "unparsable_answer", r"answer '3' \('gold'\) is not one of the 5"),
-    ({"q": "Pick", "opts": FIVE, "gold": "b?"}, "unparsable_answer", r"answer 'b\?' \('gold'\) is not one"),
-    ({"q": "Pick", "opts": FIVE, "gold": []}, "empty_answer", r"^the answer \('gold'\) is empty$"),
-    ({"q": "Pick", "opts": FIVE, "gold": " "}, "empty_answer", r"the answer \('gold'\) is empty"),
-    ({"q": "Pick", "opts": FIVE, "gold": None}, "empty_answer", r"the answer \('gold'\) is empty"),
-    ({"q": "Pick", "opts": FIVE, "gold": "a or"}, "empty_answer", r"^the answer \('gold'\) is empty$"),
-    ({"q": "How many?", "opts": [], "gold": "many"}, "unparsable_answer",
-     r"answer 'many' \('gold'\) is not a number, and the question has no choices"),
-    ({"q": " ", "opts": FIVE, "gold": "a"}, "empty_question",
-     r"question text \('q'\) is empty \(a figure-only question\?\)"),
-    ({"q": None, "opts": FIVE, "gold": "a"}, "empty_question", r"question text \('q'\) is empty"),
-    ({"q": ["Pick"], "opts": FIVE, "gold": "a"}, "bad_question", r"question text \('q'\) is a list, not text"),
-    ({"q": 12, "opts": FIVE, "gold": "a"}, "bad_question", r"question text \('q'\) is a int, not text"),
-    ({"q": "Pick", "opts": "a,b", "gold": "a"}, "bad_choices", r"'opts' is a str, expected a list"),
-    ({"q": "Pick", "opts": [["x"], "y"], "gold": "a"}, "bad_choices", r"'opts' is a list, expected a list of strings"),
-    ({"q": "Pick", "opts": FIVE, "gold": "a", "points": "x"}, "bad_points", r"points \('points'\) is 'x'"),
-    ({"q": "Pick", "opts": FIVE, "gold": "a", "text_only": "yes"}, "bad_text_only",
-     r"'text_only' is 'yes', expected true or false"),
-])
+@pytest.mark.parametrize(
+    "record, kind, reason",
+    [
+        ({"q": "Pick", "opts": FIVE}, "missing_answer", r"missing field 'gold' \(the answer\).*exam\.fields\.answer"),
+        (
+            {"gold": "a", "opts": FIVE},
+            "missing_question",
+            r"missing field 'q' \(the question\).*exam\.fields\.question",
+        ),
+        ({"q": "Pick", "gold": "a"}, "missing_choices", r"missing field 'opts' \(the choices\)"),
+        (
+            {"q": "Pick", "opts": FIVE, "gold": "f"},
+            "answer_outside_choices",
+            r"^answer 'f' \('gold'\) is not one of the 5 choice letters \(a-e\)$",
+        ),
+        (
+            {"q": "Pick", "opts": FIVE, "gold": "a or z"},
+            "answer_outside_choices",
+            r"answer 'z' \('gold'\) is not one of",
+        ),
+        ({"q": "Pick", "opts": FIVE, "gold": "3"}, "unparsable_answer", r"answer '3' \('gold'\) is not one of the 5"),
+        ({"q": "Pick", "opts": FIVE, "gold": "b?"}, "unparsable_answer", r"answer 'b\?' \('gold'\) is not one"),
+        ({"q": "Pick", "opts": FIVE, "gold": []}, "empty_answer", r"^the answer \('gold'\) is empty$"),
+        ({"q": "Pick", "opts": FIVE, "gold": " "}, "empty_answer", r"the answer \('gold'\) is empty"),
+        ({"q": "Pick", "opts": FIVE, "gold": None}, "empty_answer", r"the answer \('gold'\) is empty"),
+        ({"q": "Pick", "opts": FIVE, "gold": "a or"}, "empty_answer", r"^the answer \('gold'\) is empty$"),
+        (
+            {"q": "How many?", "opts": [], "gold": "many"},
+            "unparsable_answer",
+            r"answer 'many' \('gold'\) is not a number, and the question has no choices",
+        ),
+        (
+            {"q": " ", "opts": FIVE, "gold": "a"},
+            "empty_question",
+            r"question text \('q'\) is empty \(a figure-only question\?\)",
+        ),
+        ({"q": None, "opts": FIVE, "gold": "a"}, "empty_question", r"question text \('q'\) is empty"),
+        ({"q": ["Pick"], "opts": FIVE, "gold": "a"}, "bad_question", r"question text \('q'\) is a list, not text"),
+        ({"q": 12, "opts": FIVE, "gold": "a"}, "bad_question", r"question text \('q'\) is a int, not text"),
+        ({"q": "Pick", "opts": "a,b", "gold": "a"}, "bad_choices", r"'opts' is a str, expected a list"),
+        (
+            {"q": "Pick", "opts": [["x"], "y"], "gold": "a"},
+            "bad_choices",
+            r"'opts' is a list, expected a list of strings",
+        ),
+        ({"q": "Pick", "opts": FIVE, "gold": "a", "points": "x"}, "bad_points", r"points \('points'\) is 'x'"),
+        (
+            {"q": "Pick", "opts": FIVE, "gold": "a", "text_only": "yes"},
+            "bad_text_only",
+            r"'text_only' is 'yes', expected true or false",
+        ),
+    ],
+)
 def test_a_bad_question_is_excluded_with_its_reason(tmp_path: Path, record: dict, kind: str, reason: str):
     path = write_jsonl(tmp_path / "bad.jsonl", [GOOD, record, {**GOOD, "gold": "b"}])
     got = select_exam_jsonl(path, QOG, ExamFilter.everything(), NONE)
@@ -309,20 +374,32 @@ def test_a_bad_question_is_excluded_with_its_reason(tmp_path: Path, record: dict
 
 
 def test_excluded_question_keeps_its_id_and_file_order(tmp_path: Path):
-    path = write_jsonl(tmp_path / "exam.jsonl", [
-        q("A1", ["f"]), q("A2", ["a"]), q("A3", [], text=""), q("A4", ["b"]), q("A5", ["c"], choices=[""] * 5)])
+    path = write_jsonl(
+        tmp_path / "exam.jsonl",
+        [q("A1", ["f"]), q("A2", ["a"]), q("A3", [], text=""), q("A4", ["b"]), q("A5", ["c"], choices=[""] * 5)],
+    )
     got = select_exam_jsonl(path, FieldMapping(), ExamFilter(), NONE)
     assert [x.qid for x in got.questions] == ["A2", "A4"]
     assert [(x.qid, x.kind) for x in got.excluded] == [
-        ("A1", "answer_outside_choices"), ("A3", "empty_question"), ("A5", "blank_choices")]
+        ("A1", "answer_outside_choices"),
+        ("A3", "empty_question"),
+        ("A5", "blank_choices"),
+    ]
     assert [x.source for x in got.excluded] == [f"{path}:1", f"{path}:3", f"{path}:5"]
     assert select_exam_jsonl(path, FieldMapping(), ExamFilter(), NONE) == got  # deterministic
 
 
 def test_blank_choice_texts_excluded_or_kept_for_letters(tmp_path: Path):
-    path = write_jsonl(tmp_path / "exam.jsonl", [
-        q("B1", ["a"]), q("B2", ["c"], choices=["", "", "", "", ""]), q("B3", ["d"]),
-        q("B4", ["a"], choices=["fever", "", None, "rash"]), q("B5", ["b"], choices=["x", " "])])
+    path = write_jsonl(
+        tmp_path / "exam.jsonl",
+        [
+            q("B1", ["a"]),
+            q("B2", ["c"], choices=["", "", "", "", ""]),
+            q("B3", ["d"]),
+            q("B4", ["a"], choices=["fever", "", None, "rash"]),
+            q("B5", ["b"], choices=["x", " "]),
+        ],
+    )
     needs_text = select_exam_jsonl(path, FieldMapping(), ExamFilter(), NONE)
     assert [x.qid for x in needs_text.questions] == ["B1", "B3"]
     assert [(x.qid, x.reason) for x in needs_text.excluded] == [
@@ -341,32 +418,44 @@ def test_blank_choice_texts_excluded_or_kept_for_letters(tmp_path: Path):
 
 def test_blank_choices_in_an_igakuqa_year(igakuqa: Path):
     """The issue: a later year with one question whose choices are printed in a figure."""
-    write_jsonl(igakuqa / "2021" / "115-A.jsonl", [
-        q("115A1", ["a"]), q("115A2", ["b"], choices=[""] * 5, text_only=False), q("115A3", ["c"], choices=[""] * 5)])
-    write_jsonl(igakuqa / "2021" / "115-A_metadata.jsonl", [
-        {"problem_id": "115A3", "kinki": ["e"], "category": "内科"}])
+    write_jsonl(
+        igakuqa / "2021" / "115-A.jsonl",
+        [q("115A1", ["a"]), q("115A2", ["b"], choices=[""] * 5, text_only=False), q("115A3", ["c"], choices=[""] * 5)],
+    )
+    write_jsonl(
+        igakuqa / "2021" / "115-A_metadata.jsonl", [{"problem_id": "115A3", "kinki": ["e"], "category": "内科"}]
+    )
     paper = select_igakuqa(igakuqa, [2021], ExamFilter(), overrides=NONE)
     assert [x.qid for x in paper.questions] == ["115A1"]
     assert [(x.qid, x.reason) for x in paper.excluded] == [
-        ("115A3", "choice texts a-e are blank (printed in a figure?)")]
+        ("115A3", "choice texts a-e are blank (printed in a figure?)")
+    ]
     replay = select_igakuqa(igakuqa, [2021], ExamFilter.everything(), overrides=NONE, needs_choice_text=False)
     assert [x.qid for x in replay.questions] == ["115A1", "115A2", "115A3"] and replay.excluded == []
     assert replay.questions[2].kinki == ("e",) and replay.questions[2].category == "内科"
     assert [x.qid for x in read_igakuqa(igakuqa, [2020, 2021], ExamFilter(), overrides=NONE)] == [
-        "114A1", "114A5", "114B1", "114B2", "115A1"]
+        "114A1",
+        "114A5",
+        "114B1",
+        "114B2",
+        "115A1",
+    ]
 
 
 def test_filters_select_and_are_not_exclusions(tmp_path: Path):
-    path = write_jsonl(tmp_path / "exam.jsonl", [
-        q("F1", ["a"]),
-        q("F2", ["z"], text_only=False),  # broken, but text_only drops it anyway
-        {**q("F3", "a", choices=[]), "answer": "many"},  # broken, but require_choices drops it anyway
-        q("F4", ["a", "b", "c"], choices=[""] * 5),  # blank choices, but max_answers=2 drops it anyway
-        q("F5", ["b"]),
-        q("F6", ["q"]),  # broken, selected: excluded
-        q("F7", ["c"]),
-        q("F8", ["z"]),  # after the max_questions=3rd question: not reached
-    ])
+    path = write_jsonl(
+        tmp_path / "exam.jsonl",
+        [
+            q("F1", ["a"]),
+            q("F2", ["z"], text_only=False),  # broken, but text_only drops it anyway
+            {**q("F3", "a", choices=[]), "answer": "many"},  # broken, but require_choices drops it anyway
+            q("F4", ["a", "b", "c"], choices=[""] * 5),  # blank choices, but max_answers=2 drops it anyway
+            q("F5", ["b"]),
+            q("F6", ["q"]),  # broken, selected: excluded
+            q("F7", ["c"]),
+            q("F8", ["z"]),  # after the max_questions=3rd question: not reached
+        ],
+    )
     got = select_exam_jsonl(path, FieldMapping(), ExamFilter(max_questions=3), NONE)
     assert [x.qid for x in got.questions] == ["F1", "F5", "F7"]
     assert [x.qid for x in got.excluded] == ["F6"]
@@ -382,10 +471,14 @@ def test_an_answer_override_does_not_rescue_a_broken_record(tmp_path: Path):
 
 
 def test_a_file_with_no_readable_question_is_refused(tmp_path: Path):
-    path = write_jsonl(tmp_path / "results.jsonl", [{"problem_id": "X1", "prediction": "a"},
-                                                    {"problem_id": "X2", "prediction": "b"}])
-    with pytest.raises(DataError, match=r"results\.jsonl: no record can be read as a question \(2 tried; the first, "
-                       r".*results\.jsonl:1: missing field 'problem_text'.*\); fix the records, or .*exam\.fields"):
+    path = write_jsonl(
+        tmp_path / "results.jsonl", [{"problem_id": "X1", "prediction": "a"}, {"problem_id": "X2", "prediction": "b"}]
+    )
+    with pytest.raises(
+        DataError,
+        match=r"results\.jsonl: no record can be read as a question \(2 tried; the first, "
+        r".*results\.jsonl:1: missing field 'problem_text'.*\); fix the records, or .*exam\.fields",
+    ):
         select_exam_jsonl(path, FieldMapping(), ExamFilter.everything(), NONE)
     write_jsonl(tmp_path / "folder" / "good.jsonl", [q("G1", ["a"])])
     write_jsonl(tmp_path / "folder" / "stray.jsonl", [{"problem_id": "X1", "prediction": "a"}])
@@ -394,10 +487,15 @@ def test_a_file_with_no_readable_question_is_refused(tmp_path: Path):
 
 
 def test_every_selected_question_excluded_is_refused(tmp_path: Path):
-    path = write_jsonl(tmp_path / "figures.jsonl", [q("P1", ["a"], choices=[""] * 5), q("P2", ["b"], choices=[""] * 5),
-                                                    q("P3", ["a", "b", "c"])])
-    with pytest.raises(DataError, match=r"figures\.jsonl: every question the filters select has a problem of its data "
-                       r"\(2 excluded; the first, .*figures\.jsonl:1: choice texts a-e are blank"):
+    path = write_jsonl(
+        tmp_path / "figures.jsonl",
+        [q("P1", ["a"], choices=[""] * 5), q("P2", ["b"], choices=[""] * 5), q("P3", ["a", "b", "c"])],
+    )
+    with pytest.raises(
+        DataError,
+        match=r"figures\.jsonl: every question the filters select has a problem of its data "
+        r"\(2 excluded; the first, .*figures\.jsonl:1: choice texts a-e are blank",
+    ):
         select_exam_jsonl(path, FieldMapping(), ExamFilter(), NONE)
     letters_only = select_exam_jsonl(path, FieldMapping(), ExamFilter(), NONE, needs_choice_text=False)
     assert [x.qid for x in letters_only.questions] == ["P1", "P2"]
@@ -431,8 +529,9 @@ def test_bad_kinki_excludes_its_question_naming_the_metadata_line(igakuqa: Path)
     assert [x.qid for x in got.questions] == ["114A1", "114A5", "114B1"]
     (excluded,) = got.excluded
     assert excluded.qid == "114B2" and excluded.kind == "bad_kinki" and excluded.source.endswith("114-B.jsonl:2")
-    assert re.search(r"^kinki 'z' \(.*114-B_metadata\.jsonl:1\) is not one of the 5 choice letters \(a-e\)$",
-                     excluded.reason)
+    assert re.search(
+        r"^kinki 'z' \(.*114-B_metadata\.jsonl:1\) is not one of the 5 choice letters \(a-e\)$", excluded.reason
+    )
 
 
 # ---------------------------------------------------------------- shuffling and the sample exam
@@ -446,9 +545,12 @@ def test_shuffle_is_seeded_and_answers_follow_their_text(igakuqa: Path):
     assert len({x.choices for x in once if not x.is_numeric}) > 1  # a different order per question
     for before, after in [(b, a) for b, a in zip(questions, once) if not b.is_numeric]:
         assert sorted(after.choices) == sorted(before.choices) and after.qid == before.qid
-        for letters_before, letters_after in [(before.answers, after.answers), (before.kinki, after.kinki),
-                                              *zip(before.accepted, after.accepted)]:
-            text = lambda x, ls: sorted(x.choice_of(l) for l in ls)
+        for letters_before, letters_after in [
+            (before.answers, after.answers),
+            (before.kinki, after.kinki),
+            *zip(before.accepted, after.accepted),
+        ]:
+            text = lambda x, ls: sorted(x.choice_of(label) for label in ls)
             assert text(before, letters_before) == text(after, letters_after)
     numeric = next(x for x in questions if x.is_numeric)
     assert [x for x in once if x.qid == numeric.qid] == [numeric]
@@ -458,7 +560,9 @@ def test_sample_exam():
     sample = read_sample_exam()
     assert len(sample) == 40
     assert Counter(x.source.rsplit(":", 1)[0].rsplit("/", 1)[-1] for x in sample) == {
-        "exam_ja.jsonl": 24, "exam_en.jsonl": 16}
+        "exam_ja.jsonl": 24,
+        "exam_en.jsonl": 16,
+    }
     assert all(x.explanation and x.answers and x.choices for x in sample)
     assert len({x.qid for x in sample}) == 40
 
@@ -471,9 +575,16 @@ def test_sample_exam_has_nothing_excluded():
 
 
 def test_select_exam_from_config_and_the_summary(tmp_path: Path):
-    path = write_jsonl(tmp_path / "exam.jsonl", [
-        q("C1", ["a"]), q("C2", ["c"], choices=[""] * 5), q("C3", ["f"]),
-        {"problem_text": "No answer", "choices": FIVE}, q("C5", ["b"])])
+    path = write_jsonl(
+        tmp_path / "exam.jsonl",
+        [
+            q("C1", ["a"]),
+            q("C2", ["c"], choices=[""] * 5),
+            q("C3", ["f"]),
+            {"problem_text": "No answer", "choices": FIVE},
+            q("C5", ["b"]),
+        ],
+    )
     exam = ExamConfig(name="mine", format=ExamFormat.jsonl, path=str(path), shuffle_choices=True)
     got = select_exam(exam)
     assert [x.qid for x in got.questions] == ["C1", "C5"] and [x.qid for x in load_exam(exam)] == ["C1", "C5"]
@@ -483,8 +594,12 @@ def test_select_exam_from_config_and_the_summary(tmp_path: Path):
         "n": 3,
         "by_reason": {"answer_outside_choices": 1, "blank_choices": 1, "missing_answer": 1},
         "questions": [
-            {"id": "C2", "source": f"{path}:2", "reason": "choice texts a-e are blank (printed in a figure?)",
-             "kind": "blank_choices"},
+            {
+                "id": "C2",
+                "source": f"{path}:2",
+                "reason": "choice texts a-e are blank (printed in a figure?)",
+                "kind": "blank_choices",
+            },
             {"id": "C3", "source": f"{path}:3", "reason": got.excluded[1].reason, "kind": "answer_outside_choices"},
             {"id": "exam:4", "source": f"{path}:4", "reason": got.excluded[2].reason, "kind": "missing_answer"},
         ],
@@ -495,7 +610,16 @@ def test_select_exam_from_config_and_the_summary(tmp_path: Path):
 
 
 def test_select_exam_igakuqa_config_finds_years(igakuqa: Path, tmp_path: Path):
-    exam = ExamConfig(name="igakuqa", format=ExamFormat.igakuqa, path=str(igakuqa), answer_overrides=None)
+    # The paper's subset, as conf/exam/igakuqa.yaml sets it (ExamConfig's own defaults keep every question).
+    exam = ExamConfig(
+        name="igakuqa",
+        format=ExamFormat.igakuqa,
+        path=str(igakuqa),
+        answer_overrides=None,
+        text_only=True,
+        max_answers=2,
+        require_choices=True,
+    )
     assert [x.year for x in select_exam(exam).questions] == ["2019"] + ["2020"] * 4
     with pytest.raises(DataError, match=r"absent: no such IgakuQA folder; point exam\.path"):
         select_exam(ExamConfig(name="igakuqa", format=ExamFormat.igakuqa, path=str(tmp_path / "absent")))
@@ -517,8 +641,9 @@ def test_shared_a_later_year_with_choices_in_a_figure(tmp_path: Path):
     everything = select_igakuqa(tmp_path / "igakuqa", [2030], ExamFilter.everything(), overrides=NONE)
     assert len(everything.questions) == 74 and [x.qid for x in everything.excluded] == ["112A10"]
     assert everything.excluded[0].reason == "choice texts a-e are blank (printed in a figure?)"
-    replay = select_igakuqa(tmp_path / "igakuqa", [2030], ExamFilter.everything(), overrides=NONE,
-                            needs_choice_text=False)
+    replay = select_igakuqa(
+        tmp_path / "igakuqa", [2030], ExamFilter.everything(), overrides=NONE, needs_choice_text=False
+    )
     assert len(replay.questions) == 75 and replay.excluded == []
 
 
@@ -530,8 +655,10 @@ def test_a_question_with_thirty_choices_loads_with_numbered_labels_and_scores(tm
 
     choices = [f"option number {i}" for i in range(1, 31)]
     path = tmp_path / "wide.jsonl"
-    path.write_text(json.dumps({"problem_id": "W-1", "problem_text": "Pick one.", "choices": choices,
-                                "answer": ["27"]}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"problem_id": "W-1", "problem_text": "Pick one.", "choices": choices, "answer": ["27"]}) + "\n",
+        encoding="utf-8",
+    )
     selection = select_exam_jsonl(path, FieldMapping(), ExamFilter.everything())
     (question,) = selection.questions
     assert question.answers == ("27",) and not selection.excluded

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF, REPO, tiny_defaults
 
+from conftest import CONF, REPO, tiny_defaults
 from medtune.chat import decoding_from, make_streamer
 from medtune.errors import ConfigError, ModelUnavailableError
 from medtune.modeling.export import EXPORT_FILE, dequantize_bnb_layers, export_run, inference_hardware
@@ -29,16 +29,17 @@ def train_tiny(root, cache, adapter: str):
     from medtune.config.job import JobContext
     from medtune.config.schema import TrainRunConfig
     from medtune.config.store import register_configs
-    from medtune.config.validate import to_typed
-    from medtune.training.task import run_training
+    from medtune.entry import execute
+    from medtune.jobs import TRAIN, to_typed
 
     register_configs()
     overrides = [f"paths.output_root={root}", f"paths.cache_dir={cache}", f"adapter={adapter}", *SHORT_RUN]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = to_typed(compose(config_name="train", overrides=tiny_defaults(overrides)), TrainRunConfig)
-    job = JobContext(run_dir=root / adapter, override_dirname=f"adapter={adapter}",
-                     choices={"model": "tiny", "adapter": adapter})
-    return run_training(cfg, job)
+    job = JobContext(
+        run_dir=root / adapter, override_dirname=f"adapter={adapter}", choices={"model": "tiny", "adapter": adapter}
+    )
+    return execute(TRAIN, cfg, job)
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +200,14 @@ def test_export_force_replaces_an_earlier_export(lora_run, tmp_path):
 
 def chat(path, *flags, stdin: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "medtune", "chat", str(path), *flags], check=False, input=stdin, cwd=REPO,
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        [sys.executable, "-m", "medtune", "chat", str(path), *flags],
+        check=False,
+        input=stdin,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
 
 

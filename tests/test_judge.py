@@ -1,4 +1,4 @@
-"""evaluate.py eval=judge: score parsing, the category table's arithmetic, swap, resuming, and end to end
+"""judge.py: score parsing, the category table's arithmetic, swap, resuming, and end to end
 through real HTTP servers: medtune's own server with a tiny judge, and a rubric-following stand-in."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from chat_server import ScriptedChatServer
 from conftest import REPO
-
 from medtune.judge.aggregate import category_table
 from medtune.judge.parsing import parse_scores
 from medtune.judge.questions import PAPER_CATEGORIES, read_questions
@@ -22,37 +22,46 @@ QUESTIONS = read_questions(None)
 CATEGORIES = [*PAPER_CATEGORIES, "Medical"]
 
 
-@pytest.mark.parametrize("text, scores, how", [
-    ("8 6\nAssistant 1 is more detailed.", (8, 6), "first_line"),
-    ("8, 6", (8, 6), "first_line"),
-    ("**8/10 6/10**\nGiải thích: ...", (8, 6), "first_line"),
-    ("7.5 9", (7.5, 9), "first_line"),
-    ("８ ６", (8, 6), "first_line"),
-    ("Assistant 1: 8/10\nAssistant 2: 6/10", (8, 6), "labelled"),
-    ("Assistant 1 receives a score of 8 out of 10, and Assistant 2 receives 5 out of 10.", (8, 5), "labelled"),
-    ("Đánh giá:\nTrợ lý 1: 7/10, khá đầy đủ.\nTrợ lý 2: 3/10, lạc đề.", (7, 3), "labelled"),
-    ("アシスタント1：８点、アシスタント2：６点", (8, 6), "labelled"),
-    ("Assistant 1 and 2 both answered. Assistant 1 scores 9 while Assistant 2 scores 4.", (9, 4), "labelled"),
-    ("Both are fine.\nScore: 7 and 9", (7, 9), "named_pair"),
-    ("Assistant 1's answer is longer than Assistant 2's.\nScores: 8 and 6", (8, 6), "named_pair"),
-    ("Nhận xét chung về hai câu trả lời.\nĐiểm: 7 và 9", (7, 9), "named_pair"),
-    ("総合評価です。\nスコア：7、9", (7, 9), "named_pair"),
-    ("Tôi cho 8 và 6 điểm vì câu trả lời thứ nhất rõ ràng hơn.", (8, 6), "two_numbers"),
-])
+@pytest.mark.parametrize(
+    "text, scores, how",
+    [
+        ("8 6\nAssistant 1 is more detailed.", (8, 6), "first_line"),
+        ("8, 6", (8, 6), "first_line"),
+        ("**8/10 6/10**\nGiải thích: ...", (8, 6), "first_line"),
+        ("7.5 9", (7.5, 9), "first_line"),
+        ("８ ６", (8, 6), "first_line"),
+        ("Assistant 1: 8/10\nAssistant 2: 6/10", (8, 6), "labelled"),
+        ("Assistant 1 receives a score of 8 out of 10, and Assistant 2 receives 5 out of 10.", (8, 5), "labelled"),
+        ("Đánh giá:\nTrợ lý 1: 7/10, khá đầy đủ.\nTrợ lý 2: 3/10, lạc đề.", (7, 3), "labelled"),
+        ("アシスタント1：８点、アシスタント2：６点", (8, 6), "labelled"),
+        ("Assistant 1 and 2 both answered. Assistant 1 scores 9 while Assistant 2 scores 4.", (9, 4), "labelled"),
+        ("Both are fine.\nScore: 7 and 9", (7, 9), "named_pair"),
+        ("Assistant 1's answer is longer than Assistant 2's.\nScores: 8 and 6", (8, 6), "named_pair"),
+        ("Nhận xét chung về hai câu trả lời.\nĐiểm: 7 và 9", (7, 9), "named_pair"),
+        ("総合評価です。\nスコア：7、9", (7, 9), "named_pair"),
+        ("Tôi cho 8 và 6 điểm vì câu trả lời thứ nhất rõ ràng hơn.", (8, 6), "two_numbers"),
+    ],
+)
 def test_parser_reads_the_usual_ways_of_giving_two_scores(text, scores, how):
     parsed = parse_scores(text)
     assert parsed.ok and (parsed.score_1, parsed.score_2) == scores and parsed.how == how
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("", "empty judgment"),
-    ("   \n ", "empty judgment"),
-    ("Tôi không thể chấm điểm câu này.", "no pair of scores found"),
-    ("1. Helpfulness: good\n2. Relevance: ok", "no pair of scores found"),
-    ("11 3", "score 11 is outside the scale 1-10"),
-    ("0 5", "score 0 is outside the scale 1-10"),
-    ("Assistant 1: 12/10\nAssistant 2: 5/10\nScore: 9 and 5", "score 12 is outside"),  # the judge's own pair decides
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("", "empty judgment"),
+        ("   \n ", "empty judgment"),
+        ("Tôi không thể chấm điểm câu này.", "no pair of scores found"),
+        ("1. Helpfulness: good\n2. Relevance: ok", "no pair of scores found"),
+        ("11 3", "score 11 is outside the scale 1-10"),
+        ("0 5", "score 0 is outside the scale 1-10"),
+        (
+            "Assistant 1: 12/10\nAssistant 2: 5/10\nScore: 9 and 5",
+            "score 12 is outside",
+        ),  # the judge's own pair decides
+    ],
+)
 def test_parser_gives_a_reason_instead_of_scores(text, reason):
     parsed = parse_scores(text)
     assert not parsed.ok and parsed.score_1 is None and reason in parsed.reason
@@ -66,9 +75,16 @@ def row(qid, category, order, score_1=None, score_2=None):
     """A scored judgment row as judging.scored_row leaves it."""
     ok = score_1 is not None
     first_is_a = order == "ab"
-    return {"id": qid, "category": category, "order": order, "status": "scored" if ok else "unparsable",
-            "score_1": score_1, "score_2": score_2,
-            "score_a": score_1 if first_is_a else score_2, "score_b": score_2 if first_is_a else score_1}
+    return {
+        "id": qid,
+        "category": category,
+        "order": order,
+        "status": "scored" if ok else "unparsable",
+        "score_1": score_1,
+        "score_2": score_2,
+        "score_a": score_1 if first_is_a else score_2,
+        "score_b": score_2 if first_is_a else score_1,
+    }
 
 
 def test_category_scores_are_sums_normalised_to_100():
@@ -89,9 +105,12 @@ def test_category_scores_are_sums_normalised_to_100():
 
 def test_swap_averages_both_orders_and_counts_disagreements():
     rows = [
-        row("q1", "Fermi", "ab", 8, 6), row("q1", "Fermi", "ba", 7, 7),  # a: (8+7)/2, b: (6+7)/2; a wins, then a tie
-        row("q2", "Fermi", "ab", 9, 5), row("q2", "Fermi", "ba", 4, 8),  # both orders say a, by 4
-        row("q3", "Fermi", "ab", 6, 6), row("q3", "Fermi", "ba"),        # one order read: it alone counts
+        row("q1", "Fermi", "ab", 8, 6),
+        row("q1", "Fermi", "ba", 7, 7),  # a: (8+7)/2, b: (6+7)/2; a wins, then a tie
+        row("q2", "Fermi", "ab", 9, 5),
+        row("q2", "Fermi", "ba", 4, 8),  # both orders say a, by 4
+        row("q3", "Fermi", "ab", 6, 6),
+        row("q3", "Fermi", "ba"),  # one order read: it alone counts
     ]
     table = category_table(rows, ["Fermi"])
     (fermi,) = table["categories"]
@@ -104,8 +123,13 @@ def test_swap_averages_both_orders_and_counts_disagreements():
 
 QUALITY = re.compile(r"\[chất lượng (\d+)\]")
 BLOCK = re.compile(r"###The Start of Assistant (\d)'s Answer\n(.*?)\n###The End of Assistant \1's Answer", re.DOTALL)
-FORMATS = ["{0} {1}\nTrợ lý 1 trả lời ...", "Assistant 1: {0}/10\nAssistant 2: {1}/10",
-           "Nhận xét ...\nĐiểm: {0} và {1}", "アシスタント1：{0}点、アシスタント2：{1}点", "**{0}/10 {1}/10**"]
+FORMATS = [
+    "{0} {1}\nTrợ lý 1 trả lời ...",
+    "Assistant 1: {0}/10\nAssistant 2: {1}/10",
+    "Nhận xét ...\nĐiểm: {0} và {1}",
+    "アシスタント1：{0}点、アシスタント2：{1}点",
+    "**{0}/10 {1}/10**",
+]
 TRUTH = {"writing_02": (6, 6)}  # (a, b) hidden qualities; every other question: (4, 7)
 
 
@@ -148,25 +172,37 @@ def answer_files(tmp_path):
     for role, index in (("base", 0), ("chat", 1)):
         path = tmp_path / f"answers_{role}.jsonl"
         marks = {q.qid: TRUTH.get(q.qid, (4, 7))[index] for q in QUESTIONS}
-        lines = [json.dumps({"id": q.qid, "answer": f"Trả lời của {role} cho {q.qid}. [chất lượng {marks[q.qid]}]"},
-                            ensure_ascii=False) for q in QUESTIONS]
+        lines = [
+            json.dumps(
+                {"id": q.qid, "answer": f"Trả lời của {role} cho {q.qid}. [chất lượng {marks[q.qid]}]"},
+                ensure_ascii=False,
+            )
+            for q in QUESTIONS
+        ]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths[role] = path
     return paths
 
 
 def judge_args(url, answers, out, *extra):
-    return ["eval=judge", f"judge.a.answers={answers['base']}", f"judge.b.answers={answers['chat']}",
-            f"judge.judge.url={url}", "judge.judge.max_retries=0", f"eval.output_dir={out}", "logger=none", *extra]
+    return [
+        f"judge.a.answers={answers['base']}",
+        f"judge.b.answers={answers['chat']}",
+        f"judge.judge.url={url}",
+        "judge.judge.max_retries=0",
+        f"judge.output_dir={out}",
+        "logger=none",
+        *extra,
+    ]
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_a_rubric_following_judge_gives_the_exact_category_table(run_eval, stand_in, answer_files, tmp_path):
+def test_a_rubric_following_judge_gives_the_exact_category_table(run_judge, stand_in, answer_files, tmp_path):
     server = stand_in()
-    metrics = run_eval(judge_args(server.url, answer_files, tmp_path / "swap"))
+    metrics = run_judge(judge_args(server.url, answer_files, tmp_path / "swap"))
     rows = {r["category"]: r for r in metrics["categories"]}
     assert list(rows) == CATEGORIES and server.calls == 2 * len(QUESTIONS)
     for category in ("Generic", "Knowledge", "Roleplay", "Common-Sense", "Fermi", "Counterfactual", "Coding"):
@@ -186,7 +222,8 @@ def test_a_rubric_following_judge_gives_the_exact_category_table(run_eval, stand
 
     judgments = read_jsonl(tmp_path / "swap" / "judgments.jsonl")
     assert len(judgments) == 44 and {(r["id"], r["order"]) for r in judgments} == {
-        (q.qid, o) for q in QUESTIONS for o in ("ab", "ba")}
+        (q.qid, o) for q in QUESTIONS for o in ("ab", "ba")
+    }
     off_scale = next(r for r in judgments if r["id"] == "math_02" and r["order"] == "ba")
     assert off_scale["status"] == "unparsable" and off_scale["raw"] == "11 3"
     assert "outside the scale" in off_scale["reason"]
@@ -200,51 +237,57 @@ def test_a_rubric_following_judge_gives_the_exact_category_table(run_eval, stand
     assert not (tmp_path / "swap" / "judgments.partial.jsonl").exists()
 
     # Without swap the judge's preference for the first position stays in system a's score.
-    once = run_eval(judge_args(server.url, answer_files, tmp_path / "once", "judge.swap=false"), name="once")
+    once = run_judge(judge_args(server.url, answer_files, tmp_path / "once", "judge.swap=false"), name="once")
     assert {(r["a"], r["b"]) for r in once["categories"] if r["category"] in ("Generic", "Fermi")} == {(50.0, 70.0)}
     assert server.calls == 3 * len(QUESTIONS)
 
 
-def test_endpoint_down_keeps_the_judgments_made_and_the_rerun_finishes(run_eval, stand_in, answer_files, tmp_path):
+def test_endpoint_down_keeps_the_judgments_made_and_the_rerun_finishes(run_judge, stand_in, answer_files, tmp_path):
     from medtune.llm.backend import EndpointError
 
     out = tmp_path / "judge"
     flaky = stand_in(fail_after=5)
     with pytest.raises(EndpointError) as stopped:
-        run_eval(judge_args(flaky.url, answer_files, out, "judge.judge.concurrency=1"))
+        run_judge(judge_args(flaky.url, answer_files, out, "judge.judge.concurrency=1"))
     message = str(stopped.value)
     assert f"judge.judge.url={flaky.url}" in message and "HTTP 503" in message and "5 of 44 judgments" in message
     assert len(read_jsonl(out / "judgments.partial.jsonl")) == 5 and not (out / "judgments.jsonl").exists()
 
     nobody = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     with pytest.raises(EndpointError, match=re.escape(nobody)):
-        run_eval(judge_args(nobody, answer_files, tmp_path / "nobody"), name="nobody")
+        run_judge(judge_args(nobody, answer_files, tmp_path / "nobody"), name="nobody")
 
     healthy = stand_in()  # the judge back, at another address: where it is served may change
-    metrics = run_eval(judge_args(healthy.url, answer_files, out, "judge.judge.concurrency=1"), name="again")
+    metrics = run_judge(judge_args(healthy.url, answer_files, out, "judge.judge.concurrency=1"), name="again")
     assert healthy.calls == 44 - 5 and metrics["total"]["b"] == pytest.approx(156 / 210 * 100)
     assert len(read_jsonl(out / "judgments.jsonl")) == 44 and not (out / "judgments.partial.jsonl").exists()
 
     from medtune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="changed: endpoint_model"):  # same directory, another judge: refused
-        run_eval(judge_args(healthy.url, answer_files, out, "judge.judge.endpoint_model=gpt-4"), name="other")
+        run_judge(judge_args(healthy.url, answer_files, out, "judge.judge.endpoint_model=gpt-4"), name="other")
 
 
-def test_a_system_answering_through_an_endpoint_is_asked_once(run_eval, stand_in, answer_files, tmp_path):
+def test_a_system_answering_through_an_endpoint_is_asked_once(run_judge, stand_in, answer_files, tmp_path):
     server = stand_in()
     out = tmp_path / "judge"
-    args = ["eval=judge", f"judge.a.answers={answer_files['base']}", "judge.b.generator.kind=endpoint",
-            f"judge.b.generator.url={server.url}", "judge.b.generator.endpoint_model=vi-chat",
-            f"judge.judge.url={server.url}",
-            "judge.max_questions=4", f"eval.output_dir={out}", "logger=none"]
-    metrics = run_eval(args)
+    args = [
+        f"judge.a.answers={answer_files['base']}",
+        "judge.b.generator.kind=endpoint",
+        f"judge.b.generator.url={server.url}",
+        "judge.b.generator.endpoint_model=vi-chat",
+        f"judge.judge.url={server.url}",
+        "judge.max_questions=4",
+        f"judge.output_dir={out}",
+        "logger=none",
+    ]
+    metrics = run_judge(args)
     assert metrics["systems"] == {"a": "base", "b": "vi-chat"} and metrics["sources"]["b"] == "endpoint"
     assert server.calls == 4 + 2 * 4 and metrics["total"]["b"] == 75.0
     answers = read_jsonl(out / "answers_vi-chat.jsonl")
     assert [r["id"] for r in answers] == [q.qid for q in QUESTIONS[:4]]
     assert "[chất lượng 7]" in answers[0]["answer"]
-    run_eval([*args, "judge.max_questions=5"], name="more")  # one more question: one answer and two judgments
+    run_judge([*args, "judge.max_questions=5"], name="more")  # one more question: one answer and two judgments
     assert server.calls == 12 + 1 + 2
 
 
@@ -256,12 +299,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_bad_settings_are_reported_together(run_eval, tmp_path):
+def test_bad_settings_are_reported_together(run_judge, tmp_path):
     from medtune.errors import ConfigError
 
     with pytest.raises(ConfigError) as error:
-        run_eval(["eval=judge", f"judge.a.answers={tmp_path}/none.jsonl", "judge.a.model_path=/nowhere",
-                  "judge.judge.url=null", "logger=none"])
+        run_judge(
+            [
+                f"judge.a.answers={tmp_path}/none.jsonl",
+                "judge.a.model_path=/nowhere",
+                "judge.judge.url=null",
+                "logger=none",
+            ]
+        )
     text = str(error.value)
     assert "judge.b names no system" in text and "judge.a sets answers and model_path" in text
     assert "judge.judge.kind=endpoint needs judge.judge.url" in text
@@ -275,10 +324,11 @@ def test_the_bundled_questions_cover_the_papers_categories():
 
 # -- end to end: two tiny systems judged by a tiny model behind medtune's own server ----------------------
 
+
 @pytest.fixture()
 def tiny_server(compose, tiny_cache):
     from medtune.config.eval_schema import EvalRunConfig
-    from medtune.config.validate import to_typed
+    from medtune.jobs import to_typed
     from medtune.modeling.tiny import tiny_checkpoint
 
     cfg = to_typed(compose([f"paths.cache_dir={tiny_cache}"], config_name="evaluate"), EvalRunConfig)
@@ -287,7 +337,11 @@ def tiny_server(compose, tiny_cache):
     other_dir = tiny_checkpoint(arch, tiny_cache, seed=1)  # a second tiny "system": the same shape, other weights
     process = subprocess.Popen(
         [sys.executable, "-m", "medtune.llm.server", "--model-path", str(judge_dir), "--port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith("medtune server: "), line
@@ -298,17 +352,29 @@ def tiny_server(compose, tiny_cache):
 
 
 @pytest.mark.slow
-def test_two_tiny_systems_judged_through_the_local_server(run_eval, tiny_server, tmp_path):
+def test_two_tiny_systems_judged_through_the_local_server(run_judge, tiny_server, tmp_path):
     url, other_checkpoint, server = tiny_server
     questions = tmp_path / "questions.jsonl"  # one question of each category keeps the tiny judge's work small
     firsts = {q.category: q for q in reversed(QUESTIONS)}
-    questions.write_text("".join(json.dumps({"id": q.qid, "category": q.category, "question": q.question},
-                                            ensure_ascii=False) + "\n" for q in firsts.values()), encoding="utf-8")
+    questions.write_text(
+        "".join(
+            json.dumps({"id": q.qid, "category": q.category, "question": q.question}, ensure_ascii=False) + "\n"
+            for q in firsts.values()
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "judge"
-    args = ["eval=judge", f"judge.questions={questions}", f"judge.b.model_path={other_checkpoint}",
-            "judge.b.name=tiny-seed1", "judge.a.generator.max_new_tokens=16", "judge.b.generator.max_new_tokens=16",
-            f"judge.judge.url={url}", "judge.judge.max_new_tokens=6", f"eval.output_dir={out}"]
-    metrics = run_eval(args)
+    args = [
+        f"judge.questions={questions}",
+        f"judge.b.model_path={other_checkpoint}",
+        "judge.b.name=tiny-seed1",
+        "judge.a.generator.max_new_tokens=16",
+        "judge.b.generator.max_new_tokens=16",
+        f"judge.judge.url={url}",
+        "judge.judge.max_new_tokens=6",
+        f"judge.output_dir={out}",
+    ]
+    metrics = run_judge(args)
     judgments = read_jsonl(out / "judgments.jsonl")
     assert len(judgments) == 2 * len(CATEGORIES) == metrics["judgments"]
     assert [r["category"] for r in metrics["categories"]] == CATEGORIES
@@ -332,6 +398,6 @@ def test_two_tiny_systems_judged_through_the_local_server(run_eval, tiny_server,
     server.terminate()
     server.wait(timeout=30)
     answers_before = (out / "answers_tiny.jsonl").read_text()
-    again = run_eval([*args, "logger=none"], name="again")
+    again = run_judge([*args, "logger=none"], name="again")
     assert again["unparsable_judgments"] == metrics["unparsable_judgments"]
     assert (out / "answers_tiny.jsonl").read_text() == answers_before

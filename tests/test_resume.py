@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_TRAIN_DEFAULTS
 from medtune.errors import PREEMPTED_EXIT_CODE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,6 @@ STEPS, SAVE_EVERY = 24, 4
 # Same config, data and seed on the same machine: the resumed adapter should match to float rounding.
 TOLERANCE = 1e-6
 
-from conftest import TINY_TRAIN_DEFAULTS
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,19 @@ def kill_step(low: int, high: int) -> int:
 
 
 def command(run_dir: Path, cache: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}",
-            f"train.max_steps={STEPS}", f"train.save_steps={SAVE_EVERY}", "train.logging_steps=1",
-            "logger=none", "exam_eval.enabled=false", *TINY_TRAIN_DEFAULTS, *extra]
+    return [
+        sys.executable,
+        "train.py",
+        f"hydra.run.dir={run_dir}",
+        f"paths.cache_dir={cache}",
+        f"train.max_steps={STEPS}",
+        f"train.save_steps={SAVE_EVERY}",
+        "train.logging_steps=1",
+        "logger=none",
+        "exam_eval.enabled=false",
+        *TINY_TRAIN_DEFAULTS,
+        *extra,
+    ]
 
 
 def run(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -59,8 +69,9 @@ def logged_steps(run_dir: Path) -> int:
 
 def interrupt(run_dir: Path, cache: Path, at_step: int, signum: int) -> subprocess.CompletedProcess:
     """Start training and send `signum` once step `at_step` has been logged."""
-    process = subprocess.Popen(command(run_dir, cache), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        command(run_dir, cache), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while logged_steps(run_dir) < at_step:
         assert process.poll() is None, f"training ended before step {at_step}: {process.communicate()[1][-2000:]}"
@@ -128,8 +139,7 @@ def test_a_changed_config_or_data_refuses_to_resume_unless_forced(tmp_path, tiny
     first = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}")
     assert first.returncode == 0, first.stderr[-3000:]
 
-    changed = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "train.learning_rate=0.02",
-                  "adapter.r=4")
+    changed = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "train.learning_rate=0.02", "adapter.r=4")
     assert changed.returncode == 2
     assert "was saved with a different setup" in changed.stderr
     assert "train.learning_rate: 0.01 -> 0.02" in changed.stderr and "adapter.r: 8 -> 4" in changed.stderr
@@ -141,11 +151,26 @@ def test_a_changed_config_or_data_refuses_to_resume_unless_forced(tmp_path, tiny
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps({"instruction": "q", "output": "a"}) + "\n")
     other = tmp_path / "other"
-    assert run(other, tiny_cache, "dataset=alpaca_json", f"dataset.path={data}", "dataset.eval_fraction=0",
-               f"train.max_steps={SAVE_EVERY}").returncode == 0
+    assert (
+        run(
+            other,
+            tiny_cache,
+            "dataset=alpaca_json",
+            f"dataset.path={data}",
+            "dataset.eval_fraction=0",
+            f"train.max_steps={SAVE_EVERY}",
+        ).returncode
+        == 0
+    )
     data.write_text(json.dumps({"instruction": "q2", "output": "a2"}) + "\n")
-    refused = run(other, tiny_cache, "dataset=alpaca_json", f"dataset.path={data}", "dataset.eval_fraction=0",
-                  f"train.max_steps={SAVE_EVERY}")
+    refused = run(
+        other,
+        tiny_cache,
+        "dataset=alpaca_json",
+        f"dataset.path={data}",
+        "dataset.eval_fraction=0",
+        f"train.max_steps={SAVE_EVERY}",
+    )
     assert refused.returncode == 2 and "the training data" in refused.stderr
 
     forced = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY + 2}", "train.learning_rate=0.02", "resume=force")
@@ -170,8 +195,13 @@ def test_under_the_submitit_launcher_a_preempted_job_is_requeued_and_finishes(re
     medtune save, hand the signal to submitit, which requeues; the requeued job resumes and ends."""
     sweep_dir = tmp_path / "sweep"
     args = [a for a in command(tmp_path, tiny_cache) if not a.startswith("hydra.run.dir=")]
-    process = subprocess.Popen([*args[:2], "-m", *args[2:], "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*args[:2], "-m", *args[2:], "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_dir = sweep_dir / "0"
     at_step = kill_step(2, STEPS - 3)
     deadline = time.monotonic() + 300
@@ -190,8 +220,13 @@ def test_under_the_submitit_launcher_a_preempted_job_is_requeued_and_finishes(re
     assert max_difference(adapter(run_dir), reference) <= TOLERANCE
 
 
-DEEPSPEED = ["train.micro_batch_size=4", "train.global_batch_size=8", "train.sampling=sequential", "adapter.dropout=0.0",
-             "hardware.devices_per_node=2"]
+DEEPSPEED = [
+    "train.micro_batch_size=4",
+    "train.global_batch_size=8",
+    "train.sampling=sequential",
+    "adapter.dropout=0.0",
+    "hardware.devices_per_node=2",
+]
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
@@ -202,8 +237,14 @@ def test_deepspeed_two_ranks_resume_after_sigterm_to_the_same_adapter(tmp_path, 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                *command(run_dir, tiny_cache, *DEEPSPEED, f"hardware.deepspeed.zero_stage={zero_stage}")[1:]]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            *command(run_dir, tiny_cache, *DEEPSPEED, f"hardware.deepspeed.zero_stage={zero_stage}")[1:],
+        ]
 
     whole = tmp_path / "whole"
     done = subprocess.run(torchrun(whole), cwd=REPO, capture_output=True, text=True, timeout=600)

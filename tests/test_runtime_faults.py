@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_TRAIN_DEFAULTS
 
+from conftest import REPO, TINY_TRAIN_DEFAULTS
 from medtune.errors import PREEMPTED_EXIT_CODE, ModelUnavailableError
 from medtune.training.checkpoints import CheckpointError, DiskFullError, checkpoint_problems
 
@@ -91,8 +91,9 @@ def fail_second_write(monkeypatch, module, name: str, target: str, raised: BaseE
 def full_disk_in_torch_save(monkeypatch) -> None:
     import torch
 
-    fail_second_write(monkeypatch, torch, "save", "optimizer.pt",
-                      OSError(errno.ENOSPC, "No space left on device", "optimizer.pt"))
+    fail_second_write(
+        monkeypatch, torch, "save", "optimizer.pt", OSError(errno.ENOSPC, "No space left on device", "optimizer.pt")
+    )
 
 
 def full_disk_in_safetensors(monkeypatch) -> None:
@@ -119,9 +120,14 @@ def test_a_truncated_optimizer_in_the_newest_checkpoint_falls_back_to_the_one_be
     result = run_train([*RUN, "train.max_steps=4"])
 
     out = capsys.readouterr().out
-    check_message(out, Expect(input=rf"skipping {re.escape(str(checkpoints / 'checkpoint-4'))}: optimizer.pt",
-                              problem=r"optimizer.pt does not load \([\d.]+ KiB; OSError: \[Errno 22\] Invalid argument\)",
-                              fix=r"trying the checkpoint before it"))
+    check_message(
+        out,
+        Expect(
+            input=rf"skipping {re.escape(str(checkpoints / 'checkpoint-4'))}: optimizer.pt",
+            problem=r"optimizer.pt does not load \([\d.]+ KiB; OSError: \[Errno 22\] Invalid argument\)",
+            fix=r"trying the checkpoint before it",
+        ),
+    )
     assert f"resuming from {checkpoints / 'checkpoint-2'}" in out
     assert "removed .tmp-checkpoint-6, a checkpoint save that was cut short" in out
     assert result.summary["train/resumed_from"] == str(checkpoints / "checkpoint-2")
@@ -143,20 +149,28 @@ def test_when_no_checkpoint_loads_the_run_stops_and_names_each_one(run_train, tm
     with pytest.raises(CheckpointError) as raised:
         run_train([*RUN, "train.max_steps=4"])
 
-    check_message(str(raised.value), Expect(
-        input=re.escape(str(checkpoints)) + r": none of its 2 checkpoints can be loaded",
-        problem=r"checkpoint-4: optimizer.pt does not load \(.*Invalid argument\).*"
-                r"checkpoint-2: adapter_model.safetensors does not load \(0 bytes; SafetensorError: .*header too small\)",
-        fix=r"Fix: delete them \(rm -r \S+checkpoint-4 \S+checkpoint-2\) to start again from step 0 .*new run dir"))
+    check_message(
+        str(raised.value),
+        Expect(
+            input=re.escape(str(checkpoints)) + r": none of its 2 checkpoints can be loaded",
+            problem=r"checkpoint-4: optimizer.pt does not load \(.*Invalid argument\).*"
+            r"checkpoint-2: adapter_model.safetensors does not load \(0 bytes; SafetensorError: .*header too small\)",
+            fix=r"Fix: delete them \(rm -r \S+checkpoint-4 \S+checkpoint-2\) to start again from step 0 .*new run dir",
+        ),
+    )
     # Left on disk: both checkpoints exactly as they were, and the earlier run's outputs untouched.
     assert {name: file_bytes(checkpoints / name) for name in checkpoint_names(run_dir)} == before
     assert (run_dir / "train_summary.json").read_text() == summary
 
 
-@pytest.mark.parametrize("inject", [full_disk_in_torch_save, full_disk_in_safetensors],
-                         ids=["enospc-in-optimizer-pt", "safetensors-os-error-28"])
-def test_a_full_disk_at_the_second_save_keeps_the_first_and_the_rerun_finishes(run_train, tmp_path, monkeypatch,
-                                                                                 inject):
+@pytest.mark.parametrize(
+    "inject",
+    [full_disk_in_torch_save, full_disk_in_safetensors],
+    ids=["enospc-in-optimizer-pt", "safetensors-os-error-28"],
+)
+def test_a_full_disk_at_the_second_save_keeps_the_first_and_the_rerun_finishes(
+    run_train, tmp_path, monkeypatch, inject
+):
     from medtune.entry import write_failure_record
 
     run_dir, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
@@ -166,12 +180,16 @@ def test_a_full_disk_at_the_second_save_keeps_the_first_and_the_rerun_finishes(r
     with pytest.raises(DiskFullError) as raised:
         run_train(overrides)
 
-    check_message(str(raised.value), Expect(
-        input=rf"checkpoint-4 could not be saved in {re.escape(str(checkpoints))}",
-        problem=r"the disk is full \((OSError: \[Errno 28\]|SafetensorError: .*os error 28).*"
-                r"The save needs about [\d.]+ KiB \(the size of checkpoint-2\); [\d.]+ [KMGT]iB is free there now",
-        fix=r"checkpoint-2 is intact\. Fix: free space on that disk, lower train.save_total_limit \(now 2\).*"
-            r"continue from checkpoint-2"))
+    check_message(
+        str(raised.value),
+        Expect(
+            input=rf"checkpoint-4 could not be saved in {re.escape(str(checkpoints))}",
+            problem=r"the disk is full \((OSError: \[Errno 28\]|SafetensorError: .*os error 28).*"
+            r"The save needs about [\d.]+ KiB \(the size of checkpoint-2\); [\d.]+ [KMGT]iB is free there now",
+            fix=r"checkpoint-2 is intact\. Fix: free space on that disk, lower train.save_total_limit \(now 2\).*"
+            r"continue from checkpoint-2",
+        ),
+    )
     # Left on disk: checkpoint-2 whole, no half checkpoint-4 and no temporary folder, no adapter.
     assert checkpoint_names(run_dir) == ["checkpoint-2"]
     assert checkpoint_problems(checkpoints / "checkpoint-2") == []
@@ -213,13 +231,17 @@ def test_a_truncated_adapter_in_a_run_dir_is_named_with_the_fix(run_train, run_e
     adapter = result.run_dir / "adapter" / "adapter_model.safetensors"
     cut_in_half(adapter)
     truncated = adapter.read_bytes()
-    expect = Expect(input=re.escape(str(adapter)) + " cannot be read",
-                    problem=r"\([\d.]+ KiB; SafetensorError: .*incomplete metadata.*\): the file is cut short or damaged",
-                    fix=rf"Copy it again from where run={re.escape(str(result.run_dir))} was trained, or train the run again")
+    expect = Expect(
+        input=re.escape(str(adapter)) + " cannot be read",
+        problem=r"\([\d.]+ KiB; SafetensorError: .*incomplete metadata.*\): the file is cut short or damaged",
+        fix=rf"Copy it again from where run={re.escape(str(result.run_dir))} was trained, or train the run again",
+    )
 
-    for load in (lambda: run_eval([f"run={result.run_dir}", "exam.max_questions=2"]),  # evaluate.py run=<dir>
-                 lambda: load_chat_model(result.run_dir),  # medtune chat <dir>
-                 lambda: export_run(result.run_dir)):  # medtune export <dir>
+    for load in (
+        lambda: run_eval([f"run={result.run_dir}", "exam.max_questions=2"]),  # evaluate.py run=<dir>
+        lambda: load_chat_model(result.run_dir),  # medtune chat <dir>
+        lambda: export_run(result.run_dir),
+    ):  # medtune export <dir>
         with pytest.raises(ModelUnavailableError) as raised:
             load()
         check_message(str(raised.value), expect)
@@ -234,8 +256,15 @@ STEPS = 12
 
 
 def command(run_dir: Path, cache: Path) -> list[str]:
-    return [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"paths.cache_dir={cache}",
-            f"train.max_steps={STEPS}", *RUN, *TINY_TRAIN_DEFAULTS]
+    return [
+        sys.executable,
+        "train.py",
+        f"hydra.run.dir={run_dir}",
+        f"paths.cache_dir={cache}",
+        f"train.max_steps={STEPS}",
+        *RUN,
+        *TINY_TRAIN_DEFAULTS,
+    ]
 
 
 def logged_steps(run_dir: Path) -> int:
@@ -246,8 +275,9 @@ def logged_steps(run_dir: Path) -> int:
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_exits_as_preempted_and_the_rerun_continues(tmp_path, tiny_cache):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(command(run_dir, tiny_cache), cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(run_dir, tiny_cache), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while logged_steps(run_dir) < 3:
         assert process.poll() is None, f"training ended before step 3: {process.communicate()[1][-3000:]}"
@@ -260,9 +290,14 @@ def test_ctrl_c_saves_a_checkpoint_exits_as_preempted_and_the_rerun_continues(tm
     assert "received SIGINT (Ctrl-C); saving a checkpoint at the end of this step" in stdout
     assert "KeyboardInterrupt" not in stderr and "Traceback" not in stderr, stderr[-3000:]
     saved = max((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    check_message(stderr, Expect(input=rf"the checkpoint is in {re.escape(str(saved))}",
-                                 problem=r"stopped by SIGINT \(Ctrl-C\) after step \d+",
-                                 fix=r"Run the same command in the same run dir"))
+    check_message(
+        stderr,
+        Expect(
+            input=rf"the checkpoint is in {re.escape(str(saved))}",
+            problem=r"stopped by SIGINT \(Ctrl-C\) after step \d+",
+            fix=r"Run the same command in the same run dir",
+        ),
+    )
     # Left on disk: a whole checkpoint at the step that was running, nothing temporary, no failure record.
     assert int(saved.name.split("-")[1]) >= 3
     assert checkpoint_problems(saved) == []

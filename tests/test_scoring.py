@@ -345,8 +345,15 @@ def answered(status: Status, parsed: tuple[str, ...], exact: bool, gestalt: floa
 
 def question(qid: str, block: str, category: str, points: int, essential: bool, kinki=()) -> ExamQuestion:
     return ExamQuestion(
-        qid, "?", MANHOLE.choices, ("a",), points=points, block=block, category=category,
-        essential=essential, kinki=kinki,
+        qid,
+        "?",
+        MANHOLE.choices,
+        ("a",),
+        points=points,
+        block=block,
+        category=category,
+        essential=essential,
+        kinki=kinki,
     )
 
 

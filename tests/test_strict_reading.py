@@ -86,7 +86,15 @@ def test_gibberish_is_never_strict_correct(gold):
 
 @pytest.mark.parametrize(
     "response",
-    ["a or b", "Answer: a/b", "either a or b", "The answer is a or possibly b.", "aまたはb", "答え: aかb", "fever or cough"],
+    [
+        "a or b",
+        "Answer: a/b",
+        "either a or b",
+        "The answer is a or possibly b.",
+        "aまたはb",
+        "答え: aかb",
+        "fever or cough",
+    ],
 )
 def test_hedges_are_strict_invalid_and_never_paper_correct(response):
     scored = score_response(symptom_question("a"), response)
@@ -101,7 +109,9 @@ def test_negations_are_invalid(response):
     assert "rules out a" in scored.strict_reason
 
 
-@pytest.mark.parametrize("response", ["none of the above", "Answer: None of the above.", "All of the above", "該当なし"])
+@pytest.mark.parametrize(
+    "response", ["none of the above", "Answer: None of the above.", "All of the above", "該当なし"]
+)
 def test_none_or_all_of_the_above_is_invalid(response):
     scored = score_response(symptom_question("a"), response)
     assert (scored.strict_status, scored.status) == (Status.invalid, Status.invalid)
@@ -180,11 +190,23 @@ def test_many_choices_are_numbered_and_score_without_error(count):
     last = str(count)
     question = ExamQuestion("S-06", "Which disorder?", choices, (last,))
     assert question.labels() == choice_labels(count) == tuple(str(i) for i in range(1, count + 1))
-    assert (question.label(count - 1), question.index_of(last), question.choice_of(last)) == (last, count - 1, choices[-1])
+    assert (question.label(count - 1), question.index_of(last), question.choice_of(last)) == (
+        last,
+        count - 1,
+        choices[-1],
+    )
     assert format_choices(list(choices)).splitlines()[-1] == f"{last}. {choices[-1]}"
-    for response in (f"Answer: {last}", f"({last})", f"{last}. {choices[-1]}", choices[-1], f"The answer is option {last}."):
+    for response in (
+        f"Answer: {last}",
+        f"({last})",
+        f"{last}. {choices[-1]}",
+        choices[-1],
+        f"The answer is option {last}.",
+    ):
         scored = score_response(question, response)
-        assert (scored.status, scored.parsed, scored.strict_status) == (Status.correct, (last,), Status.correct), response
+        assert (scored.status, scored.parsed, scored.strict_status) == (Status.correct, (last,), Status.correct), (
+            response
+        )
     assert score_response(question, "Answer: z").status is Status.invalid
     assert score_response(question, "Answer: 3 or 4").strict_status is Status.invalid
     assert score_letters(question, [last]).status is Status.correct
@@ -207,10 +229,17 @@ def test_prediction_row_round_trips_the_strict_reading():
     assert row["strict"] == {"status": "invalid", "parsed": [], "reason": "hedges between a and b"}
     back = scored_from_row(json.loads(json.dumps(row)))
     assert (back.strict_status, back.strict_parsed, back.strict_reason) == (
-        scored.strict_status, scored.strict_parsed, scored.strict_reason)
+        scored.strict_status,
+        scored.strict_parsed,
+        scored.strict_reason,
+    )
     old = {key: value for key, value in row.items() if key != "strict"}
     legacy = scored_from_row(old)
-    assert (legacy.strict_status, legacy.strict_parsed, legacy.strict_reason) == (legacy.status, legacy.parsed, legacy.reason)
+    assert (legacy.strict_status, legacy.strict_parsed, legacy.strict_reason) == (
+        legacy.status,
+        legacy.parsed,
+        legacy.reason,
+    )
 
 
 def test_aggregate_reports_both_readings():

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli
 
+from conftest import REPO, cli
 from medtune.tracking.offline import find_offline_runs, read_offline_run
 
 MINI_SWEEP = """
@@ -31,7 +31,9 @@ cells:
 
 
 def test_table2_dry_run_lists_the_twelve_cells_and_gpt4():
-    result = cli("sweep.py", "sweep=table2", "sweep.dry_run=true", 'sweep.common_train=["dataset.path=/data/usmle_jp.jsonl"]')
+    result = cli(
+        "sweep.py", "sweep=table2", "sweep.dry_run=true", 'sweep.common_train=["dataset.path=/data/usmle_jp.jsonl"]'
+    )
     assert result.returncode == 0, result.stderr
     assert "every cell's train and evaluate overrides compose and pass the checks" in result.stdout
     assert "sweep table2: 12 cells + 1 published system(s)" in result.stdout
@@ -68,11 +70,16 @@ def test_slurm_and_parallel_launchers_compose_without_a_cluster():
 
 
 def test_evaluate_multirun_groups_runs_and_shares_a_trial_key_across_seeds(tmp_path):
-    result = cli("evaluate.py", "-m", "seed=1,2", "eval=loglik", "exam.max_questions=3", f"paths.output_root={tmp_path}")
+    result = cli(
+        "evaluate.py", "-m", "seed=1,2", "eval=loglik", "exam.max_questions=3", f"paths.output_root={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     runs = [read_offline_run(p) for p in find_offline_runs(tmp_path)]
     assert len(runs) == 2 and len({r.group for r in runs}) == 1 and runs[0].group.startswith("evaluate-")
-    assert {r.name for r in runs} == {"eval=loglik,exam.max_questions=3,seed=1", "eval=loglik,exam.max_questions=3,seed=2"}
+    assert {r.name for r in runs} == {
+        "eval=loglik,exam.max_questions=3,seed=1",
+        "eval=loglik,exam.max_questions=3,seed=2",
+    }
     assert len({r.config["trial_key"] for r in runs}) == 1 and "seed" not in runs[0].config["trial_key"]
     assert all(r.job_type == "eval" for r in runs)
 
@@ -89,8 +96,9 @@ def test_a_killed_sweep_resumes_retries_failures_and_summarises(tmp_path, tiny_c
     args = ["sweep.py", "sweep=mini", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"paths.output_root={tmp_path}"]
     sweep_dir = tmp_path / "sweeps" / "mini"
 
-    process = subprocess.Popen([sys.executable, *args], cwd=REPO, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if records(sweep_dir).get("base", {}).get("status") == "done":

@@ -26,6 +26,7 @@ from medtune.reporting.sweep_report import (
 
 # ---------------------------------------------------------------- McNemar
 
+
 def test_mcnemar_hand_computed_tail():
     # 2 * (C(20,0) + C(20,1)) / 2^20 = 42 / 1048576
     assert math.isclose(mcnemar_exact(1, 19), 4.005432128906250e-05, rel_tol=1e-12)
@@ -59,6 +60,7 @@ def test_mcnemar_rejects_non_counts(b, c):
 
 # ---------------------------------------------------------------- contingency
 
+
 def test_contingency_counts_only_shared_ids_and_invalid_as_not_correct():
     a = {"q1": "correct", "q2": "correct", "q3": "wrong", "q4": "invalid", "q5": "correct", "only_a": "correct"}
     b = {"q1": "correct", "q2": "invalid", "q3": "correct", "q4": "wrong", "q5": "wrong", "only_b": "wrong"}
@@ -78,6 +80,7 @@ def test_contingency_markdown_layout():
 
 # ---------------------------------------------------------------- Table 2
 
+
 def _metrics(correct: int, invalid: int, wrong: int) -> dict:
     n = correct + invalid + wrong
     return {"n": n, "correct": correct, "invalid": invalid, "wrong": wrong, "points": correct, "points_total": n}
@@ -85,18 +88,60 @@ def _metrics(correct: int, invalid: int, wrong: int) -> dict:
 
 def _grid() -> list[CellOutcome]:
     return [
-        CellOutcome("llama2-none-A", "1-1 (A)", "Llama 2 70B", "none", "A", status="done",
-                    metrics=_metrics(53, 9, 215)),
-        CellOutcome("llama2-qlora-A", "1-2 (A)", "Llama 2 70B", "qlora", "A", reference="llama2-none-A",
-                    status="done", metrics=_metrics(89, 14, 174)),
-        CellOutcome("swallow-none-A", "2-1 (A)", "Swallow 70B", "none", "A", reference="llama2-none-A",
-                    status="done", metrics=_metrics(102, 2, 173), natural_reference=False),
-        CellOutcome("swallow-qlora-A", "2-2 (A)", "Swallow 70B", "qlora", "A", reference="swallow-none-A",
-                    status="failed", error="CUDA out of memory"),
-        CellOutcome("swallow-lora-A", "2-3 (A)", "Swallow 70B", "lora", "A", reference="swallow-qlora-A",
-                    status="done", metrics=_metrics(99, 3, 175)),
-        CellOutcome("gpt4-A", "4-1 (A)", "GPT-4", "predictions", "A", reference="no-such-cell",
-                    status="done", metrics=_metrics(150, 0, 127)),
+        CellOutcome(
+            "llama2-none-A", "1-1 (A)", "Llama 2 70B", "none", "A", status="done", metrics=_metrics(53, 9, 215)
+        ),
+        CellOutcome(
+            "llama2-qlora-A",
+            "1-2 (A)",
+            "Llama 2 70B",
+            "qlora",
+            "A",
+            reference="llama2-none-A",
+            status="done",
+            metrics=_metrics(89, 14, 174),
+        ),
+        CellOutcome(
+            "swallow-none-A",
+            "2-1 (A)",
+            "Swallow 70B",
+            "none",
+            "A",
+            reference="llama2-none-A",
+            status="done",
+            metrics=_metrics(102, 2, 173),
+            natural_reference=False,
+        ),
+        CellOutcome(
+            "swallow-qlora-A",
+            "2-2 (A)",
+            "Swallow 70B",
+            "qlora",
+            "A",
+            reference="swallow-none-A",
+            status="failed",
+            error="CUDA out of memory",
+        ),
+        CellOutcome(
+            "swallow-lora-A",
+            "2-3 (A)",
+            "Swallow 70B",
+            "lora",
+            "A",
+            reference="swallow-qlora-A",
+            status="done",
+            metrics=_metrics(99, 3, 175),
+        ),
+        CellOutcome(
+            "gpt4-A",
+            "4-1 (A)",
+            "GPT-4",
+            "predictions",
+            "A",
+            reference="no-such-cell",
+            status="done",
+            metrics=_metrics(150, 0, 127),
+        ),
         CellOutcome("swallow-qlora-B", "2-2 (B)", "Swallow 70B", "qlora", "B", reference="swallow-none-A"),
     ]
 
@@ -118,7 +163,12 @@ def test_table2_reproduces_paper_rows():
 def test_table2_skips_unfinished_cells_and_flags_missing_references():
     rows = table2_rows(_grid())
     assert [row["cell"] for row in rows] == [
-        "llama2-none-A", "llama2-qlora-A", "swallow-none-A", "swallow-lora-A", "gpt4-A"]
+        "llama2-none-A",
+        "llama2-qlora-A",
+        "swallow-none-A",
+        "swallow-lora-A",
+        "gpt4-A",
+    ]
     by_cell = {row["cell"]: row for row in rows}
     assert by_cell["swallow-lora-A"]["improvement"] is None
     assert by_cell["swallow-lora-A"]["improvement_text"] == "- (reference swallow-qlora-A missing)"
@@ -143,8 +193,10 @@ def test_duplicate_cell_names_are_rejected():
 def test_write_table2_markdown_and_csv(tmp_path):
     md_path, csv_path = write_table2(table2_rows(_grid()), tmp_path)
     md = md_path.read_text(encoding="utf-8").splitlines()
-    assert md[0] == ("| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement "
-                     "| Strict invalid | Strict accuracy |")
+    assert md[0] == (
+        "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement "
+        "| Strict invalid | Strict accuracy |"
+    )
     # Metrics written before the strict reading existed show "-" in its columns.
     assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | (#1-1) +0.177 | - | - |" in md
     with csv_path.open(newline="", encoding="utf-8") as handle:
@@ -155,8 +207,17 @@ def test_write_table2_markdown_and_csv(tmp_path):
 
 def test_table2_carries_the_strict_reading_beside_the_paper_one(tmp_path):
     strict = {"correct": 80, "invalid": 40, "wrong": 157, "accuracy": 80 / 277, "n": 277}
-    cells = [CellOutcome("swallow-A", label="3-1 (A)", model="Swallow 70B", tuning="none", prompt="A",
-                         status="done", metrics={**_metrics(102, 2, 173), "strict": strict})]
+    cells = [
+        CellOutcome(
+            "swallow-A",
+            label="3-1 (A)",
+            model="Swallow 70B",
+            tuning="none",
+            prompt="A",
+            status="done",
+            metrics={**_metrics(102, 2, 173), "strict": strict},
+        )
+    ]
     rows = table2_rows(cells)
     assert rows[0]["strict_invalid"] == 40 and math.isclose(rows[0]["strict_accuracy"], 80 / 277)
     md_path, csv_path = write_table2(rows, tmp_path)
@@ -173,6 +234,7 @@ def test_print_table2_uses_rich_console(capsys):
 
 # ---------------------------------------------------------------- predictions and the full report
 
+
 def _write_predictions(path: Path, statuses: dict[str, str], torn_tail: bool = False) -> Path:
     lines = [json.dumps({"id": qid, "status": status, "output": "..."}) for qid, status in statuses.items()]
     text = "\n".join(lines) + "\n" + ('{"id": "q-torn", "sta' if torn_tail else "")
@@ -188,8 +250,7 @@ def _paper_pair(tmp_path: Path) -> tuple[Path, Path]:
     for i, (sa, sb) in enumerate(plan):
         a[f"q{i:03d}"], b[f"q{i:03d}"] = sa, sb
     a["only-a"], b["only-b"] = "correct", "correct"
-    return (_write_predictions(tmp_path / "a.jsonl", a, torn_tail=True),
-            _write_predictions(tmp_path / "b.jsonl", b))
+    return (_write_predictions(tmp_path / "a.jsonl", a, torn_tail=True), _write_predictions(tmp_path / "b.jsonl", b))
 
 
 def test_read_statuses_forgives_only_a_torn_last_line(tmp_path):
@@ -216,8 +277,12 @@ def test_write_report_end_to_end(tmp_path):
     with (out / "table2.csv").open(newline="", encoding="utf-8") as handle:
         rows = {row["cell"]: row for row in csv.DictReader(handle)}
     assert set(rows) == {"llama2-none-A", "llama2-qlora-A", "swallow-none-A", "swallow-lora-A", "gpt4-A"}
-    assert (rows["llama2-qlora-A"]["correct"], rows["llama2-qlora-A"]["invalid"],
-            rows["llama2-qlora-A"]["wrong"], rows["llama2-qlora-A"]["n"]) == ("89", "14", "174", "277")
+    assert (
+        rows["llama2-qlora-A"]["correct"],
+        rows["llama2-qlora-A"]["invalid"],
+        rows["llama2-qlora-A"]["wrong"],
+        rows["llama2-qlora-A"]["n"],
+    ) == ("89", "14", "174", "277")
     assert math.isclose(float(rows["swallow-none-A"]["improvement"]), (102 - 53) / 277)
 
     table3 = (out / "table3.md").read_text(encoding="utf-8")

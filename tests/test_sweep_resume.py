@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli
 
+from conftest import REPO, cli
 from medtune.config.sweep_schema import CellConfig, SweepConfig
 from medtune.sweep.cells import read_cell_record, run_cell, train_key
 
@@ -46,8 +46,13 @@ def sweep_args(tmp_path: Path, name: str, text: str, *extra: str) -> list[str]:
     conf = tmp_path / "conf" / "sweep"
     conf.mkdir(parents=True, exist_ok=True)
     (conf / f"{name}.yaml").write_text(text)
-    return ["sweep.py", f"sweep={name}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-            f"paths.output_root={tmp_path}", *extra]
+    return [
+        "sweep.py",
+        f"sweep={name}",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"paths.output_root={tmp_path}",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -58,8 +63,10 @@ def test_broken_overrides_of_any_cell_refuse_the_sweep_before_a_cell_runs(tmp_pa
     message = result.stderr
     assert "sweep=broken: 2 problems in the cells' overrides, found before any cell ran" in message
     lines = {line.split(": ", 1)[0]: line for line in message.splitlines() if line.startswith("  - ")}
-    assert set(lines) == {"  - cell tuned [train] adapter=qlorra (sweep.cells.tuned.train)",
-                          "  - cell third [evaluate] exam.max_questionz=4 (sweep.cells.third.evaluate)"}
+    assert set(lines) == {
+        "  - cell tuned [train] adapter=qlorra (sweep.cells.tuned.train)",
+        "  - cell third [evaluate] exam.max_questionz=4 (sweep.cells.third.evaluate)",
+    }
     assert "Did you mean adapter=qlora?" in lines["  - cell tuned [train] adapter=qlorra (sweep.cells.tuned.train)"]
     assert "Did you mean exam.max_questions=4?" in message
     assert "Fix them in conf/sweep/broken.yaml" in message
@@ -72,9 +79,12 @@ def test_broken_overrides_of_any_cell_refuse_the_sweep_before_a_cell_runs(tmp_pa
 def test_a_problem_of_the_common_overrides_is_reported_once_for_every_cell_it_breaks(tmp_path):
     from medtune.sweep.preflight import sweep_problems
 
-    sweep = SweepConfig(name="shared", common_train=["model=tiny", "dataset=sample", "train.max_steps=abc"],
-                        common_evaluate=["eval.batch_size=0"],
-                        cells={"a": CellConfig(train=["adapter=lora"]), "b": CellConfig(train=["adapter=qlora"])})
+    sweep = SweepConfig(
+        name="shared",
+        common_train=["model=tiny", "dataset=sample", "train.max_steps=abc"],
+        common_evaluate=["eval.batch_size=0"],
+        cells={"a": CellConfig(train=["adapter=lora"]), "b": CellConfig(train=["adapter=qlora"])},
+    )
     problems = [p.render() for p in sweep_problems(sweep, ["a", "b"], tmp_path, "g", REPO / "conf")]
     assert len(problems) == 2  # one line per problem, naming every cell it breaks
     assert problems[0].startswith("cells a, b [train] train.max_steps=abc (sweep.common_train): ")
@@ -159,8 +169,9 @@ def newest_complete_checkpoint(train_root: Path) -> Path | None:
 def test_a_sweep_killed_during_training_resumes_it_from_its_checkpoint(tmp_path, tiny_cache):
     args = sweep_args(tmp_path, "resumable", RESUMABLE_SWEEP.format(cache=tiny_cache))
     sweep_dir = tmp_path / "sweeps" / "resumable"
-    process = subprocess.Popen([sys.executable, *args], cwd=REPO, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and process.poll() is None:
@@ -187,9 +198,12 @@ def test_a_sweep_killed_during_training_resumes_it_from_its_checkpoint(tmp_path,
     assert "resuming" not in (train_dir.parent / f"{train_dir.name}.1.log").read_text()  # the first attempt's log
     summary = json.loads((train_dir / "train_summary.json").read_text())
     assert summary["train/resumed_from"] == str(checkpoint) and summary["train/steps"] == 12
-    steps = [json.loads(line)["step"] for line in (train_dir / "metrics.jsonl").read_text().splitlines()
-             if "train/loss" in line]
-    rerun = steps[len(steps) - 1 - steps[::-1].index(step + 1):]  # the rows the rerun logged
+    steps = [
+        json.loads(line)["step"]
+        for line in (train_dir / "metrics.jsonl").read_text().splitlines()
+        if "train/loss" in line
+    ]
+    rerun = steps[len(steps) - 1 - steps[::-1].index(step + 1) :]  # the rows the rerun logged
     assert rerun == list(range(step + 1, 13)) and steps.count(1) == 1  # continued, not from step 0
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CONF
 from omegaconf import OmegaConf
 
+from conftest import CONF
 from medtune.config.schema import ArchitectureConfig, ModelConfig
 from medtune.modeling.architecture import estimate_num_parameters
-from medtune.modeling.load import load_tokenizer
 from medtune.modeling.description import resolve_checkpoint
+from medtune.modeling.load import load_tokenizer
 from medtune.modeling.tiny import tiny_checkpoint
 
 SENTENCES = {

@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 
 import pytest
-from conftest import cli
 
+from conftest import cli
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.schema import TrainRunConfig
 from medtune.config.sweep_schema import SweepRunConfig
@@ -42,16 +42,26 @@ def test_a_wandb_run_finished_under_medtune_costs_one_warning_not_the_training(r
         tracker = real_start_run(*args, **kwargs)
         assert tracker.active
         # Someone else starts a run in this process: W&B finishes ours, which now refuses every call.
-        intruders.append(wandb.init(mode="offline", dir=str(tmp_path / "elsewhere"), project="another",
-                                    reinit="finish_previous"))
+        intruders.append(
+            wandb.init(mode="offline", dir=str(tmp_path / "elsewhere"), project="another", reinit="finish_previous")
+        )
         return tracker
 
     monkeypatch.setattr(wandb_run, "start_run", start_then_lose_the_run)
     try:
         with pytest.warns(UserWarning) as caught:
-            result = run_train(["logger=wandb", "train.max_steps=4", "train.logging_steps=1", "train.global_batch_size=2",
-                                "train.micro_batch_size=2", "exam_eval.enabled=false", "dataset.eval_fraction=0"],
-                               name="lost-run")
+            result = run_train(
+                [
+                    "logger=wandb",
+                    "train.max_steps=4",
+                    "train.logging_steps=1",
+                    "train.global_batch_size=2",
+                    "train.micro_batch_size=2",
+                    "exam_eval.enabled=false",
+                    "dataset.eval_fraction=0",
+                ],
+                name="lost-run",
+            )
     finally:
         for run in intruders:
             run.finish()
@@ -72,15 +82,31 @@ def files_under(root: Path) -> list[Path]:
 @pytest.mark.slow
 def test_secrets_in_the_environment_never_reach_configs_logs_or_wandb(tmp_path, tiny_cache):
     """A real train.py run, W&B offline, with tokens and keys set: none of them is written anywhere."""
-    result = cli("train.py", f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", "logger=wandb",
-                 "logger.mode=offline", "train.max_steps=2", "train.logging_steps=1", "exam_eval.enabled=false",
-                 f"logger.tags=[{CANARY}]", env=SECRETS)
+    result = cli(
+        "train.py",
+        f"paths.output_root={tmp_path}",
+        f"paths.cache_dir={tiny_cache}",
+        "logger=wandb",
+        "logger.mode=offline",
+        "train.max_steps=2",
+        "train.logging_steps=1",
+        "exam_eval.enabled=false",
+        f"logger.tags=[{CANARY}]",
+        env=SECRETS,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = [p.parent for p in tmp_path.rglob("config.yaml") if (p.parent / ".hydra").is_dir()]
     written = files_under(run_dir)
     names = {p.relative_to(run_dir).as_posix() for p in written}
-    for expected in ("config.yaml", "run_info.json", "train_summary.json", "metrics.jsonl", ".hydra/config.yaml",
-                     ".hydra/overrides.yaml", ".hydra/hydra.yaml"):
+    for expected in (
+        "config.yaml",
+        "run_info.json",
+        "train_summary.json",
+        "metrics.jsonl",
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        ".hydra/hydra.yaml",
+    ):
         assert expected in names, sorted(names)
     (offline,) = find_offline_runs(run_dir)
     # The search can see what a run stores: a tag given on the command line is found in the W&B run's files.
@@ -93,8 +119,10 @@ def test_secrets_in_the_environment_never_reach_configs_logs_or_wandb(tmp_path, 
             assert secret.encode() not in text, f"{name} leaked into {stream}"
 
 
-SECRET_NAME = re.compile(r"^((hf_|hub_|access_|auth_|api_|bearer_)?token|(api|wandb|hub|secret)_?key|(\w+_)?secret"
-                         r"|(\w+_)?password|credentials?)$")
+SECRET_NAME = re.compile(
+    r"^((hf_|hub_|access_|auth_|api_|bearer_)?token|(api|wandb|hub|secret)_?key|(\w+_)?secret"
+    r"|(\w+_)?password|credentials?)$"
+)
 
 
 def secret_like_fields(schema: type, prefix: str = "") -> list[str]:

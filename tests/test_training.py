@@ -30,8 +30,11 @@ def mean(values):
 def test_tiny_model_trains_and_its_adapter_reloads_exactly(run_train, adapter):
     result = run_train([f"adapter={adapter}", "train.max_steps=40", "train.eval_steps=0", "train.logging_steps=4"])
     summary = result.summary
-    losses = [row["train/loss"] for row in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines())
-              if "train/loss" in row]
+    losses = [
+        row["train/loss"]
+        for row in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines())
+        if "train/loss" in row
+    ]
     assert len(losses) >= 8
     assert mean(losses[-2:]) < mean(losses[:2]) - 0.3, losses
     assert summary["eval/loss_after"] < summary["eval/loss_before"]
@@ -44,8 +47,14 @@ def test_tiny_model_trains_and_its_adapter_reloads_exactly(run_train, adapter):
     lora_b = [p for n, p in result.model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.detach().abs().max() > 0 for p in lora_b)
 
-    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json",
-                 "config.yaml", "run_info.json", "train_summary.json"):
+    for name in (
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/tokenizer.json",
+        "config.yaml",
+        "run_info.json",
+        "train_summary.json",
+    ):
         assert (result.run_dir / name).is_file(), name
     trained = probe_logits(result.model, result.tokenizer)
     reloaded_model, tokenizer, cfg = load_trained(result.run_dir)
@@ -54,8 +63,11 @@ def test_tiny_model_trains_and_its_adapter_reloads_exactly(run_train, adapter):
 
 
 def test_wandb_offline_run_holds_losses_config_and_names(run_train):
-    result = run_train(["train.max_steps=12", "train.logging_steps=3", "adapter.r=4"], name="tracked",
-                       choices={"model": "tiny", "adapter": "lora", "dataset": "sample"})
+    result = run_train(
+        ["train.max_steps=12", "train.logging_steps=3", "adapter.r=4"],
+        name="tracked",
+        choices={"model": "tiny", "adapter": "lora", "dataset": "sample"},
+    )
     runs = find_offline_runs(result.run_dir)
     assert len(runs) == 1 and runs[0].is_relative_to(result.run_dir / "wandb")
     run = read_offline_run(runs[0])
@@ -63,7 +75,13 @@ def test_wandb_offline_run_holds_losses_config_and_names(run_train):
     assert {"model:tiny", "adapter:lora", "dataset:sample"} <= set(run.tags)
     assert run.config["adapter.r"] == 4 and run.config["model.name"] == "tiny"  # flattened for dashboards
     assert len(run.series("train/loss")) >= 4
-    for key in ("train/learning_rate", "train/grad_norm", "train/tokens_per_second", "train/peak_memory_mib", "eval/loss"):
+    for key in (
+        "train/learning_rate",
+        "train/grad_norm",
+        "train/tokens_per_second",
+        "train/peak_memory_mib",
+        "eval/loss",
+    ):
         assert run.series(key), key
     for key in ("train/loss_first", "train/loss_last", "eval/loss_before", "eval/loss_after", "model/trainable_params"):
         assert run.summary[key] == pytest.approx(result.summary[key]), key
@@ -87,8 +105,16 @@ def test_online_logging_with_an_unreachable_server_falls_back_to_offline(run_tra
 
 
 def test_exam_accuracy_every_n_steps_keeps_the_best_adapter(run_train):
-    result = run_train(["train.max_steps=30", "train.eval_steps=0", "exam_eval.every_steps=10",
-                        "exam_eval.mode=loglik", "logger=none"], name="best")
+    result = run_train(
+        [
+            "train.max_steps=30",
+            "train.eval_steps=0",
+            "exam_eval.every_steps=10",
+            "exam_eval.mode=loglik",
+            "logger=none",
+        ],
+        name="best",
+    )
     summary = result.summary
     assert summary["exam/best_step"] in (10, 20)
     assert 0.0 <= summary["exam/best_accuracy"] <= 1.0
@@ -106,22 +132,35 @@ def test_group_by_length_batches_similar_lengths_and_pads_less(run_train, tmp_pa
     from medtune.data.tokenize import PadCollator, encode_records
     from medtune.training.trainer import MedtuneTrainer
 
-    result = run_train(["train.sampling=group_by_length", "train.max_steps=2", "logger=none",
-                        "exam_eval.enabled=false"], name="grouped")
+    result = run_train(
+        ["train.sampling=group_by_length", "train.max_steps=2", "logger=none", "exam_eval.enabled=false"],
+        name="grouped",
+    )
     assert result.summary["train/steps"] == 2
-    from conftest import CONF
     from omegaconf import OmegaConf
 
+    from conftest import CONF
     from medtune.config.schema import PromptConfig
 
-    prompt = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(CONF / "prompt" / "alpaca.yaml")))
+    prompt = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(CONF / "prompt" / "alpaca.yaml"))
+    )
     examples, _ = encode_records(read_records(None), result.tokenizer, prompt, 384, 256)
 
     def padding(sampler) -> float:
-        args = TrainingArguments(output_dir=str(tmp_path / "t"), per_device_train_batch_size=8, use_cpu=True,
-                                 report_to="none", remove_unused_columns=False)
-        trainer = MedtuneTrainer(model=result.model, args=args, train_dataset=examples,
-                                 data_collator=PadCollator(result.tokenizer.pad_token_id))
+        args = TrainingArguments(
+            output_dir=str(tmp_path / "t"),
+            per_device_train_batch_size=8,
+            use_cpu=True,
+            report_to="none",
+            remove_unused_columns=False,
+        )
+        trainer = MedtuneTrainer(
+            model=result.model,
+            args=args,
+            train_dataset=examples,
+            data_collator=PadCollator(result.tokenizer.pad_token_id),
+        )
         trainer.length_sampler = sampler
         return padding_stats(list(trainer.get_train_dataloader()))["padding_fraction"]
 

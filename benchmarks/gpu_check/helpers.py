@@ -67,14 +67,36 @@ def resolve_checkpoint(model_cfg, cache_dir) -> str:
 
 def env(args) -> dict:
     """Versions, the GPU, bf16, SDPA backends, flash-attn, a bitsandbytes 4-bit check and a matmul rate."""
-    out: dict = {"python": sys.version.split()[0], "executable": sys.executable, "platform": platform.platform(),
-                 "cpus": os.cpu_count()}
+    out: dict = {
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     from importlib import metadata
 
     versions = {}
-    for dist in ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "tokenizers", "safetensors",
-                 "huggingface-hub", "hydra-core", "omegaconf", "antlr4-python3-runtime", "rapidfuzz", "numpy",
-                 "deepspeed", "wandb", "gguf", "flash-attn", "triton", "rich"):
+    for dist in (
+        "torch",
+        "transformers",
+        "peft",
+        "accelerate",
+        "bitsandbytes",
+        "tokenizers",
+        "safetensors",
+        "huggingface-hub",
+        "hydra-core",
+        "omegaconf",
+        "antlr4-python3-runtime",
+        "rapidfuzz",
+        "numpy",
+        "deepspeed",
+        "wandb",
+        "gguf",
+        "flash-attn",
+        "triton",
+        "rich",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -89,8 +111,15 @@ def env(args) -> dict:
     try:
         out["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
         out["nvidia_smi_query"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit,pstate",
-             "--format=csv"], capture_output=True, text=True, timeout=20).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=name,memory.total,driver_version,clocks.max.sm,power.limit,pstate",
+                "--format=csv",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as error:
         out["nvidia_smi"] = f"not available: {error}"
     import torch
@@ -101,9 +130,13 @@ def env(args) -> dict:
     out["checks"] = checks
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        out["gpu"] = {"name": props.name, "total_memory_gib": props.total_memory / GIB,
-                      "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
-                      "count": torch.cuda.device_count()}
+        out["gpu"] = {
+            "name": props.name,
+            "total_memory_gib": props.total_memory / GIB,
+            "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count,
+            "count": torch.cuda.device_count(),
+        }
         out["bf16_supported"] = torch.cuda.is_bf16_supported()
         out["cudnn"] = torch.backends.cudnn.version()
         out["sdpa_flags"] = {
@@ -111,8 +144,9 @@ def env(args) -> dict:
             "mem_efficient_sdp_enabled": torch.backends.cuda.mem_efficient_sdp_enabled(),
             "cudnn_sdp_enabled": getattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: None)(),
             "math_sdp_enabled": torch.backends.cuda.math_sdp_enabled(),
-            "is_flash_attention_available": getattr(torch.backends.cuda, "is_flash_attention_available",
-                                                    lambda: None)(),
+            "is_flash_attention_available": getattr(
+                torch.backends.cuda, "is_flash_attention_available", lambda: None
+            )(),
         }
         device, dtype = "cuda", torch.bfloat16
     else:
@@ -152,16 +186,24 @@ def env(args) -> dict:
     def flash_attn_package():
         from transformers.utils import is_flash_attn_2_available
 
-        return {"flash_attn_spec": __import__("importlib.util").util.find_spec("flash_attn") is not None,
-                "transformers_is_flash_attn_2_available": is_flash_attn_2_available()}
+        return {
+            "flash_attn_spec": __import__("importlib.util").util.find_spec("flash_attn") is not None,
+            "transformers_is_flash_attn_2_available": is_flash_attn_2_available(),
+        }
 
     check("flash_attn_package", flash_attn_package)
 
     def attn_impl():
         from transformers import AutoModelForCausalLM, LlamaConfig
 
-        config = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=4,
-                             num_key_value_heads=4, vocab_size=512)
+        config = LlamaConfig(
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=512,
+        )
         model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
         return {"llama_attn_implementation": getattr(model.config, "_attn_implementation", None)}
 
@@ -183,12 +225,17 @@ def env(args) -> dict:
         if device == "cuda":
             torch.cuda.synchronize()
         lib = getattr(getattr(bnb, "cextension", None), "lib", None)
-        return {"version": bnb.__version__, "nf4_relative_error": rel, "linear4bit_out_finite": bool(torch.isfinite(y).all()),
-                "native_library": str(getattr(getattr(lib, "_lib", None), "_name", None) or lib)}
+        return {
+            "version": bnb.__version__,
+            "nf4_relative_error": rel,
+            "linear4bit_out_finite": bool(torch.isfinite(y).all()),
+            "native_library": str(getattr(getattr(lib, "_lib", None), "_name", None) or lib),
+        }
 
     check("bitsandbytes_nf4", bnb_4bit)
 
     if device == "cuda":
+
         def matmul_rate():
             n = 8192
             a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -263,10 +310,24 @@ def prebuild(spec: dict) -> dict:
                 raise RuntimeError(f"train.py would load {resolved}, not the prebuilt {path}")
             config = json.loads((Path(path) / "config.json").read_text())
             size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
-            entry.update(ok=True, checkpoint=str(path), bytes=size, config_dtype=config.get("dtype") or config.get("torch_dtype"),
-                         architecture={k: config.get(k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                                  "num_key_value_heads", "intermediate_size", "vocab_size",
-                                                                  "tie_word_embeddings")})
+            entry.update(
+                ok=True,
+                checkpoint=str(path),
+                bytes=size,
+                config_dtype=config.get("dtype") or config.get("torch_dtype"),
+                architecture={
+                    k: config.get(k)
+                    for k in (
+                        "hidden_size",
+                        "num_hidden_layers",
+                        "num_attention_heads",
+                        "num_key_value_heads",
+                        "intermediate_size",
+                        "vocab_size",
+                        "tie_word_embeddings",
+                    )
+                },
+            )
             try:
                 from transformers import AutoTokenizer
 
@@ -297,8 +358,9 @@ def data_lengths(checkpoint: str, cfg) -> list[int]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     prompt = OmegaConf.to_object(cfg.prompt)
-    examples, _ = encode_records(read_records(None), tokenizer, prompt, cfg.train.max_input_tokens,
-                                 cfg.train.max_target_tokens)
+    examples, _ = encode_records(
+        read_records(None), tokenizer, prompt, cfg.train.max_input_tokens, cfg.train.max_target_tokens
+    )
     return [len(e["input_ids"]) for e in examples]
 
 
@@ -308,7 +370,7 @@ def plan_runs(spec: dict) -> dict:
     import dataclasses
 
     from medtune.config.schema import TrainRunConfig
-    from medtune.config.validate import to_typed
+    from medtune.jobs import to_typed
     from medtune.modeling.planner import estimate_memory, plan
 
     results = {}
@@ -321,22 +383,39 @@ def plan_runs(spec: dict) -> dict:
             typed = to_typed(cfg, TrainRunConfig)
             p = plan(typed)
             m = p.memory
-            entry.update(ok=True, micro_batch=p.micro_batch_size, seq_len=p.seq_len, total=m.total,
-                         overhead=m.overhead, allocated=m.total - m.overhead, base_weights=m.base_weights,
-                         trainable_weights=m.trainable_weights, optimizer_states=m.optimizer_states,
-                         step_peak=m.step_peak, peak_moment=m.peak_moment, gradient_checkpointing=m.gradient_checkpointing,
-                         precision=m.precision, parameters=p.counts.total, trainable=p.counts.trainable,
-                         attention=getattr(p.counts, "attention", None))
+            entry.update(
+                ok=True,
+                micro_batch=p.micro_batch_size,
+                seq_len=p.seq_len,
+                total=m.total,
+                overhead=m.overhead,
+                allocated=m.total - m.overhead,
+                base_weights=m.base_weights,
+                trainable_weights=m.trainable_weights,
+                optimizer_states=m.optimizer_states,
+                step_peak=m.step_peak,
+                peak_moment=m.peak_moment,
+                gradient_checkpointing=m.gradient_checkpointing,
+                precision=m.precision,
+                parameters=p.counts.total,
+                trainable=p.counts.trainable,
+                attention=getattr(p.counts, "attention", None),
+            )
             checkpoint = run.get("checkpoint")
             if checkpoint and Path(checkpoint, "config.json").is_file():
                 lengths = data_lengths(checkpoint, cfg)
                 widest = max(lengths)
                 entry.update(examples=len(lengths), longest_example=widest, mean_example=sum(lengths) / len(lengths))
                 train = dataclasses.replace(typed.train, max_input_tokens=widest, max_target_tokens=0)
-                w = estimate_memory(typed.model.architecture, typed.adapter, typed.hardware, train, typed.model.dtype,
-                                    p.counts)
-                entry.update(widest_total=w.total, widest_allocated=w.total - w.overhead, widest_step_peak=w.step_peak,
-                             widest_peak_moment=w.peak_moment)
+                w = estimate_memory(
+                    typed.model.architecture, typed.adapter, typed.hardware, train, typed.model.dtype, p.counts
+                )
+                entry.update(
+                    widest_total=w.total,
+                    widest_allocated=w.total - w.overhead,
+                    widest_step_peak=w.step_peak,
+                    widest_peak_moment=w.peak_moment,
+                )
         except Exception as error:  # noqa: BLE001
             entry.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc()[-3000:])
         entry["seconds"] = round(time.perf_counter() - tick, 2)
@@ -387,21 +466,45 @@ def generate(spec: dict) -> dict:
         sync()
         out: dict[int, str] = {}
         start = time.perf_counter()
-        stats = generate_responses(model, tokenizer, subset, settings, positions,
-                                   lambda idx, txt, out=out: out.update(zip(idx, txt)), progress=False)
+        stats = generate_responses(
+            model,
+            tokenizer,
+            subset,
+            settings,
+            positions,
+            lambda idx, txt, out=out: out.update(zip(idx, txt)),
+            progress=False,
+        )
         sync()
         seconds = time.perf_counter() - start
-        rows.append({"mode": mode, "batch_size": size, "questions": len(subset), "seconds": seconds,
-                     "questions_per_s": len(subset) / seconds, "new_tokens": stats.new_tokens,
-                     "new_tokens_per_s": stats.new_tokens / seconds})
+        rows.append(
+            {
+                "mode": mode,
+                "batch_size": size,
+                "questions": len(subset),
+                "seconds": seconds,
+                "questions_per_s": len(subset) / seconds,
+                "new_tokens": stats.new_tokens,
+                "new_tokens_per_s": stats.new_tokens / seconds,
+            }
+        )
         texts[mode] = [out[i] for i in range(len(subset))]
         print(f"generate {mode}: {rows[-1]}", flush=True)
     same = sum(a == b for a, b in zip(texts["one at a time"], texts["batched"][:one_n]))
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
-    return {"checkpoint": checkpoint, "dtype": model_cfg.dtype.value, "load_seconds": load_seconds,
-            "parameters": sum(p.numel() for p in model.parameters()), "exam_questions": len(questions),
-            "rows": rows, "identical": same, "compared": one_n, "max_new_tokens": spec.get("max_new_tokens", 64),
-            "peak_allocated": peak, "example_output": texts["batched"][0][:200] if texts["batched"] else None}
+    return {
+        "checkpoint": checkpoint,
+        "dtype": model_cfg.dtype.value,
+        "load_seconds": load_seconds,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "exam_questions": len(questions),
+        "rows": rows,
+        "identical": same,
+        "compared": one_n,
+        "max_new_tokens": spec.get("max_new_tokens", 64),
+        "peak_allocated": peak,
+        "example_output": texts["batched"][0][:200] if texts["batched"] else None,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ reload
@@ -417,20 +520,28 @@ def reload(export_dir: Path, device: str) -> dict:
     meta_file = export_dir / "medtune_export.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     dtype = getattr(torch, meta.get("dtype") or "float32")
-    model = AutoModelForCausalLM.from_pretrained(str(export_dir), dtype=dtype, local_files_only=True,
-                                                 **({"device_map": {"": 0}} if device == "cuda" else {}))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(export_dir), dtype=dtype, local_files_only=True, **({"device_map": {"": 0}} if device == "cuda" else {})
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
     modules = {type(m).__module__.split(".")[0] for m in model.modules()}
     batch = tokenizer(["A 54-year-old man presents with crushing chest pain."], return_tensors="pt").to(model.device)
     with torch.no_grad():
         logits = model(**batch).logits
         generated = model.generate(**batch, max_new_tokens=8, do_sample=False)
-    return {"seconds": time.perf_counter() - tick, "has_quantization_config": "quantization_config" in config,
-            "module_packages": sorted(modules), "bitsandbytes_layers": "bitsandbytes" in modules,
-            "peft_layers": "peft" in modules, "logits_finite": bool(torch.isfinite(logits).all()),
-            "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(next(model.parameters()).dtype),
-            "device": str(model.device), "generated_tokens": int(generated.shape[1] - batch["input_ids"].shape[1]),
-            "export_meta": {k: meta.get(k) for k in ("dequantized", "dequantized_layers", "dtype", "verification")}}
+    return {
+        "seconds": time.perf_counter() - tick,
+        "has_quantization_config": "quantization_config" in config,
+        "module_packages": sorted(modules),
+        "bitsandbytes_layers": "bitsandbytes" in modules,
+        "peft_layers": "peft" in modules,
+        "logits_finite": bool(torch.isfinite(logits).all()),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(next(model.parameters()).dtype),
+        "device": str(model.device),
+        "generated_tokens": int(generated.shape[1] - batch["input_ids"].shape[1]),
+        "export_meta": {k: meta.get(k) for k in ("dequantized", "dequantized_layers", "dtype", "verification")},
+    }
 
 
 def main() -> int:
@@ -453,8 +564,11 @@ def main() -> int:
     else:
         result = reload(args.export, args.device)
     write(args.json, result)
-    failed = [k for k, v in result.items() if isinstance(v, dict) and v.get("ok") is False] \
-        if args.command in ("prebuild", "plan") else []
+    failed = (
+        [k for k, v in result.items() if isinstance(v, dict) and v.get("ok") is False]
+        if args.command in ("prebuild", "plan")
+        else []
+    )
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

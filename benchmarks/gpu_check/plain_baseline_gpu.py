@@ -39,8 +39,12 @@ def main() -> int:
     parser.add_argument("--checkpoint", required=True, help="model directory (the tiny cache dir train.py used)")
     parser.add_argument("--adapter", choices=["lora", "qlora"], default="lora")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--dtype", choices=["bfloat16", "float32", "float16"], default="bfloat16",
-                        help="model dtype for lora; compute dtype for qlora")
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32", "float16"],
+        default="bfloat16",
+        help="model dtype for lora; compute dtype for qlora",
+    )
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--micro-batch", type=int, default=8)
@@ -56,8 +60,16 @@ def main() -> int:
     import torch
     from omegaconf import OmegaConf
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForSeq2Seq,
-                              Trainer, TrainerCallback, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     from medtune.config.schema import PromptConfig
     from medtune.data.readers import read_records
@@ -66,8 +78,9 @@ def main() -> int:
     cuda = args.device == "cuda"
     dtype = getattr(torch, args.dtype)
     qlora = args.adapter == "qlora"
-    prompt = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PromptConfig),
-                                                 OmegaConf.load(REPO / "conf/prompt/alpaca.yaml")))
+    prompt = OmegaConf.to_object(
+        OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(REPO / "conf/prompt/alpaca.yaml"))
+    )
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     if tokenizer.pad_token is None:
@@ -76,19 +89,26 @@ def main() -> int:
     examples, _ = encode_records(read_records(None), tokenizer, prompt, args.max_input_tokens, args.max_target_tokens)
 
     tick = time.perf_counter()
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype) if qlora else None
+    quant = (
+        BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+        if qlora
+        else None
+    )
     placement = {"": 0} if cuda else ({"": "cpu"} if qlora else None)
-    model = AutoModelForCausalLM.from_pretrained(args.checkpoint, dtype=dtype, quantization_config=quant,
-                                                 device_map=placement)
+    model = AutoModelForCausalLM.from_pretrained(
+        args.checkpoint, dtype=dtype, quantization_config=quant, device_map=placement
+    )
     if qlora and not cuda:  # as medtune does on the CPU: keep the 4-bit layout autograd can go through
         for module in model.modules():
             if hasattr(module, "support_avx512bf16_for_cpu"):
                 module.support_avx512bf16_for_cpu = False
     ckpt_kwargs = {"use_reentrant": True}
     if qlora:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=ckpt_kwargs)
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=args.gradient_checkpointing, gradient_checkpointing_kwargs=ckpt_kwargs
+        )
         lora = LoraConfig(r=64, lora_alpha=16, lora_dropout=0.1, target_modules="all-linear", task_type="CAUSAL_LM")
     else:
         if args.gradient_checkpointing:
@@ -132,36 +152,68 @@ def main() -> int:
     times = StepTimes()
     mixed = cuda and not qlora and dtype != torch.float32
     training_args = TrainingArguments(
-        output_dir=str(args.output_dir), max_steps=args.steps, per_device_train_batch_size=args.micro_batch,
-        learning_rate=args.lr, lr_scheduler_type="constant", optim="adamw_torch", logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=not cuda, seed=args.seed, data_seed=args.seed,
-        bf16=mixed and dtype == torch.bfloat16, fp16=mixed and dtype == torch.float16,
-        include_num_input_tokens_seen="non_padding", remove_unused_columns=False, dataloader_num_workers=0,
-        max_grad_norm=1.0, disable_tqdm=True,
+        output_dir=str(args.output_dir),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.micro_batch,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        optim="adamw_torch",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not cuda,
+        seed=args.seed,
+        data_seed=args.seed,
+        bf16=mixed and dtype == torch.bfloat16,
+        fp16=mixed and dtype == torch.float16,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        max_grad_norm=1.0,
+        disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collate,
-                      callbacks=[times])
+    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collate, callbacks=[times])
     tick = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - tick
 
     tokens = int(trainer.state.num_input_tokens_seen)
     result = {
-        "checkpoint": args.checkpoint, "adapter": args.adapter, "device": args.device, "dtype": args.dtype,
-        "gradient_checkpointing": args.gradient_checkpointing, "examples": len(examples),
-        "steps": trainer.state.global_step, "micro_batch": args.micro_batch, "trainable": trainable,
-        "tokens_seen": tokens, "train_seconds": seconds, "tokens_per_second": tokens / seconds,
-        "load_seconds": load_seconds, "computed_tokens": computed["tokens"], "collated_real_tokens": computed["real"],
-        "widest_batch": computed["widest"], "step_log": times.rows, "losses": times.losses,
-        "loss_first": times.losses[0] if times.losses else None, "loss_last": times.losses[-1] if times.losses else None,
+        "checkpoint": args.checkpoint,
+        "adapter": args.adapter,
+        "device": args.device,
+        "dtype": args.dtype,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "examples": len(examples),
+        "steps": trainer.state.global_step,
+        "micro_batch": args.micro_batch,
+        "trainable": trainable,
+        "tokens_seen": tokens,
+        "train_seconds": seconds,
+        "tokens_per_second": tokens / seconds,
+        "load_seconds": load_seconds,
+        "computed_tokens": computed["tokens"],
+        "collated_real_tokens": computed["real"],
+        "widest_batch": computed["widest"],
+        "step_log": times.rows,
+        "losses": times.losses,
+        "loss_first": times.losses[0] if times.losses else None,
+        "loss_last": times.losses[-1] if times.losses else None,
         "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "wall_seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
+        "wall_seconds": time.perf_counter() - started,
+        "threads": torch.get_num_threads(),
     }
     if cuda:
-        result.update(max_allocated=torch.cuda.max_memory_allocated(), max_reserved=torch.cuda.max_memory_reserved(),
-                      device_name=torch.cuda.get_device_name(0))
-    print(f"plain {args.adapter} on {args.device}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s; "
-          f"loss {result['loss_first']} -> {result['loss_last']}", file=sys.stderr)
+        result.update(
+            max_allocated=torch.cuda.max_memory_allocated(),
+            max_reserved=torch.cuda.max_memory_reserved(),
+            device_name=torch.cuda.get_device_name(0),
+        )
+    print(
+        f"plain {args.adapter} on {args.device}: {tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s; "
+        f"loss {result['loss_first']} -> {result['loss_last']}",
+        file=sys.stderr,
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result) + "\n")
     return 0

@@ -47,28 +47,74 @@ GIB, MIB = 2**30, 2**20
 # (label, model.architecture.* overrides of model=tiny)
 ARCH = {
     "gpu": {
-        "big": ("Llama-2-7B architecture (random init)",
-                dict(model_type="llama", hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=32,
-                     intermediate_size=11008, vocab_size=32000, max_position_embeddings=4096,
-                     tie_word_embeddings=False, initializer_range=0.02)),
-        "small": ("SmolLM2-135M architecture (random init)",
-                  dict(model_type="llama", hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3,
-                       intermediate_size=1536, vocab_size=49152, max_position_embeddings=8192,
-                       tie_word_embeddings=True, initializer_range=0.02)),
+        "big": (
+            "Llama-2-7B architecture (random init)",
+            dict(
+                model_type="llama",
+                hidden_size=4096,
+                num_layers=32,
+                num_heads=32,
+                num_kv_heads=32,
+                intermediate_size=11008,
+                vocab_size=32000,
+                max_position_embeddings=4096,
+                tie_word_embeddings=False,
+                initializer_range=0.02,
+            ),
+        ),
+        "small": (
+            "SmolLM2-135M architecture (random init)",
+            dict(
+                model_type="llama",
+                hidden_size=576,
+                num_layers=30,
+                num_heads=9,
+                num_kv_heads=3,
+                intermediate_size=1536,
+                vocab_size=49152,
+                max_position_embeddings=8192,
+                tie_word_embeddings=True,
+                initializer_range=0.02,
+            ),
+        ),
     },
     "cpu": {
-        "big": ("tiny stand-in for the 7B (MHA, untied)",
-                dict(model_type="llama", hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=4,
-                     intermediate_size=384, vocab_size=4096, max_position_embeddings=2048,
-                     tie_word_embeddings=False, initializer_range=0.02)),
-        "small": ("tiny stand-in for SmolLM2 (GQA, tied)",
-                  dict(model_type="llama", hidden_size=128, num_layers=2, num_heads=2, num_kv_heads=1,
-                       intermediate_size=256, vocab_size=4096, max_position_embeddings=2048,
-                       tie_word_embeddings=True, initializer_range=0.02)),
+        "big": (
+            "tiny stand-in for the 7B (MHA, untied)",
+            dict(
+                model_type="llama",
+                hidden_size=128,
+                num_layers=2,
+                num_heads=4,
+                num_kv_heads=4,
+                intermediate_size=384,
+                vocab_size=4096,
+                max_position_embeddings=2048,
+                tie_word_embeddings=False,
+                initializer_range=0.02,
+            ),
+        ),
+        "small": (
+            "tiny stand-in for SmolLM2 (GQA, tied)",
+            dict(
+                model_type="llama",
+                hidden_size=128,
+                num_layers=2,
+                num_heads=2,
+                num_kv_heads=1,
+                intermediate_size=256,
+                vocab_size=4096,
+                max_position_embeddings=2048,
+                tie_word_embeddings=True,
+                initializer_range=0.02,
+            ),
+        ),
     },
 }
-ADAPTER_TEXT = {"qlora": "QLoRA: NF4 + double quant, r 64, alpha 16, dropout 0.1, all linear layers",
-                "lora": "LoRA: r 8, alpha 8, q_proj + v_proj"}
+ADAPTER_TEXT = {
+    "qlora": "QLoRA: NF4 + double quant, r 64, alpha 16, dropout 0.1, all linear layers",
+    "lora": "LoRA: r 8, alpha 8, q_proj + v_proj",
+}
 PEAK_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense bf16, datasheet
 
 
@@ -119,10 +165,14 @@ class GpuSampler(threading.Thread):
             self.read, self.how = read, "NVML"
         except Exception:  # noqa: BLE001
             if shutil.which("nvidia-smi"):
+
                 def read():
-                    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used,utilization.gpu",
-                                          "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                                         timeout=5).stdout.splitlines()[0]
+                    out = subprocess.run(
+                        ["nvidia-smi", "--query-gpu=memory.used,utilization.gpu", "--format=csv,noheader,nounits"],
+                        capture_output=True,
+                        text=True,
+                        timeout=5,
+                    ).stdout.splitlines()[0]
                     used, util = (float(x) for x in out.split(","))
                     return used, util
 
@@ -199,9 +249,16 @@ class Check:
             self.report_path = REPO / "benchmarks" / "results" / f"{base}.md"
         self.out_dir = Path(out_dir) if out_dir else None
         self.sampler = GpuSampler() if self.gpu else None
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                    "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
-                    "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        }
         if not self.gpu:
             self.env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
         self.steps: list[Step] = []
@@ -219,8 +276,9 @@ class Check:
         with open(log, "a") as f:
             f.write(f"$ {shlex.join(cmd)}\n# limit {limit:.0f} s\n")
             f.flush()
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 rc = proc.wait(timeout=limit)
             except subprocess.TimeoutExpired:
@@ -271,8 +329,11 @@ class Check:
         step.seconds = t1 - step._t0  # type: ignore[attr-defined]
         if self.sampler:
             step.gpu_peak_mib, step.gpu_util = self.sampler.window(step._t0, t1)  # type: ignore[attr-defined]
-        print(f"[{t1 - self.started:6.1f} s] {step.name}: {step.status} in {step.seconds:.1f} s"
-              + (f" ({step.error})" if step.error else ""), flush=True)
+        print(
+            f"[{t1 - self.started:6.1f} s] {step.name}: {step.status} in {step.seconds:.1f} s"
+            + (f" ({step.error})" if step.error else ""),
+            flush=True,
+        )
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
@@ -285,13 +346,28 @@ class Check:
 
     def overrides(self, key: str, adapter: str) -> list[str]:
         arch = ARCH[self.mode][key][1]
-        out = ["model=tiny", *(f"model.architecture.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                               for k, v in arch.items()),
-               f"adapter={adapter}", "dataset=sample", "prompt=alpaca", "logger=none", "exam_eval.enabled=false",
-               "dataset.eval_fraction=0", "train.eval_steps=0", "train.save_steps=0", "train.logging_steps=1",
-               f"train.max_steps={self.steps_n}", "train.micro_batch_size=8", "train.global_batch_size=8",
-               "train.max_input_tokens=384", "train.max_target_tokens=256", f"train.learning_rate={self.lr}",
-               "seed=42", f"paths.output_root={self.work / 'outputs'}", f"paths.cache_dir={self.cache}"]
+        out = [
+            "model=tiny",
+            *(f"model.architecture.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in arch.items()),
+            f"adapter={adapter}",
+            "dataset=sample",
+            "prompt=alpaca",
+            "logger=none",
+            "exam_eval.enabled=false",
+            "dataset.eval_fraction=0",
+            "train.eval_steps=0",
+            "train.save_steps=0",
+            "train.logging_steps=1",
+            f"train.max_steps={self.steps_n}",
+            "train.micro_batch_size=8",
+            "train.global_batch_size=8",
+            "train.max_input_tokens=384",
+            "train.max_target_tokens=256",
+            f"train.learning_rate={self.lr}",
+            "seed=42",
+            f"paths.output_root={self.work / 'outputs'}",
+            f"paths.cache_dir={self.cache}",
+        ]
         if self.gpu:
             out += ["hardware=a100x1", "model.dtype=bfloat16", f"hardware.device_name={self.device_name}"]
             if self.device_gib:
@@ -330,12 +406,17 @@ class Check:
         return info
 
     def s_prebuild(self, step: Step) -> dict:
-        spec = {"device": "cuda" if self.gpu else "cpu", "dtype": "bfloat16" if self.gpu else "float32",
-                "runs": [{"name": key, "overrides": self.overrides(key, "lora")} for key in ("big", "small")]}
+        spec = {
+            "device": "cuda" if self.gpu else "cpu",
+            "dtype": "bfloat16" if self.gpu else "float32",
+            "runs": [{"name": key, "overrides": self.overrides(key, "lora")} for key in ("big", "small")],
+        }
         out = self.work / "results" / "prebuild.json"
         try:
-            self.run(step, [self.py, HERE / "helpers.py", "prebuild", "--spec", self.spec_file("prebuild", spec),
-                            "--json", out])
+            self.run(
+                step,
+                [self.py, HERE / "helpers.py", "prebuild", "--spec", self.spec_file("prebuild", spec), "--json", out],
+            )
         except StepFailed:
             if out.is_file():  # one of the two built: keep what there is for the later steps
                 step.result = json.loads(out.read_text())
@@ -347,8 +428,14 @@ class Check:
         run_dir = self.work / "runs" / name
         shutil.rmtree(run_dir, ignore_errors=True)
         mem = self.work / "results" / f"{name}.mem.json"
-        cmd = [self.py, HERE / "run_with_memstats.py", mem, "train.py", *self.overrides(key, adapter),
-               f"hydra.run.dir={run_dir}"]
+        cmd = [
+            self.py,
+            HERE / "run_with_memstats.py",
+            mem,
+            "train.py",
+            *self.overrides(key, adapter),
+            f"hydra.run.dir={run_dir}",
+        ]
         try:
             self.run(step, cmd)
         finally:
@@ -369,41 +456,89 @@ class Check:
         rate, counted = steady_rate(points, self.warm)
         info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
         memstats = json.loads(mem.read_text()) if mem.is_file() else {}
-        return {"impl": "medtune", "key": key, "adapter": adapter, "run_dir": str(run_dir),
-                "checkpoint": info.get("checkpoint"), "steps": summary.get("train/steps"),
-                "tokens_per_second": rate, "steady_steps": counted,
-                "summary_tokens_per_second": summary.get("train/tokens_per_second"),
-                "tokens_seen": summary.get("train/tokens_seen"), "max_allocated": (summary.get("train/peak_memory_mib") or 0) * MIB
-                if self.gpu else None, "max_reserved": memstats.get("max_reserved"), "max_rss": memstats.get("max_rss"),
-                "peak_memory_mib_summary": summary.get("train/peak_memory_mib"),
-                "loss_first": summary.get("train/loss_first"), "loss_last": summary.get("train/loss_last"),
-                "train_seconds": summary.get("train/seconds"), "run_seconds": summary.get("run/seconds"),
-                "total_params": summary.get("model/total_params"), "trainable": summary.get("model/trainable_params"),
-                "mfu_logged": [r.get("train/mfu") for r in rows if r.get("train/mfu") is not None][-1:] or None,
-                "wall_seconds": memstats.get("wall_seconds"),
-                "command": "python " + shlex.join([str(c) for c in cmd[3:]]).replace(str(self.work), "<work>")}
+        return {
+            "impl": "medtune",
+            "key": key,
+            "adapter": adapter,
+            "run_dir": str(run_dir),
+            "checkpoint": info.get("checkpoint"),
+            "steps": summary.get("train/steps"),
+            "tokens_per_second": rate,
+            "steady_steps": counted,
+            "summary_tokens_per_second": summary.get("train/tokens_per_second"),
+            "tokens_seen": summary.get("train/tokens_seen"),
+            "max_allocated": (summary.get("train/peak_memory_mib") or 0) * MIB if self.gpu else None,
+            "max_reserved": memstats.get("max_reserved"),
+            "max_rss": memstats.get("max_rss"),
+            "peak_memory_mib_summary": summary.get("train/peak_memory_mib"),
+            "loss_first": summary.get("train/loss_first"),
+            "loss_last": summary.get("train/loss_last"),
+            "train_seconds": summary.get("train/seconds"),
+            "run_seconds": summary.get("run/seconds"),
+            "total_params": summary.get("model/total_params"),
+            "trainable": summary.get("model/trainable_params"),
+            "mfu_logged": [r.get("train/mfu") for r in rows if r.get("train/mfu") is not None][-1:] or None,
+            "wall_seconds": memstats.get("wall_seconds"),
+            "command": "python " + shlex.join([str(c) for c in cmd[3:]]).replace(str(self.work), "<work>"),
+        }
 
     def s_plain(self, step: Step, key: str, adapter: str) -> dict:
         name = f"plain_{key}_{adapter}"
         out = self.work / "results" / f"{name}.json"
-        cmd = [self.py, HERE / "plain_baseline_gpu.py", "--checkpoint", self.checkpoint(key), "--adapter", adapter,
-               "--device", "cuda" if self.gpu else "cpu", "--dtype", "bfloat16" if self.gpu else "float32",
-               "--gradient-checkpointing" if self.gpu else "--no-gradient-checkpointing",
-               "--steps", self.steps_n, "--micro-batch", 8, "--lr", self.lr, "--max-input-tokens", 384,
-               "--max-target-tokens", 256, "--output-dir", self.work / "plain" / name, "--json", out]
+        cmd = [
+            self.py,
+            HERE / "plain_baseline_gpu.py",
+            "--checkpoint",
+            self.checkpoint(key),
+            "--adapter",
+            adapter,
+            "--device",
+            "cuda" if self.gpu else "cpu",
+            "--dtype",
+            "bfloat16" if self.gpu else "float32",
+            "--gradient-checkpointing" if self.gpu else "--no-gradient-checkpointing",
+            "--steps",
+            self.steps_n,
+            "--micro-batch",
+            8,
+            "--lr",
+            self.lr,
+            "--max-input-tokens",
+            384,
+            "--max-target-tokens",
+            256,
+            "--output-dir",
+            self.work / "plain" / name,
+            "--json",
+            out,
+        ]
         self.run(step, cmd)
         r = json.loads(out.read_text())
         points = [(s, tok, t - r["step_log"][0][2]) for s, tok, t in r["step_log"]]
         rate, counted = steady_rate(points, self.warm)
-        return {"impl": "plain", "key": key, "adapter": adapter, "steps": r["steps"], "tokens_per_second": rate,
-                "steady_steps": counted, "summary_tokens_per_second": r["tokens_per_second"],
-                "tokens_seen": r["tokens_seen"], "max_allocated": r.get("max_allocated"),
-                "max_reserved": r.get("max_reserved"), "max_rss": r.get("max_rss"), "loss_first": r["loss_first"],
-                "loss_last": r["loss_last"], "train_seconds": r["train_seconds"], "load_seconds": r["load_seconds"],
-                "trainable": r["trainable"], "widest_batch": r["widest_batch"], "wall_seconds": r["wall_seconds"],
-                "examples": r.get("examples"),
-                "padding": 1 - r["collated_real_tokens"] / r["computed_tokens"] if r["computed_tokens"] else None,
-                "command": "python " + shlex.join([str(c) for c in cmd[1:]]).replace(str(self.work), "<work>")}
+        return {
+            "impl": "plain",
+            "key": key,
+            "adapter": adapter,
+            "steps": r["steps"],
+            "tokens_per_second": rate,
+            "steady_steps": counted,
+            "summary_tokens_per_second": r["tokens_per_second"],
+            "tokens_seen": r["tokens_seen"],
+            "max_allocated": r.get("max_allocated"),
+            "max_reserved": r.get("max_reserved"),
+            "max_rss": r.get("max_rss"),
+            "loss_first": r["loss_first"],
+            "loss_last": r["loss_last"],
+            "train_seconds": r["train_seconds"],
+            "load_seconds": r["load_seconds"],
+            "trainable": r["trainable"],
+            "widest_batch": r["widest_batch"],
+            "wall_seconds": r["wall_seconds"],
+            "examples": r.get("examples"),
+            "padding": 1 - r["collated_real_tokens"] / r["computed_tokens"] if r["computed_tokens"] else None,
+            "command": "python " + shlex.join([str(c) for c in cmd[1:]]).replace(str(self.work), "<work>"),
+        }
 
     def s_plan(self, step: Step) -> dict:
         runs = []
@@ -413,33 +548,47 @@ class Check:
             except StepFailed:
                 ckpt = None
             for adapter in ("qlora", "lora"):
-                runs.append({"name": f"medtune_{key}_{adapter}", "overrides": self.overrides(key, adapter),
-                             "checkpoint": ckpt})
+                runs.append(
+                    {"name": f"medtune_{key}_{adapter}", "overrides": self.overrides(key, adapter), "checkpoint": ckpt}
+                )
         out = self.work / "results" / "plan.json"
-        self.run(step, [self.py, HERE / "helpers.py", "plan", "--spec", self.spec_file("plan", {"runs": runs}),
-                        "--json", out])
+        self.run(
+            step,
+            [self.py, HERE / "helpers.py", "plan", "--spec", self.spec_file("plan", {"runs": runs}), "--json", out],
+        )
         return json.loads(out.read_text())
 
     def s_dry_run(self, step: Step) -> dict:
         texts = {}
         for adapter in ("qlora", "lora"):
-            cmd = [self.py, "train.py", *self.overrides("big", adapter), "dry_run=true",
-                   f"hydra.run.dir={self.work / 'dry' / adapter}"]
+            cmd = [
+                self.py,
+                "train.py",
+                *self.overrides("big", adapter),
+                "dry_run=true",
+                f"hydra.run.dir={self.work / 'dry' / adapter}",
+            ]
             log = self.run(step, cmd, f"dry_run_{adapter}")
             text = tail(log, 12000)
             start = text.find("memory plan")
-            texts[adapter] = text[max(0, text.rfind("\n", 0, start)):] if start >= 0 else text[-4000:]
+            texts[adapter] = text[max(0, text.rfind("\n", 0, start)) :] if start >= 0 else text[-4000:]
             m = re.search(r"│\s*total\s*│\s*([\d,.]+) GiB", texts[adapter])
             texts[f"{adapter}_total_gib"] = float(m.group(1).replace(",", "")) if m else None
         return texts
 
     def s_generate(self, step: Step) -> dict:
-        spec = {"device": "cuda" if self.gpu else "cpu", "overrides": self.overrides("big", "lora"),
-                "questions": None if self.gpu else 4, "batch_size": 16 if self.gpu else 4,
-                "one_at_a_time": 8 if self.gpu else 2, "max_new_tokens": 64 if self.gpu else 8}
+        spec = {
+            "device": "cuda" if self.gpu else "cpu",
+            "overrides": self.overrides("big", "lora"),
+            "questions": None if self.gpu else 4,
+            "batch_size": 16 if self.gpu else 4,
+            "one_at_a_time": 8 if self.gpu else 2,
+            "max_new_tokens": 64 if self.gpu else 8,
+        }
         out = self.work / "results" / "generate.json"
-        self.run(step, [self.py, HERE / "helpers.py", "generate", "--spec", self.spec_file("generate", spec),
-                        "--json", out])
+        self.run(
+            step, [self.py, HERE / "helpers.py", "generate", "--spec", self.spec_file("generate", spec), "--json", out]
+        )
         return json.loads(out.read_text())
 
     def s_export(self, step: Step, key: str) -> dict:
@@ -449,48 +598,102 @@ class Check:
         shutil.rmtree(out_dir, ignore_errors=True)
         mem = self.work / "results" / f"export_{key}.mem.json"
         dtype = "bfloat16" if self.gpu else "float32"
-        self.run(step, [self.py, HERE / "run_with_memstats.py", mem, "-m", "medtune", "export", run_dir,
-                        "--out", out_dir, "--dtype", dtype])
+        self.run(
+            step,
+            [
+                self.py,
+                HERE / "run_with_memstats.py",
+                mem,
+                "-m",
+                "medtune",
+                "export",
+                run_dir,
+                "--out",
+                out_dir,
+                "--dtype",
+                dtype,
+            ],
+        )
         meta = json.loads((out_dir / "medtune_export.json").read_text())
         memstats = json.loads(mem.read_text()) if mem.is_file() else {}
         size = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
-        return {"out": str(out_dir), "bytes": size, "dtype": meta.get("dtype"), "dequantized": meta.get("dequantized"),
-                "dequantized_layers": meta.get("dequantized_layers"), "verification": meta.get("verification"),
-                "seconds": meta.get("seconds"), "max_allocated": memstats.get("max_allocated"),
-                "max_rss": memstats.get("max_rss"),
-                "command": f"python -m medtune export <run {run_dir.name}> --out <export> --dtype {dtype}"}
+        return {
+            "out": str(out_dir),
+            "bytes": size,
+            "dtype": meta.get("dtype"),
+            "dequantized": meta.get("dequantized"),
+            "dequantized_layers": meta.get("dequantized_layers"),
+            "verification": meta.get("verification"),
+            "seconds": meta.get("seconds"),
+            "max_allocated": memstats.get("max_allocated"),
+            "max_rss": memstats.get("max_rss"),
+            "command": f"python -m medtune export <run {run_dir.name}> --out <export> --dtype {dtype}",
+        }
 
     def s_reload(self, step: Step, key: str) -> dict:
         export = Path(self.ok(f"export_{key}_qlora")["out"])
         out = self.work / "results" / f"reload_{key}.json"
-        self.run(step, [self.py, HERE / "helpers.py", "reload", "--export", export, "--device",
-                        "cuda" if self.gpu else "cpu", "--json", out])
+        self.run(
+            step,
+            [
+                self.py,
+                HERE / "helpers.py",
+                "reload",
+                "--export",
+                export,
+                "--device",
+                "cuda" if self.gpu else "cpu",
+                "--json",
+                out,
+            ],
+        )
         return json.loads(out.read_text())
 
     def s_evaluate(self, step: Step) -> dict:
         run_dir = Path(self.ok("medtune_small_qlora")["run_dir"])
         out_dir = self.work / "eval" / "small_qlora"
         shutil.rmtree(out_dir, ignore_errors=True)
-        extra = ["eval.batch_size=16", "eval.max_new_tokens=64"] if self.gpu else \
-            ["eval.batch_size=4", "eval.max_new_tokens=8", "exam.max_questions=4"]
-        cmd = [self.py, "evaluate.py", f"run={run_dir}", "logger=none", "exam=sample",
-               "hardware=a100x1" if self.gpu else "hardware=cpu", *extra, f"eval.output_dir={out_dir}",
-               f"paths.output_root={self.work / 'outputs'}", f"paths.cache_dir={self.cache}",
-               f"hydra.run.dir={self.work / 'eval_hydra'}"]
+        extra = (
+            ["eval.batch_size=16", "eval.max_new_tokens=64"]
+            if self.gpu
+            else ["eval.batch_size=4", "eval.max_new_tokens=8", "exam.max_questions=4"]
+        )
+        cmd = [
+            self.py,
+            "evaluate.py",
+            f"run={run_dir}",
+            "logger=none",
+            "exam=sample",
+            "hardware=a100x1" if self.gpu else "hardware=cpu",
+            *extra,
+            f"eval.output_dir={out_dir}",
+            f"paths.output_root={self.work / 'outputs'}",
+            f"paths.cache_dir={self.cache}",
+            f"hydra.run.dir={self.work / 'eval_hydra'}",
+        ]
         tick = time.perf_counter()
         self.run(step, cmd)
         seconds = time.perf_counter() - tick
         metrics = json.loads((out_dir / "metrics.json").read_text())
         keep = {k: metrics.get(k) for k in ("questions", "correct", "invalid", "wrong", "accuracy") if k in metrics}
-        return {"metrics": keep or {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
-                "wall_seconds": seconds, "command": "python " + shlex.join(cmd[1:]).replace(str(self.work), "<work>")}
+        return {
+            "metrics": keep or {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
+            "wall_seconds": seconds,
+            "command": "python " + shlex.join(cmd[1:]).replace(str(self.work), "<work>"),
+        }
 
     def build(self) -> None:
         g = self.gpu
 
         def add(name, title, timeout_gpu, timeout_cpu, fn, min_gpu=20.0, min_cpu=10.0, needs=()):
-            step = Step(name, title, timeout_gpu if g else timeout_cpu, lambda: None,
-                        min_start=min_gpu if g else min_cpu, needs=tuple(needs))
+            step = Step(
+                name,
+                title,
+                timeout_gpu if g else timeout_cpu,
+                lambda: None,
+                min_start=min_gpu if g else min_cpu,
+                needs=tuple(needs),
+            )
             step.fn = lambda s=step: fn(s)
             self.steps.append(step)
 
@@ -498,35 +701,117 @@ class Check:
         lora = "LoRA bf16" if g else "LoRA fp32"
         add("env", "environment", 90, 60, self.s_env)
         add("prebuild", "random-init checkpoints", 180, 90, self.s_prebuild, min_gpu=60)
-        add("medtune_big_qlora", f"medtune QLoRA, {big}", 200, 90,
-            lambda s: self.s_medtune(s, "big", "qlora"), min_gpu=60)
-        add("medtune_big_lora", f"medtune {lora}, {big}", 160, 90,
-            lambda s: self.s_medtune(s, "big", "lora"), min_gpu=50)
-        add("plain_big_lora", f"plain transformers+PEFT {lora}, {big}", 160, 90,
-            lambda s: self.s_plain(s, "big", "lora"), min_gpu=50)
-        add("plain_big_qlora", f"plain transformers+PEFT QLoRA, {big}", 200, 90,
-            lambda s: self.s_plain(s, "big", "qlora"), min_gpu=60)
+        add(
+            "medtune_big_qlora",
+            f"medtune QLoRA, {big}",
+            200,
+            90,
+            lambda s: self.s_medtune(s, "big", "qlora"),
+            min_gpu=60,
+        )
+        add(
+            "medtune_big_lora",
+            f"medtune {lora}, {big}",
+            160,
+            90,
+            lambda s: self.s_medtune(s, "big", "lora"),
+            min_gpu=50,
+        )
+        add(
+            "plain_big_lora",
+            f"plain transformers+PEFT {lora}, {big}",
+            160,
+            90,
+            lambda s: self.s_plain(s, "big", "lora"),
+            min_gpu=50,
+        )
+        add(
+            "plain_big_qlora",
+            f"plain transformers+PEFT QLoRA, {big}",
+            200,
+            90,
+            lambda s: self.s_plain(s, "big", "qlora"),
+            min_gpu=60,
+        )
         add("plan", "planner estimates (all medtune runs)", 90, 60, self.s_plan)
         add("dry_run", f"train.py dry_run=true, {big}, QLoRA and LoRA", 90, 60, self.s_dry_run)
-        add("medtune_small_qlora", f"medtune QLoRA, {small}", 120, 90,
-            lambda s: self.s_medtune(s, "small", "qlora"), min_gpu=30)
-        add("export_small_qlora", f"medtune export of the {small} QLoRA run", 150, 60,
-            lambda s: self.s_export(s, "small"), min_gpu=30, needs=("medtune_small_qlora",))
-        add("reload_small", "reload of that export with plain transformers", 90, 60,
-            lambda s: self.s_reload(s, "small"), needs=("export_small_qlora",))
+        add(
+            "medtune_small_qlora",
+            f"medtune QLoRA, {small}",
+            120,
+            90,
+            lambda s: self.s_medtune(s, "small", "qlora"),
+            min_gpu=30,
+        )
+        add(
+            "export_small_qlora",
+            f"medtune export of the {small} QLoRA run",
+            150,
+            60,
+            lambda s: self.s_export(s, "small"),
+            min_gpu=30,
+            needs=("medtune_small_qlora",),
+        )
+        add(
+            "reload_small",
+            "reload of that export with plain transformers",
+            90,
+            60,
+            lambda s: self.s_reload(s, "small"),
+            needs=("export_small_qlora",),
+        )
         add("generate", f"batched vs one-at-a-time generation, {big}", 150, 60, self.s_generate, min_gpu=45)
-        add("medtune_small_lora", f"medtune {lora}, {small}", 120, 90,
-            lambda s: self.s_medtune(s, "small", "lora"), min_gpu=30)
-        add("plain_small_lora", f"plain transformers+PEFT {lora}, {small}", 120, 90,
-            lambda s: self.s_plain(s, "small", "lora"), min_gpu=30)
-        add("plain_small_qlora", f"plain transformers+PEFT QLoRA, {small}", 120, 90,
-            lambda s: self.s_plain(s, "small", "qlora"), min_gpu=30)
-        add("evaluate", f"evaluate.py run=<{small} QLoRA run>, sample exam", 150, 60, self.s_evaluate,
-            min_gpu=30, needs=("medtune_small_qlora",))
-        add("export_big_qlora", f"medtune export of the {big} QLoRA run (only with time left)", 300, 60,
-            lambda s: self.s_export(s, "big"), min_gpu=240, needs=("medtune_big_qlora",))
-        add("reload_big", f"reload of the {big} export", 120, 60, lambda s: self.s_reload(s, "big"),
-            min_gpu=45, needs=("export_big_qlora",))
+        add(
+            "medtune_small_lora",
+            f"medtune {lora}, {small}",
+            120,
+            90,
+            lambda s: self.s_medtune(s, "small", "lora"),
+            min_gpu=30,
+        )
+        add(
+            "plain_small_lora",
+            f"plain transformers+PEFT {lora}, {small}",
+            120,
+            90,
+            lambda s: self.s_plain(s, "small", "lora"),
+            min_gpu=30,
+        )
+        add(
+            "plain_small_qlora",
+            f"plain transformers+PEFT QLoRA, {small}",
+            120,
+            90,
+            lambda s: self.s_plain(s, "small", "qlora"),
+            min_gpu=30,
+        )
+        add(
+            "evaluate",
+            f"evaluate.py run=<{small} QLoRA run>, sample exam",
+            150,
+            60,
+            self.s_evaluate,
+            min_gpu=30,
+            needs=("medtune_small_qlora",),
+        )
+        add(
+            "export_big_qlora",
+            f"medtune export of the {big} QLoRA run (only with time left)",
+            300,
+            60,
+            lambda s: self.s_export(s, "big"),
+            min_gpu=240,
+            needs=("medtune_big_qlora",),
+        )
+        add(
+            "reload_big",
+            f"reload of the {big} export",
+            120,
+            60,
+            lambda s: self.s_reload(s, "big"),
+            min_gpu=45,
+            needs=("export_big_qlora",),
+        )
 
     # -------------------------------------------------------------------------------------------- report
 
@@ -546,44 +831,60 @@ class Check:
             chk = env.get("checks", {})
             flash = chk.get("sdpa_flash_attention", {}).get("ok")
             mm = (chk.get("matmul_bf16", {}).get("result") or {}).get("bf16_8192_cubed_tflops")
-            out.append(f"- GPU: {env['gpu']['name']}, torch {env['versions'].get('torch')} (CUDA {env.get('torch_cuda')}), "
-                       f"bf16 {env.get('bf16_supported')}, SDPA flash kernel {'runs' if flash else 'FAILS'}, "
-                       f"bitsandbytes NF4 {'works' if chk.get('bitsandbytes_nf4', {}).get('ok') else 'FAILS'}"
-                       + (f", bf16 matmul {mm:.0f} TFLOP/s" if mm else "") + ".")
+            out.append(
+                f"- GPU: {env['gpu']['name']}, torch {env['versions'].get('torch')} (CUDA {env.get('torch_cuda')}), "
+                f"bf16 {env.get('bf16_supported')}, SDPA flash kernel {'runs' if flash else 'FAILS'}, "
+                f"bitsandbytes NF4 {'works' if chk.get('bitsandbytes_nf4', {}).get('ok') else 'FAILS'}"
+                + (f", bf16 matmul {mm:.0f} TFLOP/s" if mm else "")
+                + "."
+            )
         for key in ("big", "small"):
             for adapter in ("qlora", "lora"):
                 m, p = self.ok(f"medtune_{key}_{adapter}"), self.ok(f"plain_{key}_{adapter}")
                 if not m:
                     continue
-                line = (f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak allocated "
-                        f"{gib(m.get('max_allocated'))} GiB" if self.gpu else
-                        f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak RSS {gib(m.get('max_rss'))} GiB")
+                line = (
+                    f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak allocated "
+                    f"{gib(m.get('max_allocated'))} GiB"
+                    if self.gpu
+                    else f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak RSS {gib(m.get('max_rss'))} GiB"
+                )
                 if p and p.get("tokens_per_second") and m.get("tokens_per_second"):
                     line += f"; plain {num(p['tokens_per_second'])} tokens/s ({m['tokens_per_second'] / p['tokens_per_second']:.2f}x)"
                     if self.gpu and p.get("max_allocated") and m.get("max_allocated"):
                         line += f", {gib(p['max_allocated'])} GiB"
                 plan = (self.ok("plan") or {}).get(f"medtune_{key}_{adapter}") or {}
                 if self.gpu and plan.get("widest_allocated") and m.get("max_allocated"):
-                    line += (f"; planner (widest batch, allocated) {gib(plan['widest_allocated'])} GiB = "
-                             f"{100 * (plan['widest_allocated'] - m['max_allocated']) / m['max_allocated']:+.0f}%")
+                    line += (
+                        f"; planner (widest batch, allocated) {gib(plan['widest_allocated'])} GiB = "
+                        f"{100 * (plan['widest_allocated'] - m['max_allocated']) / m['max_allocated']:+.0f}%"
+                    )
                 out.append(line + ".")
         gen = self.ok("generate")
         if gen and len(gen.get("rows", [])) == 2:
             one, batched = gen["rows"]
-            out.append(f"- generation: {batched['questions_per_s'] / one['questions_per_s']:.1f}x questions/s batched "
-                       f"({batched['new_tokens_per_s']:.0f} vs {one['new_tokens_per_s']:.0f} new tokens/s); identical "
-                       f"texts {gen.get('identical')}/{gen.get('compared')}.")
+            out.append(
+                f"- generation: {batched['questions_per_s'] / one['questions_per_s']:.1f}x questions/s batched "
+                f"({batched['new_tokens_per_s']:.0f} vs {one['new_tokens_per_s']:.0f} new tokens/s); identical "
+                f"texts {gen.get('identical')}/{gen.get('compared')}."
+            )
         for key in ("small", "big"):
             ex, rl = self.ok(f"export_{key}_qlora"), self.ok(f"reload_{key}")
             if ex:
                 ver = ex.get("verification") or {}
-                out.append(f"- export ({key} QLoRA): {ex.get('dequantized_layers')} layers dequantized, max |logit diff| "
-                           f"{num(ver.get('max_abs_logit_diff'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.2g}')}); "
-                           f"reload {'ok' if rl and rl.get('logits_finite') and not rl.get('bitsandbytes_layers') else 'NOT checked'}.")
+                out.append(
+                    f"- export ({key} QLoRA): {ex.get('dequantized_layers')} layers dequantized, max |logit diff| "
+                    f"{num(ver.get('max_abs_logit_diff'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.2g}')}); "
+                    f"reload {'ok' if rl and rl.get('logits_finite') and not rl.get('bitsandbytes_layers') else 'NOT checked'}."
+                )
         bad = [s.name for s in self.steps if s.status in ("failed", "timeout")]
         skipped = [s.name for s in self.steps if s.status == "skipped"]
-        out.append(f"- steps: {sum(s.status == 'ok' for s in self.steps)} ok"
-                   + (f"; failed: {', '.join(bad)}" if bad else "") + (f"; skipped: {', '.join(skipped)}" if skipped else "") + ".")
+        out.append(
+            f"- steps: {sum(s.status == 'ok' for s in self.steps)} ok"
+            + (f"; failed: {', '.join(bad)}" if bad else "")
+            + (f"; skipped: {', '.join(skipped)}" if skipped else "")
+            + "."
+        )
         return ["## Summary", "", *out, ""]
 
     def report(self, final: bool) -> str:
@@ -593,14 +894,18 @@ class Check:
         elapsed = time.monotonic() - self.started
         L: list[str] = []
         title = "GPU check" if g else "GPU check, CPU dry run (plumbing only: tiny stand-ins, a few steps)"
-        L += [f"# medtune {title}", "",
-              "Command: `" + " ".join(["bash benchmarks/gpu_check.sh", *map(shlex.quote, self.args.passthrough)]) + "`",
-              "",
-              f"Started {self.wall_start}; {'finished' if final else 'IN PROGRESS (partial report)'} after "
-              f"{elapsed:.0f} s of a {self.args.budget:.0f} s budget. Mode: **{'GPU' if g else 'CPU dry run'}**; "
-              f"{self.steps_n} optimizer steps per training run, micro batch 8 (global 8), bundled sample set "
-              f"(`dataset=sample`, {self.examples()} examples, `dataset.eval_fraction=0`), lr {self.lr}, seed 42; tokens/s over "
-              f"the steps after step {self.warm} (warm-up left out).", ""]
+        L += [
+            f"# medtune {title}",
+            "",
+            "Command: `" + " ".join(["bash benchmarks/gpu_check.sh", *map(shlex.quote, self.args.passthrough)]) + "`",
+            "",
+            f"Started {self.wall_start}; {'finished' if final else 'IN PROGRESS (partial report)'} after "
+            f"{elapsed:.0f} s of a {self.args.budget:.0f} s budget. Mode: **{'GPU' if g else 'CPU dry run'}**; "
+            f"{self.steps_n} optimizer steps per training run, micro batch 8 (global 8), bundled sample set "
+            f"(`dataset=sample`, {self.examples()} examples, `dataset.eval_fraction=0`), lr {self.lr}, seed 42; tokens/s over "
+            f"the steps after step {self.warm} (warm-up left out).",
+            "",
+        ]
         L += self.summary()
         # environment
         L += ["## Environment", ""]
@@ -613,33 +918,71 @@ class Check:
                 return "–"
             return (str(x.get("result")) if x.get("ok") else f"FAILED: {x.get('error')}").replace("|", "/")
 
-        L += ["| item | value |", "|---|---|",
-              f"| python | {env.get('python', '–')} ({env.get('executable', '–')}) |",
-              f"| GPU | {gpu.get('name', 'none')} ({gpu.get('total_memory_gib', 0):.1f} GiB, capability "
-              f"{gpu.get('capability', '–')}, {gpu.get('multiprocessors', '–')} SMs) |" if gpu else "| GPU | none (CPU) |",
-              f"| torch / CUDA / cuDNN | {v.get('torch')} / {env.get('torch_cuda')} / {env.get('cudnn', '–')} |",
-              *(f"| {d} | {v.get(d) or 'not installed'} |" for d in
-                ("transformers", "peft", "accelerate", "bitsandbytes", "tokenizers", "safetensors", "hydra-core",
-                 "omegaconf", "rapidfuzz", "triton", "flash-attn", "deepspeed", "wandb")),
-              f"| bf16 supported | {env.get('bf16_supported', '–')} |",
-              "| SDPA flags | " + (", ".join(f"{k}={x}" for k, x in env["sdpa_flags"].items()) if env.get("sdpa_flags") else "–") + " |",
-              f"| SDPA flash kernel (bf16, causal, 4x32x512x128) | {c('sdpa_flash_attention')} |",
-              f"| SDPA memory-efficient kernel | {c('sdpa_efficient_attention')} |",
-              f"| SDPA cuDNN kernel | {c('sdpa_cudnn_attention')} |",
-              f"| flash-attn package | {c('flash_attn_package')} |",
-              f"| transformers' attention for Llama | {c('transformers_default_attention')} |",
-              f"| bitsandbytes NF4 quantize + Linear4bit | {c('bitsandbytes_nf4')} |",
-              f"| bf16 matmul 8192³ | {c('matmul_bf16')} |" if g else "| bf16 matmul | not measured on CPU |",
-              f"| medtune imported from | {env.get('module_files', {}).get('medtune', '–')} |",
-              f"| bitsandbytes imported from | {env.get('module_files', {}).get('bitsandbytes', '–')} |", ""]
+        L += [
+            "| item | value |",
+            "|---|---|",
+            f"| python | {env.get('python', '–')} ({env.get('executable', '–')}) |",
+            f"| GPU | {gpu.get('name', 'none')} ({gpu.get('total_memory_gib', 0):.1f} GiB, capability "
+            f"{gpu.get('capability', '–')}, {gpu.get('multiprocessors', '–')} SMs) |"
+            if gpu
+            else "| GPU | none (CPU) |",
+            f"| torch / CUDA / cuDNN | {v.get('torch')} / {env.get('torch_cuda')} / {env.get('cudnn', '–')} |",
+            *(
+                f"| {d} | {v.get(d) or 'not installed'} |"
+                for d in (
+                    "transformers",
+                    "peft",
+                    "accelerate",
+                    "bitsandbytes",
+                    "tokenizers",
+                    "safetensors",
+                    "hydra-core",
+                    "omegaconf",
+                    "rapidfuzz",
+                    "triton",
+                    "flash-attn",
+                    "deepspeed",
+                    "wandb",
+                )
+            ),
+            f"| bf16 supported | {env.get('bf16_supported', '–')} |",
+            "| SDPA flags | "
+            + (", ".join(f"{k}={x}" for k, x in env["sdpa_flags"].items()) if env.get("sdpa_flags") else "–")
+            + " |",
+            f"| SDPA flash kernel (bf16, causal, 4x32x512x128) | {c('sdpa_flash_attention')} |",
+            f"| SDPA memory-efficient kernel | {c('sdpa_efficient_attention')} |",
+            f"| SDPA cuDNN kernel | {c('sdpa_cudnn_attention')} |",
+            f"| flash-attn package | {c('flash_attn_package')} |",
+            f"| transformers' attention for Llama | {c('transformers_default_attention')} |",
+            f"| bitsandbytes NF4 quantize + Linear4bit | {c('bitsandbytes_nf4')} |",
+            f"| bf16 matmul 8192³ | {c('matmul_bf16')} |" if g else "| bf16 matmul | not measured on CPU |",
+            f"| medtune imported from | {env.get('module_files', {}).get('medtune', '–')} |",
+            f"| bitsandbytes imported from | {env.get('module_files', {}).get('bitsandbytes', '–')} |",
+            "",
+        ]
         if env.get("nvidia_smi"):
-            L += ["<details><summary>nvidia-smi</summary>", "", "```", env["nvidia_smi"].strip(), "```", "", "</details>", ""]
+            L += [
+                "<details><summary>nvidia-smi</summary>",
+                "",
+                "```",
+                env["nvidia_smi"].strip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
         # steps
-        L += ["## Steps", "", "| step | what | status | seconds | limit | GPU memory peak (NVML, MiB) | mean GPU util % |",
-              "|---|---|---|---:|---:|---:|---:|"]
+        L += [
+            "## Steps",
+            "",
+            "| step | what | status | seconds | limit | GPU memory peak (NVML, MiB) | mean GPU util % |",
+            "|---|---|---|---:|---:|---:|---:|",
+        ]
         for s in self.steps:
-            L.append(f"| {s.name} | {s.title} | {s.status}{': ' + s.error if s.error else ''} | {s.seconds:.1f} | "
-                     f"{s.limit:.0f} | {num(s.gpu_peak_mib)} | {num(s.gpu_util, '{:.0f}')} |")
+            L.append(
+                f"| {s.name} | {s.title} | {s.status}{': ' + s.error if s.error else ''} | {s.seconds:.1f} | "
+                f"{s.limit:.0f} | {num(s.gpu_peak_mib)} | {num(s.gpu_util, '{:.0f}')} |"
+            )
         L.append("")
         # models
         built = self.ok("prebuild") or self.step("prebuild").result or {}
@@ -647,43 +990,79 @@ class Check:
         for key in ("big", "small"):
             label, arch = ARCH[self.mode][key]
             b = built.get(key) or {}
-            L.append(f"- **{key}**: {label}: " + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "model_type")
-                     + (f"; checkpoint {gib(b.get('bytes'))} GiB ({b.get('config_dtype')}), built in {b.get('seconds')} s (init {b.get('init')}), "
-                        f"tokenizer {b.get('tokenizer_size')} tokens" if b.get("ok") else f"; prebuild: {b.get('error', 'not run')}"))
-        L += ["", "Built by `helpers.py prebuild` through medtune's own `tiny_checkpoint` (same cache path, "
-              "tokenizer and config as `model=tiny`; train.py then finds it in its cache), with the random init done "
-              + ("in bf16 on the GPU instead of float32 on the CPU (seconds instead of minutes for 7B, 13 GB instead "
-                 "of 27 GB)." if g else "on the CPU in float32 (as medtune does)."),
-              "The tokenizer is medtune's tiny BPE trained on the bundled samples: it has ~3,300 tokens whatever "
-              "`vocab_size` says, so the embedding / output layers have the real architecture's size but the token "
-              "counts per example are not Llama-2's or SmolLM2's.", ""]
+            L.append(
+                f"- **{key}**: {label}: "
+                + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "model_type")
+                + (
+                    f"; checkpoint {gib(b.get('bytes'))} GiB ({b.get('config_dtype')}), built in {b.get('seconds')} s (init {b.get('init')}), "
+                    f"tokenizer {b.get('tokenizer_size')} tokens"
+                    if b.get("ok")
+                    else f"; prebuild: {b.get('error', 'not run')}"
+                )
+            )
+        L += [
+            "",
+            "Built by `helpers.py prebuild` through medtune's own `tiny_checkpoint` (same cache path, "
+            "tokenizer and config as `model=tiny`; train.py then finds it in its cache), with the random init done "
+            + (
+                "in bf16 on the GPU instead of float32 on the CPU (seconds instead of minutes for 7B, 13 GB instead "
+                "of 27 GB)."
+                if g
+                else "on the CPU in float32 (as medtune does)."
+            ),
+            "The tokenizer is medtune's tiny BPE trained on the bundled samples: it has ~3,300 tokens whatever "
+            "`vocab_size` says, so the embedding / output layers have the real architecture's size but the token "
+            "counts per example are not Llama-2's or SmolLM2's.",
+            "",
+        ]
         # training
         trains = [(s, s.result) for s in self.steps if s.name.startswith(("medtune_", "plain_")) and s.status == "ok"]
-        L += ["## Training: medtune vs plain transformers + PEFT", "",
-              f"Same checkpoint, tokenizer, examples (medtune's `encode_records`, 384 / 256 token limits), micro batch 8, "
-              f"{self.steps_n} steps, {'hardware=a100x1 settings (gradient checkpointing, reentrant; bf16 autocast for LoRA, bf16 compute for QLoRA)' if g else 'hardware=cpu (float32, no checkpointing)'}. "
-              f"{ADAPTER_TEXT['qlora']}; {ADAPTER_TEXT['lora']}.", "",
-              "| run | tokens/s (steady) | tokens/s (all steps) | peak allocated GiB | peak reserved GiB | "
-              + ("device peak (NVML) GiB | " if g else "peak RSS GiB | ") + "loss first -> last | train s | step wall s |",
-              "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+        L += [
+            "## Training: medtune vs plain transformers + PEFT",
+            "",
+            f"Same checkpoint, tokenizer, examples (medtune's `encode_records`, 384 / 256 token limits), micro batch 8, "
+            f"{self.steps_n} steps, {'hardware=a100x1 settings (gradient checkpointing, reentrant; bf16 autocast for LoRA, bf16 compute for QLoRA)' if g else 'hardware=cpu (float32, no checkpointing)'}. "
+            f"{ADAPTER_TEXT['qlora']}; {ADAPTER_TEXT['lora']}.",
+            "",
+            "| run | tokens/s (steady) | tokens/s (all steps) | peak allocated GiB | peak reserved GiB | "
+            + ("device peak (NVML) GiB | " if g else "peak RSS GiB | ")
+            + "loss first -> last | train s | step wall s |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+        ]
         for s, r in trains:
-            L.append(f"| {s.name} | {num(r.get('tokens_per_second'))} | {num(r.get('summary_tokens_per_second'))} | "
-                     f"{gib(r.get('max_allocated'))} | {gib(r.get('max_reserved'))} | "
-                     + (f"{num(s.gpu_peak_mib / 1024 if s.gpu_peak_mib else None, '{:.2f}')} | " if g else f"{gib(r.get('max_rss'))} | ")
-                     + f"{num(r.get('loss_first'), '{:.3f}')} -> {num(r.get('loss_last'), '{:.3f}')} | "
-                     f"{num(r.get('train_seconds'), '{:.1f}')} | {s.seconds:.1f} |")
+            L.append(
+                f"| {s.name} | {num(r.get('tokens_per_second'))} | {num(r.get('summary_tokens_per_second'))} | "
+                f"{gib(r.get('max_allocated'))} | {gib(r.get('max_reserved'))} | "
+                + (
+                    f"{num(s.gpu_peak_mib / 1024 if s.gpu_peak_mib else None, '{:.2f}')} | "
+                    if g
+                    else f"{gib(r.get('max_rss'))} | "
+                )
+                + f"{num(r.get('loss_first'), '{:.3f}')} -> {num(r.get('loss_last'), '{:.3f}')} | "
+                f"{num(r.get('train_seconds'), '{:.1f}')} | {s.seconds:.1f} |"
+            )
         L.append("")
         pairs = []
         for key in ("big", "small"):
             for adapter in ("qlora", "lora"):
                 m, p = self.ok(f"medtune_{key}_{adapter}"), self.ok(f"plain_{key}_{adapter}")
                 if m and p and m.get("tokens_per_second") and p.get("tokens_per_second"):
-                    mem_ratio = (m["max_allocated"] / p["max_allocated"]) if m.get("max_allocated") and p.get("max_allocated") else None
-                    pairs.append(f"| {key} {adapter} | {m['tokens_per_second'] / p['tokens_per_second']:.2f}x | "
-                                 f"{num(mem_ratio, '{:.2f}x')} | {m.get('trainable'):,} / {p.get('trainable'):,} |")
+                    mem_ratio = (
+                        (m["max_allocated"] / p["max_allocated"])
+                        if m.get("max_allocated") and p.get("max_allocated")
+                        else None
+                    )
+                    pairs.append(
+                        f"| {key} {adapter} | {m['tokens_per_second'] / p['tokens_per_second']:.2f}x | "
+                        f"{num(mem_ratio, '{:.2f}x')} | {m.get('trainable'):,} / {p.get('trainable'):,} |"
+                    )
         if pairs:
-            L += ["| model, adapter | medtune / plain tokens/s | medtune / plain peak allocated | trainable params medtune / plain |",
-                  "|---|---:|---:|---|", *pairs, ""]
+            L += [
+                "| model, adapter | medtune / plain tokens/s | medtune / plain peak allocated | trainable params medtune / plain |",
+                "|---|---:|---:|---|",
+                *pairs,
+                "",
+            ]
         if g:
             mfu = []
             for s, r in trains:
@@ -693,24 +1072,32 @@ class Check:
                         flops = 4.0 * n + 2.0 * r["trainable"]
                         mfu.append(f"{s.name} {100 * r['tokens_per_second'] * flops / (self.peak_tflops * 1e12):.1f}%")
             if mfu:
-                L += [f"Model FLOPs utilisation (medtune's formula 4N + 2 x trainable FLOPs per token, recomputation "
-                      f"not counted, vs {self.peak_tflops} TFLOP/s dense bf16): " + ", ".join(mfu) + ".", ""]
+                L += [
+                    f"Model FLOPs utilisation (medtune's formula 4N + 2 x trainable FLOPs per token, recomputation "
+                    f"not counted, vs {self.peak_tflops} TFLOP/s dense bf16): " + ", ".join(mfu) + ".",
+                    "",
+                ]
         # planner
         plan = self.ok("plan") or {}
         if plan:
-            L += ["## Planner vs measured peak", "",
-                  "Estimate: `medtune.modeling.planner.plan` on the run's own composed config (what `dry_run=true` "
-                  "prints), for micro batch x (max_input_tokens + max_target_tokens) = 8 x 640 tokens, and the same "
-                  "estimate for the widest batch the run really trains (8 x the longest example; random batches of 8 "
-                  f"over {self.steps_n} steps{' see every example' if self.steps_n * 8 >= 58 else ', which need not include the longest example'}). "
-                  "'allocated' leaves out the planner's CUDA context + 5% fragmentation term, to compare with "
-                  "`torch.cuda.max_memory_allocated`; the total compares with the device-level peak (NVML, which "
-                  "includes the CUDA context)." if g else
-                  "On the CPU the planner adds no overhead and medtune's peak is the process RSS, so these rows "
-                  "only prove the plumbing (benchmarks/planner_accuracy.py measures the CPU allocator properly).", "",
-                  "| run | plan total (8 x 640) GiB | plan allocated, widest batch GiB | longest example | measured peak allocated GiB | error % | plan total, widest GiB | "
-                  + ("device peak GiB | error % |" if g else "peak RSS GiB | error % |"),
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            L += [
+                "## Planner vs measured peak",
+                "",
+                "Estimate: `medtune.modeling.planner.plan` on the run's own composed config (what `dry_run=true` "
+                "prints), for micro batch x (max_input_tokens + max_target_tokens) = 8 x 640 tokens, and the same "
+                "estimate for the widest batch the run really trains (8 x the longest example; random batches of 8 "
+                f"over {self.steps_n} steps{' see every example' if self.steps_n * 8 >= 58 else ', which need not include the longest example'}). "
+                "'allocated' leaves out the planner's CUDA context + 5% fragmentation term, to compare with "
+                "`torch.cuda.max_memory_allocated`; the total compares with the device-level peak (NVML, which "
+                "includes the CUDA context)."
+                if g
+                else "On the CPU the planner adds no overhead and medtune's peak is the process RSS, so these rows "
+                "only prove the plumbing (benchmarks/planner_accuracy.py measures the CPU allocator properly).",
+                "",
+                "| run | plan total (8 x 640) GiB | plan allocated, widest batch GiB | longest example | measured peak allocated GiB | error % | plan total, widest GiB | "
+                + ("device peak GiB | error % |" if g else "peak RSS GiB | error % |"),
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
             for name, p in plan.items():
                 step = next((s for s in self.steps if s.name == name), None)
                 m = self.ok(name) or {}
@@ -721,59 +1108,105 @@ class Check:
                 measured = m.get("max_allocated")
                 err = f"{100 * (alloc_w - measured) / measured:+.1f}" if alloc_w and measured else "–"
                 device = (step.gpu_peak_mib * MIB if step and step.gpu_peak_mib else None) if g else m.get("max_rss")
-                err2 = f"{100 * (p.get('widest_total') - device) / device:+.1f}" if p.get("widest_total") and device else "–"
-                L.append(f"| {name} | {gib(p['total'])} | {gib(alloc_w)} | {p.get('longest_example', '–')} | "
-                         f"{gib(measured)} | {err} | {gib(p.get('widest_total'))} | {gib(device)} | {err2} |")
+                err2 = (
+                    f"{100 * (p.get('widest_total') - device) / device:+.1f}"
+                    if p.get("widest_total") and device
+                    else "–"
+                )
+                L.append(
+                    f"| {name} | {gib(p['total'])} | {gib(alloc_w)} | {p.get('longest_example', '–')} | "
+                    f"{gib(measured)} | {err} | {gib(p.get('widest_total'))} | {gib(device)} | {err2} |"
+                )
             L.append("")
             first = next((p for p in plan.values() if p.get("ok")), None)
             if first:
-                L += [f"Planner details ({next(k for k, p in plan.items() if p is first)}): precision {first.get('precision')}; "
-                      f"peak moment at 8 x 640: {first.get('peak_moment')}; widest batch: {first.get('widest_peak_moment')}; "
-                      f"attention {first.get('attention')}.", ""]
+                L += [
+                    f"Planner details ({next(k for k, p in plan.items() if p is first)}): precision {first.get('precision')}; "
+                    f"peak moment at 8 x 640: {first.get('peak_moment')}; widest batch: {first.get('widest_peak_moment')}; "
+                    f"attention {first.get('attention')}.",
+                    "",
+                ]
         dry = self.ok("dry_run")
         if dry:
-            L += ["`train.py ... dry_run=true` totals (7B architecture, 8 x 640 tokens): "
-                  f"QLoRA {dry.get('qlora_total_gib')} GiB, LoRA {dry.get('lora_total_gib')} GiB.", "",
-                  "<details><summary>dry-run output (QLoRA)</summary>", "", "```", dry.get("qlora", "").strip(), "```",
-                  "", "</details>", ""]
+            L += [
+                "`train.py ... dry_run=true` totals (7B architecture, 8 x 640 tokens): "
+                f"QLoRA {dry.get('qlora_total_gib')} GiB, LoRA {dry.get('lora_total_gib')} GiB.",
+                "",
+                "<details><summary>dry-run output (QLoRA)</summary>",
+                "",
+                "```",
+                dry.get("qlora", "").strip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
         # generation
         gen = self.ok("generate")
         if gen:
-            L += ["## Generation (greedy, bundled sample exam, prompt A, 1 worked example)", "",
-                  f"Model: big ({gen.get('parameters', 0):,} parameters, {gen.get('dtype')}), loaded in "
-                  f"{gen.get('load_seconds', 0):.1f} s; max_new_tokens {gen.get('max_new_tokens')}; "
-                  f"{gen.get('exam_questions')} exam questions. A random-init model rarely stops early, so "
-                  "nearly every response is max_new_tokens long.", "",
-                  "| mode | batch | questions | seconds | questions/s | new tokens/s |", "|---|---:|---:|---:|---:|---:|",
-                  *(f"| {r['mode']} | {r['batch_size']} | {r['questions']} | {r['seconds']:.2f} | "
-                    f"{r['questions_per_s']:.2f} | {r['new_tokens_per_s']:.0f} |" for r in gen.get("rows", [])), "",
-                  f"Identical greedy texts, batched vs one at a time: {gen.get('identical')}/{gen.get('compared')}"
-                  + (" (bf16 on a GPU: a left-padded batch may change a near-tie, so some differences are expected)." if g else "."),
-                  f" Peak allocated {gib(gen.get('peak_allocated'))} GiB." if g else "", ""]
+            L += [
+                "## Generation (greedy, bundled sample exam, prompt A, 1 worked example)",
+                "",
+                f"Model: big ({gen.get('parameters', 0):,} parameters, {gen.get('dtype')}), loaded in "
+                f"{gen.get('load_seconds', 0):.1f} s; max_new_tokens {gen.get('max_new_tokens')}; "
+                f"{gen.get('exam_questions')} exam questions. A random-init model rarely stops early, so "
+                "nearly every response is max_new_tokens long.",
+                "",
+                "| mode | batch | questions | seconds | questions/s | new tokens/s |",
+                "|---|---:|---:|---:|---:|---:|",
+                *(
+                    f"| {r['mode']} | {r['batch_size']} | {r['questions']} | {r['seconds']:.2f} | "
+                    f"{r['questions_per_s']:.2f} | {r['new_tokens_per_s']:.0f} |"
+                    for r in gen.get("rows", [])
+                ),
+                "",
+                f"Identical greedy texts, batched vs one at a time: {gen.get('identical')}/{gen.get('compared')}"
+                + (
+                    " (bf16 on a GPU: a left-padded batch may change a near-tie, so some differences are expected)."
+                    if g
+                    else "."
+                ),
+                f" Peak allocated {gib(gen.get('peak_allocated'))} GiB." if g else "",
+                "",
+            ]
         ev = self.ok("evaluate")
         if ev:
-            L += [f"evaluate.py on the small QLoRA run: {ev.get('metrics')} in {ev.get('wall_seconds', 0):.1f} s "
-                  f"(process wall time, loading included): `{ev.get('command')}`", ""]
+            L += [
+                f"evaluate.py on the small QLoRA run: {ev.get('metrics')} in {ev.get('wall_seconds', 0):.1f} s "
+                f"(process wall time, loading included): `{ev.get('command')}`",
+                "",
+            ]
         # export
         for key in ("small", "big"):
             ex, rl = self.ok(f"export_{key}_qlora"), self.ok(f"reload_{key}")
             if not ex:
                 continue
             ver = ex.get("verification") or {}
-            L += [f"## Export of the {key} QLoRA run", "",
-                  f"`{ex.get('command')}`: {ex.get('dequantized_layers')} {ex.get('dequantized')} layers dequantized "
-                  f"({'on the GPU' if g else 'on the CPU'}), saved as {ex.get('dtype')} ({gib(ex.get('bytes'))} GiB) in "
-                  f"{num(ex.get('seconds'), '{:.1f}')} s; medtune's own check (reload with plain transformers, logits vs "
-                  f"the trained model): max |diff| {num(ver.get('max_abs_logit_diff'), '{:.4g}')} on logits up to "
-                  f"{num(ver.get('logit_scale'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.3g}')}, "
-                  f"{ver.get('positions')} positions)."
-                  + (f" Process peak allocated {gib(ex.get('max_allocated'))} GiB, RSS {gib(ex.get('max_rss'))} GiB." if g else ""), ""]
+            L += [
+                f"## Export of the {key} QLoRA run",
+                "",
+                f"`{ex.get('command')}`: {ex.get('dequantized_layers')} {ex.get('dequantized')} layers dequantized "
+                f"({'on the GPU' if g else 'on the CPU'}), saved as {ex.get('dtype')} ({gib(ex.get('bytes'))} GiB) in "
+                f"{num(ex.get('seconds'), '{:.1f}')} s; medtune's own check (reload with plain transformers, logits vs "
+                f"the trained model): max |diff| {num(ver.get('max_abs_logit_diff'), '{:.4g}')} on logits up to "
+                f"{num(ver.get('logit_scale'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.3g}')}, "
+                f"{ver.get('positions')} positions)."
+                + (
+                    f" Process peak allocated {gib(ex.get('max_allocated'))} GiB, RSS {gib(ex.get('max_rss'))} GiB."
+                    if g
+                    else ""
+                ),
+                "",
+            ]
             if rl:
-                L += [f"Independent reload (`helpers.py reload`): {rl.get('parameters', 0):,} parameters as "
-                      f"{rl.get('dtype')} on {rl.get('device')}; quantization_config in config.json: "
-                      f"{rl.get('has_quantization_config')}; bitsandbytes layers: {rl.get('bitsandbytes_layers')}; "
-                      f"PEFT layers: {rl.get('peft_layers')}; logits finite: {rl.get('logits_finite')}; generated "
-                      f"{rl.get('generated_tokens')} tokens; {rl.get('seconds', 0):.1f} s.", ""]
+                L += [
+                    f"Independent reload (`helpers.py reload`): {rl.get('parameters', 0):,} parameters as "
+                    f"{rl.get('dtype')} on {rl.get('device')}; quantization_config in config.json: "
+                    f"{rl.get('has_quantization_config')}; bitsandbytes layers: {rl.get('bitsandbytes_layers')}; "
+                    f"PEFT layers: {rl.get('peft_layers')}; logits finite: {rl.get('logits_finite')}; generated "
+                    f"{rl.get('generated_tokens')} tokens; {rl.get('seconds', 0):.1f} s.",
+                    "",
+                ]
         # failures
         bad = [s for s in self.steps if s.status in ("failed", "timeout")]
         if bad:
@@ -786,8 +1219,14 @@ class Check:
         # commands
         cmds = [(s.name, s.result.get("command")) for s in self.steps if s.status == "ok" and s.result.get("command")]
         if cmds:
-            L += ["## Commands", "", "`<work>` is " + str(self.work) + ".", "",
-                  *(f"- {n}: `{cmd}`" for n, cmd in cmds), ""]
+            L += [
+                "## Commands",
+                "",
+                "`<work>` is " + str(self.work) + ".",
+                "",
+                *(f"- {n}: `{cmd}`" for n, cmd in cmds),
+                "",
+            ]
         return "\n".join(L)
 
     def write_report(self, final: bool) -> None:
@@ -796,10 +1235,24 @@ class Check:
         tmp = self.report_path.with_suffix(".md.partial")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.report_path)
-        data = {"mode": self.mode, "budget": self.args.budget, "elapsed": time.monotonic() - self.started,
-                "steps": [{"name": s.name, "status": s.status, "seconds": s.seconds, "limit": s.limit, "error": s.error,
-                           "gpu_peak_mib": s.gpu_peak_mib, "gpu_util": s.gpu_util, "result": s.result}
-                          for s in self.steps]}
+        data = {
+            "mode": self.mode,
+            "budget": self.args.budget,
+            "elapsed": time.monotonic() - self.started,
+            "steps": [
+                {
+                    "name": s.name,
+                    "status": s.status,
+                    "seconds": s.seconds,
+                    "limit": s.limit,
+                    "error": s.error,
+                    "gpu_peak_mib": s.gpu_peak_mib,
+                    "gpu_util": s.gpu_util,
+                    "result": s.result,
+                }
+                for s in self.steps
+            ],
+        }
         json_path = (self.out_dir or self.work) / ("gpu_check.json" if self.gpu else "gpu_check_cpu_dry.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1, default=str))
@@ -826,8 +1279,11 @@ class Check:
         if self.sampler and self.sampler.how:
             self.sampler.start()
         self.build()
-        print(f"medtune GPU check, mode {self.mode}, budget {self.args.budget:.0f} s, work dir {self.work}, "
-              f"report {self.report_path}", flush=True)
+        print(
+            f"medtune GPU check, mode {self.mode}, budget {self.args.budget:.0f} s, work dir {self.work}, "
+            f"report {self.report_path}",
+            flush=True,
+        )
         try:
             for step in self.steps:
                 self.execute(step)
@@ -844,8 +1300,12 @@ class Check:
 
 def cuda_visible(python: str) -> bool:
     try:
-        out = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run(
+            [python, "-c", "import torch; print(torch.cuda.is_available())"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return out.stdout.strip().endswith("True")
     except (OSError, subprocess.SubprocessError):
         return False

@@ -21,13 +21,18 @@ def main() -> None:
     started = time.time()
 
     def dump() -> None:
-        info = {"wall_seconds": time.time() - started,
-                "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        info = {
+            "wall_seconds": time.time() - started,
+            "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }
         torch = sys.modules.get("torch")
         try:
             if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-                info.update(max_allocated=torch.cuda.max_memory_allocated(),
-                            max_reserved=torch.cuda.max_memory_reserved(), device_name=torch.cuda.get_device_name(0))
+                info.update(
+                    max_allocated=torch.cuda.max_memory_allocated(),
+                    max_reserved=torch.cuda.max_memory_reserved(),
+                    device_name=torch.cuda.get_device_name(0),
+                )
         except Exception as error:  # noqa: BLE001 - the numbers are a bonus, never a failure
             info["error"] = repr(error)
         with open(out, "w") as f:

@@ -54,7 +54,7 @@ def main() -> None:
         options = continuations(question, LoglikTarget.letter)
         model.calls.clear()
         choice_logprobs_unshared(model, tokenizer, doc["prompt"], options, normalise=False)
-        (input_ids, attention), = model.calls
+        ((input_ids, attention),) = model.calls
         n_prompt = len(encode_prompt(tokenizer, doc["prompt"]))
         rows = []
         for row in range(input_ids.shape[0]):

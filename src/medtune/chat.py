@@ -18,8 +18,10 @@ from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError, ModelUnavailableError
 from medtune.evaluation.generation import STOP_STRINGS
 
-HELP = ("Each message is answered on its own: the prompt template is single-turn, so there is no history "
-        "(and /reset has nothing to clear). /exit or Ctrl-D quits.")
+HELP = (
+    "Each message is answered on its own: the prompt template is single-turn, so there is no history "
+    "(and /reset has nothing to clear). /exit or Ctrl-D quits."
+)
 
 
 @dataclass
@@ -45,9 +47,14 @@ class Decoding:
             raise ConfigError(problems)
 
     def generate_kwargs(self, tokenizer) -> dict[str, Any]:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0,
-                  "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
-                  "stop_strings": STOP_STRINGS, "tokenizer": tokenizer}
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.temperature > 0,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "stop_strings": STOP_STRINGS,
+            "tokenizer": tokenizer,
+        }
         if self.temperature > 0:
             kwargs["temperature"] = self.temperature
             if self.top_k is not None:
@@ -80,10 +87,12 @@ class ChatModel:
 
 def load_chat_model(path: Path) -> ChatModel:
     """A train.py run dir (base as trained + adapter) or a `medtune export` dir, ready to generate."""
-    from medtune.modeling.export import EXPORT_FILE, inference_hardware, read_export, read_run
+    from medtune.modeling.export import inference_hardware, read_export, read_run
+    from medtune.run_dir import CONFIG_FILE, EXPORT_FILE, TrainRunDir
 
     path = Path(path)
-    if (path / EXPORT_FILE).is_file():
+    run = TrainRunDir(path)
+    if run.is_export:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,8 +100,9 @@ def load_chat_model(path: Path) -> ChatModel:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             placement = {"device_map": "auto"} if torch.cuda.is_available() else {}  # GPUs first, then CPU
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, meta["dtype"]),
-                                                         local_files_only=True, **placement)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=getattr(torch, meta["dtype"]), local_files_only=True, **placement
+            )
         except (OSError, ValueError) as error:
             raise ModelUnavailableError(
                 f"{path} has {EXPORT_FILE} but its weights or tokenizer do not load ({error.__class__.__name__}: "
@@ -101,9 +111,9 @@ def load_chat_model(path: Path) -> ChatModel:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return ChatModel(model, tokenizer, prompt, f"export of {meta['model']} + {meta['adapter']} ({path})")
-    from medtune.modeling.trained import CONFIG_FILE, load_trained
+    from medtune.modeling.trained import load_trained
 
-    if path.is_dir() and not (path / CONFIG_FILE).is_file():
+    if path.is_dir() and not run.has_config:
         raise ModelUnavailableError(
             f"{path} is neither a train.py run dir (it has no {CONFIG_FILE}) nor a medtune export (no {EXPORT_FILE}); "
             "pass outputs/train/runs/<time>/ of a finished run, or the folder medtune export wrote."
@@ -156,7 +166,7 @@ def make_streamer(tokenizer, write: Callable[[str], Any]):
             else:  # hold back what may still become a stop string, and trailing blanks
                 visible = visible[: len(visible) - _stop_prefix_length(visible)].rstrip()
             if len(visible) > len(self.shown) and visible.startswith(self.shown):
-                write(visible[len(self.shown):])
+                write(visible[len(self.shown) :])
                 self.shown = visible
 
     return ResponseStreamer()
@@ -170,19 +180,31 @@ def respond(chat: ChatModel, prompt_text: str, decoding: Decoding, write: Callab
 
     model, tokenizer = chat.model, chat.tokenizer
     positions = getattr(model.config, "max_position_embeddings", None) or 2048
-    ids, mask = encode_left_padded(tokenizer, [prompt_text], max(8, positions - decoding.max_new_tokens),
-                                   GenerationStats())
+    ids, mask = encode_left_padded(
+        tokenizer, [prompt_text], max(8, positions - decoding.max_new_tokens), GenerationStats()
+    )
     device = next(model.parameters()).device
     streamer = make_streamer(tokenizer, write)
     model.eval()
     with torch.no_grad():
-        model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), streamer=streamer,
-                       **decoding.generate_kwargs(tokenizer))
+        model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            streamer=streamer,
+            **decoding.generate_kwargs(tokenizer),
+        )
     return streamer.shown
 
 
-def chat_loop(chat: ChatModel, decoding: Decoding, show_prompt: bool = False, system: str | None = None,
-              stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+def chat_loop(
+    chat: ChatModel,
+    decoding: Decoding,
+    show_prompt: bool = False,
+    system: str | None = None,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+) -> int:
     """Answer messages until EOF or /exit; returns how many were answered.
 
     On a terminal messages are typed after `you> `; from a pipe each line is one message and is
@@ -193,9 +215,13 @@ def chat_loop(chat: ChatModel, decoding: Decoding, show_prompt: bool = False, sy
         stdout.write(text)
         stdout.flush()
 
-    print(f"medtune chat: {chat.description}; prompt template {chat.prompt.name}; "
-          f"{'greedy' if decoding.temperature == 0 else f'sampling at temperature {decoding.temperature}'}, "
-          f"up to {decoding.max_new_tokens} new tokens.\n{HELP}", file=stderr, flush=True)
+    print(
+        f"medtune chat: {chat.description}; prompt template {chat.prompt.name}; "
+        f"{'greedy' if decoding.temperature == 0 else f'sampling at temperature {decoding.temperature}'}, "
+        f"up to {decoding.max_new_tokens} new tokens.\n{HELP}",
+        file=stderr,
+        flush=True,
+    )
     answered = 0
     while True:
         if interactive:

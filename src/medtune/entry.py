@@ -1,15 +1,22 @@
-"""The entry layer shared by train.py / evaluate.py / sweep.py: Hydra job facts in, clean errors out.
+"""The entry layer shared by the entry scripts: Hydra job facts in, clean errors out.
 
-This, `hydra_messages.py` and `config/store.py` are the only modules that import Hydra; everything
-below receives a typed config and a `JobContext`.
+This, `hydra_messages.py`, `sweep/preflight.py` and `config/store.py` are the only modules that
+import Hydra; everything below receives a typed config and a `JobContext`.
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+    def main(cfg):
+        return run_task(TRAIN, cfg)     # TRAIN: the job (medtune.jobs): schema, rules, task
 
     if __name__ == "__main__":
-        run_cli(main, TrainRunConfig)   # main: the script's @hydra.main function
+        run_cli(main, TRAIN)
 
-`run_cli` turns Hydra's own composition errors into medtune messages (exit 2) and, after a
-multirun, lists the jobs that failed (exit 1, or 2 when every failure was a medtune error);
-`run_task` runs one job: a MedtuneError becomes a message and exit 2, or in a multirun a record
-(failure.json and the summary) while the other jobs go on.
+`run_cli` refuses spellings that moved to another script, turns Hydra's own composition errors into
+medtune messages (exit 2) and, after a multirun, lists the jobs that failed (exit 1, or 2 when every
+failure was a medtune error). `run_task` validates one job's config by its job's rules and
+`execute`s it: the job's workspace is locked, its one tracker opened and finished here, and the
+value of `optimized_metric` goes back to Hydra (what a sweeper optimises). A MedtuneError becomes
+a message and exit 2, or in a multirun a record (failure.json and the summary) while the other
+jobs go on.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from omegaconf import DictConfig
 
 from medtune.config.job import JobContext
 from medtune.errors import PREEMPTED_EXIT_CODE, ConfigError, MedtuneError, Preempted
+from medtune.jobs import Job
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 USER_FULL_ERROR = "MEDTUNE_USER_HYDRA_FULL_ERROR"  # what the user set, before run_cli set HYDRA_FULL_ERROR=1
@@ -38,6 +46,7 @@ def job_context(cfg: DictConfig) -> JobContext:
     hc = HydraConfig.get()
     is_multirun = hc.mode == RunMode.MULTIRUN
     choices = {k: str(v) for k, v in hc.runtime.choices.items() if v is not None and not k.startswith("hydra")}
+    main = next((s for s in hc.runtime.config_sources if s.provider == "main" and s.schema == "file"), None)
     return JobContext(
         run_dir=Path(hc.runtime.output_dir),
         task_name=str(cfg.get("task_name", hc.job.name)),
@@ -48,6 +57,7 @@ def job_context(cfg: DictConfig) -> JobContext:
         job_num=int(hc.job.num) if is_multirun else 0,
         overrides=tuple(hc.overrides.task),
         hydra_overrides=tuple(hc.overrides.hydra),
+        entry_dir=Path(main.path).parent if main else None,
     )
 
 
@@ -98,8 +108,16 @@ class MultirunJobs:
         self.sweep_dir = job.sweep_dir
 
     def record(self, job: JobContext, error: BaseException) -> None:
-        self.failed.append(FailedJob(job.job_num, job.overrides, type(error).__name__, headline(error), job.run_dir,
-                                     isinstance(error, MedtuneError)))
+        self.failed.append(
+            FailedJob(
+                job.job_num,
+                job.overrides,
+                type(error).__name__,
+                headline(error),
+                job.run_dir,
+                isinstance(error, MedtuneError),
+            )
+        )
 
     def swept(self, overrides: tuple[str, ...]) -> str:
         """A job's own overrides: those not shared by every job of the multirun (all of them if none differ)."""
@@ -111,11 +129,15 @@ class MultirunJobs:
         rows = [(f"#{f.num}", self.swept(f.overrides), f"{f.error}: {f.first_line}") for f in self.failed]
         width = max(len("overrides"), *(len(r[1]) for r in rows))
         where = f" in {self.sweep_dir}" if self.sweep_dir else ""
-        lines = [f"{len(self.failed)} of {len(self.overrides)} jobs failed{where}; the others ran to the end:",
-                 f"  {'job':<5} {'overrides':<{width}}  error"]
+        lines = [
+            f"{len(self.failed)} of {len(self.overrides)} jobs failed{where}; the others ran to the end:",
+            f"  {'job':<5} {'overrides':<{width}}  error",
+        ]
         lines += [f"  {num:<5} {shown:<{width}}  {error}" for num, shown, error in rows]
-        lines.append(f"Each failed job's dir holds failure.json with the whole error (e.g. {self.failed[0].run_dir}); "
-                     f"fix the input and rerun those jobs alone: python {script} <their overrides>.")
+        lines.append(
+            f"Each failed job's dir holds failure.json with the whole error (e.g. {self.failed[0].run_dir}); "
+            f"fix the input and rerun those jobs alone: python {script} <their overrides>."
+        )
         return "\n".join(lines)
 
     def exit_code(self) -> int:
@@ -138,8 +160,9 @@ def headline(error: BaseException, limit: int = 200) -> str:
 # --- one job ----------------------------------------------------------------------------------------
 
 
-def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: type) -> Any:
-    """Validate `cfg` against `schema`, run `task`, and turn a MedtuneError into a message and exit 2.
+def run_task(spec: Job, cfg: DictConfig) -> Any:
+    """Validate `cfg` by `spec`'s rules, execute it, return its `optimized_metric`; turn a MedtuneError
+    into a message and exit 2.
 
     In a multirun a failed job (a MedtuneError or any other exception) is recorded in its failure.json
     and, when the job runs in run_cli's own process (the basic launcher), in `MULTIRUN`: it returns
@@ -150,10 +173,9 @@ def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: ty
     if job.is_multirun:
         MULTIRUN.started(job)
     try:
-        from medtune.config.validate import to_typed
-
-        typed = to_typed(cfg, schema)
-        return task(typed, job)
+        typed = spec.validate(cfg)
+        result = execute(spec, typed, job)
+        return objective(spec, typed, result)
     except Preempted as stop:
         print(f"\nmedtune: {stop}\n", file=sys.stderr, flush=True)
         requeue = stop.previous_handler
@@ -179,6 +201,56 @@ def run_task(task: Callable[[Any, JobContext], Any], cfg: DictConfig, schema: ty
         raise
 
 
+def execute(spec: Job, cfg: Any, job: JobContext) -> Any:
+    """Run `spec`'s task on a validated config: in its workspace, locked for the whole run, with one
+    tracker opened before and finished after (marked failed when the task raises). Returns the task's
+    result; a workspace of None (a dry run) runs the task with a tracker that records nothing."""
+    from medtune.tracking.wandb_run import Tracker
+
+    task = spec.task()
+    cfg, space = task.workspace(cfg, job)
+    if space is None:
+        return task.run(cfg, job, Tracker())
+    from omegaconf import OmegaConf
+
+    from medtune.run_lock import lock_output_dir
+    from medtune.tracking.wandb_run import start_run
+
+    with lock_output_dir(space.directory, setting=space.setting, task=space.activity):
+        tracker = start_run(
+            cfg.logger,
+            job,
+            OmegaConf.to_container(OmegaConf.structured(cfg)),
+            space.job_type,
+            group=space.group,
+            run_dir=space.directory,
+        )
+        exit_code = 1
+        try:
+            result = task.run(cfg, job, tracker)
+            exit_code = 0
+            return result
+        finally:
+            tracker.finish(exit_code=exit_code)
+
+
+def objective(spec: Job, cfg: Any, result: Any) -> Any:
+    """The value of `cfg.optimized_metric` in the task's metrics (None when the job measured nothing,
+    e.g. a dry run); a name the metrics lack is an error that lists the names they have."""
+    name = getattr(cfg, "optimized_metric", None)
+    if name is None:
+        return result
+    metrics = spec.task().metrics(result)
+    if not metrics:
+        return None
+    if name not in metrics:
+        known = ", ".join(
+            sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        )
+        raise ConfigError([f"optimized_metric={name} is not a metric {spec.script} reports; it reports: {known}."])
+    return metrics[name]
+
+
 def refused_for_its_own_dir(error: MedtuneError, job: JobContext) -> bool:
     """A run refused because another process holds its run dir must not write failure.json into it."""
     from medtune.run_lock import OutputDirBusy
@@ -196,7 +268,7 @@ def user_wants_full_errors() -> bool:
     return os.environ[USER_FULL_ERROR] == "1"
 
 
-def run_cli(main: Callable[[], Any], schema: type) -> None:
+def run_cli(main: Callable[[], Any], spec: Job) -> None:
     """Call an entry script's `@hydra.main` function, saying Hydra's own errors as medtune messages.
 
     Hydra composes the config before the task runs and, for an unknown key or group option, prints
@@ -206,14 +278,23 @@ def run_cli(main: Callable[[], Any], schema: type) -> None:
     """
     argv = sys.argv[1:]
     script = Path(sys.argv[0]).name
+    schema = spec.schema
+    moved = moved_spelling(argv, script)
+    if moved:
+        print(f"\nmedtune: {moved}\n", file=sys.stderr)
+        sys.exit(2)
     full_errors = user_wants_full_errors()
     os.environ[FULL_ERROR] = "1"
     MULTIRUN.cli_pid = os.getpid()
     try:
         main()
     except KeyboardInterrupt:  # a second Ctrl-C (the first saves a checkpoint and exits by itself)
-        print("\nmedtune: stopped by Ctrl-C; nothing more was saved. Run the same command again to continue "
-              "from the last checkpoint.", file=sys.stderr, flush=True)
+        print(
+            "\nmedtune: stopped by Ctrl-C; nothing more was saved. Run the same command again to continue "
+            "from the last checkpoint.",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(130)
     except BrokenPipeError:  # `train.py --help | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -222,10 +303,12 @@ def run_cli(main: Callable[[], Any], schema: type) -> None:
         if full_errors:
             raise
         if isinstance(error, MedtuneError):  # a job of a joblib / SLURM multirun, raised again by its launcher
-            print(f"\nmedtune: a job of this multirun stopped with a {type(error).__name__} (its message, and Hydra's "
-                  "'Error executing job with overrides', are above); the launcher ran the other jobs. Each "
-                  "failed job's dir holds failure.json with its error: fix the input and rerun those jobs.\n",
-                  file=sys.stderr)
+            print(
+                f"\nmedtune: a job of this multirun stopped with a {type(error).__name__} (its message, and Hydra's "
+                "'Error executing job with overrides', are above); the launcher ran the other jobs. Each "
+                "failed job's dir holds failure.json with its error: fix the input and rerun those jobs.\n",
+                file=sys.stderr,
+            )
             sys.exit(2)
         problem = None if raised_in_a_job(error) else before_the_job(error, argv, schema, script)
         if problem is None:
@@ -257,8 +340,9 @@ def raised_in_a_job(error: BaseException) -> bool:
     tb = error.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code is run_task.__code__ or (code.co_name == "return_value" and code.co_filename.endswith(
-                os.path.join("hydra", "core", "utils.py"))):
+        if code is run_task.__code__ or (
+            code.co_name == "return_value" and code.co_filename.endswith(os.path.join("hydra", "core", "utils.py"))
+        ):
             return True
         tb = tb.tb_next
     return False
@@ -274,3 +358,26 @@ def print_trimmed_traceback(error: BaseException) -> None:
         tb = tb.tb_next
     traceback.print_exception(type(error), error, start, file=sys.stderr)
     sys.stderr.write(f"\nSet the environment variable {FULL_ERROR}=1 for a complete stack trace.\n")
+
+
+# --- spellings that moved to a script of their own ---------------------------------------------------
+
+MOVED = (  # (script, override, the job's own script, what it does)
+    ("train.py", "task=generate_qa", "generate_qa.py", "QA generation"),
+    ("evaluate.py", "eval=judge", "judge.py", "judging two systems"),
+    ("evaluate.py", "eval.mode=judge", "judge.py", "judging two systems"),
+)
+
+
+def moved_spelling(argv: list[str], script: str) -> str | None:
+    """The message for an override that now names a job of its own (`train.py task=generate_qa`)."""
+    for old_script, override, new_script, what in MOVED:
+        if script == old_script and override in (a.lstrip("+") for a in argv):
+            rest = [a for a in argv if a.lstrip("+") != override and a not in ("-m", "--multirun")]
+            rest = [a.replace("eval.output_dir=", "judge.output_dir=") for a in rest]
+            return (
+                f"{script} {override}: {what} is a job of its own now. Run it with python {new_script}"
+                f"{' ' + ' '.join(rest) if rest else ''} (the same overrides, without {override}; "
+                f"see python {new_script} --help)."
+            )
+    return None

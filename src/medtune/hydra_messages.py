@@ -65,12 +65,14 @@ def unknown_key(full_key: str, overrides: list[str], schema: type, script: str, 
     where = parent or f"the {script} config"
     if is_mapping(node, ref_type):
         example = f"+{typed[1]}={typed[2]}" if typed else f"+{full_key}.<key>=<value>"
-        return (f"{full_key} is not an entry of {where}, a mapping whose entries you name yourself: add a new entry "
-                f"with a leading +, e.g. {example}.")
+        return (
+            f"{full_key} is not an entry of {where}, a mapping whose entries you name yourself: add a new entry "
+            f"with a leading +, e.g. {example}."
+        )
     keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     close = difflib.get_close_matches(leaf, keys, n=1)
     if close and typed:
-        fixed = (f"{parent}.{close[0]}" if parent else close[0]) + typed[1][len(full_key):]
+        fixed = (f"{parent}.{close[0]}" if parent else close[0]) + typed[1][len(full_key) :]
         fix = f"Did you mean ~{fixed}?" if typed[0] == "~" else f"Did you mean {fixed}={typed[2]}?"
     elif close:
         fix = f"Did you mean {parent + '.' if parent else ''}{close[0]}?"
@@ -92,18 +94,22 @@ def composition_failure(error: ConfigCompositionException, overrides: list[str],
     key = getattr(cause, "full_key", None)
     if isinstance(cause, (KeyError, AttributeError)) and key:  # ConfigKeyError / ConfigAttributeError
         return unknown_key(key, overrides, schema, script, getattr(cause, "ref_type", None))
-    if (match := DELETE_MISSING.search(text)):
+    if match := DELETE_MISSING.search(text):
         return unknown_key(match.group(1), overrides, schema, script)
-    if (match := APPEND_EXISTING.search(text)):
+    if match := APPEND_EXISTING.search(text):
         typed = override_for(match.group(1), overrides)
         example = f"{typed[1]}={typed[2]}" if typed else f"{match.group(1)}=<value>"
-        return (f"+{example} adds a key, but {match.group(1)} is already in the config: set it without the +, "
-                f"e.g. {example}.")
+        return (
+            f"+{example} adds a key, but {match.group(1)} is already in the config: set it without the +, "
+            f"e.g. {example}."
+        )
     if cause is not None and key:  # a value of the wrong type, or not one of an enum's names
         return wrong_value(key, text, str(cause), overrides, schema)
     detail = f": {first_line(str(cause))}" if cause is not None else ""
-    return (f"{first_line(text)}{detail}. Check that override against python {script} --help (the groups and "
-            f"their options) and python {script} --cfg job (every key with its value).")
+    return (
+        f"{first_line(text)}{detail}. Check that override against python {script} --help (the groups and "
+        f"their options) and python {script} --cfg job (every key with its value)."
+    )
 
 
 def wrong_value(key: str, text: str, cause: str, overrides: list[str], schema: type) -> str:
@@ -129,14 +135,16 @@ def missing_option(error: MissingConfigException, script: str) -> str:
     missing = error.missing_cfg_file or ""
     options = list(error.options or [])
     if "/" not in missing or not options:
-        return (f"{first_line(str(error))}: the config file is not on the search path; check --config-name and "
-                f"--config-path, or run python {script} from the repository root.")
+        return (
+            f"{first_line(str(error))}: the config file is not on the search path; check --config-name and "
+            f"--config-path, or run python {script} from the repository root."
+        )
     group, _, option = missing.rpartition("/")
     found = NOT_FOUND.search(str(error))
     asked_by = f" (asked for by {found.group(1)})" if found and found.group(1) not in PRIMARY_CONFIGS else ""
     close = difflib.get_close_matches(option, options, n=1)
     fix = f"Did you mean {group}={close[0]}?" if close else f"Pick one of them, or add conf/{group}/{option}.yaml."
-    return (f"{group}={option} is not an option of {group}{asked_by}; the options are: {', '.join(options)}. {fix}")
+    return f"{group}={option} is not an option of {group}{asked_by}; the options are: {', '.join(options)}. {fix}"
 
 
 # --- overrides Hydra cannot parse --------------------------------------------------------------------
@@ -144,21 +152,30 @@ def missing_option(error: MissingConfigException, script: str) -> str:
 
 def unparsable_override(error: OverrideParseException, argv: list[str]) -> str:
     override = error.override
-    detail = "; ".join(line for line in error.message.splitlines()
-                       if line.strip() and not line.startswith(("See https://", "Error parsing override")))
+    detail = "; ".join(
+        line
+        for line in error.message.splitlines()
+        if line.strip() and not line.startswith(("See https://", "Error parsing override"))
+    )
     if "=" not in override:
         split = rejoin_split_value(override, argv)
         if split is not None:
             key, value = split
-            return (f"{override!r} is not an override (key=value): it looks like the rest of {key}={value}, which "
-                    f"the shell split at its spaces. Quote the whole override, with the value in double quotes "
-                    f"inside: '{key}=\"{value}\"'.")
-        return (f"{override!r} is not an override ({detail}): write key=value, and quote a value with spaces, "
-                f"e.g. 'dataset.path=\"/data/my file.jsonl\"'.")
+            return (
+                f"{override!r} is not an override (key=value): it looks like the rest of {key}={value}, which "
+                f"the shell split at its spaces. Quote the whole override, with the value in double quotes "
+                f"inside: '{key}=\"{value}\"'."
+            )
+        return (
+            f"{override!r} is not an override ({detail}): write key=value, and quote a value with spaces, "
+            f"e.g. 'dataset.path=\"/data/my file.jsonl\"'."
+        )
     key, _, value = override.partition("=")
-    return (f"{override} cannot be parsed ({detail}): in an unquoted value Hydra reads spaces, parentheses, brackets, "
-            f"commas and quotes as its own syntax. Put the value in double quotes inside single ones: "
-            f"'{key}=\"{value}\"'.")
+    return (
+        f"{override} cannot be parsed ({detail}): in an unquoted value Hydra reads spaces, parentheses, brackets, "
+        f"commas and quotes as its own syntax. Put the value in double quotes inside single ones: "
+        f"'{key}=\"{value}\"'."
+    )
 
 
 def rejoin_split_value(word: str, argv: list[str]) -> tuple[str, str] | None:
@@ -175,7 +192,7 @@ def rejoin_split_value(word: str, argv: list[str]) -> tuple[str, str] | None:
     end = at
     while end + 1 < len(argv) and "=" not in argv[end + 1] and not argv[end + 1].startswith("-"):
         end += 1
-    return key.lstrip("+~"), " ".join([head, *argv[start:end + 1]])
+    return key.lstrip("+~"), " ".join([head, *argv[start : end + 1]])
 
 
 # --- the rest ----------------------------------------------------------------------------------------
@@ -183,8 +200,10 @@ def rejoin_split_value(word: str, argv: list[str]) -> tuple[str, str] | None:
 
 def omegaconf_failure(error: OmegaConfBaseException, script: str) -> str:
     key = getattr(error, "full_key", None) or "the config"
-    return (f"{key}: {first_line(str(error))}; check its value on the command line or in its YAML file "
-            f"(python {script} --cfg job --resolve shows every value as composed).")
+    return (
+        f"{key}: {first_line(str(error))}; check its value on the command line or in its YAML file "
+        f"(python {script} --cfg job --resolve shows every value as composed)."
+    )
 
 
 def run_dir_problem(error: OSError, argv: list[str], multirun: bool) -> str:
@@ -193,8 +212,10 @@ def run_dir_problem(error: OSError, argv: list[str], multirun: bool) -> str:
     given = next((a.partition("=")[2] for a in argv if a.lstrip("+").startswith(setting + "=")), None)
     path = error.filename or given or "?"
     named = f"{setting}={given}" if given else f"{setting} (under paths.output_root)"
-    return (f"{named}: cannot create or write {path} ({error.strerror or error}); point {setting} at a directory "
-            f"you can write, e.g. {setting}=outputs/my_run, or set paths.output_root=<a writable folder>.")
+    return (
+        f"{named}: cannot create or write {path} ({error.strerror or error}); point {setting} at a directory "
+        f"you can write, e.g. {setting}=outputs/my_run, or set paths.output_root=<a writable folder>."
+    )
 
 
 def first_line(text: str) -> str:

@@ -25,8 +25,11 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "
     What a resumed run (training, QA generation, judging) reports when its settings are not the ones
     the earlier run used."""
     old, new = flatten(before, prefix), flatten(after, prefix)
-    return [f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
-            for key in sorted(old.keys() | new.keys()) if old.get(key, _ABSENT) != new.get(key, _ABSENT)]
+    return [
+        f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key, _ABSENT) != new.get(key, _ABSENT)
+    ]
 
 
 _ABSENT = object()

@@ -58,9 +58,13 @@ class LockHolder:
 
     @classmethod
     def this_process(cls, task: str) -> LockHolder:
-        return cls(pid=os.getpid(), host=socket.gethostname(),
-                   started=datetime.datetime.now().isoformat(timespec="seconds"),
-                   command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "", task=task)
+        return cls(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=datetime.datetime.now().isoformat(timespec="seconds"),
+            command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+            task=task,
+        )
 
     def describe(self) -> str:
         command = self.command if len(self.command) <= 120 else self.command[:117] + "..."
@@ -74,8 +78,13 @@ def read_holder(fd: int) -> LockHolder | None:
         text = os.read(fd, 65536).decode("utf-8", errors="replace")
         try:
             data = json.loads(text)
-            return LockHolder(int(data["pid"]), str(data["host"]), str(data["started"]),
-                              str(data.get("command", "")), str(data.get("task", "")))
+            return LockHolder(
+                int(data["pid"]),
+                str(data["host"]),
+                str(data["started"]),
+                str(data.get("command", "")),
+                str(data.get("task", "")),
+            )
         except (ValueError, KeyError, TypeError):
             time.sleep(0.02)
     return None
@@ -133,15 +142,19 @@ class OutputDirLock:
             self._write(fd, LockHolder.this_process(self.task))
             self.fd, self.took_over = fd, previous
             if previous is not None:
-                print(f"medtune: took over a stale lock on {self.directory}: {previous.describe()} no longer holds "
-                      f"it ({'its pid is reused' if pid_alive(previous.pid) else 'that process has ended'}).",
-                      file=sys.stderr)
+                print(
+                    f"medtune: took over a stale lock on {self.directory}: {previous.describe()} no longer holds "
+                    f"it ({'its pid is reused' if pid_alive(previous.pid) else 'that process has ended'}).",
+                    file=sys.stderr,
+                )
             return self
-        raise ConfigError([
-            f"{self.setting}={self.directory}: the lock file {self.path} kept changing while medtune tried to "
-            f"take it ({OPEN_TRIES} tries), so other processes are starting in this directory; "
-            f"give each run its own directory ({self.setting}=<another dir>)."
-        ])
+        raise ConfigError(
+            [
+                f"{self.setting}={self.directory}: the lock file {self.path} kept changing while medtune tried to "
+                f"take it ({OPEN_TRIES} tries), so other processes are starting in this directory; "
+                f"give each run its own directory ({self.setting}=<another dir>)."
+            ]
+        )
 
     def release(self) -> None:
         """Remove the lock file, then let go of it; a process waiting on the old file sees it gone and retries."""
@@ -199,14 +212,18 @@ class OutputDirLock:
         who = holder.describe() if holder else f"a process that has not written its details yet ({self.path})"
         if holder is not None and holder.host == socket.gethostname() and not pid_alive(holder.pid):
             who += " - that pid has ended, but a process it started (a data loader worker?) still holds the lock"
-        return (f"{self.setting}={self.directory} is in use by another medtune process: {who}. Two runs in one "
-                f"directory would overwrite each other's files; wait for that one to finish, or use another "
-                f"directory ({self.setting}=<another dir>).")
+        return (
+            f"{self.setting}={self.directory} is in use by another medtune process: {who}. Two runs in one "
+            f"directory would overwrite each other's files; wait for that one to finish, or use another "
+            f"directory ({self.setting}=<another dir>)."
+        )
 
     def _elsewhere(self, holder: LockHolder) -> str:
-        return (f"{self.setting}={self.directory} is locked by {holder.describe()}, another machine, and this one "
-                f"cannot tell whether that process still runs. Wait for it to finish, or use another directory "
-                f"({self.setting}=<another dir>); if that run is over (it crashed), delete {self.path}.")
+        return (
+            f"{self.setting}={self.directory} is locked by {holder.describe()}, another machine, and this one "
+            f"cannot tell whether that process still runs. Wait for it to finish, or use another directory "
+            f"({self.setting}=<another dir>); if that run is over (it crashed), delete {self.path}."
+        )
 
 
 class NoLock:

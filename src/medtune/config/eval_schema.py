@@ -18,7 +18,6 @@ from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluat
     LoglikTarget,
     Similarity,
 )
-from medtune.config.judge_schema import JudgeConfig
 from medtune.config.schema import (
     AdapterConfig,
     HardwareConfig,
@@ -40,6 +39,7 @@ class EvalRunConfig:
 
     task_name: str = "evaluate"
     seed: int = 42
+    optimized_metric: str = "accuracy"  # what the job returns to a Hydra sweeper (a key of metrics.json)
     run: Optional[str] = None  # a train.py run dir: its base model and adapter are evaluated
     predictions: Optional[str] = None  # score an IgakuQA-style predictions file (or folder); no model
     system_name: Optional[str] = None  # how a predictions file is named in reports, e.g. gpt4
@@ -51,5 +51,4 @@ class EvalRunConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     exam: ExamConfig = field(default_factory=ExamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)  # used by eval=judge only
     paths: PathsConfig = field(default_factory=PathsConfig)

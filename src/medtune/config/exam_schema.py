@@ -23,7 +23,6 @@ class ExamFormat(str, Enum):
 class EvalMode(str, Enum):
     generate = "generate"  # the paper's protocol: generate, parse, Algorithm 1
     loglik = "loglik"  # the likeliest choice by log-probability, one forward pass per question
-    judge = "judge"  # no exam: a judge model scores two systems' answers side by side (judge.*)
 
 
 class EvalBackend(str, Enum):
@@ -57,6 +56,16 @@ class LoglikTarget(str, Enum):
     both = "both"  # letter and text scored; the answer is the letter's, the text's is recorded beside it
 
 
+class ExamAggregate(str, Enum):
+    """Breakdowns beyond accuracy that an exam's metrics.json holds; each needs data the exam has."""
+
+    points = "points"  # points and points_total: questions weigh differently (IgakuQA: 1 or 3)
+    essential = "essential"  # essential / general tallies: IgakuQA's "hisshu" blocks B and E
+    block = "block"  # by_block: one tally per IgakuQA block letter
+    category = "category"  # by_category: one tally per category of IgakuQA's _metadata files
+    kinki = "kinki"  # contraindicated choices picked (kinki, from IgakuQA's _metadata files)
+
+
 @dataclass
 class ExamFieldsConfig:
     """Which JSON field holds what, for exam.format=jsonl."""
@@ -71,20 +80,29 @@ class ExamFieldsConfig:
 
 @dataclass
 class ExamConfig:
+    """One exam. The defaults suit any exam: every question, the keys as written, accuracy without
+    breakdowns. An exam's own assumptions (IgakuQA's paper subset, the ministry's key corrections, its
+    points and blocks) live in its conf/exam/<name>.yaml."""
+
     name: str = MISSING
-    format: ExamFormat = ExamFormat.igakuqa
+    format: ExamFormat = ExamFormat.jsonl
     path: Optional[str] = MISSING  # null for the bundled sample
-    language: str = "ja"
+    language: Optional[str] = (
+        None  # the questions' language (ja, en, vi); null = not stated: not checked, English shots
+    )
+    # The prompt must be in the exam's language (check_prompt_language); true keeps a prompt in another on purpose.
+    allow_prompt_language_mismatch: bool = False
     years: List[int] = field(default_factory=list)  # IgakuQA years; [] = every year folder found
-    english: bool = False  # IgakuQA's *_translate.jsonl English version
-    # The 70B paper's subset: text-only questions with 1-2 answers and a choice list (277 in 2018).
-    text_only: bool = True
+    english: bool = False  # IgakuQA's *_translate.jsonl English version (the questions are then in English)
+    # Filters; the defaults keep every question (conf/exam/igakuqa.yaml sets the 70B paper's subset).
+    text_only: bool = False  # true: drop questions that come with an image
     min_answers: int = 1
-    max_answers: int = 2
-    require_choices: bool = True
+    max_answers: int = 99  # 99: no limit
+    require_choices: bool = False  # true: drop numeric-answer questions (no choice list)
     blocks: List[str] = field(default_factory=list)  # [] = every block
     max_questions: Optional[int] = None
-    answer_overrides: Optional[str] = None  # null = the bundled ministry corrections (112B30, 116A71)
+    answer_overrides: Optional[str] = None  # a JSONL of answer-key corrections by problem_id; null = none
+    aggregates: List[ExamAggregate] = field(default_factory=list)  # breakdowns in metrics.json; [] = none
     shuffle_choices: bool = False  # seeded permutation of every question's choices: position bias
     shuffle_seed: int = 0
     fewshot_path: Optional[str] = None  # worked examples with explanations; null = the bundled exemplars

@@ -20,6 +20,7 @@ class JobContext:
     job_num: int = 0
     overrides: tuple[str, ...] = ()  # the job's command-line overrides, as typed
     hydra_overrides: tuple[str, ...] = ()  # the hydra.* ones (search path, launcher settings, ...)
+    entry_dir: Path | None = None  # the folder of the entry scripts and their conf/ (a sweep runs them)
 
     @property
     def trial_key(self) -> str:
@@ -35,3 +36,15 @@ class JobContext:
 
     def group_tags(self) -> list[str]:
         return [f"{g}:{self.choices[g]}" for g in GROUPS if self.choices.get(g)]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a job writes and how it is tracked: the entry layer locks `directory` for the job's whole
+    run and opens (and finishes) the job's one W&B run there."""
+
+    directory: Path
+    setting: str  # the key that moves it, named when another process holds it (e.g. hydra.run.dir)
+    activity: str  # what holds it, in messages: "training", "evaluation", ...
+    job_type: str  # the W&B job type
+    group: str | None = None  # a W&B group to join (an evaluation joins its training run's)

@@ -1,4 +1,4 @@
-"""Typed schema of `evaluate.py eval=judge`: two systems' answers scored side by side by a judge model.
+"""Typed schema of `judge.py`: two systems' answers scored side by side by a judge model.
 
 Each system's answers come from a file (judged as is), or are generated with the Vietnamese
 paper's decoding (temperature 0.5, top-k 20, repetition penalty 1.2, 256 new tokens) by a train.py
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from medtune.config.generator_schema import GeneratorConfig
+from medtune.config.schema import HardwareConfig, LoggerConfig, ModelConfig, PathsConfig, PromptConfig
 
 
 def paper_decoding() -> GeneratorConfig:
@@ -41,3 +42,20 @@ class JudgeConfig:
     swap: bool = True  # judge both orders and average, to cancel the judge's preference for a position
     with_reference: bool = False  # show the question's reference answer to the judge (not in the paper's prompt)
     min_score: float = 1.0  # the rubric's 1-10 scale; scores outside [min_score, 10] count as unparsable
+    output_dir: Optional[str] = None  # null = the run dir; an earlier judge run's dir continues it
+
+
+@dataclass
+class JudgeRunConfig:
+    """The whole `judge.py` config: the composed model and prompt (an untuned system a, or a local judge),
+    the machine, the judging settings and the run keys."""
+
+    task_name: str = "judge"
+    seed: int = 42
+    optimized_metric: str = "judge/b_total"  # what the job returns to a Hydra sweeper (a key of metrics.json)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)

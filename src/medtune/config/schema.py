@@ -13,13 +13,11 @@ from typing import Dict, List, Optional
 from omegaconf import MISSING
 
 from medtune.config.exam_schema import ExamConfig, ExamEvalConfig
-from medtune.config.qa_schema import QAGenerationConfig
 
 
 class Task(str, Enum):
     train = "train"  # instruction tuning: loss on the responses only
     pretrain = "pretrain"  # continual pretraining: causal-LM loss on every token of raw text
-    generate_qa = "generate_qa"  # documents -> instruction records by a generator model
 
     def __str__(self) -> str:  # interpolated into paths (task_name: ${task})
         return self.value
@@ -186,11 +184,13 @@ class DatasetConfig:
 @dataclass
 class PromptConfig:
     name: str = MISSING
-    language: str = "en"
+    language: Optional[str] = None  # the template's language (ja, en, vi); null = not stated, so not checked
     template: str = MISSING  # must contain {instruction}; {input} is filled with the choices / context
     template_no_input: Optional[str] = None  # used when a record has no input
     answer_marker: str = "Answer:"  # ends a worked example's reasoning; the parser reads what follows it
-    chat: bool = False  # render through the tokenizer's chat template: system text, then the filled template as the user turn
+    chat: bool = (
+        False  # render through the tokenizer's chat template: system text, then the filled template as the user turn
+    )
     system: str = ""  # chat=true: the system message ("" = none)
     description: str = ""
 
@@ -236,7 +236,9 @@ class TrainingConfig:
     micro_batch_size: int = 4
     max_input_tokens: int = 512
     max_target_tokens: int = 512
-    max_total_tokens: Optional[int] = None  # a cap on prompt + response (alpaca-lora's cutoff_len); the prompt gives way first
+    max_total_tokens: Optional[int] = (
+        None  # a cap on prompt + response (alpaca-lora's cutoff_len); the prompt gives way first
+    )
     overlong: OverlongPolicy = OverlongPolicy.truncate_input
     lr_scheduler: LrScheduler = LrScheduler.constant_with_warmup
     warmup_steps: int = 0
@@ -277,6 +279,7 @@ class TrainRunConfig:
     seed: int = 42
     dry_run: bool = False
     resume: ResumeMode = ResumeMode.auto  # rerun in the same run dir: continue from its last checkpoint
+    optimized_metric: str = "eval/loss_after"  # what the job returns to a Hydra sweeper (a key of train_summary.json)
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -287,5 +290,4 @@ class TrainRunConfig:
     exam: ExamConfig = field(default_factory=ExamConfig)  # the exam whose accuracy training reports
     exam_eval: ExamEvalConfig = field(default_factory=ExamEvalConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    qa: QAGenerationConfig = field(default_factory=QAGenerationConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -6,10 +6,18 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from medtune.config.eval_schema import EvalRunConfig
+from medtune.config.judge_schema import JudgeRunConfig
+from medtune.config.qa_schema import GenerateQARunConfig
 from medtune.config.schema import TrainRunConfig
 from medtune.config.sweep_schema import SweepRunConfig
 
-SCHEMAS = {"train_schema": TrainRunConfig, "evaluate_schema": EvalRunConfig, "sweep_schema": SweepRunConfig}
+SCHEMAS = {
+    "train_schema": TrainRunConfig,
+    "evaluate_schema": EvalRunConfig,
+    "sweep_schema": SweepRunConfig,
+    "generate_qa_schema": GenerateQARunConfig,
+    "judge_schema": JudgeRunConfig,
+}
 
 
 def launch_stamp() -> str:
@@ -37,7 +45,8 @@ def bundled(relative: str) -> str:
 
 
 def register_configs() -> None:
-    """Store the schemas that the primary configs (train, evaluate, sweep) list first; safe to call twice."""
+    """Store the schemas that the primary configs (train, evaluate, sweep, generate_qa, judge) list first;
+    safe to call twice."""
     for name, node in SCHEMAS.items():
         ConfigStore.instance().store(name=name, node=node)
     if not OmegaConf.has_resolver("launch_stamp"):

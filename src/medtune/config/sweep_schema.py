@@ -38,6 +38,10 @@ class SearchConfig:
 class SweepConfig:
     name: str = MISSING
     description: str = ""
+    # What the search optimises (and each cell record keeps as its objective): a key of each cell's
+    # evaluation metrics.json, and whether bigger is better.
+    optimized_metric: str = "accuracy"
+    maximize: bool = True
     dir: str = "${paths.output_root}/sweeps/${sweep.name}"
     common_train: List[str] = field(default_factory=list)
     common_evaluate: List[str] = field(default_factory=list)

@@ -45,8 +45,10 @@ class AnswerProblem(ValueError):
             return f"the {what}{note} is empty"
         if self.n_choices == 0:
             return f"{what} {self.token!r}{note} is not a number, and the question has no choices"
-        return (f"{what} {self.token!r}{note} is not one of the {self.n_choices} choice letters "
-                f"({label_span(self.n_choices)})")
+        return (
+            f"{what} {self.token!r}{note} is not one of the {self.n_choices} choice letters "
+            f"({label_span(self.n_choices)})"
+        )
 
 
 def label_span(n_choices: int) -> str:

@@ -29,8 +29,11 @@ def weighted_sample(records: list, weight: float, rng: random.Random) -> list:
 def read_mixture(sources: dict[str, MixtureSourceConfig], eval_fraction: float, seed: int):
     """(train records, eval records, train records per source). Each source is split before it is
     weighted, so a repeated record never lands in both splits; eval takes each held-out record once."""
-    problems = [f"dataset.mixture.{name}.weight={source.weight} must be >= 0 (0 leaves the source out)."
-                for name, source in sources.items() if source.weight < 0]
+    problems = [
+        f"dataset.mixture.{name}.weight={source.weight} must be >= 0 (0 leaves the source out)."
+        for name, source in sources.items()
+        if source.weight < 0
+    ]
     if sum(source.weight for source in sources.values()) <= 0:
         problems.append("dataset.mixture: every weight is 0, so nothing would train; give a source weight > 0.")
     if problems:

@@ -132,8 +132,12 @@ class PackedCollator:
     keeps the eval loss computed exactly as without packing.
     """
 
-    def __init__(self, disable_cache: bool = True, unpacked: Callable[[list], dict[str, Any]] | None = None,
-                 pad_token_id: int | None = None):
+    def __init__(
+        self,
+        disable_cache: bool = True,
+        unpacked: Callable[[list], dict[str, Any]] | None = None,
+        pad_token_id: int | None = None,
+    ):
         self.disable_cache = disable_cache
         self.unpacked = unpacked
         # With a pad id, rows stay separate (shape rows x longest row): the block-diagonal mask is
@@ -188,7 +192,11 @@ class PackedCollator:
         position_ids = torch.zeros((len(rows), width), dtype=torch.long)
         for i, single in enumerate(singles):
             n = single["input_ids"].shape[1]
-            input_ids[i, :n], labels[i, :n], position_ids[i, :n] = single["input_ids"][0], single["labels"][0], single["position_ids"][0]
+            input_ids[i, :n], labels[i, :n], position_ids[i, :n] = (
+                single["input_ids"][0],
+                single["labels"][0],
+                single["position_ids"][0],
+            )
             position_ids[i, n:] = torch.arange(width - n)
         batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
         if self.disable_cache:
@@ -200,9 +208,7 @@ def _as_list(values: Any) -> list[int]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
-def length_grouped_order(
-    lengths: Sequence[int], batch_size: int, seed: int, megabatch_batches: int = 50
-) -> list[int]:
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, megabatch_batches: int = 50) -> list[int]:
     """A seeded permutation of range(len(lengths)) whose consecutive `batch_size` chunks hold similar lengths.
 
     The indices are shuffled, cut into megabatches of `megabatch_batches * batch_size`, each megabatch is

@@ -37,8 +37,10 @@ BUNDLED_SAMPLE_FILES = ("exam_ja.jsonl", "exam_en.jsonl", "instructions.jsonl", 
 UTF8_BOM = b"\xef\xbb\xbf"
 # Byte-order marks of the encodings medtune does not read; UTF-32 first (its LE mark begins with UTF-16's).
 FOREIGN_BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32 LE", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32 BE", "UTF-32"),
-    (b"\xff\xfe", "UTF-16 LE", "UTF-16"), (b"\xfe\xff", "UTF-16 BE", "UTF-16"),
+    (b"\xff\xfe\x00\x00", "UTF-32 LE", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32 BE", "UTF-32"),
+    (b"\xff\xfe", "UTF-16 LE", "UTF-16"),
+    (b"\xfe\xff", "UTF-16 BE", "UTF-16"),
 )
 EIGHT_BIT = "Latin-1 / Windows-1252 or another 8-bit encoding"
 
@@ -66,7 +68,7 @@ def read_utf8_text(path: Path) -> str:
     """The text of `path` as UTF-8 (a leading BOM dropped); another encoding raises `DataError` naming it."""
     data = Path(path).read_bytes()
     if data.startswith(UTF8_BOM):
-        data = data[len(UTF8_BOM):]
+        data = data[len(UTF8_BOM) :]
     for bom, name, iconv in FOREIGN_BOMS:
         if data.startswith(bom):
             raise _not_utf8(path, f"{name} (it starts with a {name} byte-order mark)", iconv)
@@ -77,16 +79,19 @@ def read_utf8_text(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         name, iconv = _eight_bit_guess(data)
-        raise _not_utf8(Path(f"{path}:{line}"), f"{name} (byte 0x{data[error.start]:02x} is not UTF-8)", iconv,
-                        source=path) from None
+        raise _not_utf8(
+            Path(f"{path}:{line}"), f"{name} (byte 0x{data[error.start]:02x} is not UTF-8)", iconv, source=path
+        ) from None
 
 
 def _not_utf8(where: Path, looks_like: str, iconv: str, source: Path | None = None) -> DataError:
     source = Path(where) if source is None else source
     converted = source.with_name(f"{source.stem}.utf8{source.suffix}")
-    return DataError(f"{where}: not UTF-8 text: the file looks like {looks_like}. medtune reads UTF-8 (a BOM is "
-                     f"fine): convert it, e.g. `iconv -f {iconv} -t UTF-8 {source} > {converted}`, or re-save it "
-                     "as UTF-8 in your editor.")
+    return DataError(
+        f"{where}: not UTF-8 text: the file looks like {looks_like}. medtune reads UTF-8 (a BOM is "
+        f"fine): convert it, e.g. `iconv -f {iconv} -t UTF-8 {source} > {converted}`, or re-save it "
+        "as UTF-8 in your editor."
+    )
 
 
 def _nul_pattern(head: bytes) -> tuple[str, str]:
@@ -152,12 +157,15 @@ def _record(item: Any, where: str, expected: str, decoder: _JsonDecoder) -> dict
     """`item` as one record: a JSON object without a repeated key (looked for only where `decoder` met one)."""
     if not isinstance(item, dict):
         kind = "null" if item is None else type(item).__name__
-        raise DataError(f"{where}: a {kind}, expected {expected}; write each record as one "
-                        '{"field": value, ...} object.')
+        raise DataError(
+            f'{where}: a {kind}, expected {expected}; write each record as one {{"field": value, ...}} object.'
+        )
     repeated = _repeated_key(item) if decoder.repeats else None
     if repeated:
-        raise DataError(f"{where}: the key {repeated!r} appears twice in one record (JSON would keep only the last "
-                        f"value, silently); keep one {repeated.rsplit('.', 1)[-1]!r} and delete the other.")
+        raise DataError(
+            f"{where}: the key {repeated!r} appears twice in one record (JSON would keep only the last "
+            f"value, silently); keep one {repeated.rsplit('.', 1)[-1]!r} and delete the other."
+        )
     return item
 
 
@@ -202,14 +210,18 @@ def _json_array(path: Path, text: str, decoder: _JsonDecoder) -> list[Any] | Non
         items = decoder.decode(text)
     except json.JSONDecodeError as error:
         if path.suffix == ".json":
-            raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno}); the file "
-                            "starts with '[' like a JSON array of records: fix the JSON there.") from None
+            raise DataError(
+                f"{path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno}); the file "
+                "starts with '[' like a JSON array of records: fix the JSON there."
+            ) from None
         return None
     if not isinstance(items, list):
         return None
     if path.suffix != ".json":
-        raise DataError(f"{path}: this is a JSON array, not JSON lines: name it .json (medtune reads both), e.g. "
-                        f"`mv {path} {path.with_suffix('.json')}`, or write one record per line.")
+        raise DataError(
+            f"{path}: this is a JSON array, not JSON lines: name it .json (medtune reads both), e.g. "
+            f"`mv {path} {path.with_suffix('.json')}`, or write one record per line."
+        )
     return items
 
 
@@ -222,11 +234,16 @@ def _not_json_lines(path: Path, text: str, where: str, error: json.JSONDecodeErr
             whole = None
         if isinstance(whole, dict):
             lists = [key for key, value in whole.items() if isinstance(value, list)]
-            fix = (f"its records may be the list under {lists[0]!r}: save that list as a .json file, or write its "
-                   "records one per line" if lists else "write the record on one line, or save records as a JSON "
-                   "array in a .json file")
-            return DataError(f"{path}: the file is one JSON object spread over several lines, not JSON Lines (one "
-                             f"record per line); {fix}.")
+            fix = (
+                f"its records may be the list under {lists[0]!r}: save that list as a .json file, or write its "
+                "records one per line"
+                if lists
+                else "write the record on one line, or save records as a JSON array in a .json file"
+            )
+            return DataError(
+                f"{path}: the file is one JSON object spread over several lines, not JSON Lines (one "
+                f"record per line); {fix}."
+            )
     return DataError(f"{where}: not valid JSON ({error.msg}, column {error.colno}); fix or delete the line.")
 
 
@@ -248,8 +265,13 @@ def describe_value(value: Any) -> str:
     return repr(value)
 
 
-def text_field(item: dict[str, Any], key: str, where: str, empty_fix: str = "write the text, or delete the record",
-               allow_empty: bool = False) -> str:
+def text_field(
+    item: dict[str, Any],
+    key: str,
+    where: str,
+    empty_fix: str = "write the text, or delete the record",
+    allow_empty: bool = False,
+) -> str:
     """The string `item[key]`; null, empty (unless `allow_empty`) and non-strings raise `DataError`.
 
     The message names `where` (file:line), the field, what it holds and the fix; `empty_fix` is the
@@ -263,8 +285,9 @@ def text_field(item: dict[str, Any], key: str, where: str, empty_fix: str = "wri
     if isinstance(value, str):
         raise DataError(f"{where}: {key!r} is empty; {empty_fix}.")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise DataError(f"{where}: {key!r} is {describe_value(value)}, not text; write it as a JSON string "
-                        f"(\"{value}\").")
+        raise DataError(
+            f'{where}: {key!r} is {describe_value(value)}, not text; write it as a JSON string ("{value}").'
+        )
     joined = "join it into one string" if isinstance(value, list) else "write it as a JSON string"
     raise DataError(f"{where}: {key!r} is {describe_value(value)}, not text; {joined}.")
 
@@ -289,20 +312,23 @@ def exam_choices(item: dict[str, Any], where: str) -> list[str]:
     choices = item["choices"]
     if not isinstance(choices, list):
         shown = "null" if choices is None else f"a {type(choices).__name__}"
-        raise DataError(f"{where}: 'choices' is {shown}, expected a list of strings "
-                        "([] for a question with a numeric answer).")
+        raise DataError(
+            f"{where}: 'choices' is {shown}, expected a list of strings ([] for a question with a numeric answer)."
+        )
     labels = choice_labels(len(choices))
     texts = []
     for label, choice in zip(labels, choices):
         if choice is None or isinstance(choice, (bool, list, dict)):
-            raise DataError(f"{where}: choice {label} is {describe_value(choice)}, not text; give every choice "
-                            "its text as a JSON string.")
+            raise DataError(
+                f"{where}: choice {label} is {describe_value(choice)}, not text; give every choice "
+                "its text as a JSON string."
+            )
         texts.append(str(choice))
     blank = [label for label, text in zip(labels, texts) if not text.strip()]
     if blank:
         raise DataError(
             f"{where}: choice {blank[0]} is empty ({len(blank)} of the {len(choices)} choices are blank); give "
-            "every choice its text, or \"choices\": [] for a question with a numeric answer."
+            'every choice its text, or "choices": [] for a question with a numeric answer.'
         )
     return texts
 
@@ -329,13 +355,17 @@ def exam_answer_text(item: dict[str, Any], where: str, choices: Sequence[str] | 
 def _answer_message(problem: AnswerProblem, value: Any, where: str) -> str:
     if problem.kind == "empty_answer":
         null = " (null)" if value is None else ""
-        return f"{where}: the answer is empty{null}; give the correct letter(s), e.g. \"answer\": [\"c\"]."
+        return f'{where}: the answer is empty{null}; give the correct letter(s), e.g. "answer": ["c"].'
     if problem.n_choices == 0:
-        return (f"{where}: answer {problem.token!r} is not a number, and the question has no choices to pick from; "
-                "give the choices, or a numeric answer such as \"answer\": [\"12\"].")
+        return (
+            f"{where}: answer {problem.token!r} is not a number, and the question has no choices to pick from; "
+            'give the choices, or a numeric answer such as "answer": ["12"].'
+        )
     labels = choice_labels(problem.n_choices)
-    return (f"{where}: answer {problem.token!r} is not one of the {problem.n_choices} choices ({labels[0]}–"
-            f"{labels[-1]}); fix the answer key.")
+    return (
+        f"{where}: answer {problem.token!r} is not one of the {problem.n_choices} choices ({labels[0]}–"
+        f"{labels[-1]}); fix the answer key."
+    )
 
 
 def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> InstructionRecord:
@@ -363,8 +393,9 @@ def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> Instructi
         given = text_field(item, "input", where, allow_empty=True) if has_input else ""
         return InstructionRecord(instruction, given, text_field(item, "output", where, no_target), where)
     if fmt == DatasetFormat.prompt_response:
-        return InstructionRecord(text_field(item, "prompt", where), "", text_field(item, "response", where, no_target),
-                                 where)
+        return InstructionRecord(
+            text_field(item, "prompt", where), "", text_field(item, "response", where, no_target), where
+        )
     question = text_field(item, "problem_text", where)
     choices = exam_choices(item, where)
     return InstructionRecord(question, format_choices(choices), exam_answer_text(item, where, choices), where)
@@ -376,15 +407,19 @@ def data_files(path: Path) -> list[Path]:
             p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and not p.name.endswith(SKIPPED_SUFFIXES)
         )
         if not files:
-            raise DataError(f"{path}: the folder holds no .jsonl or .json files; put the data files there, or "
-                            "point dataset.path at a file.")
+            raise DataError(
+                f"{path}: the folder holds no .jsonl or .json files; put the data files there, or "
+                "point dataset.path at a file."
+            )
         return files
     if not path.exists():
         raise DataError(f"{path}: no such file; check dataset.path.")
     return [path]
 
 
-def read_records(path: Path | None, fmt: DatasetFormat = DatasetFormat.auto, max_records: int | None = None) -> list[InstructionRecord]:
+def read_records(
+    path: Path | None, fmt: DatasetFormat = DatasetFormat.auto, max_records: int | None = None
+) -> list[InstructionRecord]:
     """All records of `path` (a file or a folder); `None` reads the bundled sample set."""
     files = bundled_sample_files() if path is None else data_files(Path(path))
     records: list[InstructionRecord] = []

@@ -31,8 +31,9 @@ def fill_template(prompt: PromptConfig, record: InstructionRecord) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def render_prompt(prompt: PromptConfig, record: InstructionRecord, tokenizer: Any = None,
-                  history: list[tuple[str, str]] = ()) -> str:
+def render_prompt(
+    prompt: PromptConfig, record: InstructionRecord, tokenizer: Any = None, history: list[tuple[str, str]] = ()
+) -> str:
     """The text the model reads before its response (earlier user/assistant turns first, chat only)."""
     filled = fill_template(prompt, record)
     if not prompt.chat:
@@ -42,11 +43,13 @@ def render_prompt(prompt: PromptConfig, record: InstructionRecord, tokenizer: An
 
 def require_chat_template(prompt: PromptConfig, tokenizer: Any, model_name: str = "this model") -> None:
     if prompt.chat and not getattr(tokenizer, "chat_template", None):
-        raise ConfigError([
-            f"prompt={prompt.name} renders through the tokenizer's chat template, but the tokenizer of "
-            f"{model_name} has none (a base model); pick an instruction prompt instead, e.g. prompt=alpaca "
-            "(or prompt=medpalm2_cot_en for exams)."
-        ])
+        raise ConfigError(
+            [
+                f"prompt={prompt.name} renders through the tokenizer's chat template, but the tokenizer of "
+                f"{model_name} has none (a base model); pick an instruction prompt instead, e.g. prompt=alpaca "
+                "(or prompt=medpalm2_cot_en for exams)."
+            ]
+        )
 
 
 def chat_messages(prompt: PromptConfig, turns: list[tuple[str, str | None]]) -> list[dict[str, str]]:
@@ -72,8 +75,9 @@ def apply_chat_template(tokenizer: Any, messages: list[dict[str, str]], add_gene
         return tokenizer.apply_chat_template(folded, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def render_chat(prompt: PromptConfig, tokenizer: Any, turns: list[tuple[str, str | None]],
-                add_generation_prompt: bool = True) -> str:
+def render_chat(
+    prompt: PromptConfig, tokenizer: Any, turns: list[tuple[str, str | None]], add_generation_prompt: bool = True
+) -> str:
     """Turns of (user, assistant or None) through the tokenizer's chat template, after the system text."""
     require_chat_template(prompt, tokenizer)
     return apply_chat_template(tokenizer, chat_messages(prompt, turns), add_generation_prompt)
@@ -88,7 +92,7 @@ def response_end(prompt: PromptConfig, tokenizer: Any) -> str | None:
     answered = render_chat(prompt, tokenizer, [("question", PROBE)], add_generation_prompt=False)
     if not answered.startswith(asked) or PROBE not in answered:
         return None
-    end = answered[answered.index(PROBE) + len(PROBE):]
+    end = answered[answered.index(PROBE) + len(PROBE) :]
     return end.rstrip("\n") or None
 
 

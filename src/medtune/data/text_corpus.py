@@ -52,19 +52,28 @@ def text_files(path: Path, path_key: str = "dataset.path") -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes)
         if not files:
-            raise DataError(f"{path_key}={path}: the folder holds no .txt, .md, .jsonl or .json files; "
-                            f"point {path_key} at a folder of text files.")
+            raise DataError(
+                f"{path_key}={path}: the folder holds no .txt, .md, .jsonl or .json files; "
+                f"point {path_key} at a folder of text files."
+            )
         return files
     if not path.exists():
         raise DataError(f"{path_key}={path}: no such file or folder; point {path_key} at your documents.")
     if path.suffix not in suffixes:
-        raise DataError(f"{path_key}={path}: medtune reads .txt, .md, .jsonl or .json documents, not "
-                        f"'{path.suffix}'; convert the file to plain text first.")
+        raise DataError(
+            f"{path_key}={path}: medtune reads .txt, .md, .jsonl or .json documents, not "
+            f"'{path.suffix}'; convert the file to plain text first."
+        )
     return [path]
 
 
-def read_documents(path: Path | str | None, text_field: str = "text", max_records: int | None = None,
-                   path_key: str = "dataset.path", field_key: str = "dataset.text_field") -> list[Document]:
+def read_documents(
+    path: Path | str | None,
+    text_field: str = "text",
+    max_records: int | None = None,
+    path_key: str = "dataset.path",
+    field_key: str = "dataset.text_field",
+) -> list[Document]:
     """Every non-empty document under `path` (None: the bundled medical text), in file order.
 
     Used by task=pretrain (`dataset.*`) and task=generate_qa (`qa.documents`, `qa.text_field`): the
@@ -98,7 +107,9 @@ def read_documents(path: Path | str | None, text_field: str = "text", max_record
     return documents
 
 
-def encode_blocks(documents: list[Document], tokenizer, block_tokens: int) -> tuple[list[dict[str, list[int]]], BlockStats]:
+def encode_blocks(
+    documents: list[Document], tokenizer, block_tokens: int
+) -> tuple[list[dict[str, list[int]]], BlockStats]:
     """Concatenate the documents (BOS ... EOS each) and cut them into blocks; labels are the inputs."""
     if block_tokens < 2:
         raise DataError(f"pretrain.block_tokens={block_tokens}: a block needs at least 2 tokens.")
@@ -118,8 +129,9 @@ def encode_blocks(documents: list[Document], tokenizer, block_tokens: int) -> tu
             continue
         end = start + len(block)
         cuts = [start, *(s for s in starts if start < s < end), end]
-        blocks.append({"input_ids": block, "labels": list(block),
-                       "seq_lengths": [b - a for a, b in zip(cuts, cuts[1:])]})
+        blocks.append(
+            {"input_ids": block, "labels": list(block), "seq_lengths": [b - a for a, b in zip(cuts, cuts[1:])]}
+        )
     stats.blocks = len(blocks)
     stats.last_block_tokens = len(blocks[-1]["input_ids"]) if blocks else 0
     return blocks, stats

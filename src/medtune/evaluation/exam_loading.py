@@ -1,4 +1,5 @@
-"""The questions an `exam` config selects: reader by format, the paper's filters, overrides, shuffling.
+"""The questions an `exam` config selects: reader by format, the exam's filters and answer-key
+corrections (both set per exam in conf/exam/*.yaml), shuffling.
 
 `select_exam` also lists the questions left out for problems of their data (`ExcludedQuestion`,
 in file order); `exclusion_summary` turns that list into the `excluded` entry of metrics.json.
@@ -14,6 +15,7 @@ from typing import Any
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.errors import DataError
 from medtune.evaluation.exams import (
+    AnswerOverrides,
     ExamFilter,
     ExamSelection,
     ExcludedQuestion,
@@ -26,7 +28,15 @@ from medtune.evaluation.exams import (
 )
 from medtune.evaluation.types import ExamQuestion
 
-__all__ = ["ExamSelection", "ExcludedQuestion", "exam_filter", "exclusion_summary", "load_exam", "select_exam"]
+__all__ = [
+    "ExamSelection",
+    "ExcludedQuestion",
+    "exam_filter",
+    "exam_overrides",
+    "exclusion_summary",
+    "load_exam",
+    "select_exam",
+]
 
 
 def exam_filter(exam: ExamConfig) -> ExamFilter:
@@ -48,14 +58,15 @@ def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelecti
     The filters (text_only, answers, blocks, max_questions) select; they never exclude.
     """
     filt = exam_filter(exam)
-    overrides = load_overrides(Path(exam.answer_overrides) if exam.answer_overrides else None)
+    overrides = exam_overrides(exam)
     if exam.format == ExamFormat.sample:
         selection = select_sample_exam(filt, overrides, needs_choice_text)
     elif exam.format == ExamFormat.igakuqa:
         root = Path(exam.path)
         years = list(exam.years) or _year_folders(root)
-        selection = select_igakuqa(root, years, filt, english=exam.english, overrides=overrides,
-                                   needs_choice_text=needs_choice_text)
+        selection = select_igakuqa(
+            root, years, filt, english=exam.english, overrides=overrides, needs_choice_text=needs_choice_text
+        )
     else:
         names = ("id", "question", "choices", "answer", "points", "text_only")
         fields = FieldMapping(**{k: getattr(exam.fields, k) for k in names})
@@ -63,6 +74,11 @@ def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelecti
     if exam.shuffle_choices:
         selection = ExamSelection(shuffle_choices(selection.questions, exam.shuffle_seed), selection.excluded)
     return selection
+
+
+def exam_overrides(exam: ExamConfig) -> AnswerOverrides:
+    """The exam's answer-key corrections: the file exam.answer_overrides names, or none."""
+    return load_overrides(Path(exam.answer_overrides)) if exam.answer_overrides else AnswerOverrides()
 
 
 def load_exam(exam: ExamConfig) -> list[ExamQuestion]:
@@ -75,8 +91,9 @@ def _year_folders(root: Path) -> list[str]:
         raise DataError(f"{root}: no such IgakuQA folder; point exam.path at the folder that holds the year folders.")
     years = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not years:
-        raise DataError(f"{root}: no year folders (e.g. 2018/) in the IgakuQA folder; fix exam.path, or set "
-                        "exam.years.")
+        raise DataError(
+            f"{root}: no year folders (e.g. 2018/) in the IgakuQA folder; fix exam.path, or set exam.years."
+        )
     return years
 
 

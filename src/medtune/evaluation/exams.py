@@ -163,14 +163,18 @@ class AnswerOverrides:
 
 
 def bundled_overrides_path() -> Path:
+    """IgakuQA's known corrections (the ministry's: 112B30 accepts a or d, 116A71 is void)."""
     return Path(str(resources.files("medtune") / "resources" / "answer_overrides.jsonl"))
 
 
 def load_overrides(path: Path | None = None) -> AnswerOverrides:
-    """The overrides in `path` (JSONL); `None` loads the bundled file of known corrections."""
+    """The overrides in `path` (JSONL); `None` loads IgakuQA's bundled corrections."""
     path = bundled_overrides_path() if path is None else Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such overrides file; fix the path, or pass None for the bundled one.")
+        raise DataError(
+            f"{path}: no such answer-overrides file; fix exam.answer_overrides, or set it to null "
+            "to score by the keys as written."
+        )
     overrides = AnswerOverrides()
     for where, item in iter_json_objects(path):
         qid = _override_id(item, where, overrides)
@@ -199,27 +203,33 @@ def _override_id(item: dict[str, Any], where: str, overrides: AnswerOverrides) -
 
 def _override_sets(value: Any, where: str) -> AnswerSets:
     if not isinstance(value, list) or not value or not all(isinstance(s, list) and s for s in value):
-        raise DataError(f"{where}: 'accept' must be a non-empty list of non-empty answer sets, e.g. [[\"a\"], [\"d\"]].")
+        raise DataError(f'{where}: \'accept\' must be a non-empty list of non-empty answer sets, e.g. [["a"], ["d"]].')
     return tuple(tuple(sorted({unicodedata.normalize("NFKC", str(x)).strip().lower() for x in s})) for s in value)
 
 
 def select_exam_jsonl(
-    path: Path, fields: FieldMapping | None = None, filt: ExamFilter | None = None,
-    overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+    path: Path,
+    fields: FieldMapping | None = None,
+    filt: ExamFilter | None = None,
+    overrides: AnswerOverrides | None = None,
+    needs_choice_text: bool = True,
 ) -> ExamSelection:
     """The questions of a JSONL/JSON file or folder that `filt` selects, and the ones left out.
 
-    `overrides=None` applies the bundled corrections. `needs_choice_text=False` keeps questions whose
-    choice texts are blank (they can still be scored by letter); `True` leaves them out.
+    `overrides=None` corrects no answer key (IgakuQA's corrections are IgakuQA's: `select_igakuqa`).
+    `needs_choice_text=False` keeps questions whose choice texts are blank (they can still be scored
+    by letter); `True` leaves them out.
     """
     fields, filt = fields or FieldMapping(), filt or ExamFilter()
-    overrides = load_overrides(None) if overrides is None else overrides
+    overrides = AnswerOverrides() if overrides is None else overrides
     records = [r for file in _exam_files(Path(path)) for r in _file_records(file, fields)]
     return select_records(records, filt, overrides, needs_choice_text, label=str(path))
 
 
 def read_exam_jsonl(
-    path: Path, fields: FieldMapping | None = None, filt: ExamFilter | None = None,
+    path: Path,
+    fields: FieldMapping | None = None,
+    filt: ExamFilter | None = None,
     overrides: AnswerOverrides | None = None,
 ) -> list[ExamQuestion]:
     """The selected questions of `select_exam_jsonl` (those with choice text), without the excluded list."""
@@ -244,8 +254,10 @@ def _file_records(path: Path, fields: FieldMapping) -> list[ReadRecord]:
 def _items(path: Path) -> list[tuple[str, dict[str, Any]]]:
     items = list(iter_json_objects(path))
     if not items:
-        raise DataError(f"{path}: the file is empty; an exam file needs at least one question: add questions, "
-                        "or point exam.path at the right file.")
+        raise DataError(
+            f"{path}: the file is empty; an exam file needs at least one question: add questions, "
+            "or point exam.path at the right file."
+        )
     return items
 
 
@@ -253,9 +265,11 @@ def _readable(path: Path, records: list[ReadRecord]) -> list[ReadRecord]:
     """`records`, unless not one of them is a usable question: then the file is not an exam (or not mapped right)."""
     if records and all(r.question is None or r.problem for r in records):
         first = records[0]
-        raise DataError(f"{path}: no record can be read as a question ({len(records)} tried; the first, "
-                        f"{first.source}: {first.problem.reason if first.problem else '?'}); fix the records, or "
-                        "(exam=jsonl) map the file's fields with exam.fields.*")
+        raise DataError(
+            f"{path}: no record can be read as a question ({len(records)} tried; the first, "
+            f"{first.source}: {first.problem.reason if first.problem else '?'}); fix the records, or "
+            "(exam=jsonl) map the file's fields with exam.fields.*"
+        )
     return records
 
 
@@ -263,13 +277,18 @@ def _check_unique(records: Sequence[ReadRecord]) -> None:
     seen: dict[str, str] = {}
     for record in records:
         if record.qid in seen:
-            raise DataError(f"{record.source}: problem_id {record.qid!r} is already used at {seen[record.qid]}; ids "
-                            "must be unique: give each question its own id.")
+            raise DataError(
+                f"{record.source}: problem_id {record.qid!r} is already used at {seen[record.qid]}; ids "
+                "must be unique: give each question its own id."
+            )
         seen[record.qid] = record.source
 
 
 def select_records(
-    records: Sequence[ReadRecord], filt: ExamFilter, overrides: AnswerOverrides, needs_choice_text: bool = True,
+    records: Sequence[ReadRecord],
+    filt: ExamFilter,
+    overrides: AnswerOverrides,
+    needs_choice_text: bool = True,
     label: str = "the exam",
 ) -> ExamSelection:
     """Overrides applied, the records `filt` selects in order: questions, or excluded with their reason.
@@ -295,9 +314,11 @@ def select_records(
             questions.append(record.question)
     if excluded and not questions:
         first = excluded[0]
-        raise DataError(f"{label}: every question the filters select has a problem of its data ({len(excluded)} "
-                        f"excluded; the first, {first.source}: {first.reason}); fix those records, or point the "
-                        "exam at the right data.")
+        raise DataError(
+            f"{label}: every question the filters select has a problem of its data ({len(excluded)} "
+            f"excluded; the first, {first.source}: {first.reason}); fix those records, or point the "
+            "exam at the right data."
+        )
     return ExamSelection(questions, excluded)
 
 
@@ -324,11 +345,22 @@ def read_record(item: dict[str, Any], where: str, fields: FieldMapping, block: s
 
 
 def _unreadable(
-    item: dict[str, Any], where: str, fields: FieldMapping, block: str, problem: QuestionProblem,
+    item: dict[str, Any],
+    where: str,
+    fields: FieldMapping,
+    block: str,
+    problem: QuestionProblem,
 ) -> ReadRecord:
     """A record that is no question, with what the filters can still judge of it."""
-    return ReadRecord(_record_id(item, where, fields), where, None, problem, block=block,
-                      text_only=item.get(fields.text_only, True) is not False, numeric=item.get(fields.choices) == [])
+    return ReadRecord(
+        _record_id(item, where, fields),
+        where,
+        None,
+        problem,
+        block=block,
+        text_only=item.get(fields.text_only, True) is not False,
+        numeric=item.get(fields.choices) == [],
+    )
 
 
 def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQuestion:
@@ -339,8 +371,12 @@ def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQ
     """
     for key in ("question", "choices", "answer"):
         if getattr(fields, key) not in item:
-            raise QuestionProblem(f"missing_{key}", f"missing field {getattr(fields, key)!r} (the {key}); the record "
-                                  f"has {sorted(item)}; map it with exam.fields.{key}", where)
+            raise QuestionProblem(
+                f"missing_{key}",
+                f"missing field {getattr(fields, key)!r} (the {key}); the record "
+                f"has {sorted(item)}; map it with exam.fields.{key}",
+                where,
+            )
     try:
         _check_id(item, fields.id)
         question = _question_text(item[fields.question], fields.question)
@@ -348,15 +384,23 @@ def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQ
         sets = _answer_sets(item[fields.answer], len(choices), fields.answer)
         text_only = item.get(fields.text_only, True)
         if not isinstance(text_only, bool):
-            raise QuestionProblem("bad_text_only", f"{fields.text_only!r} is {describe_value(text_only)}, expected "
-                                  "true or false")
+            raise QuestionProblem(
+                "bad_text_only", f"{fields.text_only!r} is {describe_value(text_only)}, expected true or false"
+            )
         points = _points(item.get(fields.points, 1), fields.points)
         explanation = _explanation(item.get(fields.explanation), fields.explanation)
     except QuestionProblem as problem:
         raise QuestionProblem(problem.kind, problem.reason, where) from None
     return ExamQuestion(
-        qid=_record_id(item, where, fields), question=question, choices=choices, answers=sets[0], accepted=sets[1:],
-        points=points, text_only=text_only, explanation=explanation, source=where,
+        qid=_record_id(item, where, fields),
+        question=question,
+        choices=choices,
+        answers=sets[0],
+        accepted=sets[1:],
+        points=points,
+        text_only=text_only,
+        explanation=explanation,
+        source=where,
     )
 
 
@@ -375,8 +419,11 @@ def _check_id(item: dict[str, Any], key: str) -> None:
     if key in item and not _usable_id(item[key]):
         value = item[key]
         shown = "empty" if isinstance(value, str) else describe_value(value)
-        raise QuestionProblem("bad_id", f"the id ({key!r}) is {shown}; give the question an id such as \"Q12\", "
-                              f"or leave {key!r} out to use the line number")
+        raise QuestionProblem(
+            "bad_id",
+            f'the id ({key!r}) is {shown}; give the question an id such as "Q12", '
+            f"or leave {key!r} out to use the line number",
+        )
 
 
 def _line_id(where: str) -> str:
@@ -429,8 +476,9 @@ def _check_letters(letters: Sequence[str], n_choices: int, where: str) -> tuple[
 
 def _points(value: Any, key: str) -> int:
     if isinstance(value, bool) or not is_number(value) or not float(value).is_integer():
-        raise QuestionProblem("bad_points", f"points ({key!r}) is {describe_value(value)}, expected a whole number "
-                              "such as 1 or 3")
+        raise QuestionProblem(
+            "bad_points", f"points ({key!r}) is {describe_value(value)}, expected a whole number such as 1 or 3"
+        )
     return int(float(value))
 
 
@@ -442,13 +490,18 @@ def _explanation(value: Any, key: str) -> str:
 
 
 def select_igakuqa(
-    root: Path, years: Sequence[int | str], filt: ExamFilter | None = None, english: bool = False,
-    overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+    root: Path,
+    years: Sequence[int | str],
+    filt: ExamFilter | None = None,
+    english: bool = False,
+    overrides: AnswerOverrides | None = None,
+    needs_choice_text: bool = True,
 ) -> ExamSelection:
     """IgakuQA questions of `years` (folders under `root`) that `filt` selects, by year, block and line.
 
     `english=True` takes question and choices from the `_translate` files. `overrides=None` applies
-    the bundled corrections; pass `AnswerOverrides()` to score by the printed keys.
+    IgakuQA's bundled corrections (`bundled_overrides_path`); pass `AnswerOverrides()` to score by the
+    printed keys.
     `needs_choice_text` as in `select_exam_jsonl`.
     """
     filt = filt or ExamFilter()
@@ -462,7 +515,10 @@ def select_igakuqa(
 
 
 def read_igakuqa(
-    root: Path, years: Sequence[int | str], filt: ExamFilter | None = None, english: bool = False,
+    root: Path,
+    years: Sequence[int | str],
+    filt: ExamFilter | None = None,
+    english: bool = False,
     overrides: AnswerOverrides | None = None,
 ) -> list[ExamQuestion]:
     """The selected questions of `select_igakuqa` (those with choice text), without the excluded list."""
@@ -474,8 +530,10 @@ def _block_files(root: Path, year: str, blocks: set[str]) -> list[Path]:
     folder = root / year
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
-        raise DataError(f"{folder}: no such year folder; years found under {root}: {', '.join(found) or 'none'}. "
-                        "Fix the years or the IgakuQA root.")
+        raise DataError(
+            f"{folder}: no such year folder; years found under {root}: {', '.join(found) or 'none'}. "
+            "Fix the years or the IgakuQA root."
+        )
     files = sorted(p for p in folder.glob("*.jsonl") if not p.stem.endswith(SIDE_SUFFIXES))
     for p in files:
         if not EXAM_FILE.match(p.stem):
@@ -493,12 +551,18 @@ def _read_block(path: Path, year: str, english: bool) -> list[ReadRecord]:
     block = _block_of(path)
     metadata = _by_id(path.with_name(f"{path.stem}_metadata.jsonl"), required=False)
     translations = _by_id(path.with_name(f"{path.stem}_translate.jsonl"), required=True) if english else None
-    return _readable(path, [_igakuqa_record(item, where, year, block, metadata, translations)
-                            for where, item in _items(path)])
+    return _readable(
+        path, [_igakuqa_record(item, where, year, block, metadata, translations) for where, item in _items(path)]
+    )
 
 
 def _igakuqa_record(
-    item: dict[str, Any], where: str, year: str, block: str, metadata: dict, translations: dict | None,
+    item: dict[str, Any],
+    where: str,
+    year: str,
+    block: str,
+    metadata: dict,
+    translations: dict | None,
 ) -> ReadRecord:
     """One IgakuQA record (in English when `translations` are given) joined to its metadata.
 
@@ -540,17 +604,19 @@ def _english(item: dict[str, Any], where: str, translations: dict) -> tuple[str,
     """The Japanese record with the translation's text; its answer and points where the translation has them."""
     qid = str(item.get("problem_id", ""))
     if qid not in translations:
-        raise QuestionProblem("no_translation", f"problem {qid!r} has no record in the _translate file "
-                              "(english=True)")
+        raise QuestionProblem("no_translation", f"problem {qid!r} has no record in the _translate file (english=True)")
     en_where, en = translations[qid]
     for key in ("problem_text_en", "choices_en"):
         if key not in en:
-            raise QuestionProblem("bad_translation", f"its translation ({en_where}) lacks {key!r}; a translation "
-                                  "needs problem_text_en and choices_en")
+            raise QuestionProblem(
+                "bad_translation",
+                f"its translation ({en_where}) lacks {key!r}; a translation needs problem_text_en and choices_en",
+            )
     n_en, n_ja = _count(en["choices_en"]), _count(item.get("choices", []))
     if n_en != n_ja:
-        raise QuestionProblem("bad_translation", f"its translation ({en_where}) has {n_en} choices for the "
-                              f"{n_ja} of the Japanese record")
+        raise QuestionProblem(
+            "bad_translation", f"its translation ({en_where}) has {n_en} choices for the {n_ja} of the Japanese record"
+        )
     merged = {**item, "problem_text": en["problem_text_en"], "choices": en["choices_en"]}
     return en_where, merged | {k: en[k] for k in ("answer", "points") if k in en}
 
@@ -586,12 +652,19 @@ def _shuffled(q: ExamQuestion, rng: random.Random) -> ExamQuestion:
     def remap(letters: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(new_letter[x] for x in letters))
 
-    return replace(q, choices=tuple(q.choices[old] for old in order), answers=remap(q.answers),
-                   accepted=tuple(remap(s) for s in q.accepted), kinki=remap(q.kinki))
+    return replace(
+        q,
+        choices=tuple(q.choices[old] for old in order),
+        answers=remap(q.answers),
+        accepted=tuple(remap(s) for s in q.accepted),
+        kinki=remap(q.kinki),
+    )
 
 
 def select_sample_exam(
-    filt: ExamFilter | None = None, overrides: AnswerOverrides | None = None, needs_choice_text: bool = True,
+    filt: ExamFilter | None = None,
+    overrides: AnswerOverrides | None = None,
+    needs_choice_text: bool = True,
 ) -> ExamSelection:
     """The bundled sample exam (Japanese, then English); by default every question, no overrides."""
     filt = filt or ExamFilter.everything()

@@ -25,14 +25,14 @@ class AnswerLineDone:
         position = text.rfind(self.marker)
         if position < 0:
             return False
-        rest = text[position + len(self.marker):]
+        rest = text[position + len(self.marker) :]
         line, newline, _ = rest.partition("\n")
         return bool(newline) and bool(line.strip())
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
         return torch.tensor([self.done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
@@ -153,9 +153,13 @@ def generate_responses(
             batch = order[start : start + settings.batch_size]
             input_ids, attention = encode_left_padded(tokenizer, [prompts[i] for i in batch], max_prompt_tokens, stats)
             input_ids, attention = input_ids.to(model.device), attention.to(model.device)
-            criteria = StoppingCriteriaList([AnswerLineDone(tokenizer, answer_marker, input_ids.shape[1])] if answer_marker else [])
+            criteria = StoppingCriteriaList(
+                [AnswerLineDone(tokenizer, answer_marker, input_ids.shape[1])] if answer_marker else []
+            )
             with torch.no_grad():
-                output = model.generate(input_ids=input_ids, attention_mask=attention, stopping_criteria=criteria, **kwargs)
+                output = model.generate(
+                    input_ids=input_ids, attention_mask=attention, stopping_criteria=criteria, **kwargs
+                )
             new = output[:, input_ids.shape[1] :]
             stats.new_tokens += int((new != tokenizer.pad_token_id).sum())
             decoded = tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -89,7 +89,7 @@ def score_choices(model, tokenizer, prompt: str, question: ExamQuestion, target:
     prompt_ids, option_ids = option_token_ids(tokenizer, prompt, options)
     per_token = token_logprobs(model, tokenizer, prompt_ids, option_ids)
     n = len(question.choices)
-    scored = {kind: per_token[i * n: (i + 1) * n] for i, kind in enumerate(kinds)}
+    scored = {kind: per_token[i * n : (i + 1) * n] for i, kind in enumerate(kinds)}
     letter, text = scored.get(LoglikTarget.letter), scored.get(LoglikTarget.text)
     return ChoiceScores(
         letter=option_scores(letter, normalise=False) if letter is not None else None,
@@ -106,7 +106,9 @@ def token_logprobs(model, tokenizer, prompt_ids: list[int], option_ids: list[lis
 
 def can_share_prefix(config: Any) -> bool:
     """False for models whose prompt states depend on what follows (bidirectional attention)."""
-    return not getattr(config, "use_bidirectional_attention", False) and not getattr(config, "is_encoder_decoder", False)
+    return not getattr(config, "use_bidirectional_attention", False) and not getattr(
+        config, "is_encoder_decoder", False
+    )
 
 
 def continuable(cache: Any) -> bool:
@@ -116,11 +118,17 @@ def continuable(cache: Any) -> bool:
     model that ignores `use_cache`)."""
     from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
-    return (isinstance(cache, DynamicCache) and not cache.offloading and bool(cache.layers)
-            and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers))
+    return (
+        isinstance(cache, DynamicCache)
+        and not cache.offloading
+        and bool(cache.layers)
+        and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)
+    )
 
 
-def shared_token_logprobs(model, tokenizer, prompt_ids: list[int], option_ids: list[list[int]]) -> list[list[float]] | None:
+def shared_token_logprobs(
+    model, tokenizer, prompt_ids: list[int], option_ids: list[list[int]]
+) -> list[list[float]] | None:
     """One pass over the prompt, then every option's remaining tokens in one batch on its cache.
 
     The prompt's last logits predict each option's first token. Option token `j >= 1` is predicted by
@@ -150,12 +158,17 @@ def shared_token_logprobs(model, tokenizer, prompt_ids: list[int], option_ids: l
     for i, row in enumerate(longer):
         fed = option_ids[row][:-1]
         input_ids[i, : len(fed)] = torch.tensor(fed)
-        attention[i, len(prompt_ids): len(prompt_ids) + len(fed)] = 1
+        attention[i, len(prompt_ids) : len(prompt_ids) + len(fed)] = 1
     positions = torch.arange(len(prompt_ids), len(prompt_ids) + width).expand(len(longer), -1)
     cache.batch_repeat_interleave(len(longer))
     with torch.no_grad():
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       position_ids=positions.to(device), cache=cache, use_cache=True).logits
+        logits = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            position_ids=positions.to(device),
+            cache=cache,
+            use_cache=True,
+        ).logits
     logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
     for i, row in enumerate(longer):
         rest = torch.tensor(option_ids[row][1:])

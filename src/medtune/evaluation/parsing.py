@@ -85,12 +85,19 @@ _LIST_SEPARATOR_RE = re.compile(r"\s*([,、;/&]|\b(?:and|or)\b|および|及び|
 _OR_WORDS = {"or", "/", "か", "または", "もしくは"}
 _TENTATIVE = {"either", "possibly", "maybe", "perhaps"}
 _FILLERS = _TENTATIVE | {
-    "both", "probably", "likely", "option", "options", "choice", "choices", "then", "also", "選択肢",
+    "both",
+    "probably",
+    "likely",
+    "option",
+    "options",
+    "choice",
+    "choices",
+    "then",
+    "also",
+    "選択肢",
 }
 _ARTICLE_RE = re.compile(r"(?:a|an|the)\s+(?=\S)", re.I)
-_FILLER_PREFIX_RE = re.compile(
-    r"^(?:(?:either|both|possibly|maybe|perhaps|probably|also|then)\s+)+", re.I
-)
+_FILLER_PREFIX_RE = re.compile(r"^(?:(?:either|both|possibly|maybe|perhaps|probably|also|then)\s+)+", re.I)
 
 # Negations: what they rule out is dropped from the statement. Subject ones run first.
 _NEGATION_RES = (
@@ -287,13 +294,13 @@ def _sentence_start(text: str, position: int) -> int:
 
 
 def _tail_statements(text: str, labels: Sequence[str]) -> list[tuple[int, int, Statement]]:
-    """"Option C is correct" / "C is the correct answer" at the start of a sentence."""
+    """ "Option C is correct" / "C is the correct answer" at the start of a sentence."""
     found: list[tuple[int, int, Statement]] = []
     for match in _TAIL_MARKER_RE.finditer(text):
         token = match.group("label")
         if not _label_kind_matches(token, labels) or as_label(token, labels) is None:
             continue
-        before = text[_sentence_start(text, match.start()):match.start()]
+        before = text[_sentence_start(text, match.start()) : match.start()]
         if _LEADING_WORDS_RE.sub("", before.strip()):
             continue  # "Vitamin B is correct": the letter is not where an answer starts
         found.append((match.start(), match.end(), Statement(match.group("label"))))
@@ -302,7 +309,7 @@ def _tail_statements(text: str, labels: Sequence[str]) -> list[tuple[int, int, S
 
 def _before_marker(text: str, start: int, marker_start: int) -> str:
     """The text a closing marker refers to: "c が正解", "... so c is the correct answer"."""
-    before = clean_segment(text[max(start, _sentence_start(text, marker_start)):marker_start])
+    before = clean_segment(text[max(start, _sentence_start(text, marker_start)) : marker_start])
     before = _TRAILING_COPULA_RE.sub("", before)
     return clean_segment(_LEADING_WORDS_RE.sub("", before))
 
@@ -334,7 +341,7 @@ def answer_statements(text: str, num_answers: int = 1, labels: Sequence[str] = L
         line_end = text.find("\n", marker.end())
         line_end = len(text) if line_end < 0 else line_end
         stop = min([line_end] + [s for s in stops if s > marker.start()])
-        statement = clean_segment(text[marker.end():stop])
+        statement = clean_segment(text[marker.end() : stop])
         if statement and num_answers > 1 and stop == line_end:
             more = _more_label_lines(text, marker.end(), num_answers - 1, labels)
             statement = "\n".join(filter(None, [statement, more]))
@@ -343,7 +350,7 @@ def answer_statements(text: str, num_answers: int = 1, labels: Sequence[str] = L
         if not statement and index == len(leads) - 1:
             statement = _following_lines(text, line_end, max(1, num_answers))
         if statement:
-            final = _FINAL_RE.search(text[max(0, marker.start() - 6):marker.end()]) is not None
+            final = _FINAL_RE.search(text[max(0, marker.start() - 6) : marker.end()]) is not None
             found.append((marker.start(), Statement(statement, final=final)))
         previous_end = marker.end()
     return [statement for _, statement in sorted(found, key=lambda item: item[0])]
@@ -431,7 +438,7 @@ def first_sentence(text: str, labels: Sequence[str] = LETTERS) -> str:
         word = re.split(r"[\s(\[,、]", text[: found.start()])[-1].strip("()[]")
         if as_label(word, labels) is not None or word.casefold() in _ABBREVIATIONS:
             continue
-        rest = text[found.end():].lstrip()
+        rest = text[found.end() :].lstrip()
         if found.group() in ".!?" and _line_label(rest, labels):
             continue  # "a. X. c. Y": the next answer follows
         return text[: found.start()]
@@ -500,7 +507,7 @@ def _label_at(masked: str, position: int, labels: Sequence[str], first: bool) ->
 
 
 def _label_before_its_text(text: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
-    """"C Rheumatoid factor" right after an answer marker: a bare label, then its own choice text."""
+    """ "C Rheumatoid factor" right after an answer marker: a bare label, then its own choice text."""
     found = re.match(rf"(?P<label>{_LABEL_TOKEN})\s+(?P<rest>\S.*)", text, re.S)
     if not found or not _label_kind_matches(found.group("label"), labels):
         return None
@@ -509,7 +516,7 @@ def _label_before_its_text(text: str, labels: Sequence[str], choices: Sequence[s
         return None
     own = fold(choices[labels.index(label)])
     rest = fold(found.group("rest"))
-    return label if rest.startswith(own) and not rest[len(own):len(own) + 1].isalnum() else None
+    return label if rest.startswith(own) and not rest[len(own) : len(own) + 1].isalnum() else None
 
 
 def _marked_labels(

@@ -21,7 +21,9 @@ def prediction_files(path: Path, system: str | None) -> list[Path]:
     files = sorted(p for p in path.rglob(f"*_{system}.jsonl"))
     if not files:
         found = sorted({p.stem.split("_", 1)[-1] for p in path.rglob("*.jsonl") if "_" in p.stem})
-        raise DataError(f"predictions={path} has no *_{system}.jsonl files; systems found: {', '.join(found) or 'none'}.")
+        raise DataError(
+            f"predictions={path} has no *_{system}.jsonl files; systems found: {', '.join(found) or 'none'}."
+        )
     return files
 
 
@@ -31,8 +33,10 @@ def read_predictions(path: Path, system: str | None = None) -> dict[str, str]:
     for file in prediction_files(Path(path), system):
         for where, item in iter_json_objects(file):
             if "problem_id" not in item or "prediction" not in item:
-                raise DataError(f"{where}: a prediction needs 'problem_id' and 'prediction' (e.g. \"a,b\"); this "
-                                f"line has {sorted(item)}. Fix or delete it.")
+                raise DataError(
+                    f"{where}: a prediction needs 'problem_id' and 'prediction' (e.g. \"a,b\"); this "
+                    f"line has {sorted(item)}. Fix or delete it."
+                )
             predictions[_problem_id(item["problem_id"], where)] = _prediction(item["prediction"], where)
     return predictions
 
@@ -50,8 +54,11 @@ def _prediction(value: object, where: str) -> str:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    fix = 'write the letters as one string, e.g. "a,b"' if isinstance(value, list) else \
-        'write the answer as a string, e.g. "a,b" ("" where the system gave none)'
+    fix = (
+        'write the letters as one string, e.g. "a,b"'
+        if isinstance(value, list)
+        else 'write the answer as a string, e.g. "a,b" ("" where the system gave none)'
+    )
     raise DataError(f"{where}: 'prediction' is {describe_value(value)}, not text; {fix}.")
 
 

@@ -110,7 +110,9 @@ def read_fewshot(path: Path | None, language: str, english: bool = False) -> lis
                 )
             )
         except KeyError as missing:
-            raise DataError(f"{where}: a worked example needs the field {missing}; see the IgakuQA few-shot format.")
+            raise DataError(
+                f"{where}: a worked example needs the field {missing}; see the IgakuQA few-shot format."
+            ) from missing
         bad = [a for a in examples[-1].answers if choices and (a not in choice_labels(len(choices)))]
         if bad:
             raise DataError(f"{where}: answer {bad[0]!r} is not one of the choices; fix the few-shot file.")

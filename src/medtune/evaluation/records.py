@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+from medtune.jsonl_store import read_jsonl
 
 
 def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: ScoredAnswer) -> dict[str, Any]:
@@ -54,11 +54,7 @@ def scored_from_row(row: dict[str, Any]) -> ScoredAnswer:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a predictions file; a line cut short by a crash (the last one) is skipped."""
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """Rows of a predictions file. Only its last line may be cut short by a crash (no newline after it,
+    or not JSON): that line is skipped. Any other line that is not a JSON object raises
+    `medtune.jsonl_store.JsonlLineError` (a DataError) naming file:line."""
+    return read_jsonl(Path(path)).rows

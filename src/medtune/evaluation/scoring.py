@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from rapidfuzz import fuzz
 
@@ -79,9 +79,7 @@ def _judge(
     if not given:
         return Status.invalid, "no answer found"
     if len(given) != question.num_answers:
-        return Status.invalid, (
-            f"gave {_plural(len(given), 'answer')}, the question asks for {question.num_answers}"
-        )
+        return Status.invalid, (f"gave {_plural(len(given), 'answer')}, the question asks for {question.num_answers}")
     if question.voided:
         return Status.correct, "voided question: every answer counts as correct"
     if given in golds:
@@ -272,8 +270,15 @@ def score_letters(question: ExamQuestion, letters: Sequence[str]) -> ScoredAnswe
     status, reason = _judge_letters(question, parsed)
     exact = any(set(parsed) == gold for gold in question.gold_sets())
     return ScoredAnswer(
-        status, parsed, answer_text, exact_match=exact, gestalt_score=1.0 if exact else 0.0, reason=reason,
-        strict_status=status, strict_parsed=parsed, strict_reason=reason,
+        status,
+        parsed,
+        answer_text,
+        exact_match=exact,
+        gestalt_score=1.0 if exact else 0.0,
+        reason=reason,
+        strict_status=status,
+        strict_parsed=parsed,
+        strict_reason=reason,
     )
 
 
@@ -308,6 +313,26 @@ def _grouped(pairs: Sequence[tuple[ExamQuestion, ScoredAnswer]], key: str, with_
     return {value: _tally(groups[value], with_points) for value in sorted(groups)}
 
 
+# The breakdowns `aggregate` can add beyond accuracy (`ExamAggregate`); an exam names those its data has.
+BREAKDOWNS = ("points", "essential", "block", "category", "kinki")
+
+
+def _breakdowns(pairs: Sequence[tuple[ExamQuestion, ScoredAnswer]], chosen: set[str], with_points: bool) -> dict:
+    """The chosen breakdowns, in the order metrics.json has always listed them."""
+    parts: dict = {}
+    if "essential" in chosen:
+        parts["essential"] = _tally([p for p in pairs if p[0].essential], with_points)
+        parts["general"] = _tally([p for p in pairs if not p[0].essential], with_points)
+    if "block" in chosen:
+        parts["by_block"] = _grouped(pairs, "block", with_points)
+    if "category" in chosen:
+        parts["by_category"] = _grouped(pairs, "category", with_points=False)
+    if "kinki" in chosen:
+        parts["kinki_picked"] = sum(bool(set(r.parsed) & set(q.kinki)) for q, r in pairs)
+        parts["kinki_questions"] = sum(bool(q.kinki) for q, _ in pairs)
+    return parts
+
+
 def _strict_tally(results: Sequence[ScoredAnswer]) -> dict:
     """Counts and accuracy of the strict reading."""
     n = len(results)
@@ -321,29 +346,35 @@ def _strict_tally(results: Sequence[ScoredAnswer]) -> dict:
     }
 
 
-def aggregate(questions: Sequence[ExamQuestion], results: Sequence[ScoredAnswer]) -> dict:
-    """JSON-ready totals over scored questions: accuracy, JMedLoRA metrics, points, breakdowns.
+def aggregate(
+    questions: Sequence[ExamQuestion],
+    results: Sequence[ScoredAnswer],
+    breakdowns: Collection[str] = BREAKDOWNS,
+) -> dict:
+    """JSON-ready totals over scored questions: accuracy, JMedLoRA metrics, strict reading, breakdowns.
 
+    `breakdowns` (names of `BREAKDOWNS`, e.g. an exam's `exam.aggregates`) picks what is added:
+    points (and points inside the other tallies), essential / general, by_block, by_category, kinki.
     `strict` holds the strict reading's counts, `strict_accuracy` its accuracy and
     `paper_minus_strict` how much higher the paper's reading scores (negative when it is lower).
     """
     if len(questions) != len(results):
         raise ValueError(f"{len(questions)} questions but {len(results)} results")
+    chosen = {str(getattr(b, "value", b)) for b in breakdowns}
+    unknown = sorted(chosen - set(BREAKDOWNS))
+    if unknown:
+        raise ValueError(f"unknown breakdown {unknown[0]!r}; the breakdowns are {', '.join(BREAKDOWNS)}")
     pairs = list(zip(questions, results))
     n = len(pairs)
-    summary = _tally(pairs)
+    with_points = "points" in chosen
+    summary = _tally(pairs, with_points)
     summary.update(
         invalid=sum(r.status is Status.invalid for r in results),
         wrong=sum(r.status is Status.wrong for r in results),
         exact_match=sum(r.exact_match for r in results) / n if n else 0.0,
         gestalt_score=sum(r.gestalt_score for r in results) / n if n else 0.0,
-        essential=_tally([p for p in pairs if p[0].essential]),
-        general=_tally([p for p in pairs if not p[0].essential]),
-        by_block=_grouped(pairs, "block", with_points=True),
-        by_category=_grouped(pairs, "category", with_points=False),
-        kinki_picked=sum(bool(set(r.parsed) & set(q.kinki)) for q, r in pairs),
-        kinki_questions=sum(bool(q.kinki) for q in questions),
     )
+    summary.update(_breakdowns(pairs, chosen, with_points))
     strict = _strict_tally(results)
     summary.update(
         strict=strict,

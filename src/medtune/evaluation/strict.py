@@ -60,7 +60,7 @@ def best_choice(question: ExamQuestion, text: str, similarity: SimilarityFn) -> 
 def _opens_with(text: str, choice: str) -> bool:
     """Whether folded `text` starts with folded `choice`, ending there at a word boundary."""
     text, choice = fold(text), fold(choice)
-    return bool(choice) and text.startswith(choice) and not text[len(choice):len(choice) + 1].isalnum()
+    return bool(choice) and text.startswith(choice) and not text[len(choice) : len(choice) + 1].isalnum()
 
 
 def _choice_it_opens_with(question: ExamQuestion, text: str) -> str | None:
@@ -106,10 +106,12 @@ def _text_commitment(
             return Commitment((opened,))
     if not reading.text:
         return Commitment(problem="no answer found")
-    return Commitment(problem=(
-        f"{reading.text[:60]!r} names no choice (closest: {whole_label} at {whole_score:.2f}; "
-        f"the strict reading needs {threshold:g})"
-    ))
+    return Commitment(
+        problem=(
+            f"{reading.text[:60]!r} names no choice (closest: {whole_label} at {whole_score:.2f}; "
+            f"the strict reading needs {threshold:g})"
+        )
+    )
 
 
 def statement_commitment(

@@ -13,7 +13,6 @@ the same directory answers only the questions still missing. At the end `predict
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,29 +21,49 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
-from medtune.config.job import JobContext
+from medtune.config.job import JobContext, Workspace
 from medtune.errors import ConfigError
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
 from medtune.evaluation.exam_loading import ExamSelection, exclusion_summary, select_exam
 from medtune.evaluation.prompting import exam_prompt, read_fewshot
-from medtune.evaluation.records import prediction_row, read_rows
+from medtune.evaluation.records import prediction_row
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
-from medtune.io import append_jsonl, write_json_atomic, write_text_atomic
+from medtune.io import write_json_atomic
+from medtune.jsonl_store import JsonlStore, SettingsFile, settings_fingerprint
 from medtune.nested import flatten
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
-from medtune.run_lock import lock_output_dir
+from medtune.run_dir import TrainRunDir
 
 PARTIAL = "predictions.partial.jsonl"
+FINAL = "predictions.jsonl"
 STATE = "eval_state.json"
 
 
-def evaluate(cfg: EvalRunConfig, job: JobContext) -> float:
-    """The evaluate.py task; returns the accuracy (what a sweeper would maximise), or with eval=judge
-    system b's total judge score."""
-    metrics = run_evaluation(cfg, job)
-    return metrics["objective"] if cfg.eval.mode == EvalMode.judge else metrics["accuracy"]
+def workspace(cfg: EvalRunConfig, job: JobContext) -> tuple[EvalRunConfig, Workspace]:
+    """An evaluation holds its output dir (a run's eval/<exam>_<prompt>_<mode>/, eval.output_dir, or the
+    run dir) and one W&B run there, in its training run's group; with run= and no prompt= on the
+    command line it is asked in the run's own prompt."""
+    cfg = with_run_prompt(cfg, job)
+    return cfg, Workspace(
+        output_dir(cfg, job),
+        setting="eval.output_dir",
+        activity="evaluation",
+        job_type="eval",
+        group=training_group(cfg),
+    )
+
+
+def run(cfg: EvalRunConfig, job: JobContext, tracker) -> dict[str, Any]:
+    """The evaluate.py task: answer (or replay) and score the exam into the held output dir."""
+    quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
+    return evaluate_into(cfg, output_dir(cfg, job), tracker)
+
+
+def metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's numbers: what `optimized_metric` names (accuracy by default)."""
+    return result
 
 
 def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
@@ -60,14 +79,29 @@ TRANSPORT_KEYS = ("batch_size", "output_dir")
 ENDPOINT_TRANSPORT_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env")
 
 
-def fingerprint(cfg: EvalRunConfig) -> str:
-    """What decides the answers: a resumed evaluation must have the same."""
+def decisive_settings(cfg: EvalRunConfig) -> dict[str, Any]:
+    """What decides the answers: a resumed evaluation must have the same (recorded in eval_state.json)."""
     container = OmegaConf.to_container(OmegaConf.structured(cfg))
     decisive = {k: container[k] for k in ("run", "predictions", "model", "adapter", "prompt", "exam", "seed")}
     decisive["eval"] = {k: v for k, v in container["eval"].items() if k not in TRANSPORT_KEYS}
     endpoint = decisive["eval"].get("endpoint") or {}
     decisive["eval"]["endpoint"] = {k: v for k, v in endpoint.items() if k not in ENDPOINT_TRANSPORT_KEYS}
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return decisive
+
+
+def fingerprint(cfg: EvalRunConfig) -> str:
+    """The decisive settings' fingerprint, as eval_state.json records it."""
+    return settings_fingerprint(decisive_settings(cfg))
+
+
+def predictions_store(out: Path) -> JsonlStore:
+    """predictions.partial.jsonl, appended to question by question, finished as predictions.jsonl."""
+    return JsonlStore(
+        out / PARTIAL,
+        final=out / FINAL,
+        settings_at=SettingsFile(out / STATE),
+        fix="delete that line (the question is answered again), or delete the file to start over.",
+    )
 
 
 def with_run_prompt(cfg: EvalRunConfig, job: JobContext) -> EvalRunConfig:
@@ -78,8 +112,10 @@ def with_run_prompt(cfg: EvalRunConfig, job: JobContext) -> EvalRunConfig:
 
     trained = load_run_config(Path(cfg.run)).prompt
     if trained.name != cfg.prompt.name:
-        console.print(f"run={cfg.run} was trained with prompt={trained.name}: evaluating with it "
-                      f"(add prompt=<name> to choose another)")
+        console.print(
+            f"run={cfg.run} was trained with prompt={trained.name}: evaluating with it "
+            f"(add prompt=<name> to choose another)"
+        )
     return dataclasses.replace(cfg, prompt=trained)
 
 
@@ -87,81 +123,58 @@ def select_questions(cfg: EvalRunConfig) -> ExamSelection:
     """The exam's questions; a replay of letter predictions needs no choice texts."""
     selection = select_exam(cfg.exam, needs_choice_text=not cfg.predictions)
     if selection.excluded:
-        console.print(f"[yellow]{len(selection.excluded)} question(s) left out of exam={cfg.exam.name}[/yellow] "
-                      "(listed in metrics.json under excluded):")
+        console.print(
+            f"[yellow]{len(selection.excluded)} question(s) left out of exam={cfg.exam.name}[/yellow] "
+            "(listed in metrics.json under excluded):"
+        )
         for item in selection.excluded[:10]:
             console.print(f"  {item.qid} ({item.source}): {item.reason}")
         if len(selection.excluded) > 10:
             console.print(f"  ... and {len(selection.excluded) - 10} more")
     if not selection.questions:
         e = cfg.exam
-        raise ConfigError([
-            f"exam={e.name} selects no question with these filters (exam.text_only={e.text_only}, exam.min_answers="
-            f"{e.min_answers}, exam.max_answers={e.max_answers}, exam.require_choices={e.require_choices}, "
-            f"exam.blocks={list(e.blocks)}); relax exam.* filters, e.g. exam.require_choices=false to keep "
-            "numeric questions."
-        ])
+        raise ConfigError(
+            [
+                f"exam={e.name} selects no question with these filters (exam.text_only={e.text_only}, exam.min_answers="
+                f"{e.min_answers}, exam.max_answers={e.max_answers}, exam.require_choices={e.require_choices}, "
+                f"exam.blocks={list(e.blocks)}); relax exam.* filters, e.g. exam.require_choices=false to keep "
+                "numeric questions."
+            ]
+        )
     return selection
 
 
-def run_evaluation(cfg: EvalRunConfig, job: JobContext) -> dict[str, Any]:
-    if cfg.eval.mode == EvalMode.judge:  # no exam: two systems' answers scored by a judge model
-        from medtune.judge.task import run_judge
-
-        return run_judge(cfg, job)
-    quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
-    cfg = with_run_prompt(cfg, job)
-    out = output_dir(cfg, job)
-    with lock_output_dir(out, setting="eval.output_dir", task="evaluation"):  # one evaluation per directory
-        return evaluate_into(cfg, job, out)
-
-
-def evaluate_into(cfg: EvalRunConfig, job: JobContext, out: Path) -> dict[str, Any]:
+def evaluate_into(cfg: EvalRunConfig, out: Path, tracker) -> dict[str, Any]:
     """Answer (or replay) and score the exam into `out`, which this process holds."""
-    from medtune.tracking.wandb_run import start_run
-
     out.mkdir(parents=True, exist_ok=True)
     selection = select_questions(cfg)
     questions = selection.questions
-    group = training_group(cfg)
-    tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), "eval", group=group, run_dir=out)
-    exit_code = 1
-    try:
-        if cfg.predictions:
-            rows = score_predictions_file(cfg, questions)
-        else:
-            rows = answer_questions(cfg, questions, out)
-        metrics = finish(cfg, selection, rows, out, tracker)
-        exit_code = 0
-        return metrics
-    finally:
-        tracker.finish(exit_code=exit_code)
+    if cfg.predictions:
+        rows = score_predictions_file(cfg, questions)
+    else:
+        rows = answer_questions(cfg, questions, out)
+    return finish(cfg, selection, rows, out, tracker)
 
 
 def training_group(cfg: EvalRunConfig) -> str | None:
-    if not cfg.run:
-        return None
-    info = Path(cfg.run) / "run_info.json"
-    return json.loads(info.read_text()).get("wandb_group") if info.is_file() else None
+    return TrainRunDir(cfg.run).wandb_group() if cfg.run else None
 
 
-def resume_rows(out: Path, key: str) -> dict[str, dict]:
-    """Rows already answered by an interrupted evaluation with the same fingerprint."""
-    state_path, partial = out / STATE, out / PARTIAL
-    if partial.is_file() and state_path.is_file():
-        state = json.loads(state_path.read_text())
-        if state.get("fingerprint") != key:
-            raise ConfigError([
-                f"{out} holds an interrupted evaluation with different settings ({PARTIAL}); "
-                "evaluate into another directory (eval.output_dir=...) or delete that file to start over."
-            ])
-        rows = {row["id"]: row for row in read_rows(partial)}
-        if rows:
-            console.print(f"resuming: {len(rows)} questions already answered in {partial}")
-        return rows
-    partial.unlink(missing_ok=True)
-    write_json_atomic(state_path, {"fingerprint": key})
-    return {}
+def resume_rows(out: Path, settings: dict[str, Any]) -> dict[str, dict]:
+    """Rows already answered by an interrupted evaluation in `out` with the same decisive settings."""
+    store = predictions_store(out)
+    rows = {
+        row["id"]: row
+        for row in store.open(
+            settings,
+            what="an interrupted evaluation",
+            fresh=f"evaluate into another directory (eval.output_dir=...) or delete {PARTIAL} and {STATE} there to "
+            "start over.",
+        )
+    }
+    if rows:
+        console.print(f"resuming: {len(rows)} questions already answered in {store.path}")
+    return rows
 
 
 def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Path) -> list[dict]:
@@ -169,7 +182,7 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
 
     from medtune.evaluation.backends import open_backend
 
-    done = resume_rows(out, fingerprint(cfg))
+    done = resume_rows(out, decisive_settings(cfg))
     todo = [q for q in questions if q.qid not in done]
     if not todo:
         return [done[q.qid] for q in questions]
@@ -187,8 +200,9 @@ def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Pat
     finally:
         backend.close()
     variants = sum(len(v) for v in asked.values())
-    console.print(f"{len(todo)} questions in {time.perf_counter() - started:.1f} s ({variants} prompts, "
-                  f"through {backend.name})")
+    console.print(
+        f"{len(todo)} questions in {time.perf_counter() - started:.1f} s ({variants} prompts, through {backend.name})"
+    )
     return [done[q.qid] for q in questions]
 
 
@@ -206,8 +220,9 @@ class AnswerCollector:
     variants are all in is scored, voted and appended to the partial file at once, so an
     interrupted evaluation keeps every finished question."""
 
-    def __init__(self, cfg: EvalRunConfig, todo: list[ExamQuestion], asked: dict[str, list[Variant]], out: Path,
-                 done: dict):
+    def __init__(
+        self, cfg: EvalRunConfig, todo: list[ExamQuestion], asked: dict[str, list[Variant]], out: Path, done: dict
+    ):
         self.cfg, self.out, self.done, self.asked = cfg, out, done, asked
         self.originals = {q.qid: q for q in todo}
         self.slots = [(q.qid, index) for q in todo for index in range(len(asked[q.qid]))]
@@ -234,7 +249,7 @@ class AnswerCollector:
             return
         votes = [self.votes[qid][i] for i in range(len(self.asked[qid]))]
         row = question_row(self.originals[qid], votes, self.prompts.get(qid, ""))
-        append_jsonl(self.out / PARTIAL, [row])
+        predictions_store(self.out).append([row])
         self.done[row["id"]] = row
 
 
@@ -258,8 +273,9 @@ def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shot
         collector.prompts.setdefault(qid, prompt)
         if variant.question.is_numeric:
             reason = "loglik mode needs a choice list"
-            scored = ScoredAnswer(Status.invalid, (), "", reason=reason, strict_status=Status.invalid,
-                                  strict_reason=reason)
+            scored = ScoredAnswer(
+                Status.invalid, (), "", reason=reason, strict_status=Status.invalid, strict_reason=reason
+            )
             collector.add(slot, Vote(variant, "", scored))
             continue
         scores = score_choices(backend.model, backend.tokenizer, prompt, variant.question, cfg.eval.loglik_target)
@@ -304,46 +320,52 @@ def check_state_unchanged(out: Path, key: str) -> None:
     found = json.loads(state_path.read_text()).get("fingerprint") if state_path.is_file() else None
     if found != key:
         now = f"fingerprint {found}" if found else "no state file"
-        raise ConfigError([
-            f"{state_path} changed while this evaluation ran (it started with fingerprint {key}, the file now "
-            f"has {now}): another evaluation with different settings wrote into {out}, so its answers may be "
-            f"mixed with these and nothing was written. Evaluate into a directory of its own (eval.output_dir=...), "
-            f"or delete {out / PARTIAL} and {state_path} and run again."
-        ])
+        raise ConfigError(
+            [
+                f"{state_path} changed while this evaluation ran (it started with fingerprint {key}, the file now "
+                f"has {now}): another evaluation with different settings wrote into {out}, so its answers may be "
+                f"mixed with these and nothing was written. Evaluate into a directory of its own (eval.output_dir=...), "
+                f"or delete {out / PARTIAL} and {state_path} and run again."
+            ]
+        )
 
 
 def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: Path, tracker) -> dict[str, Any]:
     from medtune.evaluation.records import scored_from_row
 
     questions = selection.questions
-    metrics = aggregate(questions, [scored_from_row(row) for row in rows])
+    metrics = aggregate(questions, [scored_from_row(row) for row in rows], cfg.exam.aggregates)
     replay = bool(cfg.predictions)
-    metrics.update({
-        "exam": cfg.exam.name,
-        "prompt": cfg.prompt.name,
-        "mode": "predictions" if replay else cfg.eval.mode.value,
-        "backend": None if replay or cfg.eval.mode == EvalMode.loglik else cfg.eval.backend.value,
-        "system": cfg.system_name or system_name(cfg),
-        "num_shots": cfg.eval.num_shots,
-        "similarity": cfg.eval.similarity.value,
-        "strict_threshold": cfg.eval.strict_threshold,
-        "shuffled_choices": cfg.exam.shuffle_choices,
-        "excluded": exclusion_summary(selection.excluded),
-    })
+    metrics.update(
+        {
+            "exam": cfg.exam.name,
+            "prompt": cfg.prompt.name,
+            "mode": "predictions" if replay else cfg.eval.mode.value,
+            "backend": None if replay or cfg.eval.mode == EvalMode.loglik else cfg.eval.backend.value,
+            "system": cfg.system_name or system_name(cfg),
+            "num_shots": cfg.eval.num_shots,
+            "similarity": cfg.eval.similarity.value,
+            "strict_threshold": cfg.eval.strict_threshold,
+            "shuffled_choices": cfg.exam.shuffle_choices,
+            "excluded": exclusion_summary(selection.excluded),
+        }
+    )
     if not replay and (cfg.eval.samples > 1 or cfg.eval.shuffles > 1):
         metrics["ensemble"] = ensemble_summary(rows, cfg.eval.samples, cfg.eval.shuffles)
     if not replay and cfg.eval.mode == EvalMode.loglik:
         from medtune.evaluation.loglik import letter_distribution
 
         # Position bias is about the labels the model saw: with shuffles, each vote's shown pick.
-        picks = [(tuple(v["shown"]), len(q.choices)) for q, r in zip(questions, rows)
-                 for v in r.get("votes") or [{"shown": r["parsed"]}]]
+        picks = [
+            (tuple(v["shown"]), len(q.choices))
+            for q, r in zip(questions, rows)
+            for v in r.get("votes") or [{"shown": r["parsed"]}]
+        ]
         metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
     if not replay:
         check_state_unchanged(out, fingerprint(cfg))
-    write_text_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    predictions_store(out).finish(rows)
     write_json_atomic(out / "metrics.json", metrics)
-    (out / PARTIAL).unlink(missing_ok=True)
     tracker.summarize(flatten(metrics, "exam/", sep="/"))
     tracker.log_predictions(rows)
     tracker.log_status_chart(metrics)

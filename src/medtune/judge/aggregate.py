@@ -40,8 +40,9 @@ def question_scores(rows: Sequence[dict]) -> list[QuestionScore]:
     scores = []
     for qid, judgments in grouped.items():
         read = [r for r in judgments if r["status"] == "scored"]
-        q = QuestionScore(qid, judgments[0]["category"], judgments=len(judgments),
-                          unparsable_judgments=len(judgments) - len(read))
+        q = QuestionScore(
+            qid, judgments[0]["category"], judgments=len(judgments), unparsable_judgments=len(judgments) - len(read)
+        )
         if read:
             q.a = mean(r["score_a"] for r in read)
             q.b = mean(r["score_b"] for r in read)

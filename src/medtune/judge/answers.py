@@ -8,17 +8,14 @@ ones, so judging again, or with another judge, does not regenerate.
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.generator_schema import GeneratorKind
-from medtune.config.judge_schema import JudgeSystemConfig
+from medtune.config.judge_schema import JudgeRunConfig, JudgeSystemConfig
 from medtune.errors import ConfigError, DataError
-from medtune.io import append_jsonl, write_text_atomic
+from medtune.jsonl_store import JsonlStore, RowStamp, settings_fingerprint, write_jsonl_atomic
 from medtune.judge.questions import JudgeQuestion, read_answers
 from medtune.reporting.console import console
 
@@ -57,12 +54,16 @@ def default_name(cfg: JudgeSystemConfig, model_name: str) -> str:
     return Path(cfg.generator.run).name if cfg.generator.run else model_name
 
 
-def make_systems(cfg: EvalRunConfig) -> tuple[System, System]:
+def make_systems(cfg: JudgeRunConfig) -> tuple[System, System]:
     a = System("a", default_name(cfg.judge.a, cfg.model.name), cfg.judge.a)
     b = System("b", default_name(cfg.judge.b, cfg.model.name), cfg.judge.b)
     if safe_name(a.name) == safe_name(b.name):
-        raise ConfigError([f"judge.a and judge.b are both named {a.name!r}; name them apart, e.g. "
-                           f"judge.a.name=base judge.b.name=tuned."])
+        raise ConfigError(
+            [
+                f"judge.a and judge.b are both named {a.name!r}; name them apart, e.g. "
+                f"judge.a.name=base judge.b.name=tuned."
+            ]
+        )
     return a, b
 
 
@@ -70,38 +71,48 @@ def answers_path(out: Path, system: System) -> Path:
     return out / f"answers_{safe_name(system.name)}.jsonl"
 
 
-def generation_key(system: System, cfg: EvalRunConfig) -> str:
-    """What decides a generated answer: a saved answer with another key is not reused."""
+def generation_key(system: System, cfg: JudgeRunConfig) -> str:
+    """The fingerprint of what decides a generated answer: a saved answer with another key is not reused."""
+    return settings_fingerprint(generation_settings(system, cfg))
+
+
+def generation_settings(system: System, cfg: JudgeRunConfig) -> dict:
+    """What decides a generated answer (model, prompt, decoding, seed); not where an endpoint is served."""
     g = system.cfg.generator
-    decisive = {"source": system.source, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
-                "top_k": g.top_k, "repetition_penalty": g.repetition_penalty, "system_prompt": g.system_prompt,
-                "seed": cfg.seed}
+    decisive = {
+        "source": system.source,
+        "max_new_tokens": g.max_new_tokens,
+        "temperature": g.temperature,
+        "top_k": g.top_k,
+        "repetition_penalty": g.repetition_penalty,
+        "system_prompt": g.system_prompt,
+        "seed": cfg.seed,
+    }
     if system.source == "endpoint":
         decisive.update(endpoint_model=g.endpoint_model)  # not the URL: where it is served may change
     elif system.source == "run":
         decisive.update(run=str(Path(g.run).resolve()))
     else:
-        decisive.update(template=cfg.prompt.template, model_path=system.cfg.model_path,
-                        model=None if system.cfg.model_path else [cfg.model.name, cfg.model.path, cfg.model.hub_id])
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        decisive.update(
+            template=cfg.prompt.template,
+            model_path=system.cfg.model_path,
+            model=None if system.cfg.model_path else [cfg.model.name, cfg.model.path, cfg.model.hub_id],
+        )
+    return decisive
 
 
-def read_rows_tolerant(path: Path) -> list[dict]:
-    """JSONL rows of a file that a killed run may have cut mid-line: a broken last line is dropped."""
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = []
-    for index, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if index != len(lines) - 1:
-                raise DataError(f"{path}:{index + 1}: not valid JSON; delete the line (it is regenerated).")
-    return rows
+def answers_store(target: Path) -> JsonlStore:
+    """answers_<name>.partial.jsonl, appended to as answers arrive and finished as answers_<name>.jsonl;
+    every row carries its generation key."""
+    return JsonlStore(
+        target.with_suffix(".partial.jsonl"),
+        final=target,
+        settings_at=RowStamp("key"),
+        fix="delete that line (the question is answered again), or delete the file to start over.",
+    )
 
 
-def collect_answers(system: System, questions: list[JudgeQuestion], cfg: EvalRunConfig, out: Path) -> dict[str, str]:
+def collect_answers(system: System, questions: list[JudgeQuestion], cfg: JudgeRunConfig, out: Path) -> dict[str, str]:
     """id -> answer for every question, from the system's file or generated (and saved)."""
     target = answers_path(out, system)
     if system.source == "answers":
@@ -109,36 +120,38 @@ def collect_answers(system: System, questions: list[JudgeQuestion], cfg: EvalRun
         missing = [q.qid for q in questions if q.qid not in given]
         if missing:
             listed = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise DataError(f"judge.{system.role}.answers={system.cfg.answers} has no answer for {len(missing)} of "
-                            f"{len(questions)} questions ({listed}); add them, or narrow judge.categories / "
-                            "judge.max_questions.")
+            raise DataError(
+                f"judge.{system.role}.answers={system.cfg.answers} has no answer for {len(missing)} of "
+                f"{len(questions)} questions ({listed}); add them, or narrow judge.categories / "
+                "judge.max_questions."
+            )
         answers = {q.qid: given[q.qid] for q in questions}
-        save_answers(target, system, answers, "file")
+        write_jsonl_atomic(target, answer_rows(system, answers, "file"))
         return answers
-    key = generation_key(system, cfg)
-    partial = target.with_suffix(".partial.jsonl")
-    rows = read_rows_tolerant(target) + read_rows_tolerant(partial)
-    other = next((r for r in rows if r.get("key") != key), None)
-    if other is not None:
-        raise ConfigError([f"{target} holds answers of {system.name!r} generated with other settings (model, "
-                           "prompt, decoding or seed); judge into another directory (eval.output_dir=...), "
-                           f"or delete {target.name} to generate them again."])
+    settings = generation_settings(system, cfg)
+    store = answers_store(target)
+    rows = store.open(
+        settings,
+        what=f"answers of {system.name!r} (their model, prompt, decoding or seed differ)",
+        fresh=f"judge into another directory (eval.output_dir=...), or delete {target.name} and "
+        f"{store.path.name} there to generate them again.",
+        reuse_final=True,
+    )
     answers = {str(r["id"]): r["answer"] for r in rows}
     todo = [q for q in questions if q.qid not in answers]
     if todo:
-        generate_answers(system, todo, cfg, partial, key, answers)
+        generate_answers(system, todo, cfg, store, settings_fingerprint(settings), answers)
     answers = {q.qid: answers[q.qid] for q in questions}
-    save_answers(target, system, answers, key)
-    partial.unlink(missing_ok=True)
+    store.finish(answer_rows(system, answers, settings_fingerprint(settings)))
     return answers
 
 
-def save_answers(target: Path, system: System, answers: dict[str, str], key: str) -> None:
-    rows = [{"id": qid, "answer": text, "system": system.name, "key": key} for qid, text in answers.items()]
-    write_text_atomic(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def answer_rows(system: System, answers: dict[str, str], key: str) -> list[dict]:
+    """The rows of answers_<name>.jsonl: `key` is the generation key, or "file" for answers read from a file."""
+    return [{"id": qid, "answer": text, "system": system.name, "key": key} for qid, text in answers.items()]
 
 
-def load_system_generator(system: System, cfg: EvalRunConfig):
+def load_system_generator(system: System, cfg: JudgeRunConfig):
     from medtune.llm.backend import make_generator
 
     g, cache, key = system.cfg.generator, cfg.paths.cache_dir, f"judge.{system.role}.generator"
@@ -152,8 +165,9 @@ def load_system_generator(system: System, cfg: EvalRunConfig):
     return make_generator(g, model, cfg.hardware, cache, prompt=cfg.prompt, key=key)
 
 
-def generate_answers(system: System, todo: list[JudgeQuestion], cfg: EvalRunConfig, partial: Path, key: str,
-                     answers: dict[str, str]) -> None:
+def generate_answers(
+    system: System, todo: list[JudgeQuestion], cfg: JudgeRunConfig, store: JsonlStore, key: str, answers: dict[str, str]
+) -> None:
     from tqdm.auto import tqdm
 
     from medtune.llm.backend import ChatRequest, EndpointError
@@ -168,15 +182,15 @@ def generate_answers(system: System, todo: list[JudgeQuestion], cfg: EvalRunConf
     chunk = max(1, g.concurrency if system.source == "endpoint" else g.batch_size)
     with tqdm(total=len(todo), desc=f"answers of {system.name}", unit="q") as bar:
         for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
+            part = todo[start : start + chunk]
             try:
                 texts = generator.generate([ChatRequest(user=q.question) for q in part], progress=False)
             except EndpointError as error:
                 raise EndpointError(
                     f"judge.{system.role} ({system.name}): {error} The {len(answers)} answers so far are kept in "
-                    f"{partial}; run the same command with eval.output_dir={partial.parent} to go on.") from error
-            append_jsonl(partial, [{"id": q.qid, "answer": t, "system": system.name, "key": key}
-                                   for q, t in zip(part, texts)])
+                    f"{store.path}; run the same command with eval.output_dir={store.path.parent} to go on."
+                ) from error
+            store.append(answer_rows(system, dict(zip((q.qid for q in part), texts)), key))
             answers.update((q.qid, t) for q, t in zip(part, texts))
             bar.update(len(part))
     del generator

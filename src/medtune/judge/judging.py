@@ -10,20 +10,17 @@ dir> judges only what is missing.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from medtune.config.generator_schema import GeneratorKind
 from medtune.config.judge_schema import JudgeConfig
-from medtune.errors import ConfigError
-from medtune.io import append_jsonl, write_json_atomic
-from medtune.judge.answers import System, read_rows_tolerant
+from medtune.jsonl_store import JsonlStore, SettingsFile
+from medtune.judge.answers import System
 from medtune.judge.parsing import parse_scores
 from medtune.judge.questions import JudgeQuestion
 from medtune.judge.rubric import OUTPUT_FORMAT, RUBRIC, SYSTEM_PROMPT, judge_prompt
-from medtune.nested import changes
 
 PARTIAL = "judgments.partial.jsonl"
 FINAL = "judgments.jsonl"
@@ -44,8 +41,14 @@ class Pairing:
         return self.question.qid, self.order
 
 
-def pairings(questions: Sequence[JudgeQuestion], a: System, b: System, answers_a: dict[str, str],
-             answers_b: dict[str, str], swap: bool) -> list[Pairing]:
+def pairings(
+    questions: Sequence[JudgeQuestion],
+    a: System,
+    b: System,
+    answers_a: dict[str, str],
+    answers_b: dict[str, str],
+    swap: bool,
+) -> list[Pairing]:
     pairs = []
     for q in questions:
         pairs.append(Pairing(q, "ab", a.name, b.name, answers_a[q.qid], answers_b[q.qid]))
@@ -59,49 +62,84 @@ def judge_settings(cfg: JudgeConfig, model_identity: list) -> dict:
     Not where it is served: the URL, key, timeouts and concurrency may change between runs."""
     g = cfg.judge
     local = g.kind == GeneratorKind.local
-    return {"kind": g.kind.value, "endpoint_model": None if local else g.endpoint_model,
-            "run": g.run if local else None, "model": model_identity if local and not g.run else None,
-            "max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_k": g.top_k,
-            "repetition_penalty": g.repetition_penalty, "with_reference": cfg.with_reference,
-            "prompt": hashlib.sha256("\n".join([SYSTEM_PROMPT, RUBRIC, OUTPUT_FORMAT]).encode()).hexdigest()[:12]}
+    return {
+        "kind": g.kind.value,
+        "endpoint_model": None if local else g.endpoint_model,
+        "run": g.run if local else None,
+        "model": model_identity if local and not g.run else None,
+        "max_new_tokens": g.max_new_tokens,
+        "temperature": g.temperature,
+        "top_k": g.top_k,
+        "repetition_penalty": g.repetition_penalty,
+        "with_reference": cfg.with_reference,
+        "prompt": hashlib.sha256("\n".join([SYSTEM_PROMPT, RUBRIC, OUTPUT_FORMAT]).encode()).hexdigest()[:12],
+    }
 
 
 def scored_row(row: dict, min_score: float) -> dict:
     """Parse (again) the judge's raw text of a row, and put the scores on systems a and b."""
     parsed = parse_scores(row["raw"], min_score)
     first_is_a = row["order"] == "ab"
-    row.update(score_1=parsed.score_1, score_2=parsed.score_2, parsed_by=parsed.how, reason=parsed.reason,
-               status="scored" if parsed.ok else "unparsable",
-               score_a=parsed.score_1 if first_is_a else parsed.score_2,
-               score_b=parsed.score_2 if first_is_a else parsed.score_1)
+    row.update(
+        score_1=parsed.score_1,
+        score_2=parsed.score_2,
+        parsed_by=parsed.how,
+        reason=parsed.reason,
+        status="scored" if parsed.ok else "unparsable",
+        score_a=parsed.score_1 if first_is_a else parsed.score_2,
+        score_b=parsed.score_2 if first_is_a else parsed.score_1,
+    )
     return row
 
 
 def judgment_row(p: Pairing, raw: str, judge_name: str) -> dict:
     q = p.question
-    return {"id": q.qid, "category": q.category, "order": p.order, "question": q.question,
-            "assistant_1": p.assistant_1, "assistant_2": p.assistant_2, "answer_1": p.answer_1,
-            "answer_2": p.answer_2, "judge": judge_name, "raw": raw}
+    return {
+        "id": q.qid,
+        "category": q.category,
+        "order": p.order,
+        "question": q.question,
+        "assistant_1": p.assistant_1,
+        "assistant_2": p.assistant_2,
+        "answer_1": p.answer_1,
+        "answer_2": p.answer_2,
+        "judge": judge_name,
+        "raw": raw,
+    }
+
+
+def judgment_store(out: Path) -> JsonlStore:
+    """judgments.partial.jsonl, appended to as judgments arrive and finished as judgments.jsonl; the
+    judge's settings are recorded in judge_state.json."""
+    return JsonlStore(
+        out / PARTIAL,
+        final=out / FINAL,
+        settings_at=SettingsFile(out / STATE, field="judge"),
+        fix="delete that line (that judgment is asked again), or delete the file to start over.",
+    )
 
 
 def earlier_judgments(out: Path, settings: dict) -> dict[tuple[str, str], dict]:
     """Judgments of an earlier run in `out` with the same judge settings, keyed by (question id, order)."""
-    state_path = out / STATE
-    rows = read_rows_tolerant(out / FINAL) + read_rows_tolerant(out / PARTIAL)
-    before = json.loads(state_path.read_text()).get("judge", {}) if state_path.is_file() else settings
-    changed = changes(before, settings)
-    if rows and changed:
-        raise ConfigError([
-            f"{out} holds judgments made with other judge settings (changed: {'; '.join(changed)}); judge into "
-            "another directory (eval.output_dir=...; judge.a.answers / judge.b.answers can point at this one's "
-            f"answers_*.jsonl to reuse them), or delete {FINAL}, {PARTIAL} and {STATE} here to judge again."
-        ])
-    write_json_atomic(state_path, {"judge": settings})
+    rows = judgment_store(out).open(
+        settings,
+        what="judgments made by a judge",
+        reuse_final=True,
+        fresh="judge into another directory (eval.output_dir=...; judge.a.answers / judge.b.answers can point at "
+        f"this one's answers_*.jsonl to reuse them), or delete {FINAL}, {PARTIAL} and {STATE} here to judge "
+        "again.",
+    )
     return {(str(r["id"]), r["order"]): r for r in rows}
 
 
-def run_judgments(make_judge: Callable[[], object], judge_name: str, pairs: list[Pairing], judge: JudgeConfig,
-                  out: Path, settings: dict) -> list[dict]:
+def run_judgments(
+    make_judge: Callable[[], object],
+    judge_name: str,
+    pairs: list[Pairing],
+    judge: JudgeConfig,
+    out: Path,
+    settings: dict,
+) -> list[dict]:
     """Every pairing's judgment row, in order: reused when an earlier run judged the same answers.
     `make_judge()` gives the judge's generator; it is called only when something is left to judge."""
     from tqdm.auto import tqdm
@@ -109,6 +147,7 @@ def run_judgments(make_judge: Callable[[], object], judge_name: str, pairs: list
     from medtune.llm.backend import ChatRequest, EndpointError
 
     earlier = earlier_judgments(out, settings)
+    store = judgment_store(out)
     done: dict[tuple[str, str], dict] = {}
     for p in pairs:
         row = earlier.get(p.key)
@@ -123,18 +162,28 @@ def run_judgments(make_judge: Callable[[], object], judge_name: str, pairs: list
     chunk = max(1, judge.judge.concurrency if judge.judge.kind == GeneratorKind.endpoint else judge.judge.batch_size)
     with tqdm(total=len(todo), desc="judging", unit="judgment", disable=not todo) as bar:
         for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
-            requests = [ChatRequest(user=judge_prompt(p.question.question, p.answer_1, p.answer_2,
-                                                      p.question.reference if judge.with_reference else None),
-                                    system=SYSTEM_PROMPT) for p in part]
+            part = todo[start : start + chunk]
+            requests = [
+                ChatRequest(
+                    user=judge_prompt(
+                        p.question.question,
+                        p.answer_1,
+                        p.answer_2,
+                        p.question.reference if judge.with_reference else None,
+                    ),
+                    system=SYSTEM_PROMPT,
+                )
+                for p in part
+            ]
             try:
                 texts = generator.generate(requests, progress=False)
             except EndpointError as error:
                 raise EndpointError(
                     f"{error} Judging stopped after {len(done)} of {len(pairs)} judgments; they are kept in "
-                    f"{out / PARTIAL}. Run the same command with eval.output_dir={out} to judge the rest.") from error
+                    f"{out / PARTIAL}. Run the same command with eval.output_dir={out} to judge the rest."
+                ) from error
             rows = [judgment_row(p, text, judge_name) for p, text in zip(part, texts)]
-            append_jsonl(out / PARTIAL, rows)
+            store.append(rows)
             done.update((p.key, row) for p, row in zip(part, rows))
             bar.update(len(part))
     return [scored_row(dict(done[p.key]), judge.min_score) for p in pairs]

@@ -104,7 +104,8 @@ def parse_scores(text: str, min_score: float = 1.0, max_score: float = MAX_SCORE
         values = (float(first), float(second))
         outside = [v for v in values if not min_score <= v <= max_score]
         if outside:  # the judge did answer, off the scale: a later, vaguer rule must not overrule it
-            return ParsedScores(reason=f"score {outside[0]:g} is outside the scale {min_score:g}-{max_score:g} "
-                                       f"(read by rule {how})")
+            return ParsedScores(
+                reason=f"score {outside[0]:g} is outside the scale {min_score:g}-{max_score:g} (read by rule {how})"
+            )
         return ParsedScores(values[0], values[1], how=how)
     return ParsedScores(reason="no pair of scores found")

@@ -17,8 +17,17 @@ from medtune.data.readers import describe_value, iter_json_objects, text_field
 from medtune.errors import DataError
 
 # The paper's nine categories, in the order of its Tables III and IV.
-PAPER_CATEGORIES = ("Generic", "Knowledge", "Roleplay", "Common-Sense", "Fermi", "Counterfactual", "Coding",
-                    "Math", "Writing")
+PAPER_CATEGORIES = (
+    "Generic",
+    "Knowledge",
+    "Roleplay",
+    "Common-Sense",
+    "Fermi",
+    "Counterfactual",
+    "Coding",
+    "Math",
+    "Writing",
+)
 ID_FIELDS = ("id", "question_id")
 QUESTION_FIELDS = ("question", "text")
 ANSWER_FIELDS = ("answer", "text", "response", "output")
@@ -45,7 +54,7 @@ def identifier(value: Any, key: str, where: str) -> str:
     """A question id: text or a whole number; null, empty and other values raise `DataError`."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         shown = "empty" if isinstance(value, str) else describe_value(value)
-        raise DataError(f"{where}: {key!r} is {shown}; give every question an id, e.g. \"knowledge_01\".")
+        raise DataError(f'{where}: {key!r} is {shown}; give every question an id, e.g. "knowledge_01".')
     return str(value).strip()
 
 
@@ -56,11 +65,13 @@ def read_questions(path: str | None) -> list[JudgeQuestion]:
     for where, item in iter_json_objects(source):
         id_key, text_key = present_field(item, ID_FIELDS), present_field(item, QUESTION_FIELDS)
         if id_key is None or text_key is None or "category" not in item:
-            raise DataError(f"{where}: a judge question needs 'id', 'category' and 'question' (Vicuna's "
-                            f"'question_id' and 'text' also work); this line has {sorted(item)}. Fix or delete it.")
+            raise DataError(
+                f"{where}: a judge question needs 'id', 'category' and 'question' (Vicuna's "
+                f"'question_id' and 'text' also work); this line has {sorted(item)}. Fix or delete it."
+            )
         qid = identifier(item[id_key], id_key, where)
         text = text_field(item, text_key, where, "write the question, or delete the line")
-        category = text_field(item, "category", where, "give the question's category, e.g. \"Knowledge\"").strip()
+        category = text_field(item, "category", where, 'give the question\'s category, e.g. "Knowledge"').strip()
         if qid in seen:
             raise DataError(f"{where}: question id {qid} appears twice; give every question its own id.")
         seen.add(qid)
@@ -77,15 +88,18 @@ def _reference(item: dict, where: str) -> str | None:
     return text_field(item, "reference", where, "write the reference answer, or leave the field out")
 
 
-def select_questions(questions: list[JudgeQuestion], categories: Sequence[str],
-                     max_questions: int | None) -> list[JudgeQuestion]:
+def select_questions(
+    questions: list[JudgeQuestion], categories: Sequence[str], max_questions: int | None
+) -> list[JudgeQuestion]:
     if categories:
         wanted = {c.lower() for c in categories}
         known = sorted({q.category for q in questions})
         unknown = sorted(c for c in categories if c.lower() not in {k.lower() for k in known})
         if unknown:
-            raise DataError(f"judge.categories={list(categories)}: {unknown} not in the question file, whose "
-                            f"categories are {known}; pick from those.")
+            raise DataError(
+                f"judge.categories={list(categories)}: {unknown} not in the question file, whose "
+                f"categories are {known}; pick from those."
+            )
         questions = [q for q in questions if q.category.lower() in wanted]
     return questions[:max_questions] if max_questions else questions
 
@@ -107,8 +121,10 @@ def read_answers(path: Path) -> dict[str, str]:
     for where, item in iter_json_objects(Path(path)):
         id_key, answer_key = present_field(item, ID_FIELDS), present_field(item, ANSWER_FIELDS)
         if id_key is None or answer_key is None:
-            raise DataError(f"{where}: an answer needs 'id' (or 'question_id') and 'answer' (or 'text'); "
-                            f"this line has {sorted(item)}. Fix or delete it.")
-        fix = "write the system's answer as a string (\"\" where it gave none), or delete the line"
+            raise DataError(
+                f"{where}: an answer needs 'id' (or 'question_id') and 'answer' (or 'text'); "
+                f"this line has {sorted(item)}. Fix or delete it."
+            )
+        fix = 'write the system\'s answer as a string ("" where it gave none), or delete the line'
         answers[identifier(item[id_key], id_key, where)] = text_field(item, answer_key, where, fix, allow_empty=True)
     return answers

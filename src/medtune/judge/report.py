@@ -19,7 +19,8 @@ def table_rows(table: dict, swap: bool) -> tuple[list[str], list[list[str]], lis
 
     def cells(row: CategoryRow) -> list[str]:
         return [row.category, str(row.samples), fmt(row.a), fmt(row.b), str(row.unparsable)] + (
-            [str(row.order_disagreements)] if swap else [])
+            [str(row.order_disagreements)] if swap else []
+        )
 
     return header, [cells(r) for r in table["categories"]], cells(table["total"])
 
@@ -29,11 +30,16 @@ def markdown(table: dict, swap: bool, title: str) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines.append("| " + " | ".join(f"**{c}**" for c in total) + " |")
-    lines += ["", "Scores: the sum of a system's 1-10 scores over a category's questions / (10 x questions) x 100. "
-              "Unparsable: questions with no readable judgment, left out of the sums."]
+    lines += [
+        "",
+        "Scores: the sum of a system's 1-10 scores over a category's questions / (10 x questions) x 100. "
+        "Unparsable: questions with no readable judgment, left out of the sums.",
+    ]
     if swap:
-        lines.append("Every question is judged in both orders and the two scores averaged; an order disagreement "
-                     "is a question whose two orders name different winners.")
+        lines.append(
+            "Every question is judged in both orders and the two scores averaged; an order disagreement "
+            "is a question whose two orders name different winners."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -29,8 +29,13 @@ def judge_prompt(question: str, answer_1: str, answer_2: str, reference: str | N
     if reference:
         parts += ["###Reference Answer", reference.strip()]
     parts += [
-        "###The Start of Assistant 1's Answer", answer_1.strip(), "###The End of Assistant 1's Answer",
-        "###The Start of Assistant 2's Answer", answer_2.strip(), "###The End of Assistant 2's Answer",
-        RUBRIC, OUTPUT_FORMAT,
+        "###The Start of Assistant 1's Answer",
+        answer_1.strip(),
+        "###The End of Assistant 1's Answer",
+        "###The Start of Assistant 2's Answer",
+        answer_2.strip(),
+        "###The End of Assistant 2's Answer",
+        RUBRIC,
+        OUTPUT_FORMAT,
     ]
     return "\n".join(parts)

@@ -57,7 +57,8 @@ class LocalGenerator:
             return f"{system}\n\n{text}" if system else text
         if getattr(self.tokenizer, "chat_template", None):
             messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": request.user}]
+                {"role": "user", "content": request.user}
+            ]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return f"{system}\n\n{request.user}\n\n" if system else f"{request.user}\n\n"
 
@@ -76,9 +77,12 @@ class LocalGenerator:
         from medtune.evaluation.generation import generate_responses
 
         settings = EvalConfig(
-            batch_size=self.cfg.batch_size, max_new_tokens=self.cfg.max_new_tokens,
-            do_sample=self.cfg.temperature > 0, temperature=self.cfg.temperature or 1.0,
-            top_k=self.cfg.top_k, repetition_penalty=self.cfg.repetition_penalty,
+            batch_size=self.cfg.batch_size,
+            max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=self.cfg.temperature > 0,
+            temperature=self.cfg.temperature or 1.0,
+            top_k=self.cfg.top_k,
+            repetition_penalty=self.cfg.repetition_penalty,
         )
         texts: list[str] = [""] * len(requests)
 
@@ -87,8 +91,16 @@ class LocalGenerator:
                 texts[index] = text
 
         max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
-        generate_responses(self.model, self.tokenizer, [self.render(r) for r in requests], settings,
-                           max_positions, keep, progress=progress, stop_ids=self.stop_ids())
+        generate_responses(
+            self.model,
+            self.tokenizer,
+            [self.render(r) for r in requests],
+            settings,
+            max_positions,
+            keep,
+            progress=progress,
+            stop_ids=self.stop_ids(),
+        )
         return texts
 
 
@@ -105,9 +117,14 @@ class EndpointGenerator:
     def body(self, request: ChatRequest) -> dict:
         system = request.system if request.system is not None else self.cfg.system_prompt
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": request.user}]
-        body = {"model": self.cfg.endpoint_model, "messages": messages,
-                "max_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}
+            {"role": "user", "content": request.user}
+        ]
+        body = {
+            "model": self.cfg.endpoint_model,
+            "messages": messages,
+            "max_tokens": self.cfg.max_new_tokens,
+            "temperature": self.cfg.temperature,
+        }
         if self.cfg.top_k is not None:
             body["top_k"] = self.cfg.top_k
         if self.cfg.repetition_penalty != 1.0:
@@ -117,8 +134,15 @@ class EndpointGenerator:
     def ask(self, request: ChatRequest) -> str:
         retry = RetryPolicy(max_retries=self.cfg.max_retries, backoff_s=1.0, max_backoff_s=30.0)
         try:
-            return post_json(self.url, self.body(request), chat_content, key=self.key, timeout_s=self.cfg.timeout_s,
-                             retry=retry, what="a chat completion")
+            return post_json(
+                self.url,
+                self.body(request),
+                chat_content,
+                key=self.key,
+                timeout_s=self.cfg.timeout_s,
+                retry=retry,
+                what="a chat completion",
+            )
         except RequestFailed as failed:
             raise EndpointError(
                 f"{self.key_name}.url={self.cfg.url}: {failed.problem} (after {failed.attempts} attempt(s)); check that "
@@ -130,12 +154,21 @@ class EndpointGenerator:
         from tqdm.auto import tqdm
 
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(tqdm(pool.map(self.ask, requests), total=len(requests), desc="requests",
-                             unit="req", disable=not progress))
+            return list(
+                tqdm(
+                    pool.map(self.ask, requests), total=len(requests), desc="requests", unit="req", disable=not progress
+                )
+            )
 
 
-def make_generator(cfg: GeneratorConfig, model_cfg=None, hardware=None, cache_dir: str | Path = "outputs/cache",
-                   prompt=None, key: str = "generator"):
+def make_generator(
+    cfg: GeneratorConfig,
+    model_cfg=None,
+    hardware=None,
+    cache_dir: str | Path = "outputs/cache",
+    prompt=None,
+    key: str = "generator",
+):
     """A generator for `cfg`: the endpoint, the run in `cfg.run`, or the composed `model_cfg` (untuned)."""
     if cfg.kind == GeneratorKind.endpoint:
         return EndpointGenerator(cfg, key)
@@ -147,11 +180,12 @@ def make_generator(cfg: GeneratorConfig, model_cfg=None, hardware=None, cache_di
     if model_cfg is None:
         raise ConfigError([f"{key}.kind=local needs {key}.run=<train run dir> or a model= choice"])
     from medtune.config.schema import AdapterConfig, AdapterKind, HardwareConfig
-    from medtune.modeling.load import load_base_model, load_tokenizer
     from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
 
     checkpoint = resolve_checkpoint(model_cfg, Path(cache_dir))
     tokenizer = load_tokenizer(checkpoint, model_cfg)
-    model = load_base_model(checkpoint, model_cfg, AdapterConfig(name="none", kind=AdapterKind.none),
-                            hardware or HardwareConfig(name="cpu"))
+    model = load_base_model(
+        checkpoint, model_cfg, AdapterConfig(name="none", kind=AdapterKind.none), hardware or HardwareConfig(name="cpu")
+    )
     return LocalGenerator(model, tokenizer, cfg, prompt, name=model_cfg.name)

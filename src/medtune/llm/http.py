@@ -53,8 +53,12 @@ def read_api_key(env_name: Optional[str], key: str) -> Optional[str]:
         return None
     value = os.environ.get(env_name)
     if not value:
-        raise ConfigError([f"{key}={env_name}: that environment variable is not set; "
-                           f"export {env_name}=<key> (keys never go in configs)."])
+        raise ConfigError(
+            [
+                f"{key}={env_name}: that environment variable is not set; "
+                f"export {env_name}=<key> (keys never go in configs)."
+            ]
+        )
     return value
 
 
@@ -97,8 +101,9 @@ def post_json(
             if cancel is None:
                 time.sleep(wait)
             elif cancel.wait(wait):
-                raise RequestFailed(f"{problem}; stopped retrying as another request failed", attempt - 1, status,
-                                    cancelled=True)
+                raise RequestFailed(
+                    f"{problem}; stopped retrying as another request failed", attempt - 1, status, cancelled=True
+                )
         try:
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -111,7 +116,7 @@ def post_json(
                 detail = error.reason or ""
             problem = f"HTTP {error.code}: {detail}"
             if not retryable(error.code):
-                raise RequestFailed(problem, attempt, status)
+                raise RequestFailed(problem, attempt, status) from error
             wait = retry.delay(attempt, retry_after_seconds(error))
             continue
         except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
@@ -122,9 +127,11 @@ def post_json(
             status, wait = None, retry.delay(attempt)
             continue
         except ValueError as error:
-            raise RequestFailed(f"an answer that is not JSON ({error})", attempt, 200)
+            raise RequestFailed(f"an answer that is not JSON ({error})", attempt, 200) from error
         try:
             return read(answer)
         except (KeyError, IndexError, TypeError, ValueError) as error:
-            raise RequestFailed(f"an answer that is not {what} ({error.__class__.__name__}: {error})", attempt, 200)
+            raise RequestFailed(
+                f"an answer that is not {what} ({error.__class__.__name__}: {error})", attempt, 200
+            ) from error
     raise RequestFailed(problem, retry.max_retries + 1, status)

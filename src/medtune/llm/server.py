@@ -48,7 +48,9 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     raise BadRequest(f"a message's content must be a string or a list of text parts, not {type(content).__name__}")
 
 
@@ -87,8 +89,15 @@ def chat_prompt(generator: LocalGenerator, messages: list[dict[str, str]]) -> st
     return apply_chat_template(generator.tokenizer, messages)
 
 
-def number(body: dict, key: str, kind: type, default: Any, low: float | None = None, high: float | None = None,
-           low_open: bool = False) -> Any:
+def number(
+    body: dict,
+    key: str,
+    kind: type,
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> Any:
     """body[key] as `kind` within bounds (None or absent: `default`); BadRequest otherwise."""
     value = body.get(key)
     if value is None:
@@ -144,9 +153,15 @@ class Decoding:
         """These settings as the EvalConfig `generate_responses` reads."""
         from medtune.config.exam_schema import EvalConfig
 
-        return EvalConfig(batch_size=batch_size, max_new_tokens=self.max_tokens, do_sample=self.temperature > 0,
-                          temperature=self.temperature if self.temperature > 0 else 1.0, top_p=self.top_p,
-                          top_k=self.top_k, repetition_penalty=self.repetition_penalty)
+        return EvalConfig(
+            batch_size=batch_size,
+            max_new_tokens=self.max_tokens,
+            do_sample=self.temperature > 0,
+            temperature=self.temperature if self.temperature > 0 else 1.0,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+        )
 
 
 @dataclass
@@ -223,8 +238,16 @@ class BatchWorker:
             if decoding.seed is not None:
                 torch.manual_seed(decoding.seed)
             max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
-            generate_responses(self.model, self.tokenizer, prompts, decoding.settings(len(prompts)), max_positions,
-                               keep, progress=False, stop_ids=list(decoding.stop_ids))
+            generate_responses(
+                self.model,
+                self.tokenizer,
+                prompts,
+                decoding.settings(len(prompts)),
+                max_positions,
+                keep,
+                progress=False,
+                stop_ids=list(decoding.stop_ids),
+            )
         except Exception as error:  # the request fails (a 500), the server stays up
             for job in group:
                 job.error = f"generation failed: {error.__class__.__name__}: {error}"
@@ -290,16 +313,23 @@ class Completions:
             completion_tokens += tokens
             reason = "length" if tokens >= decoding.max_tokens and not stopped else "stop"
             if chat:
-                choices.append({"index": index, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": reason})
+                choices.append(
+                    {"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+                )
             else:
                 choices.append({"index": index, "text": text, "logprobs": None, "finish_reason": reason})
         prompt_tokens = sum(self.count(p, special=True) for p in prompts)
         return {
-            "id": f"medtune-{time.time_ns()}", "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()), "model": self.model_name, "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "id": f"medtune-{time.time_ns()}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
@@ -361,8 +391,12 @@ def model_config(name: str, conf_dir: Path):
     path = Path(conf_dir) / "model" / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (Path(conf_dir) / "model").glob("*.yaml"))
-        raise ConfigError([f"--model {name}: there is no {path}; pick one of {', '.join(known) or '(none found)'}, "
-                           "or point --conf-dir at the repository's conf/ folder, or use --model-path <checkpoint>."])
+        raise ConfigError(
+            [
+                f"--model {name}: there is no {path}; pick one of {', '.join(known) or '(none found)'}, "
+                "or point --conf-dir at the repository's conf/ folder, or use --model-path <checkpoint>."
+            ]
+        )
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path)))
 
 
@@ -391,8 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="default when a request gives no max_tokens")
     parser.add_argument("--max-batch", type=int, default=8, help="most requests answered in one batched generation")
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0,
-                        help=f"a batch waits this long for one more request (at most {WAIT_GAPS} times in all)")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help=f"a batch waits this long for one more request (at most {WAIT_GAPS} times in all)",
+    )
     parser.add_argument("--cache-dir", default="outputs/cache", help="with --model: where converted weights are cached")
     parser.add_argument("--conf-dir", type=Path, default=CONF_DIR, help="with --model: the folder that holds model/")
     return parser
@@ -408,8 +446,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"medtune server: {error}")
     name = args.model or args.run or args.model_path
     worker = BatchWorker(generator.model, generator.tokenizer, args.max_batch, args.batch_wait_ms / 1000)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(Completions(generator, worker, name,
-                                                                                  args.max_new_tokens)))
+    server = ThreadingHTTPServer(
+        (args.host, args.port), make_handler(Completions(generator, worker, name, args.max_new_tokens))
+    )
     server.daemon_threads = True
     print(f"medtune server: http://{args.host}:{server.server_address[1]}/v1", flush=True)
     try:

@@ -17,10 +17,19 @@ from typing import Any
 
 from medtune.config.schema import ArchitectureConfig, DType, ModelConfig, ModelSource
 from medtune.errors import ModelUnavailableError
+from medtune.run_dir import TrainRunDir
 
 # ArchitectureConfig field -> the numbers the checkpoint's config gives for it.
-ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size",
-                       "max_position_embeddings", "tie_word_embeddings")
+ARCHITECTURE_FIELDS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,15 @@ class ModelDescription:
 
     def summary(self) -> dict[str, Any]:
         """What W&B records about the model (the trained model's own counts are logged beside it)."""
-        return {"name": self.name, "kind": self.kind, "origin": self.origin, "checkpoint": self.checkpoint,
-                "model_type": self.model_type, "dtype": self.dtype.value, "from_checkpoint": self.from_checkpoint}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "origin": self.origin,
+            "checkpoint": self.checkpoint,
+            "model_type": self.model_type,
+            "dtype": self.dtype.value,
+            "from_checkpoint": self.from_checkpoint,
+        }
 
 
 def count_from_config(hf_config: Any) -> int:
@@ -90,7 +106,8 @@ def architecture_from_config(hf_config: Any, fallback: ArchitectureConfig) -> Ar
         "num_layers": _first(text, "num_hidden_layers", "n_layer"),
         "num_heads": heads,
         "num_kv_heads": _first(text, "num_key_value_heads") or heads,
-        "intermediate_size": _first(text, "intermediate_size", "n_inner", "ffn_dim") or (4 * hidden if hidden else None),
+        "intermediate_size": _first(text, "intermediate_size", "n_inner", "ffn_dim")
+        or (4 * hidden if hidden else None),
         "vocab_size": _first(text, "vocab_size"),
         "max_position_embeddings": _first(text, "max_position_embeddings", "n_positions", "seq_length")
         or fallback.max_position_embeddings,
@@ -125,9 +142,21 @@ def describe_model(model: ModelConfig, cache_dir: str | Path, materialize: bool 
     `materialize=False` (dry runs, validation of a plan) converts, merges and builds nothing: it
     reads configs only, and a model that is not on this machine falls back to the YAML numbers."""
     recipe = model.architecture if model.source == ModelSource.tiny else None  # only tiny is built from YAML numbers
-    key = (model.name, model.source.value, model.path, model.hub_id, model.gguf_file, tuple(model.package_files),
-           model.sha256, model.revision, model.allow_download, str(cache_dir), materialize,
-           json.dumps(dataclasses.asdict(recipe) if recipe else None, sort_keys=True, default=str), model.dtype.value)
+    key = (
+        model.name,
+        model.source.value,
+        model.path,
+        model.hub_id,
+        model.gguf_file,
+        tuple(model.package_files),
+        model.sha256,
+        model.revision,
+        model.allow_download,
+        str(cache_dir),
+        materialize,
+        json.dumps(dataclasses.asdict(recipe) if recipe else None, sort_keys=True, default=str),
+        model.dtype.value,
+    )
     if key in _DESCRIBED:
         return _DESCRIBED[key]
     resolved = _DESCRIBED.get((*key[:10], True, *key[11:]))
@@ -147,23 +176,36 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
     base = {"name": model.name, "dtype": model.dtype}
     given = model.path or model.gguf_file
     if given and model.source in (ModelSource.tiny, ModelSource.embedded):
-        what = ("builds a random-init model from model.architecture" if model.source == ModelSource.tiny
-                else "is the model shipped in an installed package")
+        what = (
+            "builds a random-init model from model.architecture"
+            if model.source == ModelSource.tiny
+            else "is the model shipped in an installed package"
+        )
         raise ModelUnavailableError(
             f"model={model.name} {what} and would ignore model.path={given}; for your checkpoint use "
             f"model=local model.path={given} (it reads the checkpoint's own config)."
         )
     if model.source == ModelSource.tiny:
         checkpoint = str(tiny_checkpoint_for(model, cache_dir)) if materialize else None
-        return ModelDescription(kind="tiny", origin="random-init, built locally", checkpoint=checkpoint,
-                                architecture=model.architecture, **base)
+        return ModelDescription(
+            kind="tiny",
+            origin="random-init, built locally",
+            checkpoint=checkpoint,
+            architecture=model.architecture,
+            **base,
+        )
     if model.source == ModelSource.embedded:
         from medtune.modeling.embedded import embedded_gguf
 
-
         file = embedded_gguf(model, cache_dir)
-        return _from_gguf(model, file, cache_dir, materialize, "embedded",
-                          f"{file.name} from the installed package {model.package_files[0].partition('/')[0]}")
+        return _from_gguf(
+            model,
+            file,
+            cache_dir,
+            materialize,
+            "embedded",
+            f"{file.name} from the installed package {model.package_files[0].partition('/')[0]}",
+        )
     located = gguf.split_gguf_path(model.path or "", model.gguf_file)
     if located is not None:
         file = located[0] / located[1]
@@ -180,16 +222,23 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
     raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
 
 
-def _from_gguf(model: ModelConfig, file: Path, cache_dir: Path, materialize: bool, kind: str,
-               origin: str) -> ModelDescription:
+def _from_gguf(
+    model: ModelConfig, file: Path, cache_dir: Path, materialize: bool, kind: str, origin: str
+) -> ModelDescription:
     from medtune.modeling import gguf
 
     folder = gguf.converted_dir(file, cache_dir)
     if materialize or gguf.is_converted(folder):
         folder = gguf.convert_gguf(file, cache_dir)
         return _with_config(model, kind, origin, str(folder), _read_config(str(folder), model))
-    return _with_config(model, kind, origin, None, gguf.gguf_config(file),
-                        notes=(f"{file.name} is converted to safetensors on the first real run",))
+    return _with_config(
+        model,
+        kind,
+        origin,
+        None,
+        gguf.gguf_config(file),
+        notes=(f"{file.name} is converted to safetensors on the first real run",),
+    )
 
 
 def _from_folder(model: ModelConfig, path: Path, materialize: bool) -> ModelDescription:
@@ -198,17 +247,16 @@ def _from_folder(model: ModelConfig, path: Path, materialize: bool) -> ModelDesc
             f"model.path={path} is not a directory or a .gguf file on this machine (model={model.name}): point it "
             "at a local checkpoint folder, a finished train.py run dir or a .gguf file."
         )
-    kind = "run" if (path / "config.yaml").is_file() else ("export" if (path / "medtune_export.json").is_file()
-                                                           else "checkpoint")
+    run = TrainRunDir(path)
+    kind = "run" if run.has_config else ("export" if run.is_export else "checkpoint")
     if materialize:
         folder = checkpoint_dir(path, model.name)
         return _with_config(model, kind, str(path), str(folder), _read_config(str(folder), model))
-    for candidate in (path, path / "model", path / "export"):
-        if (candidate / "config.json").is_file():
-            return _with_config(model, kind, str(path), str(candidate), _read_config(str(candidate), model))
-    info = path / "run_info.json"
-    if info.is_file():  # a LoRA run: its base's config (the merge into export/ waits for a real run)
-        base = json.loads(info.read_text()).get("checkpoint")
+    found = run.checkpoint_dir()
+    if found is not None:
+        return _with_config(model, kind, str(path), str(found), _read_config(str(found), model))
+    if run.run_info_path.is_file():  # a LoRA run: its base's config (the merge into export/ waits for a real run)
+        base = run.read_run_info().get("checkpoint")
         if base and Path(base, "config.json").is_file():
             return _with_config(model, kind, str(path), None, _read_config(base, model))
     raise ModelUnavailableError(
@@ -230,10 +278,15 @@ def _from_hub(model: ModelConfig) -> ModelDescription:
     if hf_cache_has(model.hub_id, model.revision):
         return _with_config(model, "hub", model.hub_id, model.hub_id, _read_config(model.hub_id, model))
     # Not here: from_pretrained downloads it later if model.allow_download=true; until then the YAML numbers stand.
-    return ModelDescription(name=model.name, kind="hub", origin=model.hub_id,
-                            checkpoint=model.hub_id if model.allow_download else None,
-                            architecture=model.architecture, dtype=model.dtype,
-                            notes=("not on this machine: the architecture numbers come from the YAML",))
+    return ModelDescription(
+        name=model.name,
+        kind="hub",
+        origin=model.hub_id,
+        checkpoint=model.hub_id if model.allow_download else None,
+        architecture=model.architecture,
+        dtype=model.dtype,
+        notes=("not on this machine: the architecture numbers come from the YAML",),
+    )
 
 
 def _read_config(where: str, model: ModelConfig):
@@ -251,12 +304,20 @@ def _read_config(where: str, model: ModelConfig):
         ) from error
 
 
-def _with_config(model: ModelConfig, kind: str, origin: str, checkpoint: str | None, hf_config: Any,
-                 notes: tuple[str, ...] = ()) -> ModelDescription:
+def _with_config(
+    model: ModelConfig, kind: str, origin: str, checkpoint: str | None, hf_config: Any, notes: tuple[str, ...] = ()
+) -> ModelDescription:
     real = architecture_from_config(hf_config, model.architecture)
     return ModelDescription(
-        name=model.name, kind=kind, origin=origin, checkpoint=checkpoint, architecture=real, dtype=model.dtype,
-        hf_config=hf_config, disagreements=disagreements(model.architecture, real, checkpoint or origin), notes=notes,
+        name=model.name,
+        kind=kind,
+        origin=origin,
+        checkpoint=checkpoint,
+        architecture=real,
+        dtype=model.dtype,
+        hf_config=hf_config,
+        disagreements=disagreements(model.architecture, real, checkpoint or origin),
+        notes=notes,
     )
 
 
@@ -287,42 +348,33 @@ def tiny_checkpoint_for(model: ModelConfig, cache_dir: Path) -> Path:
 
 def checkpoint_dir(path: Path, name: str = "model") -> Path:
     """The checkpoint inside `path`: itself, a run's full model (`model/`), or a run's merged export."""
-    for candidate in (path, path / "model", path / "export"):
-        if (candidate / "config.json").is_file():
-            return candidate
-    if (path / "adapter" / "adapter_config.json").is_file():
+    run = TrainRunDir(path)
+    found = run.checkpoint_dir()
+    if found is not None:
+        return found
+    if (run.adapter_dir / "adapter_config.json").is_file():
         from medtune.modeling.export import export_run
         from medtune.reporting.console import console
 
-        console.print(f"model.path={path} is a LoRA run: merging its adapter into its base once, into {path / 'export'}")
-        export_run(path, path / "export")
-        return path / "export"
+        console.print(f"model.path={path} is a LoRA run: merging its adapter into its base once, into {run.export_dir}")
+        export_run(path, run.export_dir, base=run_base_checkpoint(run.read_config(), run.read_run_info()))
+        return run.export_dir
     raise ModelUnavailableError(
         f"model.path={path} (model={name}) holds no config.json, and is not a train.py run dir with model/ or "
         "adapter/: point it at a Hugging Face checkpoint folder or a finished run."
     )
 
 
-def describe_run_model(cfg: Any) -> list[str]:
-    """Resolve `cfg.model` before the config rules run; the checkpoint's own numbers replace the YAML ones.
-
-    Returns the problems found (reported with every other rule's), never raises for a missing model."""
-    from medtune.reporting.console import console
-
-    if getattr(cfg, "run", None) or getattr(cfg, "predictions", None):
-        return []  # evaluate.py run=/predictions=: the model comes from the run, or there is none
-    if getattr(getattr(getattr(cfg, "eval", None), "backend", None), "value", "hf") == "endpoint":
-        return []  # evaluate.py eval.backend=endpoint: the server holds the model
-    if getattr(getattr(cfg, "adapter", None), "kind", None) is not None and cfg.adapter.kind.value == "none" \
-            and not hasattr(cfg, "predictions"):
-        return []  # train.py adapter=none is refused by its own rule; nothing would load
-    materialize = not getattr(cfg, "dry_run", False) and cfg.model.source != ModelSource.tiny
-    try:
-        described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=materialize)
-    except ModelUnavailableError as error:
-        return [str(error)]
-    for line in described.disagreements:
-        console.print(f"[yellow]note:[/yellow] {line}; the checkpoint's number is used.")
-    if described.from_checkpoint:
-        cfg.model.architecture = described.architecture
-    return []
+def run_base_checkpoint(cfg: Any, info: dict) -> str:
+    """The base the adapter was trained on: as recorded, or rebuilt from the run's model description
+    when the recorded folder was a cache entry that is gone (a converted GGUF, the tiny model)."""
+    recorded = info["checkpoint"]
+    if not Path(recorded).is_absolute() or Path(recorded, "config.json").is_file():  # a hub id, or still there
+        return recorded
+    if (
+        cfg.model.source.value in ("embedded", "tiny")
+        or cfg.model.gguf_file
+        or (cfg.model.path or "").endswith(".gguf")
+    ):
+        return resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
+    return recorded

@@ -8,23 +8,13 @@ downloaded here: a missing package is a message with the exact install command.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
 
 from medtune.config.schema import ModelConfig
 from medtune.errors import ModelUnavailableError
-
-CHUNK_BYTES = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
+from medtune.modeling.digests import CHUNK_BYTES, remembered_digest, sha256_of  # noqa: F401 (sha256_of re-exported)
 
 
 def package_file(spec: str, model: ModelConfig) -> Path:
@@ -73,8 +63,6 @@ def embedded_gguf(model: ModelConfig, cache_dir: Path) -> Path:
 
 
 def digest_matches(path: Path, model: ModelConfig) -> bool:
-    from medtune.modeling.gguf import remembered_digest
-
     return remembered_digest(path) == model.sha256
 
 
@@ -92,8 +80,6 @@ def join_parts(parts: list[Path], target: Path) -> None:
 def check_digest(path: Path, model: ModelConfig) -> None:
     """Refuse weights whose sha256 is not the one the model option names (a broken or swapped package)."""
     if not digest_matches(path, model):
-        from medtune.modeling.gguf import remembered_digest
-
         actual = remembered_digest(path)
         raise ModelUnavailableError(
             f"model={model.name}: {path} has sha256 {actual}, not the expected {model.sha256}; the package is "

@@ -40,8 +40,8 @@ from medtune.config.schema import (
     TrainRunConfig,
 )
 from medtune.errors import ConfigError, ModelUnavailableError
+from medtune.run_dir import EXPORT_FILE, TrainRunDir
 
-EXPORT_FILE = "medtune_export.json"
 QUANTIZED_CAVEAT = (
     "The weights are the dequantized {method} base plus the merged LoRA delta: they reproduce the "
     "trained model up to float rounding, but they are not the original base checkpoint plus LoRA. "
@@ -63,45 +63,24 @@ class ExportResult:
 
 
 def read_run(run_dir: Path) -> tuple[TrainRunConfig, dict[str, Any]]:
-    """The typed config and run_info.json of a finished train.py run, or an error that says what is missing."""
-    from medtune.modeling.trained import CONFIG_FILE, RUN_INFO_FILE, load_run_config
+    """The typed config and run_info.json of a finished train.py run, or an error that says what is missing
+    (`TrainRunDir.require`)."""
+    from medtune.modeling.readable import load_run_config
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ModelUnavailableError(
-            f"{run_dir} does not exist; pass the run dir of a finished train.py run (outputs/train/runs/<time>/)."
-        )
-    if (run_dir / EXPORT_FILE).is_file():
-        raise ModelUnavailableError(
-            f"{run_dir} is already an export (it has {EXPORT_FILE}); load it with "
-            "AutoModelForCausalLM.from_pretrained, or pass the train run dir it came from."
-        )
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise ModelUnavailableError(
-            f"{run_dir} is not a train.py run dir: it has no {CONFIG_FILE}. "
-            "Pass outputs/train/runs/<time>/ of a finished run."
-        )
-    cfg = load_run_config(run_dir)
-    if cfg.adapter.kind == AdapterKind.none:
-        raise ConfigError([
-            (f"{run_dir} was configured with adapter=none: it trained nothing, so there is nothing to merge. "
-             "Its base checkpoint is already a standalone model; export a run trained with adapter=lora, qlora, "
-             "lora_int8 or full.")
-        ])
-    if not (run_dir / RUN_INFO_FILE).is_file():
-        raise ModelUnavailableError(
-            f"{run_dir} has no {RUN_INFO_FILE}: the run stopped before saving its "
-            f"{'model' if cfg.adapter.kind == AdapterKind.full else 'adapter'} (see failure.json there); "
-            "train it again or pick a finished run."
-        )
-    saved = run_dir / ("model" if cfg.adapter.kind == AdapterKind.full else "adapter")
-    marker = "config.json" if cfg.adapter.kind == AdapterKind.full else "adapter_config.json"
-    if not (saved / marker).is_file():
-        raise ModelUnavailableError(
-            f"{saved} has no {marker}: the {saved.name} of this run is missing or incomplete; "
-            "train the run again, or restore that directory."
-        )
-    return cfg, json.loads((run_dir / RUN_INFO_FILE).read_text())
+    run = TrainRunDir(run_dir)
+    run.require()
+    return load_run_config(run.path), run.read_run_info()
+
+
+def recorded_base(info: dict[str, Any], run_dir: Path) -> str:
+    """The base run_info.json records: a hub id, or a folder that must still hold config.json."""
+    recorded = info["checkpoint"]
+    if not Path(recorded).is_absolute() or Path(recorded, "config.json").is_file():
+        return recorded
+    raise ModelUnavailableError(
+        f"the base run={run_dir} was trained on is no longer at {recorded} (run_info.json): put it back, or export "
+        "with `python -m medtune export`, which rebuilds a converted or tiny base from the run's model settings."
+    )
 
 
 def inference_hardware(hardware: HardwareConfig) -> HardwareConfig:
@@ -130,10 +109,14 @@ def check_out_dir(out: Path, run_dir: Path, force: bool) -> None:
     if not force:
         raise ConfigError([f"--out {out} is not empty; pass --force to replace it, or choose another --out."])
     if not (out / EXPORT_FILE).is_file():
-        raise ConfigError([
-            (f"--out {out} is not empty and holds no {EXPORT_FILE}, so it is not an earlier export; "
-             "--force only replaces exports. Remove it yourself or choose another --out.")
-        ])
+        raise ConfigError(
+            [
+                (
+                    f"--out {out} is not empty and holds no {EXPORT_FILE}, so it is not an earlier export; "
+                    "--force only replaces exports. Remove it yourself or choose another --out."
+                )
+            ]
+        )
 
 
 def dequantize_bnb_layers(model, dtype, device=None) -> int:
@@ -171,8 +154,12 @@ def probe_batch(tokenizer, prompt: PromptConfig) -> dict:
     record = InstructionRecord(instruction=PROBE_QUESTION, input="", output="", source="export")
     rendered = render_prompt(prompt, record, tokenizer)
     special = not has_special_prefix(tokenizer, rendered)  # a chat template writes its own BOS
-    return tokenizer([rendered + " Acute myocardial infarction.", PROBE_TEXT], return_tensors="pt", padding=True,
-                     add_special_tokens=special)
+    return tokenizer(
+        [rendered + " Acute myocardial infarction.", PROBE_TEXT],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=special,
+    )
 
 
 def probe_logits(model, batch):
@@ -186,9 +173,18 @@ def probe_logits(model, batch):
     return logits.float().cpu()[batch["attention_mask"].bool()]
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, dtype: str | None = None, force: bool = False,
-               verify: bool = True) -> ExportResult:
-    """Merge the run's adapter into its (dequantized) base, save it to `out_dir`, and check its logits."""
+def export_run(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    verify: bool = True,
+    base: str | None = None,
+) -> ExportResult:
+    """Merge the run's adapter into its (dequantized) base, save it to `out_dir`, and check its logits.
+
+    `base`: the checkpoint the adapter was trained on (`description.run_base_checkpoint`, which rebuilds a
+    cache entry that is gone); default: the one run_info.json records, which must still be there."""
     from peft import PeftModel
 
     from medtune.modeling.load import load_base_model, load_tokenizer, torch_dtype
@@ -196,18 +192,16 @@ def export_run(run_dir: Path, out_dir: Path | None = None, dtype: str | None = N
 
     run_dir = Path(run_dir)
     cfg, info = read_run(run_dir)
-    out = Path(out_dir) if out_dir else run_dir / "export"
+    out = Path(out_dir) if out_dir else TrainRunDir(run_dir).export_dir
     check_out_dir(out, run_dir, force)
     target = DType(dtype) if dtype else cfg.model.dtype
     hardware = inference_hardware(cfg.hardware)
     method = cfg.adapter.quantization.method
     full = cfg.adapter.kind == AdapterKind.full
-    source = run_dir / ("model" if full else "adapter")
+    source = TrainRunDir(run_dir).saved_dir(full)
     started = time.perf_counter()
 
-    from medtune.modeling.trained import base_checkpoint
-
-    weights = str(source) if full else base_checkpoint(cfg, info)
+    weights = str(source) if full else (base or recorded_base(info, run_dir))
     with console.status(f"Loading {'the fine-tuned model' if full else 'the base as trained'} from {weights}"):
         tokenizer = load_tokenizer(str(source), cfg.model)
         model = load_base_model(weights, cfg.model, cfg.adapter, hardware)
@@ -215,8 +209,9 @@ def export_run(run_dir: Path, out_dir: Path | None = None, dtype: str | None = N
         if not full:
             model = PeftModel.from_pretrained(model, str(source))
         reference = probe_logits(model, batch) if verify else None
-    console.print(f"loaded {cfg.model.name} + {cfg.adapter.name} "
-                  f"({'full fine-tune' if full else f'base in {method.value}'})")
+    console.print(
+        f"loaded {cfg.model.name} + {cfg.adapter.name} ({'full fine-tune' if full else f'base in {method.value}'})"
+    )
 
     dequantized = 0
     # The merge happens in CPU memory (what save_pretrained writes from anyway): a base that fits
@@ -230,8 +225,10 @@ def export_run(run_dir: Path, out_dir: Path | None = None, dtype: str | None = N
             model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
         model = model.to(device="cpu", dtype=torch_dtype(target))
     if dequantized:
-        console.print(f"dequantized {dequantized} bitsandbytes {method.value} layers to {target.value}, "
-                      "then merged the LoRA weights")
+        console.print(
+            f"dequantized {dequantized} bitsandbytes {method.value} layers to {target.value}, "
+            "then merged the LoRA weights"
+        )
     elif not full:
         console.print(f"merged the LoRA weights into the {target.value} base")
 
@@ -266,8 +263,9 @@ def verify_export(saved: Path, dtype: DType, batch, reference) -> dict[str, Any]
     from medtune.modeling.load import torch_dtype
 
     placement = {"device_map": "auto"} if torch.cuda.is_available() else {}
-    reloaded = AutoModelForCausalLM.from_pretrained(str(saved), dtype=torch_dtype(dtype), local_files_only=True,
-                                                    **placement)
+    reloaded = AutoModelForCausalLM.from_pretrained(
+        str(saved), dtype=torch_dtype(dtype), local_files_only=True, **placement
+    )
     logits = probe_logits(reloaded, batch)
     diff = float((logits - reference).abs().max())
     scale = float(reference.abs().max())
@@ -289,8 +287,9 @@ def export_metadata(run_dir: Path, cfg: TrainRunConfig, info: dict, dtype: DType
         "model": cfg.model.name,
         "adapter": cfg.adapter.name,
         "adapter_kind": cfg.adapter.kind.value,
-        "lora": None if cfg.adapter.kind == AdapterKind.full else {
-            "r": cfg.adapter.r, "alpha": cfg.adapter.alpha, "target_modules": list(cfg.adapter.target_modules)},
+        "lora": None
+        if cfg.adapter.kind == AdapterKind.full
+        else {"r": cfg.adapter.r, "alpha": cfg.adapter.alpha, "target_modules": list(cfg.adapter.target_modules)},
         "dequantized": method.value if method != Quantization.none else None,
         "dequantized_layers": dequantized,
         "dtype": dtype.value,
@@ -313,9 +312,15 @@ def read_export(export_dir: Path) -> tuple[dict[str, Any], PromptConfig]:
     """The metadata of an export and the prompt template it was trained with."""
     meta = json.loads((Path(export_dir) / EXPORT_FILE).read_text())
     p = meta["prompt"]
-    prompt = PromptConfig(name=p["name"], language=p.get("language", "en"), template=p["template"],
-                          template_no_input=p.get("template_no_input"), answer_marker=p.get("answer_marker", "Answer:"),
-                          chat=bool(p.get("chat", False)), system=p.get("system", ""))
+    prompt = PromptConfig(
+        name=p["name"],
+        language=p.get("language", "en"),
+        template=p["template"],
+        template_no_input=p.get("template_no_input"),
+        answer_marker=p.get("answer_marker", "Answer:"),
+        chat=bool(p.get("chat", False)),
+        system=p.get("system", ""),
+    )
     return meta, prompt
 
 
@@ -334,8 +339,11 @@ def print_export(out: Path, metadata: dict[str, Any]) -> None:
         table.add_row("dequantized", f"{metadata['dequantized']} ({metadata['dequantized_layers']} layers)")
     check = metadata.get("verification")
     if check:
-        table.add_row("max |logit diff|", f"{check['max_abs_logit_diff']:.3g} vs the trained model (largest |logit| "
-                      f"{check['logit_scale']:.3g}, {check['positions']} positions)")
+        table.add_row(
+            "max |logit diff|",
+            f"{check['max_abs_logit_diff']:.3g} vs the trained model (largest |logit| "
+            f"{check['logit_scale']:.3g}, {check['positions']} positions)",
+        )
     table.add_row("prompt template", metadata["prompt"]["name"])
     console.print(table)
     if metadata["caveat"]:

@@ -18,32 +18,10 @@ from pathlib import Path
 
 from medtune.errors import ModelUnavailableError
 from medtune.io import locked
+from medtune.modeling.digests import remembered_digest
 
 SOURCE_FILE = "medtune_gguf.json"  # written last: a folder without it is an interrupted conversion
 CONVERTER_VERSION = 1
-
-
-def remembered_digest(path: Path) -> str:
-    """The file's sha256, remembered beside it by size and mtime so a large file is hashed once."""
-    from medtune.modeling.embedded import sha256_of
-
-    path = Path(path)
-    stat = path.stat()
-    memo = Path(os.environ.get("MEDTUNE_DIGEST_MEMO", Path(tempfile.gettempdir()) / "medtune-digests.json"))
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key not in known:
-        known[key] = sha256_of(path)
-        try:
-            tmp = memo.with_name(f"{memo.name}.{os.getpid()}")
-            tmp.write_text(json.dumps(known))
-            os.replace(tmp, memo)
-        except OSError:
-            pass  # a read-only temp dir only costs a re-hash next time
-    return known[key]
 
 
 def split_gguf_path(path: str, gguf_file: str | None) -> tuple[Path, str] | None:
@@ -81,8 +59,6 @@ def converted_dir(gguf: Path, cache_dir: Path) -> Path:
 
 def is_converted(folder: Path) -> bool:
     return (folder / SOURCE_FILE).is_file() and (folder / "config.json").is_file()
-
-
 
 
 def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
@@ -125,6 +101,11 @@ def write_converted(gguf: Path, out: Path) -> None:
     fresh.tie_weights()
     fresh.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    record = {"gguf": str(gguf), "sha256": remembered_digest(gguf), "converter": CONVERTER_VERSION,
-              "model_class": type(loaded).__name__, "dtype": "float32"}
+    record = {
+        "gguf": str(gguf),
+        "sha256": remembered_digest(gguf),
+        "converter": CONVERTER_VERSION,
+        "model_class": type(loaded).__name__,
+        "dtype": "float32",
+    }
     (out / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")

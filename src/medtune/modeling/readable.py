@@ -12,6 +12,10 @@ import json
 import zipfile
 from pathlib import Path
 
+from medtune.config.schema import AdapterKind, TrainRunConfig
+from medtune.errors import ModelUnavailableError
+from medtune.run_dir import TrainRunDir
+
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -89,3 +93,28 @@ def file_problem(path: Path) -> str | None:
     if path.suffix == ".json":
         return json_problem(path)
     return None
+
+
+def load_run_config(run_dir: Path) -> TrainRunConfig:
+    """The run's typed config; its saved weights are checked to read back (`require_readable_weights`),
+    so evaluate, export and chat name a damaged file before any model loads."""
+    cfg = TrainRunDir(run_dir).read_config()
+    require_readable_weights(Path(run_dir), cfg)
+    return cfg
+
+
+def require_readable_weights(run_dir: Path, cfg: TrainRunConfig) -> None:
+    """Refuse a run whose saved adapter or model has a safetensors file that does not read back (a copy
+    or a save cut short); a missing folder is left to the callers, which say what is missing."""
+    saved = TrainRunDir(run_dir).saved_dir(cfg.adapter.kind == AdapterKind.full)
+    for path in sorted(saved.glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem:
+            raise unreadable_weights(path, problem, run_dir)
+
+
+def unreadable_weights(path: Path, problem: str, run_dir: Path) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"{path} cannot be read ({problem}): the file is cut short or damaged, e.g. by a copy or a save that "
+        f"did not finish. Copy it again from where run={run_dir} was trained, or train the run again."
+    )

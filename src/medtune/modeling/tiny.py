@@ -39,9 +39,12 @@ def tokenizer_corpus() -> list[str]:
 
 def cache_key(arch: ArchitectureConfig, corpus: list[str], seed: int) -> str:
     payload = json.dumps(
-        {"arch": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(arch).items()},
-         "corpus": hashlib.sha256("\n".join(corpus).encode()).hexdigest(),
-         "seed": seed, "builder": BUILDER_VERSION},
+        {
+            "arch": {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(arch).items()},
+            "corpus": hashlib.sha256("\n".join(corpus).encode()).hexdigest(),
+            "seed": seed,
+            "builder": BUILDER_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -73,9 +76,15 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
     )
     core.train_from_iterator(corpus, trainer)
     bos = core.token_to_id("<s>")
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
     return PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
         clean_up_tokenization_spaces=False,
     )
 

@@ -68,8 +68,12 @@ def bundled_document_path() -> Path:
 
 def load_documents(path: str | Path | None, text_field: str = "text") -> list[Document]:
     """The documents of a file or folder (.txt, .md, .jsonl, .json); `None` gives the bundled sample article."""
-    return read_documents(path if path is not None else bundled_document_path(), text_field,
-                          path_key="qa.documents", field_key="qa.text_field")
+    return read_documents(
+        path if path is not None else bundled_document_path(),
+        text_field,
+        path_key="qa.documents",
+        field_key="qa.text_field",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- spans
@@ -118,8 +122,9 @@ def _is_boundary(text: str, index: int) -> bool:
     if index <= 0 or index >= len(text):
         return True
     char = text[index]
-    return not (unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Mc", "Me")
-                or char in "\u200d\ufe0f\ufe0e")
+    return not (
+        unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Mc", "Me") or char in "\u200d\ufe0f\ufe0e"
+    )
 
 
 def hard_cut(text: str, start: int, end: int, budget: float, measure: Measure) -> int:
@@ -147,7 +152,7 @@ def pieces(text: str, start: int, end: int, budget: float, measure: Measure) -> 
         cut = hard_cut(text, start, end, budget, measure)
         span = _trimmed(text, start, cut)
         if span:
-            units.append(Unit(span[0], span[1], measure.size(text[span[0]:span[1]]), False))
+            units.append(Unit(span[0], span[1], measure.size(text[span[0] : span[1]]), False))
         start = cut
     return units
 
@@ -164,8 +169,11 @@ def paragraph_spans(text: str, budget: float, measure: Measure) -> list[tuple[in
     joined, i = [], 0
     while i < len(spans):
         start, end = spans[i]
-        while (is_heading(text[spans[i][0]:spans[i][1]]) and i + 1 < len(spans)
-               and measure.size(text[start:spans[i + 1][1]]) <= budget):
+        while (
+            is_heading(text[spans[i][0] : spans[i][1]])
+            and i + 1 < len(spans)
+            and measure.size(text[start : spans[i + 1][1]]) <= budget
+        ):
             i += 1
             end = spans[i][1]
         joined.append((start, end))
@@ -205,7 +213,7 @@ def overlap_tail(text: str, units: list[Unit], overlap: float, measure: Measure)
             if used + part.size > overlap:
                 if not taken:  # not even one sentence fits: repeat the last characters that do
                     start = part.end
-                    while start > part.start and measure.size(text[start - 1:part.end]) <= overlap:
+                    while start > part.start and measure.size(text[start - 1 : part.end]) <= overlap:
                         start -= 1
                     while start < part.end and not _is_boundary(text, start):
                         start += 1
@@ -213,7 +221,7 @@ def overlap_tail(text: str, units: list[Unit], overlap: float, measure: Measure)
                     if clause and clause.end() < part.end:
                         start = clause.end()
                     span = _trimmed(text, start, part.end)
-                    return [Unit(span[0], span[1], measure.size(text[span[0]:span[1]]), False)] if span else []
+                    return [Unit(span[0], span[1], measure.size(text[span[0] : span[1]]), False)] if span else []
                 return taken
             taken.insert(0, part)
             used += part.size
@@ -251,5 +259,8 @@ def chunk_text(text: str, budget: float, overlap: float, measure: Measure) -> li
 
 
 def chunk_documents(documents: list[Document], budget: float, overlap: float, measure: Measure) -> list[Chunk]:
-    return [Chunk(doc.name, index, piece) for doc in documents
-            for index, piece in enumerate(chunk_text(doc.text, budget, overlap, measure))]
+    return [
+        Chunk(doc.name, index, piece)
+        for doc in documents
+        for index, piece in enumerate(chunk_text(doc.text, budget, overlap, measure))
+    ]

@@ -44,17 +44,18 @@ class Deduper:
         # ratio = 2 * matches / (a + b) <= 2 * min(a, b) / (a + b): only these lengths can reach the threshold
         t = self.threshold
         low, high = length * t / (2 - t), length * (2 - t) / t
-        lengths = self.lengths[bisect_left(self.lengths, low):bisect_right(self.lengths, high)]
+        lengths = self.lengths[bisect_left(self.lengths, low) : bisect_right(self.lengths, high)]
         return [key for n in lengths for key in self.by_length[n]]
 
     def check(self, question: str) -> str | None:
-        """"exact" or "near" for a repeat; None for a new question, which is then kept."""
+        """ "exact" or "near" for a repeat; None for a new question, which is then kept."""
         key = normalize(question)
         if key in self.exact:
             return "exact"
         if self.threshold < 1.0 and key:
-            best = process.extractOne(key, self._candidates(len(key)), scorer=fuzz.ratio,
-                                      score_cutoff=self.threshold * 100)
+            best = process.extractOne(
+                key, self._candidates(len(key)), scorer=fuzz.ratio, score_cutoff=self.threshold * 100
+            )
             if best is not None:
                 return "near"
         self.add(question)

@@ -92,7 +92,7 @@ def _collect(value, result: ParsedResponse) -> None:
 def _python_literal(text: str, start: int):
     """A Python-style dict on one line (`{'instruction': ...}`), or None."""
     end = text.find("\n", start)
-    line = text[start:end if end >= 0 else len(text)].rstrip().rstrip(",")
+    line = text[start : end if end >= 0 else len(text)].rstrip().rstrip(",")
     if not line.endswith("}") or len(line) > 20000:
         return None
     try:
@@ -160,7 +160,7 @@ def parse_labelled(text: str) -> ParsedResponse:
             rest = match["rest"]
             inline = INLINE_ANSWER.search(rest)
             if inline:
-                question, answer = [rest[:inline.start()]], [rest[inline.end():]]
+                question, answer = [rest[: inline.start()]], [rest[inline.end() :]]
             else:
                 question, answer = [rest], None
         elif match and match["a"]:
@@ -193,8 +193,8 @@ def parse_numbered(text: str) -> ParsedResponse:
         head, body = item[0].strip(), _clean(item[1:])
         if not body:
             end = QUESTION_END.search(head)
-            if end and head[end.end():].strip(" -–—:：\t"):
-                head, body = head[:end.end()], head[end.end():].strip(" -–—:：\t")
+            if end and head[end.end() :].strip(" -–—:：\t"):
+                head, body = head[: end.end()], head[end.end() :].strip(" -–—:：\t")
         if head and body:
             result.pairs.append((head, body))
         else:

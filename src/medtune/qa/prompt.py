@@ -27,8 +27,10 @@ def load_template(qa: QAGenerationConfig) -> str:
     """qa.template (a file or the text itself), else the bundled template of qa.language."""
     if qa.template is None:
         if qa.language not in BUNDLED_LANGUAGES:
-            problem = (f"qa.language={qa.language} has no bundled template (there are {', '.join(BUNDLED_LANGUAGES)}): "
-                       "set qa.language=ja or en, or give your own with qa.template=<file with {document} and {n}>.")
+            problem = (
+                f"qa.language={qa.language} has no bundled template (there are {', '.join(BUNDLED_LANGUAGES)}): "
+                "set qa.language=ja or en, or give your own with qa.template=<file with {document} and {n}>."
+            )
             raise ConfigError([problem])
         return bundled_template_path(qa.language).read_text(encoding="utf-8")
     candidate = Path(qa.template)
@@ -37,15 +39,19 @@ def load_template(qa: QAGenerationConfig) -> str:
         text = candidate.read_text(encoding="utf-8")
         where = f"qa.template={qa.template}"
     elif looks_like_path and "{document}" not in qa.template:
-        problem = (f"qa.template={qa.template}: no such file, and not a template either (no {{document}} "
-                   "placeholder); point it at a template file or give the text itself.")
+        problem = (
+            f"qa.template={qa.template}: no such file, and not a template either (no {{document}} "
+            "placeholder); point it at a template file or give the text itself."
+        )
         raise ConfigError([problem])
     else:
         text, where = qa.template, "qa.template (given as text)"
     missing = [name for name in ("{document}", "{n}") if name not in text]
     if missing:
-        problem = (f"{where} lacks {' and '.join(missing)}: the template needs {{document}} where the chunk "
-                   "goes and {n} where the number of pairs goes.")
+        problem = (
+            f"{where} lacks {' and '.join(missing)}: the template needs {{document}} where the chunk "
+            "goes and {n} where the number of pairs goes."
+        )
         raise ConfigError([problem])
     return text
 

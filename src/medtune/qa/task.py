@@ -1,6 +1,6 @@
-"""`task=generate_qa`: documents -> chunks -> generator -> parsed, validated, deduplicated Alpaca records.
+"""generate_qa.py: documents -> chunks -> generator -> parsed, validated, deduplicated Alpaca records.
 
-    python train.py task=generate_qa qa.generator.kind=endpoint qa.generator.url=http://127.0.0.1:8000/v1
+    python generate_qa.py qa.generator.kind=endpoint qa.generator.url=http://127.0.0.1:8000/v1
     python train.py dataset=generated_qa dataset.path=outputs/generate_qa/runs/<stamp>/qa_pairs.jsonl
 
 Each record is `{instruction, input: "", output, source: "<document>#<chunk>", generator}`, which
@@ -21,11 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from medtune.config.generator_schema import GeneratorKind
-from medtune.config.job import JobContext
-from medtune.config.qa_schema import QAGenerationConfig
+from medtune.config.job import JobContext, Workspace
+from medtune.config.qa_schema import GenerateQARunConfig, QAGenerationConfig
 from medtune.errors import ConfigError
 from medtune.qa.chunking import (
     Chunk,
@@ -42,31 +40,8 @@ from medtune.qa.prompt import load_template, render
 from medtune.qa.store import RunStore, chunk_hash, sha256
 from medtune.qa.validate import REASONS, Limits, rejection
 from medtune.reporting.console import console
-from medtune.run_lock import lock_output_dir
 
 UNPARSABLE_KEPT_CHARS = 2000  # a response with no readable pair is kept (this much) in its progress line
-
-
-def check_config(qa: QAGenerationConfig) -> list[str]:
-    problems = []
-    if qa.chunk_tokens <= 0:
-        problems.append(f"qa.chunk_tokens={qa.chunk_tokens} must be positive, e.g. qa.chunk_tokens=384.")
-    if not 0 <= qa.chunk_overlap_tokens < max(qa.chunk_tokens, 1):
-        problems.append(f"qa.chunk_overlap_tokens={qa.chunk_overlap_tokens} must be at least 0 and below "
-                        f"qa.chunk_tokens={qa.chunk_tokens}, e.g. a tenth of it.")
-    if qa.pairs_per_chunk < 1:
-        problems.append(f"qa.pairs_per_chunk={qa.pairs_per_chunk} must be at least 1.")
-    if qa.chars_per_token is not None and qa.chars_per_token <= 0:
-        problems.append(f"qa.chars_per_token={qa.chars_per_token} must be positive, or null for the language's default.")
-    if qa.max_chunks is not None and qa.max_chunks <= 0:
-        problems.append(f"qa.max_chunks={qa.max_chunks} must be positive, or null for every chunk.")
-    if not 0 < qa.dedupe_threshold <= 1:
-        problems.append(f"qa.dedupe_threshold={qa.dedupe_threshold} must be in (0, 1]; 1.0 drops exact repeats only.")
-    if qa.min_answer_chars < 0 or qa.min_question_chars < 0:
-        problems.append("qa.min_answer_chars and qa.min_question_chars must be 0 or more.")
-    if qa.generator.kind == GeneratorKind.endpoint and not qa.generator.url:
-        problems.append("qa.generator.kind=endpoint needs qa.generator.url, e.g. qa.generator.url=http://127.0.0.1:8000/v1.")
-    return problems
 
 
 def settings_of(cfg, template: str, measure: Measure) -> dict[str, Any]:
@@ -74,14 +49,23 @@ def settings_of(cfg, template: str, measure: Measure) -> dict[str, Any]:
     qa, gen = cfg.qa, cfg.qa.generator
     local = gen.kind == GeneratorKind.local
     return {
-        "template_sha256": sha256(template), "language": qa.language, "pairs_per_chunk": qa.pairs_per_chunk,
-        "chunk_tokens": qa.chunk_tokens, "chunk_overlap_tokens": qa.chunk_overlap_tokens,
-        "chunk_measure": measure.description, "min_answer_chars": qa.min_answer_chars,
-        "min_question_chars": qa.min_question_chars, "dedupe_threshold": qa.dedupe_threshold,
+        "template_sha256": sha256(template),
+        "language": qa.language,
+        "pairs_per_chunk": qa.pairs_per_chunk,
+        "chunk_tokens": qa.chunk_tokens,
+        "chunk_overlap_tokens": qa.chunk_overlap_tokens,
+        "chunk_measure": measure.description,
+        "min_answer_chars": qa.min_answer_chars,
+        "min_question_chars": qa.min_question_chars,
+        "dedupe_threshold": qa.dedupe_threshold,
         "generator": {
-            "kind": gen.kind.value, "model": (gen.run or cfg.model.name) if local else gen.endpoint_model,
-            "max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature, "top_k": gen.top_k,
-            "repetition_penalty": gen.repetition_penalty, "system_prompt": gen.system_prompt,
+            "kind": gen.kind.value,
+            "model": (gen.run or cfg.model.name) if local else gen.endpoint_model,
+            "max_new_tokens": gen.max_new_tokens,
+            "temperature": gen.temperature,
+            "top_k": gen.top_k,
+            "repetition_penalty": gen.repetition_penalty,
+            "system_prompt": gen.system_prompt,
         },
     }
 
@@ -102,14 +86,17 @@ def check_context(qa: QAGenerationConfig, generator, template: str, measure: Mea
     needed = measure.size(render(template, "", qa.pairs_per_chunk)) + qa.chunk_tokens + qa.generator.max_new_tokens
     if needed > limit:
         prompt_tokens = needed - qa.chunk_tokens - qa.generator.max_new_tokens
-        problem = (f"qa.chunk_tokens={qa.chunk_tokens} + the template (~{prompt_tokens:.0f} tokens) + "
-                   f"qa.generator.max_new_tokens={qa.generator.max_new_tokens} is {needed:.0f} tokens, more "
-                   f"than {generator.name} reads ({limit}); lower qa.chunk_tokens or qa.generator.max_new_tokens.")
+        problem = (
+            f"qa.chunk_tokens={qa.chunk_tokens} + the template (~{prompt_tokens:.0f} tokens) + "
+            f"qa.generator.max_new_tokens={qa.generator.max_new_tokens} is {needed:.0f} tokens, more "
+            f"than {generator.name} reads ({limit}); lower qa.chunk_tokens or qa.generator.max_new_tokens."
+        )
         raise ConfigError([problem])
 
 
-def responses(generator, kind: GeneratorKind, chunks: list[Chunk], template: str, n: int, width: int
-              ) -> Iterator[tuple[Chunk, str]]:
+def responses(
+    generator, kind: GeneratorKind, chunks: list[Chunk], template: str, n: int, width: int
+) -> Iterator[tuple[Chunk, str]]:
     """(chunk, response) in chunk order; endpoint requests overlap, `width` at a time."""
     from medtune.llm.backend import ChatRequest
 
@@ -126,7 +113,7 @@ def responses(generator, kind: GeneratorKind, chunks: list[Chunk], template: str
             pool.shutdown(wait=True, cancel_futures=True)  # a failure stops the queue; requests in flight end
         return
     for start in range(0, len(chunks), width):
-        batch = chunks[start:start + width]
+        batch = chunks[start : start + width]
         yield from zip(batch, generator.generate([request(c) for c in batch], progress=False))
 
 
@@ -141,12 +128,19 @@ class Tally:
     def finish(self, parsed, response: str, written: int) -> dict[str, Any]:
         if parsed.unparsable:
             self.row["response"] = response[:UNPARSABLE_KEPT_CHARS]  # what the generator wrote instead
-        self.row.update({
-            "format": parsed.format, "pairs_parsed": len(parsed.pairs), "unparsable": parsed.unparsable,
-            "rejected_fragments": parsed.rejected, "dropped": dict(self.dropped),
-            "duplicates_exact": self.duplicates["exact"], "duplicates_near": self.duplicates["near"],
-            "written": written, "finished_at": time.time(),
-        })
+        self.row.update(
+            {
+                "format": parsed.format,
+                "pairs_parsed": len(parsed.pairs),
+                "unparsable": parsed.unparsable,
+                "rejected_fragments": parsed.rejected,
+                "dropped": dict(self.dropped),
+                "duplicates_exact": self.duplicates["exact"],
+                "duplicates_near": self.duplicates["near"],
+                "written": written,
+                "finished_at": time.time(),
+            }
+        )
         return self.row
 
 
@@ -163,19 +157,32 @@ def process(chunk: Chunk, response: str, hash_: str, deduper: Deduper, limits: L
         if repeat is not None:
             tally.duplicates[repeat] += 1
             continue
-        records.append({"instruction": question.strip(), "input": "", "output": answer.strip(),
-                        "source": chunk.id, "generator": generator_name})
+        records.append(
+            {
+                "instruction": question.strip(),
+                "input": "",
+                "output": answer.strip(),
+                "source": chunk.id,
+                "generator": generator_name,
+            }
+        )
     return records, tally.finish(parsed, response, len(records))
 
 
-def summarize(rows: list[dict], documents: int, chunks: list[Chunk], total_chunks: int, this_run: dict) -> dict[str, Any]:
+def summarize(
+    rows: list[dict], documents: int, chunks: list[Chunk], total_chunks: int, this_run: dict
+) -> dict[str, Any]:
     dropped = Counter()
     for row in rows:
         dropped.update(row.get("dropped", {}))
     formats = Counter(row.get("format", "none") for row in rows)
     return {
-        "documents": documents, "chunks": len(chunks), "chunks_in_documents": total_chunks,  # selected / all
-        "chunks_done": len(rows), "chunks_resumed": this_run["resumed"], "requests": this_run["requests"],
+        "documents": documents,
+        "chunks": len(chunks),
+        "chunks_in_documents": total_chunks,  # selected / all
+        "chunks_done": len(rows),
+        "chunks_resumed": this_run["resumed"],
+        "requests": this_run["requests"],
         "responses_unparsable": sum(bool(r.get("unparsable")) for r in rows),
         "fragments_unparsable": sum(r.get("rejected_fragments", 0) for r in rows),
         "pairs_parsed": sum(r.get("pairs_parsed", 0) for r in rows),
@@ -183,8 +190,10 @@ def summarize(rows: list[dict], documents: int, chunks: list[Chunk], total_chunk
         "dropped_total": sum(dropped.values()),
         "duplicates_exact": sum(r.get("duplicates_exact", 0) for r in rows),
         "duplicates_near": sum(r.get("duplicates_near", 0) for r in rows),
-        "written": sum(r.get("written", 0) for r in rows), "written_this_run": this_run["written"],
-        "formats": dict(formats), **{k: this_run[k] for k in ("status", "generator", "output", "seconds")},
+        "written": sum(r.get("written", 0) for r in rows),
+        "written_this_run": this_run["written"],
+        "formats": dict(formats),
+        **{k: this_run[k] for k in ("status", "generator", "output", "seconds")},
         **({"error": this_run["error"]} if this_run.get("error") else {}),
     }
 
@@ -213,36 +222,38 @@ def print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
-def generate_qa(cfg, job: JobContext) -> int | None:
-    """The task: returns how many records qa_pairs.jsonl holds (None for a dry run)."""
+def workspace(cfg: GenerateQARunConfig, job: JobContext) -> tuple[GenerateQARunConfig, Workspace | None]:
+    """A generation run holds its run dir and one W&B run; a dry run writes nothing."""
+    if cfg.dry_run:
+        return cfg, None
+    return cfg, Workspace(job.run_dir, setting="hydra.run.dir", activity="QA generation", job_type="generate_qa")
+
+
+def run(cfg: GenerateQARunConfig, job: JobContext, tracker) -> int | None:
+    """The generate_qa.py task: how many records qa_pairs.jsonl holds (None for a dry run, which asks nothing)."""
     from medtune.quiet import quiet_third_party
-    from medtune.tracking.wandb_run import start_run
 
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
-    problems = check_config(cfg.qa)
-    if problems:
-        raise ConfigError(problems)
     template = load_template(cfg.qa)
     documents = load_documents(cfg.qa.documents, cfg.qa.text_field)
     if cfg.dry_run:
         return dry_run(cfg, template, documents)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    with lock_output_dir(job.run_dir, setting="hydra.run.dir", task="QA generation"):  # one generator per run dir
-        tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), job_type="generate_qa")
-        exit_code = 1
-        try:
-            written = _generate(cfg, job, tracker, template, documents)
-            exit_code = 0
-            return written
-        finally:
-            tracker.finish(exit_code=exit_code)
+    return _generate(cfg, job, tracker, template, documents)
+
+
+def metrics(written: int | None) -> dict[str, Any]:
+    """What `optimized_metric` picks from: qa/records, the records qa_pairs.jsonl holds."""
+    return {} if written is None else {"qa/records": written}
 
 
 def dry_run(cfg, template: str, documents) -> None:
     measure = char_measure(cfg.qa.chars_per_token or default_chars_per_token(cfg.qa.language))
     chunks = chunk_documents(documents, cfg.qa.chunk_tokens, cfg.qa.chunk_overlap_tokens, measure)
-    console.print(f"generate_qa dry run: {len(documents)} document(s) -> {len(chunks)} chunk(s) by {measure.description} "
-                  "(a local generator cuts by its tokenizer instead). The first prompt:")
+    console.print(
+        f"generate_qa dry run: {len(documents)} document(s) -> {len(chunks)} chunk(s) by {measure.description} "
+        "(a local generator cuts by its tokenizer instead). The first prompt:"
+    )
     console.print(render(template, chunks[0].text, cfg.qa.pairs_per_chunk), markup=False)
 
 
@@ -255,12 +266,13 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
     qa = cfg.qa
     started = time.perf_counter()
     with console.status("Loading the generator"):
-        generator = make_generator(qa.generator, model_cfg=cfg.model, hardware=cfg.hardware,
-                                   cache_dir=cfg.paths.cache_dir, key="qa.generator")
+        generator = make_generator(
+            qa.generator, model_cfg=cfg.model, hardware=cfg.hardware, cache_dir=cfg.paths.cache_dir, key="qa.generator"
+        )
     measure = chunk_measure(qa, generator)
     check_context(qa, generator, template, measure)
     all_chunks = chunk_documents(documents, qa.chunk_tokens, qa.chunk_overlap_tokens, measure)
-    chunks = all_chunks[:qa.max_chunks] if qa.max_chunks else all_chunks
+    chunks = all_chunks[: qa.max_chunks] if qa.max_chunks else all_chunks
     settings = settings_of(cfg, template, measure)
     settings_hash = sha256(json.dumps(settings, sort_keys=True))
     hashes = {c.id: chunk_hash(settings_hash, c.text) for c in all_chunks}
@@ -270,16 +282,29 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
     for record in kept:
         deduper.add(str(record.get("instruction", "")))
     pending = [c for c in chunks if c.id not in finished]
-    this_run = {"resumed": len(chunks) - len(pending), "requests": 0, "written": 0, "status": "interrupted",
-                "generator": generator.name, "output": str(store.pairs_path), "seconds": 0.0}
-    console.print(f"generate_qa: {len(documents)} document(s), {len(chunks)} chunk(s) of <= {qa.chunk_tokens} tokens "
-                  f"({measure.description}); {this_run['resumed']} done before, {len(pending)} to ask {generator.name}.")
+    this_run = {
+        "resumed": len(chunks) - len(pending),
+        "requests": 0,
+        "written": 0,
+        "status": "interrupted",
+        "generator": generator.name,
+        "output": str(store.pairs_path),
+        "seconds": 0.0,
+    }
+    console.print(
+        f"generate_qa: {len(documents)} document(s), {len(chunks)} chunk(s) of <= {qa.chunk_tokens} tokens "
+        f"({measure.description}); {this_run['resumed']} done before, {len(pending)} to ask {generator.name}."
+    )
     limits = Limits(qa.min_question_chars, qa.min_answer_chars)
     width = qa.generator.concurrency if qa.generator.kind == GeneratorKind.endpoint else qa.generator.batch_size
     samples: list[dict] = []
     try:
-        with tqdm(total=len(chunks), initial=this_run["resumed"], desc="chunks", unit="chunk") as bar, closing(
-                responses(generator, qa.generator.kind, pending, template, qa.pairs_per_chunk, max(1, width))) as stream:
+        with (
+            tqdm(total=len(chunks), initial=this_run["resumed"], desc="chunks", unit="chunk") as bar,
+            closing(
+                responses(generator, qa.generator.kind, pending, template, qa.pairs_per_chunk, max(1, width))
+            ) as stream,
+        ):
             for chunk, response in stream:
                 records, row = process(chunk, response, hashes[chunk.id], deduper, limits, generator.name)
                 store.append(records, row)
@@ -300,14 +325,21 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
         store.write_summary(summary)
         tracker.summarize(flatten(summary, "qa/"))
         if samples:
-            tracker.log_table("qa/samples", ["source", "instruction", "output"],
-                              [[r["source"], r["instruction"], r["output"]] for r in samples])
+            tracker.log_table(
+                "qa/samples",
+                ["source", "instruction", "output"],
+                [[r["source"], r["instruction"], r["output"]] for r in samples],
+            )
         print_summary(summary)
     if summary["written"]:
-        console.print(f"[green]{summary['written']} records in {store.pairs_path}[/green]\n"
-                      f"train on them: python train.py dataset=generated_qa dataset.path={store.pairs_path}")
+        console.print(
+            f"[green]{summary['written']} records in {store.pairs_path}[/green]\n"
+            f"train on them: python train.py dataset=generated_qa dataset.path={store.pairs_path}"
+        )
     else:
-        console.print(f"[yellow]No records were written: {summary['responses_unparsable']} of {summary['chunks_done']} "
-                      f"responses had no readable pair. What {generator.name} wrote is in {store.progress_path} "
-                      "(field 'response'); an untuned or tiny model rarely follows the template.[/yellow]")
+        console.print(
+            f"[yellow]No records were written: {summary['responses_unparsable']} of {summary['chunks_done']} "
+            f"responses had no readable pair. What {generator.name} wrote is in {store.progress_path} "
+            "(field 'response'); an untuned or tiny model rarely follows the template.[/yellow]"
+        )
     return summary["written"]

@@ -16,8 +16,7 @@ REASONS = (
     "same_question_and_answer",  # the answer only repeats the question
     "copies_chunk",  # the question or answer is (nearly) the whole chunk, not a question about it
 )
-PLACEHOLDERS = frozenset(normalize(t) for t in (
-    "質問", "回答", "question", "answer", "instruction", "output"))
+PLACEHOLDERS = frozenset(normalize(t) for t in ("質問", "回答", "question", "answer", "instruction", "output"))
 COPY_LENGTH_SHARE = 0.8  # a field at least this long relative to the chunk ...
 COPY_SIMILARITY = 90.0  # ... and this similar to it (rapidfuzz ratio) is a copy
 

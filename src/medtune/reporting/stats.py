@@ -38,12 +38,17 @@ class Contingency:
     def to_markdown(self, a_name: str = "A", b_name: str = "B") -> str:
         """Rows are system A, columns system B, laid out like the paper's Table 3."""
         a, b = _md_escape(a_name), _md_escape(b_name)
-        return "\n".join([
-            f"| | {b} correct | {b} wrong |",
-            "|---|---:|---:|",
-            f"| **{a} correct** | {self.both_correct} | {self.a_only} |",
-            f"| **{a} wrong** | {self.b_only} | {self.neither} |",
-        ]) + "\n"
+        return (
+            "\n".join(
+                [
+                    f"| | {b} correct | {b} wrong |",
+                    "|---|---:|---:|",
+                    f"| **{a} correct** | {self.both_correct} | {self.a_only} |",
+                    f"| **{a} wrong** | {self.b_only} | {self.neither} |",
+                ]
+            )
+            + "\n"
+        )
 
 
 def contingency(a_status: Mapping[str, str], b_status: Mapping[str, str]) -> Contingency:
@@ -71,7 +76,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     n = b + c
     if n == 0:
         return 1.0
-    tail = Fraction(sum(comb(n, i) for i in range(min(b, c) + 1)), 2 ** n)
+    tail = Fraction(sum(comb(n, i) for i in range(min(b, c) + 1)), 2**n)
     return float(min(Fraction(1), 2 * tail))
 
 

@@ -20,12 +20,37 @@ from medtune.reporting.stats import contingency, format_p
 
 DONE = "done"
 ROW_COLUMNS = (
-    "cell", "label", "model", "tuning", "prompt", "correct", "invalid", "wrong", "n",
-    "accuracy", "improvement", "reference", "improvement_text",
-    "strict_correct", "strict_invalid", "strict_wrong", "strict_accuracy",
+    "cell",
+    "label",
+    "model",
+    "tuning",
+    "prompt",
+    "correct",
+    "invalid",
+    "wrong",
+    "n",
+    "accuracy",
+    "improvement",
+    "reference",
+    "improvement_text",
+    "strict_correct",
+    "strict_invalid",
+    "strict_wrong",
+    "strict_accuracy",
 )
-MD_HEADER = ("Cell", "Model", "Tuning", "Prompt", "Correct", "Invalid", "Wrong", "Accuracy", "Improvement",
-             "Strict invalid", "Strict accuracy")
+MD_HEADER = (
+    "Cell",
+    "Model",
+    "Tuning",
+    "Prompt",
+    "Correct",
+    "Invalid",
+    "Wrong",
+    "Accuracy",
+    "Improvement",
+    "Strict invalid",
+    "Strict accuracy",
+)
 
 
 @dataclass
@@ -107,11 +132,19 @@ def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
             continue
         counts = _counts(cell)
         improvement, text = _improvement(cell, counts["accuracy"], index)
-        rows.append({
-            "cell": cell.name, "label": cell.display, "model": cell.model, "tuning": cell.tuning,
-            "prompt": cell.prompt, **counts, "improvement": improvement,
-            "reference": cell.reference, "improvement_text": text,
-        })
+        rows.append(
+            {
+                "cell": cell.name,
+                "label": cell.display,
+                "model": cell.model,
+                "tuning": cell.tuning,
+                "prompt": cell.prompt,
+                **counts,
+                "improvement": improvement,
+                "reference": cell.reference,
+                "improvement_text": text,
+            }
+        )
     return rows
 
 
@@ -123,9 +156,19 @@ def _md_cell(value: Any) -> str:
 def table2_markdown(rows: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 7) + "|"]
     for row in rows:
-        values = (row["label"], row["model"], row["tuning"], row["prompt"], row["correct"],
-                  row["invalid"], row["wrong"], f"{row['accuracy']:.3f}", row["improvement_text"],
-                  _strict_text(row, "invalid"), _strict_text(row, "accuracy"))
+        values = (
+            row["label"],
+            row["model"],
+            row["tuning"],
+            row["prompt"],
+            row["correct"],
+            row["invalid"],
+            row["wrong"],
+            f"{row['accuracy']:.3f}",
+            row["improvement_text"],
+            _strict_text(row, "invalid"),
+            _strict_text(row, "accuracy"),
+        )
         lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -160,9 +203,19 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
     for column in MD_HEADER:
         table.add_column(column, justify="right" if column in MD_HEADER[4:] else "left")
     for row in rows:
-        table.add_row(row["label"], row["model"], row["tuning"], row["prompt"], str(row["correct"]),
-                      str(row["invalid"]), str(row["wrong"]), f"{row['accuracy']:.3f}", row["improvement_text"],
-                      _strict_text(row, "invalid"), _strict_text(row, "accuracy"))
+        table.add_row(
+            row["label"],
+            row["model"],
+            row["tuning"],
+            row["prompt"],
+            str(row["correct"]),
+            str(row["invalid"]),
+            str(row["wrong"]),
+            f"{row['accuracy']:.3f}",
+            row["improvement_text"],
+            _strict_text(row, "invalid"),
+            _strict_text(row, "accuracy"),
+        )
     console.print(table)
 
 
@@ -177,8 +230,13 @@ def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
             ax.bar(x, base, color="lightgray", edgecolor="gray", label="reference / untuned")
         if delta is not None:
             # A negative height draws downward from the reference, so a decline stays visible on the gray bar.
-            ax.bar(x, delta, bottom=base, color="tab:blue" if delta >= 0 else "tab:red",
-                   label="improvement" if delta >= 0 else "decline")
+            ax.bar(
+                x,
+                delta,
+                bottom=base,
+                color="tab:blue" if delta >= 0 else "tab:red",
+                label="improvement" if delta >= 0 else "decline",
+            )
         ax.text(x, max(accuracy, base) + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
 
 
@@ -247,9 +305,21 @@ def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutc
             skipped.append({"a": a, "b": b, "reason": "; ".join(problems)})
             continue
         table = contingency(read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path))
-        compared.append({"a": a, "b": b, "a_label": index[a].display, "b_label": index[b].display,
-                         "both_correct": table.both_correct, "a_only": table.a_only, "b_only": table.b_only,
-                         "neither": table.neither, "n": table.n, "p_value": table.p_value(), "table": table})
+        compared.append(
+            {
+                "a": a,
+                "b": b,
+                "a_label": index[a].display,
+                "b_label": index[b].display,
+                "both_correct": table.both_correct,
+                "a_only": table.a_only,
+                "b_only": table.b_only,
+                "neither": table.neither,
+                "n": table.n,
+                "p_value": table.p_value(),
+                "table": table,
+            }
+        )
     return compared, skipped
 
 
@@ -258,8 +328,10 @@ def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
     for pair in compared:
         parts.append(f"## {_md_cell(pair['a_label'])} vs {_md_cell(pair['b_label'])}\n")
         parts.append(pair["table"].to_markdown(pair["a_label"], pair["b_label"]))
-        parts.append(f"{pair['n']} questions answered by both; exact McNemar on "
-                     f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n")
+        parts.append(
+            f"{pair['n']} questions answered by both; exact McNemar on "
+            f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n"
+        )
     if skipped:
         parts.append("## Skipped pairs\n")
         parts.extend(f"- {p['a']} vs {p['b']}: {p['reason']}" for p in skipped)
@@ -268,8 +340,9 @@ def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
 
 
 def _unfinished(cells: Sequence[CellOutcome]) -> list[dict]:
-    return [{"cell": c.name, "label": c.display, "status": c.status, "error": c.error}
-            for c in cells if c.status != DONE]
+    return [
+        {"cell": c.name, "label": c.display, "status": c.status, "error": c.error} for c in cells if c.status != DONE
+    ]
 
 
 def _report_markdown(title: str, rows: Sequence[dict], unfinished: Sequence[dict], table3: str) -> str:
@@ -284,8 +357,7 @@ def _report_markdown(title: str, rows: Sequence[dict], unfinished: Sequence[dict
     return "\n".join(parts)
 
 
-def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]], out_dir: Path,
-                 title: str) -> dict:
+def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]], out_dir: Path, title: str) -> dict:
     """Every report file in out_dir; returns what summary.json holds."""
     out_dir = Path(out_dir)
     index = _index(cells)
@@ -307,10 +379,17 @@ def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]],
         "best_accuracy": best["accuracy"] if best else None,
         "failed": [u for u in unfinished if u["status"] == "failed"],
         "pending": [u for u in unfinished if u["status"] != "failed"],
-        "files": {key: str(path) for key, path in (
-            ("table2_md", md_path), ("table2_csv", csv_path), ("figure2", figure),
-            ("table3", out_dir / "table3.md"), ("report", out_dir / "report.md"),
-            ("summary", out_dir / "summary.json"))},
+        "files": {
+            key: str(path)
+            for key, path in (
+                ("table2_md", md_path),
+                ("table2_csv", csv_path),
+                ("figure2", figure),
+                ("table3", out_dir / "table3.md"),
+                ("report", out_dir / "report.md"),
+                ("summary", out_dir / "summary.json"),
+            )
+        },
     }
     write_json_atomic(out_dir / "summary.json", summary)
     return summary

@@ -23,6 +23,7 @@ from pathlib import Path
 from medtune.config.sweep_schema import CellConfig, SweepConfig, every_evaluate, every_train
 from medtune.errors import PREEMPTED_EXIT_CODE
 from medtune.io import locked, write_json_atomic
+from medtune.run_dir import TrainRunDir
 
 CELL_FILE = "cell.json"
 TAIL_LINES = 30
@@ -70,11 +71,19 @@ def train_overrides(sweep: SweepConfig, cell: CellConfig, train_dir: Path, group
 
 def evaluate_overrides(sweep: SweepConfig, cell: CellConfig, out: Path, group: str, run: Path | None) -> list[str]:
     """evaluate.py's overrides for the cell: the sweep's, the cell's, then its run and where it writes."""
-    return [*every_evaluate(sweep), *cell.evaluate, *([f"run={run}"] if run else []),
-            f"eval.output_dir={out}", f"hydra.run.dir={out}", f"logger.group={group}"]
+    return [
+        *every_evaluate(sweep),
+        *cell.evaluate,
+        *([f"run={run}"] if run else []),
+        f"eval.output_dir={out}",
+        f"hydra.run.dir={out}",
+        f"logger.group={group}",
+    ]
 
 
-def evaluate_command(sweep: SweepConfig, cell: CellConfig, out: Path, group: str, scripts: Path, run: Path | None) -> list[str]:
+def evaluate_command(
+    sweep: SweepConfig, cell: CellConfig, out: Path, group: str, scripts: Path, run: Path | None
+) -> list[str]:
     return [sys.executable, str(scripts / "evaluate.py"), *evaluate_overrides(sweep, cell, out, group, run)]
 
 
@@ -114,10 +123,12 @@ class CellFailure(Exception):
 
 
 def training_is_finished(train_dir: Path) -> bool:
-    return (train_dir / "train_summary.json").is_file() and (train_dir / "run_info.json").is_file()
+    return TrainRunDir(train_dir).is_finished
 
 
-def train_stage(sweep: SweepConfig, cell: CellConfig, sweep_dir: Path, group: str, scripts: Path) -> tuple[Path, list[str]]:
+def train_stage(
+    sweep: SweepConfig, cell: CellConfig, sweep_dir: Path, group: str, scripts: Path
+) -> tuple[Path, list[str]]:
     """Train the cell into `<sweep>/train/<key>` unless that training is finished; an interrupted one
     is run again in place, and train.py continues it from its newest complete checkpoint."""
     train_dir = train_dir_of(sweep, cell, sweep_dir)
@@ -136,28 +147,28 @@ def train_stage(sweep: SweepConfig, cell: CellConfig, sweep_dir: Path, group: st
 def training_advice(train_dir: Path, code: int, started: float) -> str | None:
     """What to do about a training that stopped: continue it, or settle a changed setup (never by the sweep deleting it)."""
     if code == PREEMPTED_EXIT_CODE:
-        return (f"train.py stopped on a signal after saving a checkpoint in {train_dir}; run the same sweep "
-                "command again to continue it from there.")
-    failure = train_dir / "failure.json"
-    if not failure.is_file() or failure.stat().st_mtime < started:
+        return (
+            f"train.py stopped on a signal after saving a checkpoint in {train_dir}; run the same sweep "
+            "command again to continue it from there."
+        )
+    run = TrainRunDir(train_dir)
+    if not run.failure_path.is_file() or run.failure_path.stat().st_mtime < started:
         return None  # no record from this attempt: the log's tail says what happened
-    message = json.loads(failure.read_text()).get("message", "")
+    message = (run.failure() or {}).get("message", "")
     if CHANGED_SETUP not in message:
         return None
-    return (f"the training in {train_dir} was interrupted, and its checkpoints were saved with settings that differ "
-            f"from this cell's, so train.py refuses to continue it:\n{message}\n"
-            f"The sweep never deletes a run. To continue it, restore the settings it started with (the conf/ files, "
-            f"sweep.common_train, the cell's train overrides, the data); to train this cell again from step 0, "
-            f"delete {train_dir} (or move it away) and run the sweep again.")
+    return (
+        f"the training in {train_dir} was interrupted, and its checkpoints were saved with settings that differ "
+        f"from this cell's, so train.py refuses to continue it:\n{message}\n"
+        f"The sweep never deletes a run. To continue it, restore the settings it started with (the conf/ files, "
+        f"sweep.common_train, the cell's train overrides, the data); to train this cell again from step 0, "
+        f"delete {train_dir} (or move it away) and run the sweep again."
+    )
 
 
 def training_identity(train_dir: Path | None) -> str | None:
     """A digest of a finished training's records: it changes when the run in that directory is replaced."""
-    if train_dir is None:
-        return None
-    parts = [(train_dir / name).read_bytes() for name in ("run_info.json", "train_summary.json")
-             if (train_dir / name).is_file()]
-    return hashlib.sha256(b"\n".join(parts)).hexdigest()[:16]
+    return TrainRunDir(train_dir).identity() if train_dir is not None else None
 
 
 def evaluation_dir(here: Path, train_dir: Path | None) -> Path:
@@ -186,6 +197,21 @@ def earlier_attempt(record: dict) -> dict | None:
     return kept
 
 
+def objective_of(sweep: SweepConfig, metrics: dict, out: Path) -> float:
+    """The cell's sweep.optimized_metric, from its evaluation's metrics.json."""
+    if sweep.optimized_metric not in metrics:
+        known = ", ".join(
+            sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        )
+        raise CellFailure(
+            "evaluate",
+            0,
+            f"sweep.optimized_metric={sweep.optimized_metric} is not in {out / 'metrics.json'}; it has: {known}",
+            [],
+        )
+    return metrics[sweep.optimized_metric]
+
+
 def run_cell(sweep: SweepConfig, name: str, sweep_dir: Path, group: str, scripts: Path) -> dict:
     """Train and evaluate cell `name`; returns its record (also written to cell.json)."""
     record = read_cell_record(sweep_dir, name)
@@ -197,25 +223,40 @@ def run_cell(sweep: SweepConfig, name: str, sweep_dir: Path, group: str, scripts
     attempts = record.get("attempts", 0) + 1
     earlier = [*record.get("earlier_attempts", []), *filter(None, [earlier_attempt(record)])]
     started = time.time()
-    record = {"status": "running", "cell": name, "attempts": attempts, "started": started,
-              "cell_config": {k: getattr(cell, k) for k in ("label", "model", "tuning", "prompt", "reference",
-                                                            "natural_reference")}}
+    record = {
+        "status": "running",
+        "cell": name,
+        "attempts": attempts,
+        "started": started,
+        "cell_config": {
+            k: getattr(cell, k) for k in ("label", "model", "tuning", "prompt", "reference", "natural_reference")
+        },
+    }
     if earlier:
         record["earlier_attempts"] = earlier
     write_json_atomic(here / CELL_FILE, record)
     try:
-        train_dir, train_cmd = train_stage(sweep, cell, sweep_dir, group, scripts) if cell.train is not None else (None, None)
+        train_dir, train_cmd = (
+            train_stage(sweep, cell, sweep_dir, group, scripts) if cell.train is not None else (None, None)
+        )
         out = evaluation_dir(here, train_dir)
         command = evaluate_command(sweep, cell, out, group, scripts, train_dir)
         code, tail = run_stage(command, here / "evaluate.log", scripts)
         if code != 0 or not (out / "metrics.json").is_file():
             raise CellFailure("evaluate", code, tail, command)
         metrics = json.loads((out / "metrics.json").read_text())
-        record.update(status="done", train_dir=str(train_dir) if train_dir else None, eval_dir=str(out),
-                      accuracy=metrics["accuracy"], commands=[c for c in (train_cmd, command) if c])
+        record.update(
+            status="done",
+            train_dir=str(train_dir) if train_dir else None,
+            eval_dir=str(out),
+            accuracy=metrics["accuracy"],
+            objective=objective_of(sweep, metrics, out),
+            commands=[c for c in (train_cmd, command) if c],
+        )
     except CellFailure as failure:
-        record.update(status="failed", stage=failure.stage, exit_code=failure.code, error=failure.error,
-                      command=failure.command)
+        record.update(
+            status="failed", stage=failure.stage, exit_code=failure.code, error=failure.error, command=failure.command
+        )
     except Exception as error:  # a bug of ours must not stop the other cells either
         record.update(status="failed", stage="sweep", error=f"{type(error).__name__}: {error}")
     record["seconds"] = round(time.time() - started, 1)

@@ -70,12 +70,15 @@ class SweepCheckError(ConfigError):
         super().__init__([p.render() for p in problems])
         noun = "problem" if len(problems) == 1 else "problems"
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        Exception.__init__(self, (
-            f"sweep={sweep.name}: {len(problems)} {noun} in the cells' overrides, found before any cell ran "
-            f"(nothing was launched):\n{lines}\n"
-            f"Fix them in conf/sweep/{sweep.name}.yaml (or override those lists on the command line) and run "
-            f"the sweep again."
-        ))
+        Exception.__init__(
+            self,
+            (
+                f"sweep={sweep.name}: {len(problems)} {noun} in the cells' overrides, found before any cell ran "
+                f"(nothing was launched):\n{lines}\n"
+                f"Fix them in conf/sweep/{sweep.name}.yaml (or override those lists on the command line) and run "
+                f"the sweep again."
+            ),
+        )
 
 
 @contextmanager
@@ -111,7 +114,9 @@ def check_sweep_cells(sweep: SweepConfig, names: list[str], sweep_dir: Path, gro
         raise SweepCheckError(sweep, problems)
 
 
-def sweep_problems(sweep: SweepConfig, names: list[str], sweep_dir: Path, group: str, conf_dir: Path) -> list[OverrideProblem]:
+def sweep_problems(
+    sweep: SweepConfig, names: list[str], sweep_dir: Path, group: str, conf_dir: Path
+) -> list[OverrideProblem]:
     cells = {name: all_cells(sweep)[name] for name in names}
     if sweep.search.n_trials > 0:
         cells[SEARCH_TEMPLATE] = sweep.search.template
@@ -123,18 +128,29 @@ def sweep_problems(sweep: SweepConfig, names: list[str], sweep_dir: Path, group:
             stage_problems = []
             if run is not None:
                 if run not in trainings:  # cells that share a training are composed once
-                    tagged = tag(train_overrides(sweep, cell, run, group), every_train(sweep), cell.train or [],
-                                 "sweep.common_train / sweep.extra_train" if sweep.extra_train else "sweep.common_train", origin_of(sweep, name, "train"))
+                    tagged = tag(
+                        train_overrides(sweep, cell, run, group),
+                        every_train(sweep),
+                        cell.train or [],
+                        "sweep.common_train / sweep.extra_train" if sweep.extra_train else "sweep.common_train",
+                        origin_of(sweep, name, "train"),
+                    )
                     trainings[run] = check_stage(compose, "train", tagged)
                 stage_problems += trainings[run]
             out = cell_dir(sweep_dir, name) / "eval"
-            tagged = tag(evaluate_overrides(sweep, cell, out, group, run), every_evaluate(sweep), cell.evaluate,
-                         "sweep.common_evaluate / sweep.extra_evaluate" if sweep.extra_evaluate else "sweep.common_evaluate", origin_of(sweep, name, "evaluate"))
+            tagged = tag(
+                evaluate_overrides(sweep, cell, out, group, run),
+                every_evaluate(sweep),
+                cell.evaluate,
+                "sweep.common_evaluate / sweep.extra_evaluate" if sweep.extra_evaluate else "sweep.common_evaluate",
+                origin_of(sweep, name, "evaluate"),
+            )
             stage_problems += check_stage(compose, "evaluate", tagged)
             for problem in stage_problems:
                 key = (problem.stage, problem.override, problem.origin, problem.message)
-                merged = found.setdefault(key, OverrideProblem(problem.stage, problem.message, problem.override,
-                                                               problem.origin))
+                merged = found.setdefault(
+                    key, OverrideProblem(problem.stage, problem.message, problem.override, problem.origin)
+                )
                 merged.cells.append(name)
     return list(found.values())
 
@@ -145,7 +161,9 @@ def origin_of(sweep: SweepConfig, name: str, stage: str) -> str:
     return f"sweep.{'systems' if name in sweep.systems else 'cells'}.{name}.{stage}"
 
 
-def tag(overrides: list[str], common: list[str], own: list[str], common_origin: str, own_origin: str) -> list[tuple[str, str]]:
+def tag(
+    overrides: list[str], common: list[str], own: list[str], common_origin: str, own_origin: str
+) -> list[tuple[str, str]]:
     """Each override with the sweep key it comes from (the rest are the ones the sweep adds itself)."""
     origins = [common_origin] * len(common) + [own_origin] * len(own)
     return [(o, origins[i] if i < len(origins) else "the sweep itself") for i, o in enumerate(overrides)]
@@ -165,8 +183,9 @@ def check_stage(compose: Compose, stage: str, tagged: list[tuple[str, str]]) -> 
             if culprit is None:
                 return [*problems, OverrideProblem(stage, composition_message(cause, None, config_name, schema))]
             override, origin = culprit
-            problems.append(OverrideProblem(stage, composition_message(cause, override, config_name, schema),
-                                            override, origin))
+            problems.append(
+                OverrideProblem(stage, composition_message(cause, override, config_name, schema), override, origin)
+            )
             remaining.remove(culprit)
     for message in config_problems(cfg, config_name, schema):
         override, origin = setting_override(message, remaining)
@@ -184,8 +203,9 @@ def setting_override(message: str, tagged: list[tuple[str, str]]) -> tuple[str |
     return None, None
 
 
-def first_breaking(compose: Compose, config_name: str, tagged: list[tuple[str, str]],
-                   error: Exception) -> tuple[tuple[str, str] | None, Exception]:
+def first_breaking(
+    compose: Compose, config_name: str, tagged: list[tuple[str, str]], error: Exception
+) -> tuple[tuple[str, str] | None, Exception]:
     """The first override whose addition makes composition fail, and that failure."""
     for end in range(1, len(tagged) + 1):
         try:
@@ -224,12 +244,6 @@ def config_problems(cfg: DictConfig, config_name: str, schema: type) -> list[str
 
 def portable_rules(typed: Any) -> list[Callable[[Any], list[str]]]:
     """The cross-key rules that need neither the model's files, the data's, nor this machine's devices."""
-    from medtune.config.eval_rules import check_backend, check_decoding, check_ensemble
-    from medtune.config.task_rules import check_task
-    from medtune.config.validate import check_adapter, check_exam_eval, check_prompt, check_schedule
+    from medtune.jobs import EVALUATE, TRAIN
 
-    if isinstance(typed, TrainRunConfig):
-        if typed.task.value == "generate_qa":
-            return []  # a sweep trains; task=generate_qa has its own checks when it runs
-        return [check_adapter, check_prompt, check_schedule, check_exam_eval, check_task]
-    return [check_prompt, check_decoding, check_ensemble, check_backend]
+    return list((TRAIN if isinstance(typed, TrainRunConfig) else EVALUATE).portable_rules)

@@ -43,6 +43,25 @@ def group_of(sweep: SweepConfig) -> str:
     return f"sweep-{sweep.name}"
 
 
+def workspace(cfg: SweepRunConfig, job: JobContext) -> tuple[SweepRunConfig, None]:
+    """The sweep itself holds no run dir: each cell's train.py / evaluate.py holds its own, and the
+    summary's W&B run is opened by `summarize` once the cells are done."""
+    return cfg, None
+
+
+def run(cfg: SweepRunConfig, job: JobContext, tracker) -> float | None:
+    """The sweep.py task; returns the best cell's sweep.optimized_metric (a search trial: its own)."""
+    if job.entry_dir is None:
+        raise ConfigError(
+            ["sweep.py must run from its own folder's conf/ (the cells run train.py and evaluate.py beside it)."]
+        )
+    return sweep(cfg, job, job.entry_dir)
+
+
+def metrics(result: float | None) -> dict:
+    return {}
+
+
 def sweep(cfg: SweepRunConfig, job: JobContext, scripts: Path) -> float | None:
     if cfg.summarize:
         return summarize(Path(cfg.summarize), cfg, job)["best_accuracy"]
@@ -68,10 +87,14 @@ def check_cells(sweep: SweepConfig) -> None:
     cells = all_cells(sweep)
     problems = [
         f"sweep.cells.{name}.reference={cell.reference} names no cell of sweep={sweep.name}"
-        for name, cell in cells.items() if cell.reference and cell.reference not in cells
+        for name, cell in cells.items()
+        if cell.reference and cell.reference not in cells
     ]
-    problems += [f"sweep.pairs: {a} or {b} is not a cell of sweep={sweep.name}"
-                 for a, b in map(tuple, sweep.pairs) if a not in cells or b not in cells]
+    problems += [
+        f"sweep.pairs: {a} or {b} is not a cell of sweep={sweep.name}"
+        for a, b in map(tuple, sweep.pairs)
+        if a not in cells or b not in cells
+    ]
     if not cells and sweep.search.n_trials <= 0:
         problems.append(f"sweep={sweep.name} has no cells and no search (sweep.search.n_trials).")
     if problems:
@@ -81,8 +104,11 @@ def check_cells(sweep: SweepConfig) -> None:
 def launch(cfg: SweepRunConfig, job: JobContext, sweep_dir: Path, scripts: Path) -> None:
     """Run the cells that are not done as a multirun of sweep.py (one job per cell)."""
     passthrough = [o for o in job.overrides if not o.startswith(("cell=", "trial.", "+trial.", "summarize="))]
-    passthrough += [o for o in job.hydra_overrides
-                    if not o.startswith(("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra/launcher", "hydra/sweeper"))]
+    passthrough += [
+        o
+        for o in job.hydra_overrides
+        if not o.startswith(("hydra.run.", "hydra.sweep.", "hydra.mode", "hydra/launcher", "hydra/sweeper"))
+    ]
     base = [sys.executable, str(scripts / "sweep.py"), "-m", *passthrough, f"hydra/launcher={cfg.sweep.launcher}"]
     search = cfg.sweep.search
     if search.n_trials > 0:
@@ -98,11 +124,13 @@ def launch(cfg: SweepRunConfig, job: JobContext, sweep_dir: Path, scripts: Path)
         command = [*base, f"cell={','.join(pending)}"]
     result = subprocess.run(command, cwd=scripts)
     if result.returncode != 0:
-        console.print(f"[yellow]the cell launcher exited with {result.returncode}; the report covers what finished.[/yellow]")
+        console.print(
+            f"[yellow]the cell launcher exited with {result.returncode}; the report covers what finished.[/yellow]"
+        )
 
 
 def write_search_sweeper(sweep: SweepConfig, sweep_dir: Path) -> Path:
-    """An Optuna sweeper config maximising exam accuracy over `sweep.search.params`.
+    """An Optuna sweeper config optimising `sweep.optimized_metric` over `sweep.search.params`.
 
     Written as a config file (not command-line overrides) because its parameter names contain dots;
     `trial.<key with __ for .>` carries each sampled value to the trial's cell."""
@@ -110,7 +138,7 @@ def write_search_sweeper(sweep: SweepConfig, sweep_dir: Path) -> Path:
     root = sweep_dir / "search_conf"
     sweeper = {
         "defaults": ["optuna"],
-        "direction": "maximize",
+        "direction": "maximize" if sweep.maximize else "minimize",
         "n_trials": search.n_trials,
         "n_jobs": 1,
         "study_name": sweep.name,
@@ -126,14 +154,22 @@ def run_trial(cfg: SweepRunConfig, job: JobContext, sweep_dir: Path, scripts: Pa
     flat = flat_trial(cfg.trial)
     template = cfg.sweep.search.template
     name = f"trial-{job.job_num:03d}"
-    label = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                      for k, v in flat.items())
-    cell = CellConfig(label=f"{name}: {label}", model=template.model, tuning=template.tuning, prompt=template.prompt,
-                      train=[*(template.train or []), *(f"{k}={v}" for k, v in flat.items())],
-                      evaluate=list(template.evaluate))
+    label = ", ".join(
+        f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}" for k, v in flat.items()
+    )
+    cell = CellConfig(
+        label=f"{name}: {label}",
+        model=template.model,
+        tuning=template.tuning,
+        prompt=template.prompt,
+        train=[*(template.train or []), *(f"{k}={v}" for k, v in flat.items())],
+        evaluate=list(template.evaluate),
+    )
     cfg.sweep.cells[name] = cell
     record = run_cell(cfg.sweep, name, sweep_dir, group_of(cfg.sweep), scripts)
-    return record.get("accuracy", 0.0) if record["status"] == "done" else 0.0
+    if record["status"] == "done":
+        return record["objective"]
+    return 0.0 if cfg.sweep.maximize else float("inf")  # a failed trial is the worst value
 
 
 def flat_trial(trial: dict) -> dict[str, Any]:
@@ -144,8 +180,11 @@ def flat_trial(trial: dict) -> dict[str, Any]:
 def print_cells(sweep: SweepConfig, sweep_dir: Path, scripts: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"sweep {sweep.name}: {len(sweep.cells)} cells"
-                  + (f" + {len(sweep.systems)} published system(s)" if sweep.systems else "") + " (dry run)")
+    table = Table(
+        title=f"sweep {sweep.name}: {len(sweep.cells)} cells"
+        + (f" + {len(sweep.systems)} published system(s)" if sweep.systems else "")
+        + " (dry run)"
+    )
     table.add_column("cell", no_wrap=True)
     for column in ("row", "trains", "evaluates", "compared with", "status"):
         table.add_column(column)
@@ -180,25 +219,43 @@ def summarize(sweep_dir: Path, cfg: SweepRunConfig, job: JobContext) -> dict[str
     cells = dict(all_cells(spec))
     for path in sorted((sweep_dir / "cells").glob("trial-*/cell.json")):
         record = read_cell_record(sweep_dir, path.parent.name)
-        cells[path.parent.name] = CellConfig(**record.get("cell_config", {})) if "cell_config" in record else CellConfig(label=path.parent.name)
+        cells[path.parent.name] = (
+            CellConfig(**record.get("cell_config", {}))
+            if "cell_config" in record
+            else CellConfig(label=path.parent.name)
+        )
     outcomes = []
     for name, cell in cells.items():
         record = read_cell_record(sweep_dir, name)
         eval_dir = Path(record["eval_dir"]) if record.get("eval_dir") else None
         metrics = (eval_dir / "metrics.json") if eval_dir else None
-        outcomes.append(CellOutcome(
-            name=name, label=cell.label, model=cell.model, tuning=cell.tuning, prompt=cell.prompt,
-            reference=cell.reference, natural_reference=cell.natural_reference, status=record["status"],
-            metrics=_json(metrics) if metrics and metrics.is_file() else None,
-            predictions_path=eval_dir / "predictions.jsonl" if eval_dir else None,
-            error=record.get("error", ""),
-        ))
+        outcomes.append(
+            CellOutcome(
+                name=name,
+                label=cell.label,
+                model=cell.model,
+                tuning=cell.tuning,
+                prompt=cell.prompt,
+                reference=cell.reference,
+                natural_reference=cell.natural_reference,
+                status=record["status"],
+                metrics=_json(metrics) if metrics and metrics.is_file() else None,
+                predictions_path=eval_dir / "predictions.jsonl" if eval_dir else None,
+                error=record.get("error", ""),
+            )
+        )
     pairs = [tuple(p) for p in spec.pairs]
     summary = write_report(outcomes, pairs, sweep_dir / "report", title=f"sweep {spec.name}: {spec.description}")
     accuracies = [o.metrics["accuracy"] for o in outcomes if o.metrics]
     summary["best_accuracy"] = max(accuracies, default=0.0)
-    tracker = start_run(cfg.logger, job, {"sweep": OmegaConf.to_container(OmegaConf.structured(spec))},
-                        "sweep-summary", group=group_of(spec), run_dir=sweep_dir / "report")
+    tracker = start_run(
+        cfg.logger,
+        job,
+        {"sweep": OmegaConf.to_container(OmegaConf.structured(spec))},
+        "sweep-summary",
+        group=group_of(spec),
+        run_dir=sweep_dir / "report",
+    )
     try:
         log_report(tracker, summary, sweep_dir / "report")
     finally:
@@ -213,12 +270,29 @@ def summarize(sweep_dir: Path, cfg: SweepRunConfig, job: JobContext) -> dict[str
 
 def log_report(tracker, summary: dict[str, Any], report_dir: Path) -> None:
     rows = summary.get("rows", [])
-    columns = ["cell", "label", "model", "tuning", "prompt", "correct", "invalid", "wrong", "accuracy", "improvement_text"]
+    columns = [
+        "cell",
+        "label",
+        "model",
+        "tuning",
+        "prompt",
+        "correct",
+        "invalid",
+        "wrong",
+        "accuracy",
+        "improvement_text",
+    ]
     tracker.log_table("sweep/table2", columns, [[row.get(c) for c in columns] for row in rows])
     tracker.log_image("sweep/figure2", report_dir / "figure2.png")
     best = summary.get("best")
-    tracker.summarize({"sweep/best_cell": best, "sweep/best_accuracy": summary["best_accuracy"],
-                       "sweep/cells_done": len(rows), "sweep/cells_failed": len(summary.get("failed", []))})
+    tracker.summarize(
+        {
+            "sweep/best_cell": best,
+            "sweep/best_accuracy": summary["best_accuracy"],
+            "sweep/cells_done": len(rows),
+            "sweep/cells_failed": len(summary.get("failed", [])),
+        }
+    )
 
 
 def _json(path: Path) -> dict:

@@ -37,7 +37,10 @@ def find_offline_runs(root: Path) -> list[Path]:
 def _inspect(path: Path) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 

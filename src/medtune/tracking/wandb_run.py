@@ -20,8 +20,6 @@ from medtune.distributed import is_main_process
 from medtune.nested import flatten  # noqa: F401  (dashboards filter on flat keys such as adapter.r)
 
 
-
-
 def run_group(logger: LoggerConfig, job: JobContext, inherited: str | None = None) -> str:
     """logger.group, else the group handed down (an evaluation joins its training run's), else one
     group per multirun, else the run's own: every run has a group, so train and eval sit together."""
@@ -71,8 +69,20 @@ class Tracker:
         def table():
             import wandb
 
-            columns = ["id", "status", "parsed", "strict_status", "strict_parsed", "gold", "answer_text", "output",
-                       "reason", "agreement", "block", "category"]
+            columns = [
+                "id",
+                "status",
+                "parsed",
+                "strict_status",
+                "strict_parsed",
+                "gold",
+                "answer_text",
+                "output",
+                "reason",
+                "agreement",
+                "block",
+                "category",
+            ]
 
             def cell(row: dict[str, Any], column: str) -> str:
                 if column.startswith("strict_"):  # the strict reading is nested: {"status", "parsed", "reason"}
@@ -93,8 +103,13 @@ class Tracker:
             strict = metrics.get("strict") or {}
             data += [[f"{k} (strict)", strict[k]] for k in statuses if k in strict]
             table = wandb.Table(columns=["status", "questions"], data=data)
-            self.run.log({"exam/status_chart": wandb.plot.bar(table, "status", "questions",
-                                                              title="Exam answers: paper and strict reading")})
+            self.run.log(
+                {
+                    "exam/status_chart": wandb.plot.bar(
+                        table, "status", "questions", title="Exam answers: paper and strict reading"
+                    )
+                }
+            )
 
         self._guard("chart", chart)
 
@@ -102,7 +117,13 @@ class Tracker:
         def table():
             import wandb
 
-            self.run.log({name: wandb.Table(columns=columns, data=[[str(v) if v is not None else "" for v in row] for row in data])})
+            self.run.log(
+                {
+                    name: wandb.Table(
+                        columns=columns, data=[[str(v) if v is not None else "" for v in row] for row in data]
+                    )
+                }
+            )
 
         self._guard("table", table)
 
@@ -196,7 +217,9 @@ def start_run(
         config={**flatten(config), "trial_key": job.trial_key},
         dir=str(files_dir),
         reinit="finish_previous",
-        settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True, save_code=False, init_timeout=30),
+        settings=wandb.Settings(
+            console="off", x_disable_stats=True, disable_git=True, save_code=False, init_timeout=30
+        ),
     )
     try:
         return Tracker(wandb.init(mode=mode.value, **init))

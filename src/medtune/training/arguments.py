@@ -81,7 +81,9 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
         include_num_input_tokens_seen="all" if t.packing else "non_padding",
         dataloader_num_workers=0,
         # packed rows come shuffled; group_by_length is medtune's sampler (MedtuneTrainer.length_sampler)
-        train_sampling_strategy="sequential" if t.packing else ("random" if t.sampling.value == "group_by_length" else t.sampling.value),
+        train_sampling_strategy="sequential"
+        if t.packing
+        else ("random" if t.sampling.value == "group_by_length" else t.sampling.value),
         deepspeed=deepspeed_config(cfg, accumulation),
         gradient_checkpointing=False,  # applied by medtune.modeling.adapters, before PEFT wraps the model
         disable_tqdm=False,

@@ -60,8 +60,13 @@ def drop_rows_to_relog(path: Path, resumed_step: int) -> int:
 
 
 class MetricsCallback(TrainerCallback):
-    def __init__(self, tracker: Tracker, metrics_path: Path, flops_per_token: float | None = None,
-                 peak_flops: float | None = None):
+    def __init__(
+        self,
+        tracker: Tracker,
+        metrics_path: Path,
+        flops_per_token: float | None = None,
+        peak_flops: float | None = None,
+    ):
         self.tracker = tracker
         self.metrics_path = metrics_path
         self.flops_per_token = flops_per_token

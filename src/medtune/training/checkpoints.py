@@ -27,8 +27,14 @@ FINGERPRINT_FILE = "medtune_fingerprint.json"  # medtune's own file, written int
 TRAINER_STATE = "trainer_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STAGING_PREFIX = ".tmp-"
-WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-           "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHTS = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 NOT_READ_ON_RESUME = {"training_args.bin"}  # a pickle of the arguments; transformers never loads it back
 NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 NO_SPACE_TEXT = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122")
@@ -134,8 +140,10 @@ def checkpoint_problems(folder: Path) -> list[str]:
     folder = Path(folder)
     problems: list[str] = []
     if not (folder / FINGERPRINT_FILE).is_file():
-        problems.append(f"{FINGERPRINT_FILE} is missing (medtune writes it last: the save was cut short, "
-                        "or the checkpoint was kept for inspection after the loss diverged)")
+        problems.append(
+            f"{FINGERPRINT_FILE} is missing (medtune writes it last: the save was cut short, "
+            "or the checkpoint was kept for inspection after the loss diverged)"
+        )
     if not (folder / TRAINER_STATE).is_file():
         problems.append(f"{TRAINER_STATE} is missing")
     deepspeed = sorted(p for p in folder.glob("global_step*") if p.is_dir())
@@ -164,8 +172,9 @@ def shard_problems(folder: Path) -> list[str]:
             shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
         except Exception:  # reported as an unreadable file by checkpoint_problems
             continue
-        problems += [f"{shard} (listed in {index.name}) is missing" for shard in sorted(shards)
-                     if not (folder / shard).is_file()]
+        problems += [
+            f"{shard} (listed in {index.name}) is missing" for shard in sorted(shards) if not (folder / shard).is_file()
+        ]
     return problems
 
 
@@ -244,8 +253,9 @@ def space_needed(output_dir: Path, step: int, model, optimizer) -> tuple[int, st
     return weights + state, "the saved weights plus the optimizer state"
 
 
-def disk_full_message(output_dir: Path, step: int, needed: tuple[int, str], free: int, save_total_limit: int | None,
-                      error: BaseException) -> str:
+def disk_full_message(
+    output_dir: Path, step: int, needed: tuple[int, str], free: int, save_total_limit: int | None, error: BaseException
+) -> str:
     output_dir = Path(output_dir)
     earlier = [p for p in checkpoint_dirs(output_dir) if step_of(p) < step]
     if earlier:
@@ -254,8 +264,11 @@ def disk_full_message(output_dir: Path, step: int, needed: tuple[int, str], free
     else:
         intact = "there is no earlier checkpoint"
         then = "then run the same command again (it starts from step 0)"
-    keep = (f"lower train.save_total_limit (now {save_total_limit}) to keep fewer checkpoints, "
-            if save_total_limit else "set train.save_total_limit to keep fewer checkpoints, ")
+    keep = (
+        f"lower train.save_total_limit (now {save_total_limit}) to keep fewer checkpoints, "
+        if save_total_limit
+        else "set train.save_total_limit to keep fewer checkpoints, "
+    )
     cause = (str(error).strip().splitlines() or [""])[0][:200]
     return (
         f"{checkpoint_name(step)} could not be saved in {output_dir}: the disk is full "

@@ -53,8 +53,16 @@ class ExamAccuracyCallback(TrainerCallback):
             positions = getattr(model.config, "max_position_embeddings", 2048)
             from medtune.data.templates import stop_token_ids
 
-            generate_responses(model, self.tokenizer, prompts, decoding, positions, keep, progress=False,
-                               stop_ids=stop_token_ids(self.tokenizer, self.cfg.prompt))
+            generate_responses(
+                model,
+                self.tokenizer,
+                prompts,
+                decoding,
+                positions,
+                keep,
+                progress=False,
+                stop_ids=stop_token_ids(self.tokenizer, self.cfg.prompt),
+            )
         else:
             for i, (question, prompt) in enumerate(zip(self.questions, prompts)):
                 scores = choice_logprobs(model, self.tokenizer, prompt, continuations(question, "letter"), False)
@@ -63,9 +71,13 @@ class ExamAccuracyCallback(TrainerCallback):
             model.train()
         metrics = aggregate(self.questions, scored)
         strict = metrics.get("strict") or {}
-        row = {"step": step, **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")},
-               "strict_accuracy": strict.get("accuracy"), "strict_invalid": strict.get("invalid"),
-               "answer_loss": self.answer_loss(model)}
+        row = {
+            "step": step,
+            **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")},
+            "strict_accuracy": strict.get("accuracy"),
+            "strict_invalid": strict.get("invalid"),
+            "answer_loss": self.answer_loss(model),
+        }
         self.history.append(row)
         self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
         return row
@@ -84,19 +96,28 @@ class ExamAccuracyCallback(TrainerCallback):
         if not records:
             return None
         limits = self.cfg.train
-        examples, _ = encode_records(records, self.tokenizer, self.cfg.prompt, max(limits.max_input_tokens, 4096),
-                                     max(limits.max_target_tokens, 1024))
+        examples, _ = encode_records(
+            records,
+            self.tokenizer,
+            self.cfg.prompt,
+            max(limits.max_input_tokens, 4096),
+            max(limits.max_target_tokens, 1024),
+        )
         collate = PadCollator(self.tokenizer.pad_token_id)
         was_training = model.training
         model.eval()
         total, tokens = 0.0, 0
         with torch.no_grad():
             for start in range(0, len(examples), self.cfg.exam_eval.batch_size):
-                batch = {k: v.to(model.device) for k, v in collate(examples[start:start + self.cfg.exam_eval.batch_size]).items()}
+                batch = {
+                    k: v.to(model.device)
+                    for k, v in collate(examples[start : start + self.cfg.exam_eval.batch_size]).items()
+                }
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
                 labels = batch["labels"][:, 1:]
-                losses = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                                           labels.reshape(-1), ignore_index=-100, reduction="sum")
+                losses = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+                )
                 total += float(losses)
                 tokens += int((labels != -100).sum())
         if was_training:
@@ -108,7 +129,11 @@ class ExamAccuracyCallback(TrainerCallback):
         if every <= 0 or state.global_step % every or state.global_step == state.max_steps:
             return
         row = self.measure(model, state.global_step)
-        if self.cfg.exam_eval.keep_best and is_main_process() and (self.best is None or row["accuracy"] > self.best["accuracy"]):
+        if (
+            self.cfg.exam_eval.keep_best
+            and is_main_process()
+            and (self.best is None or row["accuracy"] > self.best["accuracy"])
+        ):
             self.best = row
             model.save_pretrained(str(self.run_dir / "best_adapter"))
             self.tokenizer.save_pretrained(str(self.run_dir / "best_adapter"))

@@ -46,7 +46,7 @@ class PreemptionCallback(TrainerCallback):
         self.previous: dict[int, Any] = {}
         self.stopped_at: int | None = None
 
-    def install(self) -> "PreemptionCallback":
+    def install(self) -> PreemptionCallback:
         if threading.current_thread() is threading.main_thread():  # signals can only be caught there
             for signum in dict.fromkeys([*preemption_signals(), signal.SIGINT]):
                 self.previous[signum] = signal.getsignal(signum)
@@ -63,12 +63,17 @@ class PreemptionCallback(TrainerCallback):
         if self.signum is None:
             self.signum = signum
             again = " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else ""
-            print(f"\nmedtune: received {signal_name(signum)}; saving a checkpoint at the end of this step{again}",
-                  flush=True)
+            print(
+                f"\nmedtune: received {signal_name(signum)}; saving a checkpoint at the end of this step{again}",
+                flush=True,
+            )
 
     def _stop_now(self, signum, frame) -> None:
-        print("\nmedtune: second Ctrl-C: stopping now without saving this step; "
-              "the run continues from its newest checkpoint when run again", flush=True)
+        print(
+            "\nmedtune: second Ctrl-C: stopping now without saving this step; "
+            "the run continues from its newest checkpoint when run again",
+            flush=True,
+        )
         raise KeyboardInterrupt
 
     def _anyone_signalled(self) -> bool:
@@ -99,7 +104,8 @@ class PreemptionCallback(TrainerCallback):
         return Preempted(
             f"stopped by {signal_name(self.signum)} after step {self.stopped_at}; the checkpoint is in {checkpoint_dir}. "
             f"Run the same command in the same run dir (hydra.run.dir=<this run dir>) to continue from it{slurm}.",
-            self.signum, self.handler_to_call(),
+            self.signum,
+            self.handler_to_call(),
         )
 
     def handler_to_call(self):

@@ -34,8 +34,17 @@ from medtune.training.checkpoints import (  # noqa: F401  (CHECKPOINT, FINGERPRI
 CHECKPOINTS = "checkpoints"  # under the run dir: the Trainer's output_dir
 # Keys that change how a run is watched or where it writes, not what it learns.
 NOT_DECISIVE = {
-    "task_name", "dry_run", "resume", "logger", "paths", "exam", "exam_eval",
-    "train.logging_steps", "train.eval_steps", "train.save_steps", "train.save_total_limit",
+    "task_name",
+    "dry_run",
+    "resume",
+    "logger",
+    "paths",
+    "exam",
+    "exam_eval",
+    "train.logging_steps",
+    "train.eval_steps",
+    "train.save_steps",
+    "train.save_total_limit",
 }
 
 
@@ -82,8 +91,10 @@ def loadable_checkpoint(output_dir: Path) -> Path | None:
             from medtune.reporting.console import console
 
             then = "trying the checkpoint before it" if position < len(candidates) else "no checkpoint is left to try"
-            console.print(f"[yellow]skipping {escape(str(folder))}: {escape('; '.join(problems))}; {then}[/yellow]",
-                          soft_wrap=True)
+            console.print(
+                f"[yellow]skipping {escape(str(folder))}: {escape('; '.join(problems))}; {then}[/yellow]",
+                soft_wrap=True,
+            )
         if (folder / FINGERPRINT_FILE).is_file():
             broken.append((folder, problems))
     if broken:
@@ -101,17 +112,21 @@ def checkpoint_to_resume(output_dir: Path, current: dict[str, Any], mode: Resume
     stored = json.loads((latest / FINGERPRINT_FILE).read_text())
     changed = differences(stored, current)
     if changed and mode == ResumeMode.auto:
-        raise ConfigError([
-            f"{latest} was saved with a different setup, so this run cannot continue from it:\n      "
-            + "\n      ".join(changed)
-            + "\n    Rerun with the original settings to continue; pass resume=force to continue anyway, "
-            "resume=off to start again from step 0 in this dir, or train into a new run dir."
-        ])
+        raise ConfigError(
+            [
+                f"{latest} was saved with a different setup, so this run cannot continue from it:\n      "
+                + "\n      ".join(changed)
+                + "\n    Rerun with the original settings to continue; pass resume=force to continue anyway, "
+                "resume=off to start again from step 0 in this dir, or train into a new run dir."
+            ]
+        )
     if changed and is_main_process():
         from medtune.reporting.console import console
 
-        console.print(f"[yellow]resume=force: continuing from {latest} although "
-                      f"{len(changed)} thing(s) changed: {'; '.join(changed)}[/yellow]")
+        console.print(
+            f"[yellow]resume=force: continuing from {latest} although "
+            f"{len(changed)} thing(s) changed: {'; '.join(changed)}[/yellow]"
+        )
     return latest
 
 

@@ -8,17 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from medtune.config.job import JobContext
-from medtune.config.schema import AdapterKind, Quantization, Task, TrainRunConfig
+from medtune.config.job import JobContext, Workspace
+from medtune.config.schema import AdapterKind, Quantization, TrainRunConfig
 from medtune.distributed import ensure_process_group, is_main_process
-from medtune.io import write_json_atomic
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan, print_summary
-
-
-FAILURE_FILE = "failure.json"  # what the entry layer writes when a run fails (medtune.entry.write_failure_record)
+from medtune.run_dir import TrainRunDir
 
 
 @dataclass
@@ -29,68 +24,56 @@ class TrainResult:
     run_dir: Path
 
 
-def train(cfg: TrainRunConfig, job: JobContext) -> float | None:
-    """The train.py task; returns the final eval loss (what a Hydra sweeper would minimise)."""
-    if cfg.task == Task.generate_qa:
-        from medtune.qa.task import generate_qa
-
-        return generate_qa(cfg, job)
+def workspace(cfg: TrainRunConfig, job: JobContext) -> tuple[TrainRunConfig, Workspace | None]:
+    """A training run holds its run dir (rank 0 locks it) and one W&B run; a dry run writes nothing."""
     if cfg.dry_run:
+        return cfg, None
+    return cfg, Workspace(job.run_dir, setting="hydra.run.dir", activity="training", job_type="train")
+
+
+def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
+    """The train.py task: the memory plan of a dry run, else a training run in the locked run dir."""
+    if cfg.dry_run:
+        from medtune.modeling.description import describe_model
         from medtune.modeling.planner import format_plan, plan
 
         quiet_third_party(cpu_only=True)  # the plan only builds meta-device models
-        print_plan(cfg, job)
+        print_plan(cfg, job, describe_model(cfg.model, cfg.paths.cache_dir, materialize=False))
         with console.status("Counting parameters on the meta device"):
             memory = plan(cfg)
         console.print(format_plan(memory))
         return None
-    return run_training(cfg, job).summary.get("eval/loss_after")
-
-
-def run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
-    """Train in the job's run dir, which no other process may use meanwhile (rank 0 holds its lock)."""
-    from medtune.run_lock import lock_output_dir
-
-    with lock_output_dir(job.run_dir, setting="hydra.run.dir", task="training"):
-        return _run_training(cfg, job)
-
-
-def _run_training(cfg: TrainRunConfig, job: JobContext) -> TrainResult:
-    """Train, save and track one job; the W&B run is finished whatever happens."""
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     from medtune.modeling.trained import save_run_config
-    from medtune.tracking.wandb_run import start_run
 
-    run_dir = job.run_dir
     if is_main_process():
-        save_run_config(cfg, run_dir)
-    tracker = start_run(cfg.logger, job, OmegaConf.to_container(OmegaConf.structured(cfg)), job_type="train")
-    exit_code = 1
-    try:
-        result = _train(cfg, job, tracker)
-        exit_code = 0
-        return result
-    finally:
-        tracker.finish(exit_code=exit_code)
+        save_run_config(cfg, job.run_dir)
+    return _train(cfg, job, tracker)
+
+
+def metrics(result: TrainResult | None) -> dict[str, Any]:
+    """train_summary.json's numbers (what `optimized_metric` names, e.g. eval/loss_after); none for a dry run."""
+    return {} if result is None else result.summary
 
 
 def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from transformers import set_seed
 
     from medtune.data.cache import cache_key, tokenized_datasets
-    from medtune.training.checkpoints import remove_leftovers, step_of
-    from medtune.training.preemption import PreemptionCallback
-    from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
+    from medtune.data.templates import require_chat_template
+    from medtune.data.training_data import training_data_for
     from medtune.modeling.adapters import apply_adapter, parameter_counts
+    from medtune.modeling.description import describe_model, resolve_checkpoint
     from medtune.modeling.load import (
         load_base_model,
         load_tokenizer,
     )
-    from medtune.data.templates import require_chat_template
-    from medtune.modeling.description import describe_model, resolve_checkpoint
     from medtune.training.arguments import training_arguments
     from medtune.training.callbacks import MetricsCallback, drop_rows_to_relog
+    from medtune.training.checkpoints import remove_leftovers, step_of
     from medtune.training.guards import NonFiniteLossGuard
+    from medtune.training.preemption import PreemptionCallback
+    from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
     from medtune.training.trainer import MedtuneTrainer
 
     started = time.perf_counter()
@@ -101,9 +84,10 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         tokenizer = load_tokenizer(checkpoint, cfg.model)
         require_chat_template(cfg.prompt, tokenizer, cfg.model.name)
-        data_key = cache_key(cfg, checkpoint)  # hashes the data files once: tokenization cache and fingerprint
-        train_set, eval_set, train_stats, eval_stats = tokenized_datasets(cfg, tokenizer, data_key)
-        train_rows, collator, length_sampler, packed_rows = training_rows(cfg, train_set, tokenizer)
+        data = training_data_for(cfg)  # instruction tuning or continual pretraining, decided here once
+        data_key = cache_key(data, checkpoint)  # hashes the data files once: tokenization cache and fingerprint
+        train_set, eval_set, train_stats, eval_stats = tokenized_datasets(data, tokenizer, data_key)
+        train_rows, collator, length_sampler, packed_rows = data.trainer_feed(train_set, tokenizer)
         if cfg.train.epochs is not None:
             cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
         # Refuse a changed setup before any weights load: a 70B base takes minutes to load.
@@ -113,8 +97,9 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
                 console.print(f"removed {leftover.name}, a checkpoint save that was cut short")
         resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
-        ensure_process_group(on_cpu=cfg.hardware.accelerator.value == "cpu",
-                             deepspeed=cfg.hardware.deepspeed.zero_stage > 0)
+        ensure_process_group(
+            on_cpu=cfg.hardware.accelerator.value == "cpu", deepspeed=cfg.hardware.deepspeed.zero_stage > 0
+        )
         args = training_arguments(cfg, run_dir, has_eval=bool(eval_set))
         model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
         set_seed(cfg.seed)  # the adapter's initial weights depend on the seed alone
@@ -136,8 +121,14 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             f"{getattr(train_stats, 'truncated_inputs', 0)} prompts truncated from the left; see data/* in the summary.[/yellow]"
         )
     described = describe_model(cfg.model, Path(cfg.paths.cache_dir))
-    tracker.summarize({**data_stats, "model/trainable_params": trainable, "model/total_params": total,
-                       **{f"model/{k}": v for k, v in described.summary().items()}})
+    tracker.summarize(
+        {
+            **data_stats,
+            "model/trainable_params": trainable,
+            "model/total_params": total,
+            **{f"model/{k}": v for k, v in described.summary().items()},
+        }
+    )
     if is_main_process():
         console.print(
             f"model [bold]{cfg.model.name}[/bold] ({described.origin}; {described.model_type}, loaded from {checkpoint}) "
@@ -207,38 +198,11 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     }
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
     if is_main_process():
-        write_json_atomic(run_dir / "train_summary.json", summary)
+        TrainRunDir(run_dir).write_summary(summary)
         # An earlier attempt in this run dir may have failed (entry.write_failure_record); this one did not.
-        (run_dir / FAILURE_FILE).unlink(missing_ok=True)
+        TrainRunDir(run_dir).clear_failure()
         print_summary(cfg, job, summary)
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
-
-
-def training_rows(cfg: TrainRunConfig, train_set: list, tokenizer):
-    """(rows the trainer iterates, their collator, a length-grouped sampler or None, packed row count or None)."""
-    from medtune.data.tokenize import PadCollator
-
-    pad = PadCollator(tokenizer.pad_token_id)
-    if cfg.task == Task.pretrain:  # blocks are full already; they carry their documents' lengths
-        if cfg.pretrain.isolate_documents:
-            from medtune.data.packing import PackedCollator
-
-            return train_set, PackedCollator(pad_token_id=tokenizer.pad_token_id), None, None
-        return train_set, pad, None, None
-    if cfg.train.packing:
-        from medtune.data.packing import PackedCollator, pack_examples
-
-        budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
-        rows = pack_examples(train_set, budget, cfg.seed)
-        return rows, PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id), None, len(rows)
-    if cfg.train.sampling.value == "group_by_length":
-        from medtune.data.packing import LengthGroupedSampler
-
-        world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes  # a chunk is split across ranks
-        sampler = LengthGroupedSampler([len(e["input_ids"]) for e in train_set],
-                                       cfg.train.micro_batch_size * world, cfg.seed)
-        return train_set, pad, sampler, None
-    return train_set, pad, None, None
 
 
 def steps_for_epochs(epochs: float, rows: int, global_batch: int) -> int:
@@ -273,9 +237,12 @@ def zero3_sharding(model) -> dict[str, Any]:
 
 def schedule_line(cfg: TrainRunConfig) -> str:
     t = cfg.train
-    return (f"{t.max_steps} steps, lr {t.learning_rate:g} ({t.lr_scheduler.value}, warmup {t.warmup_steps}), "
-            f"global batch {t.global_batch_size} (micro {t.micro_batch_size}), input <= {t.max_input_tokens} / "
-            f"target <= {t.max_target_tokens} tokens")
+    from medtune.data.training_data import training_data_for
+
+    return (
+        f"{t.max_steps} steps, lr {t.learning_rate:g} ({t.lr_scheduler.value}, warmup {t.warmup_steps}), "
+        f"global batch {t.global_batch_size} (micro {t.micro_batch_size}), {training_data_for(cfg).lengths_line()}"
+    )
 
 
 def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
@@ -283,8 +250,10 @@ def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
         return None
     if cfg.hardware.deepspeed.zero_stage == 3:
         if is_main_process():
-            console.print("exam accuracy during training is off under ZeRO-3 (weights are sharded); "
-                          "run evaluate.py run=<this run dir> afterwards.")
+            console.print(
+                "exam accuracy during training is off under ZeRO-3 (weights are sharded); "
+                "run evaluate.py run=<this run dir> afterwards."
+            )
         return None
     from medtune.evaluation.exam_loading import load_exam
     from medtune.training.exam_callback import ExamAccuracyCallback
@@ -316,13 +285,12 @@ def exam_summary(cfg: TrainRunConfig, exam, before: dict | None, after: dict | N
 
 def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpoint: str, group: str | None) -> Path:
     """Adapter (or full model) and tokenizer into the run dir, with where the base came from."""
-    target = run_dir / ("model" if cfg.adapter.kind == AdapterKind.full else "adapter")
+    target = TrainRunDir(run_dir).saved_dir(cfg.adapter.kind == AdapterKind.full)
     trainer.save_model(str(target))
     if is_main_process():
         tokenizer.save_pretrained(str(target))
         base = str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint
-        write_json_atomic(
-            run_dir / "run_info.json",
+        TrainRunDir(run_dir).write_run_info(
             {
                 "checkpoint": base,
                 "adapter_dir": str(target),
@@ -332,4 +300,3 @@ def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpo
             },
         )
     return target
-

@@ -89,8 +89,12 @@ class MedtuneTrainer(Trainer):
         if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(str(root)):
             self.state.best_model_checkpoint = str(final)
         if writer:
-            rotate_checkpoints(output_dir=str(output_dir), save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+            rotate_checkpoints(
+                output_dir=str(output_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
         self.accelerator.wait_for_everyone()
 
     def _disk_full(self, error: Exception, output_dir: Path, step: int) -> DiskFullError | None:

@@ -35,8 +35,10 @@ def endpoint_problems(endpoint: EndpointConfig, prompt: PromptConfig) -> list[st
     """Every reason `endpoint` cannot serve `prompt`, each with its fix."""
     problems = []
     if not endpoint.url:
-        problems.append(f"eval.backend=endpoint needs {KEY}.url, the server's API root, e.g. "
-                        f"{KEY}.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one).")
+        problems.append(
+            f"eval.backend=endpoint needs {KEY}.url, the server's API root, e.g. "
+            f"{KEY}.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one)."
+        )
     if EndpointApi(endpoint.api) == EndpointApi.completions and prompt.chat:
         problems.append(
             f"{KEY}.api=completions sends finished prompt text, but prompt={prompt.name} is a chat prompt "
@@ -91,10 +93,14 @@ def fix_for(status: Optional[int], has_key: bool, key_env: Optional[str]) -> str
     if status == 404:
         return f"check that {KEY}.url is the API root (it usually ends in /v1) and that the server offers this API"
     if status is not None and 400 <= status < 500:
-        return (f"the server refused the request; check {KEY}.model and {KEY}.api, and the decoding settings "
-                "it may not support (eval.top_k, eval.repetition_penalty)")
-    return (f"check that the server is running at {KEY}.url (or raise {KEY}.timeout_s / {KEY}.max_retries), "
-            "then rerun the same command: the answers so far are kept and it resumes")
+        return (
+            f"the server refused the request; check {KEY}.model and {KEY}.api, and the decoding settings "
+            "it may not support (eval.top_k, eval.repetition_penalty)"
+        )
+    return (
+        f"check that the server is running at {KEY}.url (or raise {KEY}.timeout_s / {KEY}.max_retries), "
+        "then rerun the same command: the answers so far are kept and it resumes"
+    )
 
 
 class EndpointBackend:
@@ -134,8 +140,16 @@ class EndpointBackend:
         if cancel is not None and cancel.is_set():
             raise RequestFailed("not sent: another request failed", 0, cancelled=True)
         try:
-            text = post_json(self.url, self.body(prompt), read, key=self.key, timeout_s=self.endpoint.timeout_s,
-                             retry=self.retry, cancel=cancel, what=what)
+            text = post_json(
+                self.url,
+                self.body(prompt),
+                read,
+                key=self.key,
+                timeout_s=self.endpoint.timeout_s,
+                retry=self.retry,
+                cancel=cancel,
+                what=what,
+            )
         except RequestFailed:
             if cancel is not None:
                 cancel.set()

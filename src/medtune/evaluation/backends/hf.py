@@ -54,9 +54,17 @@ class HfBackend:
         from medtune.evaluation.generation import generate_responses
 
         max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
-        generate_responses(self.model, self.tokenizer, [self.render(p) for p in prompts], self.settings,
-                           max_positions, on_batch, progress=progress, answer_marker=self.prompt.answer_marker,
-                           stop_ids=self.stop_ids)
+        generate_responses(
+            self.model,
+            self.tokenizer,
+            [self.render(p) for p in prompts],
+            self.settings,
+            max_positions,
+            on_batch,
+            progress=progress,
+            answer_marker=self.prompt.answer_marker,
+            stop_ids=self.stop_ids,
+        )
 
     def close(self) -> None:
         self.model = None

@@ -10,7 +10,6 @@ end-of-turn tokens, and cuts every text as the `hf` backend's generation and `fi
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -46,10 +45,12 @@ def unavailable_reasons() -> list[str]:
 def require_vllm() -> None:
     reasons = unavailable_reasons()
     if reasons:
-        raise ConfigError([
-            f"eval.backend=vllm needs vLLM on a GPU machine ({'; '.join(reasons)}); install it there with "
-            "`pip install vllm`, or use eval.backend=hf, or serve the model with vLLM and use eval.backend=endpoint."
-        ])
+        raise ConfigError(
+            [
+                f"eval.backend=vllm needs vLLM on a GPU machine ({'; '.join(reasons)}); install it there with "
+                "`pip install vllm`, or use eval.backend=hf, or serve the model with vLLM and use eval.backend=endpoint."
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,20 @@ def vllm_model(cfg: EvalRunConfig) -> VllmModel:
     if not cfg.run:
         checkpoint = resolve_checkpoint(cfg.model, Path(cfg.paths.cache_dir))
         return VllmModel(checkpoint, checkpoint, cfg.model)
-    from medtune.modeling.trained import RUN_INFO_FILE, base_checkpoint, load_run_config
+    from medtune.modeling.trained import base_checkpoint, load_run_config
+    from medtune.run_dir import TrainRunDir
 
-    run = Path(cfg.run)
-    run_cfg = load_run_config(run)
+    run = TrainRunDir(cfg.run)
+    run_cfg = load_run_config(run.path)
     if run_cfg.adapter.kind == AdapterKind.full:
-        return VllmModel(str(run / "model"), str(run / "model"), run_cfg.model)
-    info = json.loads((run / RUN_INFO_FILE).read_text())
-    return VllmModel(base_checkpoint(run_cfg, info), str(run / "adapter"), run_cfg.model,
-                     adapter=str(run / "adapter"), adapter_rank=run_cfg.adapter.r)
+        return VllmModel(str(run.full_model_dir), str(run.full_model_dir), run_cfg.model)
+    return VllmModel(
+        base_checkpoint(run_cfg, run.read_run_info()),
+        str(run.adapter_dir),
+        run_cfg.model,
+        adapter=str(run.adapter_dir),
+        adapter_rank=run_cfg.adapter.r,
+    )
 
 
 def sampling_params(settings: EvalConfig, stop_ids: list[int]) -> dict[str, Any]:
@@ -111,12 +117,13 @@ def prompt_ids(tokenizer, text: str, max_prompt_tokens: int) -> list[int]:
     if len(ids) <= max_prompt_tokens:
         return ids
     head = ids[:1] if ids[0] == tokenizer.bos_token_id else []
-    return head + ids[len(ids) - (max_prompt_tokens - len(head)):]
+    return head + ids[len(ids) - (max_prompt_tokens - len(head)) :]
 
 
 class VllmBackend:
-    def __init__(self, llm, tokenizer, settings: EvalConfig, prompt: PromptConfig, lora_request=None,
-                 max_positions: int = 4096):
+    def __init__(
+        self, llm, tokenizer, settings: EvalConfig, prompt: PromptConfig, lora_request=None, max_positions: int = 4096
+    ):
         from vllm import SamplingParams
 
         from medtune.data.templates import stop_token_ids
@@ -140,9 +147,14 @@ class VllmBackend:
         target = vllm_model(cfg)
         tokenizer = load_tokenizer(target.tokenizer, target.model)
         require_chat_template(cfg.prompt, tokenizer, cfg.run or cfg.model.name)
-        arguments: dict[str, Any] = {"model": target.checkpoint, "tokenizer": target.tokenizer, "seed": cfg.seed,
-                                     "dtype": target.model.dtype.value, "revision": target.model.revision,
-                                     "trust_remote_code": target.model.trust_remote_code}
+        arguments: dict[str, Any] = {
+            "model": target.checkpoint,
+            "tokenizer": target.tokenizer,
+            "seed": cfg.seed,
+            "dtype": target.model.dtype.value,
+            "revision": target.model.revision,
+            "trust_remote_code": target.model.trust_remote_code,
+        }
         lora_request = None
         if target.adapter:
             from vllm.lora.request import LoRARequest
@@ -151,8 +163,9 @@ class VllmBackend:
             lora_request = LoRARequest("run", 1, target.adapter)
         with console.status("Loading model into vLLM"):
             llm = LLM(**arguments)
-        model_config = AutoConfig.from_pretrained(target.checkpoint, revision=target.model.revision,
-                                                  trust_remote_code=target.model.trust_remote_code)
+        model_config = AutoConfig.from_pretrained(
+            target.checkpoint, revision=target.model.revision, trust_remote_code=target.model.trust_remote_code
+        )
         positions = getattr(model_config, "max_position_embeddings", 4096)
         return cls(llm, tokenizer, settings, cfg.prompt, lora_request, positions)
 
@@ -165,8 +178,10 @@ class VllmBackend:
         max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
         for start in range(0, len(prompts), CHUNK):
             indices = list(range(start, min(start + CHUNK, len(prompts))))
-            inputs = [{"prompt_token_ids": prompt_ids(self.tokenizer, self.render(prompts[i]), max_prompt_tokens)}
-                      for i in indices]
+            inputs = [
+                {"prompt_token_ids": prompt_ids(self.tokenizer, self.render(prompts[i]), max_prompt_tokens)}
+                for i in indices
+            ]
             outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress, lora_request=self.lora_request)
             texts = [server_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
             on_batch(indices, texts)

@@ -142,28 +142,61 @@ class _Batch:
 def _linear_sites(family: str, h: int, inter: int) -> tuple[tuple[str, str, int], ...]:
     """Each linear layer of a `family` decoder block: (name, the tensor it reads, its width)."""
     if family == "llama":
-        return (("q_proj", "n1", h), ("k_proj", "n1", h), ("v_proj", "n1", h), ("o_proj", "ao", h),
-                ("gate_proj", "n2", h), ("up_proj", "n2", h), ("down_proj", "m", inter))
+        return (
+            ("q_proj", "n1", h),
+            ("k_proj", "n1", h),
+            ("v_proj", "n1", h),
+            ("o_proj", "ao", h),
+            ("gate_proj", "n2", h),
+            ("up_proj", "n2", h),
+            ("down_proj", "m", inter),
+        )
     if family in ("gpt_neox", "bloom"):
-        return (("query_key_value", "n1", h), ("dense", "ao", h), ("dense_h_to_4h", "n2", h),
-                ("dense_4h_to_h", "m", inter))
+        return (
+            ("query_key_value", "n1", h),
+            ("dense", "ao", h),
+            ("dense_h_to_4h", "n2", h),
+            ("dense_4h_to_h", "m", inter),
+        )
     # gptj: the MLP reads the same norm output as the attention
-    return (("q_proj", "n1", h), ("k_proj", "n1", h), ("v_proj", "n1", h), ("out_proj", "ao", h),
-            ("fc_in", "n1", h), ("fc_out", "m", inter))
+    return (
+        ("q_proj", "n1", h),
+        ("k_proj", "n1", h),
+        ("v_proj", "n1", h),
+        ("out_proj", "ao", h),
+        ("fc_in", "n1", h),
+        ("fc_out", "m", inter),
+    )
 
 
-def _batch(arch: ArchitectureConfig, counts: ParameterCounts, adapter: AdapterConfig, prec: Precision,
-           micro_batch_size: int, seq_len: int) -> _Batch:
+def _batch(
+    arch: ArchitectureConfig,
+    counts: ParameterCounts,
+    adapter: AdapterConfig,
+    prec: Precision,
+    micro_batch_size: int,
+    seq_len: int,
+) -> _Batch:
     h, inter = arch.hidden_size, arch.intermediate_size
     head_dim = h // arch.num_heads
     lora = adapter.kind == AdapterKind.lora
     family = arch.model_type if arch.model_type in FAMILIES else "llama"
     return _Batch(
-        family=family, h=h, inter=inter, heads=arch.num_heads, head_dim=head_dim, kv=arch.num_kv_heads * head_dim,
-        e=prec.activation_bytes, micro_batch_size=micro_batch_size, seq_len=seq_len,
-        full=adapter.kind == AdapterKind.full, targets=frozenset(counts.lora_targets) if lora else frozenset(),
-        r=adapter.r, own_copy=lora and (adapter.dropout > 0 or prec.autocast),
-        mask=prec.dropout_mask_bytes if adapter.dropout > 0 else 0, eager=counts.attention == "eager",
+        family=family,
+        h=h,
+        inter=inter,
+        heads=arch.num_heads,
+        head_dim=head_dim,
+        kv=arch.num_kv_heads * head_dim,
+        e=prec.activation_bytes,
+        micro_batch_size=micro_batch_size,
+        seq_len=seq_len,
+        full=adapter.kind == AdapterKind.full,
+        targets=frozenset(counts.lora_targets) if lora else frozenset(),
+        r=adapter.r,
+        own_copy=lora and (adapter.dropout > 0 or prec.autocast),
+        mask=prec.dropout_mask_bytes if adapter.dropout > 0 else 0,
+        eager=counts.attention == "eager",
         sites=_linear_sites(family, h, inter),
     )
 
@@ -359,7 +392,14 @@ def activation_estimate(
     saved = first_bytes + (arch.num_layers - 1) * layer_bytes + head_bytes
     checkpointed = arch.num_layers * layer_input + head_bytes
     return ActivationEstimate(
-        tokens=tokens, layer=layer_bytes, first_layer=first_bytes, layer_input=layer_input, head=head_bytes,
-        logits=tokens * arch.vocab_size * b.e, head_transient=tokens * _head_transient_per_token(b, arch.vocab_size),
-        layer_transient=_layer_backward(b, counts, adapter, prec, tokens), saved=saved, checkpointed=checkpointed,
+        tokens=tokens,
+        layer=layer_bytes,
+        first_layer=first_bytes,
+        layer_input=layer_input,
+        head=head_bytes,
+        logits=tokens * arch.vocab_size * b.e,
+        head_transient=tokens * _head_transient_per_token(b, arch.vocab_size),
+        layer_transient=_layer_backward(b, counts, adapter, prec, tokens),
+        saved=saved,
+        checkpointed=checkpointed,
     )

@@ -22,6 +22,7 @@ from medtune.config.schema import (
     TrainingConfig,
     TrainRunConfig,
 )
+from medtune.data.training_data import training_data_for
 from medtune.modeling.planner.activations import ActivationEstimate, activation_estimate
 from medtune.modeling.planner.counting import ParameterCounts, count_parameters
 from medtune.modeling.planner.dtypes import GIB, precision
@@ -90,9 +91,13 @@ class MemoryPlan:
             ("optimizer states", self.optimizer_states, True),
             ("gradients (all, as at the optimizer step)", self.gradients, False),
             (f"activations, peak ({on} checkpointing)", self.activations, False),
-            (f"activations, peak ({off} checkpointing)",
-             self.activations_without_checkpointing if self.gradient_checkpointing else self.activations_with_checkpointing,
-             False),
+            (
+                f"activations, peak ({off} checkpointing)",
+                self.activations_without_checkpointing
+                if self.gradient_checkpointing
+                else self.activations_with_checkpointing,
+                False,
+            ),
             (f"step peak: gradients + activations at the {self.peak_moment}", self.step_peak, True),
             ("framework buffers", self.framework_buffers, True),
             ("CUDA context + fragmentation", self.overhead, True),
@@ -133,8 +138,10 @@ def estimate_memory(
     buffers, buffer_notes = framework_buffers(counts, adapter, hardware, prec, resident.base)
 
     seq_len = train.max_input_tokens + train.max_target_tokens
-    act_on, act_off = (activation_estimate(arch, counts, adapter, prec, train.micro_batch_size, seq_len, ckpt)
-                       for ckpt in (True, False))
+    act_on, act_off = (
+        activation_estimate(arch, counts, adapter, prec, train.micro_batch_size, seq_len, ckpt)
+        for ckpt in (True, False)
+    )
     act = act_on if hardware.gradient_checkpointing else act_off
     on_cuda = hardware.accelerator == Accelerator.cuda
     if counts.trainable == 0:
@@ -143,26 +150,40 @@ def estimate_memory(
     else:
         act_with, act_without = act_on.peak_with_checkpointing, act_off.peak_without_checkpointing
         step_temporaries = optimizer_step_temporaries(counts, prec, train.optimizer, on_cuda, shards)
-        moments = _step_moments(act.phases(hardware.gradient_checkpointing), resident.gradients + step_temporaries,
-                                head_gradients(counts, prec, shards),
-                                gradients_before_first_layer(counts, adapter, prec, shards))
+        moments = _step_moments(
+            act.phases(hardware.gradient_checkpointing),
+            resident.gradients + step_temporaries,
+            head_gradients(counts, prec, shards),
+            gradients_before_first_layer(counts, adapter, prec, shards),
+        )
     peak_moment = max(moments, key=moments.get)
     step_peak = moments[peak_moment]
     activations = act_with if hardware.gradient_checkpointing else act_without
 
-    allocated = (resident.base_weights + resident.trainable_weights + resident.optimizer_states + step_peak
-                 + buffers)
+    allocated = resident.base_weights + resident.trainable_weights + resident.optimizer_states + step_peak + buffers
     overhead = int(CUDA_CONTEXT_BYTES + CUDA_FRAGMENTATION * allocated) if on_cuda else 0
     device_memory, label = device_memory_and_label(hardware)
     return MemoryPlan(
-        base_weights=resident.base_weights, quant_constants=resident.base.quant_constants,
-        trainable_weights=resident.trainable_weights, optimizer_states=resident.optimizer_states,
-        gradients=resident.gradients, activations=activations,
-        activations_without_checkpointing=act_without, activations_with_checkpointing=act_with,
-        step_peak=step_peak, peak_moment=peak_moment,
-        gradient_checkpointing=hardware.gradient_checkpointing, framework_buffers=buffers, overhead=overhead,
-        total=allocated + overhead, device_memory=device_memory, device_label=label, world_size=shards.world_size,
-        zero_stage=shards.zero_stage, precision=prec.summary, notes=resident.notes + buffer_notes,
+        base_weights=resident.base_weights,
+        quant_constants=resident.base.quant_constants,
+        trainable_weights=resident.trainable_weights,
+        optimizer_states=resident.optimizer_states,
+        gradients=resident.gradients,
+        activations=activations,
+        activations_without_checkpointing=act_without,
+        activations_with_checkpointing=act_with,
+        step_peak=step_peak,
+        peak_moment=peak_moment,
+        gradient_checkpointing=hardware.gradient_checkpointing,
+        framework_buffers=buffers,
+        overhead=overhead,
+        total=allocated + overhead,
+        device_memory=device_memory,
+        device_label=label,
+        world_size=shards.world_size,
+        zero_stage=shards.zero_stage,
+        precision=prec.summary,
+        notes=resident.notes + buffer_notes,
         activation_detail=act,
     )
 
@@ -238,17 +259,22 @@ def plan(cfg: TrainRunConfig) -> Plan:
     train = step_shape(cfg)
     memory = estimate_memory(cfg.model.architecture, cfg.adapter, cfg.hardware, train, cfg.model.dtype, counts)
     return Plan(
-        model=cfg.model.name, adapter=cfg.adapter.name, hardware=cfg.hardware.name,
-        micro_batch_size=train.micro_batch_size, seq_len=train.max_input_tokens + train.max_target_tokens,
-        counts=counts, memory=memory, seconds=time.perf_counter() - started,
+        model=cfg.model.name,
+        adapter=cfg.adapter.name,
+        hardware=cfg.hardware.name,
+        micro_batch_size=train.micro_batch_size,
+        seq_len=train.max_input_tokens + train.max_target_tokens,
+        counts=counts,
+        memory=memory,
+        seconds=time.perf_counter() - started,
     )
 
 
 def step_shape(cfg: TrainRunConfig) -> TrainingConfig:
-    """`cfg.train` with the token lengths one step really sees: pretrain blocks, or the max_total_tokens cap."""
+    """`cfg.train` with the token lengths one step really sees (pretrain blocks, or the max_total_tokens
+    cap), as the task's training data says."""
     train = cfg.train
-    if cfg.task.value == "pretrain":  # a step sees blocks of pretrain.block_tokens
-        return dataclasses.replace(train, max_input_tokens=cfg.pretrain.block_tokens, max_target_tokens=0)
-    if train.max_total_tokens and train.max_total_tokens < train.max_input_tokens + train.max_target_tokens:
-        return dataclasses.replace(train, max_input_tokens=train.max_total_tokens, max_target_tokens=0)
-    return train
+    max_input, max_target = training_data_for(cfg).step_lengths()
+    if (max_input, max_target) == (train.max_input_tokens, train.max_target_tokens):
+        return train
+    return dataclasses.replace(train, max_input_tokens=max_input, max_target_tokens=max_target)

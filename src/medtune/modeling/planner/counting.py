@@ -152,8 +152,13 @@ def count_parameters(arch: ArchitectureConfig, adapter: AdapterConfig, config: A
         trains = _lora_trainable(model, adapter, total)
     elif adapter.kind == AdapterKind.full:
         head_trainable = (head.weight.numel() if head is not None else 0) + 2 * arch.hidden_size
-        trains = _Trainable(trainable=total, adapter=0, frozen=0, largest=max(p.numel() for p in model.parameters()),
-                            head=head_trainable)
+        trains = _Trainable(
+            trainable=total,
+            adapter=0,
+            frozen=0,
+            largest=max(p.numel() for p in model.parameters()),
+            head=head_trainable,
+        )
     else:
         trains = _Trainable(trainable=0, adapter=0, frozen=total, largest=0, head=0)
     return ParameterCounts(

@@ -61,14 +61,22 @@ def _deepspeed_precision(compute_dtype: DType, optimizer: Optimizer) -> Precisio
     return Precision(
         summary=f"DeepSpeed {compute_dtype.value}: parameters, gradients and activations in "
         f"{compute_dtype.value}; float32 master weights, Adam states and gradient partition",
-        frozen_bytes=compute, trainable_bytes=compute, grad_bytes=compute,
-        state_bytes=_state_bytes(optimizer, 4), master_bytes=4, grad_partition_bytes=4,
-        activation_bytes=compute, compute_bytes=compute, autocast=False, dropout_mask_bytes=1,
+        frozen_bytes=compute,
+        trainable_bytes=compute,
+        grad_bytes=compute,
+        state_bytes=_state_bytes(optimizer, 4),
+        master_bytes=4,
+        grad_partition_bytes=4,
+        activation_bytes=compute,
+        compute_bytes=compute,
+        autocast=False,
+        dropout_mask_bytes=1,
     )
 
 
-def _loaded_precision(adapter: AdapterConfig, hardware: HardwareConfig, model_dtype: DType,
-                      optimizer: Optimizer) -> Precision:
+def _loaded_precision(
+    adapter: AdapterConfig, hardware: HardwareConfig, model_dtype: DType, optimizer: Optimizer
+) -> Precision:
     """No DeepSpeed mixed precision: the dtypes the loader and PEFT leave, with autocast where training turns it on."""
     quantized = adapter.quantization.method != Quantization.none
     on_cuda = hardware.accelerator == Accelerator.cuda
@@ -76,18 +84,30 @@ def _loaded_precision(adapter: AdapterConfig, hardware: HardwareConfig, model_dt
     trainable = 4 if adapter.kind == AdapterKind.lora else loaded  # PEFT keeps LoRA weights in float32
     autocast = on_cuda and not quantized and model_dtype != DType.float32
     if quantized:
-        summary = (f"{adapter.quantization.method.value} base computing in {adapter.quantization.compute_dtype.value}; "
-                   "LoRA, norms, embeddings and hidden states in float32 (prepare_model_for_kbit_training)")
+        summary = (
+            f"{adapter.quantization.method.value} base computing in {adapter.quantization.compute_dtype.value}; "
+            "LoRA, norms, embeddings and hidden states in float32 (prepare_model_for_kbit_training)"
+        )
     elif autocast:
-        summary = f"{model_dtype.value} base under autocast; LoRA weights float32" if adapter.kind == AdapterKind.lora \
+        summary = (
+            f"{model_dtype.value} base under autocast; LoRA weights float32"
+            if adapter.kind == AdapterKind.lora
             else f"{model_dtype.value} weights, gradients and Adam states (autocast, no master copy)"
+        )
     else:
         summary = f"{model_dtype.value} throughout"
     return Precision(
-        summary=summary, frozen_bytes=loaded, trainable_bytes=trainable, grad_bytes=trainable,
-        state_bytes=_state_bytes(optimizer, trainable), master_bytes=0, grad_partition_bytes=0,
-        activation_bytes=loaded, compute_bytes=DTYPE_BYTES[adapter.quantization.compute_dtype] if quantized else loaded,
-        autocast=autocast, dropout_mask_bytes=1 if on_cuda else loaded,
+        summary=summary,
+        frozen_bytes=loaded,
+        trainable_bytes=trainable,
+        grad_bytes=trainable,
+        state_bytes=_state_bytes(optimizer, trainable),
+        master_bytes=0,
+        grad_partition_bytes=0,
+        activation_bytes=loaded,
+        compute_bytes=DTYPE_BYTES[adapter.quantization.compute_dtype] if quantized else loaded,
+        autocast=autocast,
+        dropout_mask_bytes=1 if on_cuda else loaded,
     )
 
 

@@ -66,8 +66,9 @@ def int8_bytes(out_features: int, in_features: int) -> tuple[int, int]:
     return out_features * in_features, 4 * out_features
 
 
-def quantized_linear_bytes(counts: ParameterCounts, method: Quantization, double_quant: bool,
-                           storage_bytes: int = 1) -> tuple[int, int]:
+def quantized_linear_bytes(
+    counts: ParameterCounts, method: Quantization, double_quant: bool, storage_bytes: int = 1
+) -> tuple[int, int]:
     """(weight bytes, constant bytes) of every quantizable linear layer of `counts`, whole (no sharding)."""
     data = constants = 0
     for (out_f, in_f), n in counts.quantizable_shapes:
@@ -124,8 +125,9 @@ class BaseWeights:
     notes: tuple[str, ...] = ()
 
 
-def base_weights(counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision,
-                 shards: Sharding) -> BaseWeights:
+def base_weights(
+    counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision, shards: Sharding
+) -> BaseWeights:
     """Bytes of the frozen base on one GPU: 4-bit, int8 or in its loaded dtype."""
     method = adapter.quantization.method
     if method in FOUR_BIT:
@@ -136,8 +138,9 @@ def base_weights(counts: ParameterCounts, adapter: AdapterConfig, hardware: Hard
     return BaseWeights(bytes=frozen_base * prec.frozen_bytes // shards.parameters)
 
 
-def _four_bit_base(counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision,
-                   shards: Sharding) -> BaseWeights:
+def _four_bit_base(
+    counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision, shards: Sharding
+) -> BaseWeights:
     """A bitsandbytes 4-bit base: sharded by ZeRO-3 only when stored in the compute dtype."""
     q = adapter.quantization
     zero = shards.zero_stage
@@ -159,8 +162,11 @@ def _four_bit_base(counts: ParameterCounts, adapter: AdapterConfig, hardware: Ha
     size = data // (shards.parameters if sharded else 1) + constants
     size += counts.non_quantizable * prec.frozen_bytes // shards.parameters
     return BaseWeights(
-        bytes=size, quant_data=data, quant_constants=constants,
-        sharded_4bit_elements=data // DTYPE_BYTES[storage] if sharded else 0, notes=notes,
+        bytes=size,
+        quant_data=data,
+        quant_constants=constants,
+        sharded_4bit_elements=data // DTYPE_BYTES[storage] if sharded else 0,
+        notes=notes,
     )
 
 
@@ -191,8 +197,9 @@ class ResidentMemory:
     notes: tuple[str, ...] = ()
 
 
-def resident_memory(counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig,
-                    prec: Precision) -> ResidentMemory:
+def resident_memory(
+    counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision
+) -> ResidentMemory:
     """Weights, optimizer states and gradients on one GPU, after ZeRO's sharding and DeepSpeed's offload."""
     shards = Sharding.of(hardware)
     base = base_weights(counts, adapter, hardware, prec, shards)
@@ -207,15 +214,24 @@ def resident_memory(counts: ParameterCounts, adapter: AdapterConfig, hardware: H
         notes.append(f"optimizer states offloaded to CPU memory ({optimizer / GIB:.1f} GiB per rank there).")
         optimizer = 0
     if ds.offload_params and shards.zero_stage >= 3:
-        notes.append(f"parameters offloaded to CPU memory ({(base_bytes + trainable_weights) / GIB:.1f} GiB per rank there).")
+        notes.append(
+            f"parameters offloaded to CPU memory ({(base_bytes + trainable_weights) / GIB:.1f} GiB per rank there)."
+        )
         base_bytes = base.quant_constants
         trainable_weights = 0
-    return ResidentMemory(base=base, base_weights=base_bytes, trainable_weights=trainable_weights,
-                          optimizer_states=optimizer, gradients=gradients, notes=tuple(notes))
+    return ResidentMemory(
+        base=base,
+        base_weights=base_bytes,
+        trainable_weights=trainable_weights,
+        optimizer_states=optimizer,
+        gradients=gradients,
+        notes=tuple(notes),
+    )
 
 
-def optimizer_step_temporaries(counts: ParameterCounts, prec: Precision, optimizer: Optimizer, on_cuda: bool,
-                               shards: Sharding) -> int:
+def optimizer_step_temporaries(
+    counts: ParameterCounts, prec: Precision, optimizer: Optimizer, on_cuda: bool, shards: Sharding
+) -> int:
     """Bytes the optimizer step allocates on top of the gradients."""
     if optimizer != Optimizer.adamw_torch:
         return 0  # bitsandbytes' fused kernels
@@ -225,8 +241,9 @@ def optimizer_step_temporaries(counts: ParameterCounts, prec: Precision, optimiz
     return 2 * counts.largest_trainable * int(prec.state_bytes / 2)
 
 
-def gradients_before_first_layer(counts: ParameterCounts, adapter: AdapterConfig, prec: Precision,
-                                 shards: Sharding) -> int:
+def gradients_before_first_layer(
+    counts: ParameterCounts, adapter: AdapterConfig, prec: Precision, shards: Sharding
+) -> int:
     """Gradient bytes alive while the first layer runs backward: all but its own and the input embedding's."""
     trainable = counts.trainable
     if adapter.kind == AdapterKind.full:
@@ -246,8 +263,9 @@ def head_gradients(counts: ParameterCounts, prec: Precision, shards: Sharding) -
 # --------------------------------------------------------------------------------------------
 
 
-def framework_buffers(counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision,
-                      base: BaseWeights) -> tuple[int, tuple[str, ...]]:
+def framework_buffers(
+    counts: ParameterCounts, adapter: AdapterConfig, hardware: HardwareConfig, prec: Precision, base: BaseWeights
+) -> tuple[int, tuple[str, ...]]:
     """(bytes, notes) of DeepSpeed's reduce buckets and gathered ZeRO-3 parameters, or DDP's gradient buckets."""
     shards = Sharding.of(hardware)
     zero = shards.zero_stage

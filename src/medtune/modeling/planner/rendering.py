@@ -12,15 +12,21 @@ def format_plan(p: Plan):
     from rich.table import Table
 
     c, m = p.counts, p.memory
-    title = (f"memory plan: {p.model} + {p.adapter} on {p.hardware} "
-             f"(micro batch {p.micro_batch_size} x {p.seq_len} tokens, ZeRO {m.zero_stage}, {m.world_size} rank(s))")
+    title = (
+        f"memory plan: {p.model} + {p.adapter} on {p.hardware} "
+        f"(micro batch {p.micro_batch_size} x {p.seq_len} tokens, ZeRO {m.zero_stage}, {m.world_size} rank(s))"
+    )
     table = Table(title=title, show_header=True)
     table.add_column("item", style="bold")
     table.add_column("value", justify="right")
     table.add_column("detail")
-    table.add_row("parameters (exact)", f"{c.total:,}", f"{c.linear_weights_quantizable:,} in quantizable linear weights")
+    table.add_row(
+        "parameters (exact)", f"{c.total:,}", f"{c.linear_weights_quantizable:,} in quantizable linear weights"
+    )
     share = f"{c.trainable / c.total:.3%} of the base" if c.total else ""
-    table.add_row("trainable", f"{c.trainable:,}", share + (f"; LoRA on {', '.join(c.lora_targets)}" if c.lora_targets else ""))
+    table.add_row(
+        "trainable", f"{c.trainable:,}", share + (f"; LoRA on {', '.join(c.lora_targets)}" if c.lora_targets else "")
+    )
     table.add_row("precision", "", m.precision)
     for label, value, counted in m.rows():
         detail = "" if counted else "in the step peak, not added"

@@ -1,26 +1,22 @@
-"""Cross-group rules of evaluate.py, on top of the model / hardware rules shared with training."""
+"""evaluate.py's rules: what to evaluate (a run, a model, a predictions file), the exam, decoding,
+ensembles and the backend."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, ExamFormat
-from medtune.config.validate import check_hardware, check_model, check_prompt
-
+from medtune.rules.common import check_prompt, check_seed
+from medtune.rules.language import check_prompt_language
+from medtune.rules.model import adopt_checkpoint_architecture, check_hardware, check_model
+from medtune.run_dir import check_train_run
 
 MAX_SHOTS = 5  # worked examples bundled per language, less the one a question may itself be
 MAX_VOTES = 32  # samples or shuffles per question: beyond this the gain is lost in the cost
 
 
 def check_run_and_predictions(cfg: EvalRunConfig) -> list[str]:
-    problems = []
-    if cfg.run:
-        run = Path(cfg.run)
-        if not (run / "config.yaml").is_file() or not (run / "run_info.json").is_file():
-            problems.append(
-                f"run={cfg.run} is not the directory of a finished train.py run (it needs config.yaml and "
-                "run_info.json); point run= at outputs/train/runs/<time>."
-            )
+    problems = check_train_run("run", cfg.run) if cfg.run else []
     if cfg.predictions and not Path(cfg.predictions).exists():
         problems.append(f"predictions={cfg.predictions} does not exist; point it at a predictions file or folder.")
     if cfg.run and cfg.predictions:
@@ -28,19 +24,34 @@ def check_run_and_predictions(cfg: EvalRunConfig) -> list[str]:
     return problems
 
 
-def check_model_unless_run(cfg: EvalRunConfig) -> list[str]:
-    # With run=, the model comes from that run's own config; without a model (a replay, or a server
-    # that holds it), nothing is loaded here.
-    if cfg.run or cfg.predictions or cfg.eval.backend == EvalBackend.endpoint:
+def check_exam_language(cfg: EvalRunConfig) -> list[str]:
+    """The prompt is in the exam's language. With run= the run's own training prompt is used unless
+    prompt= is given (decided when the job starts), so the pairing is the run's, not checked here."""
+    return [] if cfg.run else check_prompt_language(cfg)
+
+
+def loads_composed_model(cfg: EvalRunConfig) -> bool:
+    """Whether this process loads the composed `model=`: not with run= (the run's own model loads),
+    predictions= (a replay loads none) or an endpoint (the server holds it)."""
+    return not (cfg.run or cfg.predictions or cfg.eval.backend == EvalBackend.endpoint)
+
+
+def describe_model(cfg: EvalRunConfig) -> list[str]:
+    """The checkpoint's own numbers replace the YAML ones before the rules, when the composed model loads."""
+    if not loads_composed_model(cfg):
         return []
-    return check_model(cfg)
+    return adopt_checkpoint_architecture(cfg.model, cfg.paths.cache_dir, cfg.model.source.value != "tiny")
+
+
+def check_model_unless_run(cfg: EvalRunConfig) -> list[str]:
+    return check_model(cfg.model) if loads_composed_model(cfg) else []
 
 
 def check_hardware_if_loading(cfg: EvalRunConfig) -> list[str]:
     # A server that holds the model (eval.backend=endpoint) or a replay needs no local hardware.
     if cfg.predictions or cfg.eval.backend == EvalBackend.endpoint:
         return []
-    return check_hardware(cfg)
+    return check_hardware(cfg, loads_model=True)
 
 
 def check_exam(cfg: EvalRunConfig) -> list[str]:
@@ -69,8 +80,10 @@ def check_decoding(cfg: EvalRunConfig) -> list[str]:
     if e.max_new_tokens <= 0:
         problems.append(f"eval.max_new_tokens={e.max_new_tokens} must be positive.")
     if not 0 <= e.num_shots <= MAX_SHOTS:
-        problems.append(f"eval.num_shots={e.num_shots} must be between 0 and {MAX_SHOTS} (the worked examples "
-                        "bundled per language; more need a longer context than the paper's models have).")
+        problems.append(
+            f"eval.num_shots={e.num_shots} must be between 0 and {MAX_SHOTS} (the worked examples "
+            "bundled per language; more need a longer context than the paper's models have)."
+        )
     if e.do_sample and e.temperature <= 0:
         problems.append(f"eval.temperature={e.temperature} must be positive when eval.do_sample=true.")
     if e.top_p is not None and not 0 < e.top_p <= 1:
@@ -91,8 +104,10 @@ def check_ensemble(cfg: EvalRunConfig) -> list[str]:
         elif value > MAX_VOTES:
             problems.append(f"eval.{key}={value} is above {MAX_VOTES}; each one multiplies the generation time.")
     if e.mode == EvalMode.loglik and e.samples > 1:
-        problems.append(f"eval.samples={e.samples} with eval=loglik: log-likelihoods are not sampled, so every "
-                        "sample would be the same; use eval.shuffles for a loglik ensemble, or eval=generate.")
+        problems.append(
+            f"eval.samples={e.samples} with eval=loglik: log-likelihoods are not sampled, so every "
+            "sample would be the same; use eval.shuffles for a loglik ensemble, or eval=generate."
+        )
     if (e.samples > 1 or e.shuffles > 1) and cfg.predictions:
         problems.append("eval.samples / eval.shuffles ask a model several times; predictions= replays fixed answers.")
     return problems
@@ -104,13 +119,17 @@ def check_backend(cfg: EvalRunConfig) -> list[str]:
     if e.backend == EvalBackend.hf or cfg.predictions:
         return problems
     if e.mode == EvalMode.loglik:
-        problems.append(f"eval=loglik reads log-probabilities from a model in this process; it needs "
-                        f"eval.backend=hf (got eval.backend={e.backend.value}).")
+        problems.append(
+            f"eval=loglik reads log-probabilities from a model in this process; it needs "
+            f"eval.backend=hf (got eval.backend={e.backend.value})."
+        )
     if e.backend == EvalBackend.endpoint:
         ep = e.endpoint
         if not ep.url:
-            problems.append("eval.backend=endpoint needs eval.endpoint.url, the server's API root, e.g. "
-                            "eval.endpoint.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one).")
+            problems.append(
+                "eval.backend=endpoint needs eval.endpoint.url, the server's API root, e.g. "
+                "eval.endpoint.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one)."
+            )
         elif not ep.url.startswith(("http://", "https://")):
             problems.append(f"eval.endpoint.url={ep.url} must start with http:// or https://.")
         if ep.concurrency < 1:
@@ -120,19 +139,24 @@ def check_backend(cfg: EvalRunConfig) -> list[str]:
         if ep.max_retries < 0 or ep.backoff_s < 0:
             problems.append("eval.endpoint.max_retries and eval.endpoint.backoff_s must be 0 or more.")
         if cfg.run:
-            problems.append(f"run={cfg.run} with eval.backend=endpoint: the server holds the model; serve the run "
-                            f"(python -m medtune.llm.server --run {cfg.run}) and drop run=.")
+            problems.append(
+                f"run={cfg.run} with eval.backend=endpoint: the server holds the model; serve the run "
+                f"(python -m medtune.llm.server --run {cfg.run}) and drop run=."
+            )
     return problems
 
 
-def check_judge_mode(cfg: EvalRunConfig) -> list[str]:
-    """eval=judge: its systems, judge and questions, before any model loads."""
-    if cfg.eval.mode.value != "judge":
-        return []
-    from medtune.judge.rules import check_judge
-
-    return check_judge(cfg)
-
-
-EVAL_RULES = [check_run_and_predictions, check_model_unless_run, check_hardware_if_loading, check_exam, check_prompt, check_decoding,
-              check_ensemble, check_backend, check_judge_mode]
+# Rules that read the config alone: what a sweep checks for every cell before it starts.
+PORTABLE_RULES = (check_prompt, check_exam_language, check_decoding, check_ensemble, check_backend)
+RULES = (
+    check_seed,
+    check_run_and_predictions,
+    check_model_unless_run,
+    check_hardware_if_loading,
+    check_exam,
+    check_prompt,
+    check_exam_language,
+    check_decoding,
+    check_ensemble,
+    check_backend,
+)

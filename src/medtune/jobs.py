@@ -1,0 +1,110 @@
+"""The jobs medtune runs, each with its schema, its rules and its task, for the entry layer.
+
+    train.py        -> TRAIN          evaluate.py  -> EVALUATE       sweep.py -> SWEEP
+    generate_qa.py  -> GENERATE_QA    judge.py     -> JUDGE
+
+A job's task module (imported only when the job runs, so `--help` and `--cfg` stay fast) provides
+
+    workspace(cfg, job) -> (cfg, Workspace | None)   # where it writes; None: nothing is written (a dry run)
+    run(cfg, job, tracker) -> result                  # the work, inside the locked workspace
+    metrics(result) -> dict                           # what `optimized_metric` picks from
+
+and the entry layer (`medtune.entry.execute`) locks the workspace, opens and finishes the tracker,
+and returns `metrics(result)[cfg.optimized_metric]` to Hydra's sweepers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from omegaconf import DictConfig
+
+from medtune.config.eval_schema import EvalRunConfig
+from medtune.config.judge_schema import JudgeRunConfig
+from medtune.config.qa_schema import GenerateQARunConfig
+from medtune.config.schema import TrainRunConfig
+from medtune.config.sweep_schema import SweepRunConfig
+from medtune.config.validate import typed_config
+from medtune.errors import ConfigError
+from medtune.rules import evaluate as evaluate_rules
+from medtune.rules import generate_qa as generate_qa_rules
+from medtune.rules import judge as judge_rules
+from medtune.rules import train as train_rules
+
+Rule = Callable[[Any], list[str]]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    script: str  # the entry script users type
+    schema: type
+    task_module: str  # imported when the job runs
+    rules: Sequence[Rule] = ()
+    portable_rules: Sequence[Rule] = ()  # the rules that read the config alone: a sweep's preflight
+    describe: Rule | None = None  # reads the model's own config before the rules; returns problems
+    aliases: Sequence[str] = field(default_factory=tuple)
+
+    def task(self):
+        return importlib.import_module(self.task_module)
+
+    def validate(self, cfg: DictConfig) -> Any:
+        """The composed config as `schema`, after every rule; all problems in one ConfigError."""
+        typed = typed_config(cfg, self.schema)
+        problems = self.describe(typed) if self.describe else []
+        problems += [problem for rule in self.rules for problem in rule(typed)]
+        if problems:
+            raise ConfigError(problems)
+        return typed
+
+
+TRAIN = Job(
+    "train",
+    "train.py",
+    TrainRunConfig,
+    "medtune.training.task",
+    train_rules.RULES,
+    train_rules.PORTABLE_RULES,
+    train_rules.describe_model,
+)
+EVALUATE = Job(
+    "evaluate",
+    "evaluate.py",
+    EvalRunConfig,
+    "medtune.evaluation.task",
+    evaluate_rules.RULES,
+    evaluate_rules.PORTABLE_RULES,
+    evaluate_rules.describe_model,
+)
+GENERATE_QA = Job(
+    "generate_qa",
+    "generate_qa.py",
+    GenerateQARunConfig,
+    "medtune.qa.task",
+    generate_qa_rules.RULES,
+    generate_qa_rules.RULES_WITHOUT_MACHINE,
+    generate_qa_rules.describe_model,
+)
+JUDGE = Job(
+    "judge",
+    "judge.py",
+    JudgeRunConfig,
+    "medtune.judge.task",
+    judge_rules.RULES,
+    judge_rules.RULES,
+    judge_rules.describe_model,
+)
+SWEEP = Job("sweep", "sweep.py", SweepRunConfig, "medtune.sweep.task")
+
+JOBS = (TRAIN, EVALUATE, GENERATE_QA, JUDGE, SWEEP)
+
+
+def job_for(schema: type) -> Job:
+    return next(job for job in JOBS if job.schema is schema)
+
+
+def to_typed(cfg: DictConfig, schema: type) -> Any:
+    """`cfg` checked by the rules of the job whose schema is `schema` (what the entry scripts do)."""
+    return job_for(schema).validate(cfg)

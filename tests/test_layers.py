@@ -1,0 +1,143 @@
+"""The package's layering: no import cycles anywhere in src/medtune, and medtune.config at the bottom.
+
+Imports are read from the source (every `import` statement, module level or inside a function), so a
+cycle hidden behind a lazy import counts too. The layers, bottom up:
+
+    config (schemas, generic validation) -> rules (per job) -> jobs -> entry
+    tasks (training, evaluation, qa, judge, sweep) are imported by the entry layer only, by name.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TASK_PACKAGES = ("medtune.training", "medtune.evaluation", "medtune.qa", "medtune.judge", "medtune.sweep")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted((SRC / "medtune").rglob("*.py"))}
+
+
+def resolve(name: str) -> str | None:
+    """The medtune module an import names: itself, or the longest module prefix (`from a.b import c`)."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in MODULES:
+            return candidate
+        parts.pop()
+    return None
+
+
+def imports_of(module: str) -> set[str]:
+    """The medtune modules `module` imports anywhere in its source."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        for name in names:
+            target = resolve(name) if name.startswith("medtune") else None
+            if target and target != module:
+                found.add(target)
+    return found
+
+
+GRAPH = {module: imports_of(module) for module in MODULES}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each as a sorted list."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    planted = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(planted) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_reads_lazy_imports_too():
+    # training.task imports the model description inside a function only
+    assert "medtune.modeling.description" in GRAPH["medtune.training.task"]
+    assert len(GRAPH) > 100
+
+
+def test_src_medtune_has_no_import_cycle():
+    found = cycles(GRAPH)
+    assert not found, "import cycles in src/medtune:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_config_imports_only_config_and_errors():
+    outside = {
+        module: sorted(t for t in targets if not t.startswith("medtune.config") and t != "medtune.errors")
+        for module, targets in GRAPH.items()
+        if module.startswith("medtune.config")
+    }
+    assert not {m: t for m, t in outside.items() if t}, outside
+
+
+@pytest.mark.parametrize("layer", ["medtune.rules", "medtune.jobs", "medtune.config"])
+def test_lower_layers_import_no_task_module(layer):
+    reached = {t for m, targets in GRAPH.items() if m.startswith(layer) for t in targets}
+    assert not {t for t in reached if t.startswith(TASK_PACKAGES)}
+
+
+def test_importing_medtune_config_loads_no_task_module():
+    """The same, as Python sees it: import every config module in a fresh interpreter."""
+    config_modules = [m for m in MODULES if m.startswith("medtune.config")]
+    code = (
+        f"import importlib, sys\nfor m in {config_modules!r}: importlib.import_module(m)\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('medtune'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert set(config_modules) <= set(loaded)
+    assert [m for m in loaded if not m.startswith("medtune.config") and m not in ("medtune", "medtune.errors")] == []
