@@ -82,48 +82,39 @@ def typed(compose):
     return _typed
 
 
-@pytest.fixture()
-def run_eval(compose, tmp_path, tiny_cache):
-    """run_eval(overrides, name) -> metrics of a real in-process evaluate.py job in tmp_path/name."""
-    from medtune.config.eval_schema import EvalRunConfig
+def job_runner(job_name: str, compose, tmp_path, tiny_cache, default_dir: str):
+    """run(overrides, name) -> the result of a real in-process job of `job_name` (evaluate, judge, ...) in
+    tmp_path/name: its config composed and checked as the entry script does, then `entry.execute`."""
     from medtune.config.job import JobContext
     from medtune.entry import execute
-    from medtune.jobs import EVALUATE, to_typed
+    from medtune.jobs import JOBS
 
-    def _run(overrides=(), name: str = "eval"):
+    spec = next(job for job in JOBS if job.name == job_name)
+
+    def _run(overrides=(), name: str = default_dir):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
-        cfg = to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig)
+        cfg = spec.validate(compose(overrides, config_name=job_name))
         job = JobContext(
             run_dir=tmp_path / name,
-            task_name="evaluate",
+            task_name=job_name,
             override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
             overrides=tuple(overrides),
         )
-        return execute(EVALUATE, cfg, job)
+        return execute(spec, cfg, job)
 
     return _run
+
+
+@pytest.fixture()
+def run_eval(compose, tmp_path, tiny_cache):
+    """run_eval(overrides, name) -> metrics of a real in-process evaluate.py job in tmp_path/name."""
+    return job_runner("evaluate", compose, tmp_path, tiny_cache, default_dir="eval")
 
 
 @pytest.fixture()
 def run_judge(compose, tmp_path, tiny_cache):
     """run_judge(overrides, name) -> metrics of a real in-process judge.py job in tmp_path/name."""
-    from medtune.config.job import JobContext
-    from medtune.config.judge_schema import JudgeRunConfig
-    from medtune.entry import execute
-    from medtune.jobs import JUDGE, to_typed
-
-    def _run(overrides=(), name: str = "judge"):
-        overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
-        cfg = to_typed(compose(overrides, config_name="judge"), JudgeRunConfig)
-        job = JobContext(
-            run_dir=tmp_path / name,
-            task_name="judge",
-            override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
-            overrides=tuple(overrides),
-        )
-        return execute(JUDGE, cfg, job)
-
-    return _run
+    return job_runner("judge", compose, tmp_path, tiny_cache, default_dir="judge")
 
 
 @pytest.fixture()

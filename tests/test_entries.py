@@ -73,32 +73,20 @@ def test_generate_qa_and_judge_have_their_own_schemas(compose):
     assert "judge.a.answers=/nowhere.jsonl does not exist" in str(error.value)
 
 
-def test_optimized_metric_picks_the_returned_value_and_an_unknown_name_lists_the_known(run_eval):
-    from dataclasses import replace
+def test_optimized_metric_picks_the_returned_value_and_an_unknown_name_lists_the_known():
+    from types import SimpleNamespace
 
     from medtune.entry import objective
     from medtune.jobs import EVALUATE, TRAIN
     from medtune.training.task import TrainResult
 
     metrics = {"accuracy": 0.25, "correct": 10, "invalid": 4, "mode": "generate"}
-
-    class Typed:  # what objective reads of a typed config
-        optimized_metric = "invalid"
-
-    assert objective(EVALUATE, Typed(), metrics) == 4
-    Typed.optimized_metric = "accurracy"
+    assert objective(EVALUATE, SimpleNamespace(optimized_metric="invalid"), metrics) == 4
     with pytest.raises(ConfigError) as error:
-        objective(EVALUATE, Typed(), metrics)
+        objective(EVALUATE, SimpleNamespace(optimized_metric="accurracy"), metrics)
     assert "optimized_metric=accurracy" in str(error.value) and "accuracy, correct, invalid" in str(error.value)
     trained = TrainResult(
         summary={"eval/loss_after": 0.5, "train/loss_last": 0.7}, model=None, tokenizer=None, run_dir=None
     )
-    Typed.optimized_metric = "train/loss_last"
-    assert objective(TRAIN, Typed(), trained) == 0.7
-    assert objective(TRAIN, replace_metric(Typed, "eval/loss_after"), None) is None  # a dry run measured nothing
-    del replace
-
-
-def replace_metric(cls, name: str):
-    cls.optimized_metric = name
-    return cls()
+    assert objective(TRAIN, SimpleNamespace(optimized_metric="train/loss_last"), trained) == 0.7
+    assert objective(TRAIN, SimpleNamespace(optimized_metric="eval/loss_after"), None) is None  # a dry run

@@ -41,6 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def repo_relative(text: str) -> str:
+    """Paths inside the checkout as the repo names them (reports are committed; machines differ)."""
+    return text.replace(f"{REPO}/", "")
+
+
 HERE = REPO / "benchmarks" / "gpu_check"
 GIB, MIB = 2**30, 2**20
 
@@ -1230,7 +1237,7 @@ class Check:
         return "\n".join(L)
 
     def write_report(self, final: bool) -> None:
-        text = self.report(final)
+        text = repo_relative(self.report(final))
         self.report_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.report_path.with_suffix(".md.partial")
         tmp.write_text(text, encoding="utf-8")
@@ -1255,7 +1262,7 @@ class Check:
         }
         json_path = (self.out_dir or self.work) / ("gpu_check.json" if self.gpu else "gpu_check_cpu_dry.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(data, indent=1, default=str))
+        json_path.write_text(repo_relative(json.dumps(data, indent=1, default=str)))
 
     def pack_logs(self) -> None:
         if not self.out_dir:

@@ -244,10 +244,11 @@ def objective(spec: Job, cfg: Any, result: Any) -> Any:
     if not metrics:
         return None
     if name not in metrics:
-        known = ", ".join(
-            sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        from medtune.nested import numeric_keys
+
+        raise ConfigError(
+            [f"optimized_metric={name} is not a metric {spec.script} reports; it reports: {numeric_keys(metrics)}."]
         )
-        raise ConfigError([f"optimized_metric={name} is not a metric {spec.script} reports; it reports: {known}."])
     return metrics[name]
 
 

@@ -33,3 +33,8 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = "
 
 
 _ABSENT = object()
+
+
+def numeric_keys(metrics: dict) -> str:
+    """The keys of `metrics` that hold a number, sorted and comma-separated: what a metric name may pick."""
+    return ", ".join(sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)))

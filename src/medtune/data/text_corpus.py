@@ -76,7 +76,7 @@ def read_documents(
 ) -> list[Document]:
     """Every non-empty document under `path` (None: the bundled medical text), in file order.
 
-    Used by task=pretrain (`dataset.*`) and task=generate_qa (`qa.documents`, `qa.text_field`): the
+    Used by task=pretrain (`dataset.*`) and generate_qa.py (`qa.documents`, `qa.text_field`): the
     keys only change how messages name the settings."""
     root = bundled_text_file() if path is None else Path(path)
     files = text_files(root, path_key)

@@ -1,1 +1,1 @@
-"""Pairwise judging of two systems' answers with the Vietnamese chatbot paper's rubric (`evaluate.py eval=judge`)."""
+"""Pairwise judging of two systems' answers with the Vietnamese chatbot paper's rubric (`judge.py`)."""

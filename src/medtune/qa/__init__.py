@@ -1,1 +1,1 @@
-"""QA generation from documents (`task=generate_qa`): chunk, prompt a generator, parse, validate, dedupe, write."""
+"""QA generation from documents (`generate_qa.py`): chunk, prompt a generator, parse, validate, dedupe, write."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from medtune.config.sweep_schema import CellConfig, SweepConfig, every_evaluate, every_train
 from medtune.errors import PREEMPTED_EXIT_CODE
 from medtune.io import locked, write_json_atomic
+from medtune.nested import numeric_keys
 from medtune.run_dir import TrainRunDir
 
 CELL_FILE = "cell.json"
@@ -200,13 +201,11 @@ def earlier_attempt(record: dict) -> dict | None:
 def objective_of(sweep: SweepConfig, metrics: dict, out: Path) -> float:
     """The cell's sweep.optimized_metric, from its evaluation's metrics.json."""
     if sweep.optimized_metric not in metrics:
-        known = ", ".join(
-            sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        )
         raise CellFailure(
             "evaluate",
             0,
-            f"sweep.optimized_metric={sweep.optimized_metric} is not in {out / 'metrics.json'}; it has: {known}",
+            f"sweep.optimized_metric={sweep.optimized_metric} is not in {out / 'metrics.json'}; it has: "
+            f"{numeric_keys(metrics)}. Set sweep.optimized_metric to one of them.",
             [],
         )
     return metrics[sweep.optimized_metric]
