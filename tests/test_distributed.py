@@ -2,6 +2,10 @@
 with LoRA and with a 4-bit base, and 2 "nodes" of 1 rank each over loopback. Each must give the
 per-step training losses of a single process with the same global batch.
 
+The ranks train on medtune's defaults (the target-only loss, padding-free batches with per-example
+attention); the single process on transformers' own path (full logits, padded batches), so the same
+comparison also shows the fast path equal to the plain one under ZeRO.
+
 Tolerance: the runs see the same 8 examples per optimizer step (sequential sampling; rank r takes
 every other example) and transformers normalises the loss by the token count of all ranks, so the
 only difference is float32 summation order in the gradient all-reduce: 1e-4 relative is ample
@@ -50,7 +54,8 @@ def train(run_dir: Path, cache: Path, overrides: list[str], launcher: list[str])
 def reference(adapter: str, tmp_path_factory, cache: Path) -> list[float]:
     if adapter not in _reference:
         run_dir = tmp_path_factory.mktemp(f"single-{adapter}")
-        result = train(run_dir, cache, [f"adapter={adapter}", "logger=none"], [sys.executable])
+        plain = ["train.loss=full_logits", "train.padding_free=false"]
+        result = train(run_dir, cache, [f"adapter={adapter}", "logger=none", *plain], [sys.executable])
         assert result.returncode == 0, result.stderr[-3000:]
         _reference[adapter] = losses(run_dir)
     return _reference[adapter]

@@ -163,9 +163,12 @@ def test_packed_collator_hands_unpacked_batches_to_its_fallback():
 # --- the model: attention never crosses examples, the loss reduces over tokens -------------------
 
 
-@pytest.mark.parametrize("attn_implementation", [None, "sdpa", "eager"])
+@pytest.mark.parametrize("attn_implementation", [None, "sdpa", "eager", "medtune_varlen"])
 def test_packed_row_gives_each_example_its_own_logits(tiny, sample_examples, attn_implementation):
-    """None = the model's default on CPU (sdpa); eager works the same way."""
+    """None = the model's default on CPU (sdpa); eager and medtune's per-example SDPA work the same way."""
+    from medtune.modeling.attention import register_varlen
+
+    register_varlen()
     model = base_model(tiny, attn_implementation)
     assert model.config._attn_implementation == (attn_implementation or "sdpa")
     examples = sample_examples[:3]

@@ -58,7 +58,7 @@ def test_a_document_in_a_block_sees_only_itself(typed, tiny_cache):
     first, second = block["seq_lengths"]
     (alone,), _ = encode_blocks(docs[1:], tokenizer, block_tokens=512)
     with torch.no_grad():
-        packed = model(**PackedCollator(pad_token_id=tokenizer.pad_token_id)([block])).logits[0, first:]
+        packed = model(**PackedCollator()([block])).logits[0, first:]
         single = model(input_ids=torch.tensor([alone["input_ids"]])).logits[0]
         joined = model(input_ids=torch.tensor([block["input_ids"]])).logits[0, first:]  # no isolation
     assert second == len(alone["input_ids"])

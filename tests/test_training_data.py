@@ -74,8 +74,13 @@ def test_the_pretrain_strategy_reads_text_into_blocks_fed_whole(typed, tiny_cach
     assert all(len(row["input_ids"]) <= 64 and sum(row["seq_lengths"]) == len(row["input_ids"]) for row in train_set)
 
     feed = data.trainer_feed(train_set, tokenizer)  # blocks are never packed again, even with train.packing
-    assert feed.rows is train_set and isinstance(feed.collator, PackedCollator)
+    assert [row["input_ids"] for row in feed.rows] == [row["input_ids"] for row in train_set]
+    assert all(
+        row["padding_free"] and row["seq_lengths"] == block["seq_lengths"] for row, block in zip(feed.rows, train_set)
+    )
+    assert isinstance(feed.collator, PackedCollator) and feed.padding_free
     assert (feed.length_sampler, feed.packed_rows) == (None, None)
+    assert feed.collator(eval_set[:2])["input_ids"].shape[0] == 2  # evaluation keeps a row per block
     joined = training_data_for(typed(PRETRAIN + ["pretrain.isolate_documents=false"]))
     assert isinstance(joined.trainer_feed(train_set, tokenizer).collator, PadCollator)
 
@@ -94,8 +99,16 @@ def test_the_instruction_strategy_encodes_records_then_packs_or_groups_them(type
     assert isinstance(train_stats, EncodingStats) and train_stats.kept == len(train_set)
     assert "seq_lengths" not in train_set[0]
 
-    plain = data.trainer_feed(train_set, tokenizer)
-    assert plain.rows is train_set and type(plain.collator) is PadCollator
+    padding_free = data.trainer_feed(train_set, tokenizer)  # the default: the same examples, joined unpadded
+    assert [row["input_ids"] for row in padding_free.rows] == [row["input_ids"] for row in train_set]
+    assert isinstance(padding_free.collator, PackedCollator) and padding_free.padding_free
+    assert padding_free.collator(padding_free.rows[:3])["input_ids"].shape == (
+        1,
+        sum(len(e["input_ids"]) for e in train_set[:3]),
+    )
+    assert type(padding_free.collator(train_set[:3])["attention_mask"]) is not None  # eval rows stay padded
+    plain = training_data_for(typed(["train.padding_free=false"])).trainer_feed(train_set, tokenizer)
+    assert plain.rows is train_set and type(plain.collator) is PadCollator and not plain.padding_free
     assert (plain.length_sampler, plain.packed_rows) == (None, None)
     packed = training_data_for(typed(["train.packing=true"])).trainer_feed(train_set, tokenizer)
     assert isinstance(packed.collator, PackedCollator) and packed.packed_rows == len(packed.rows) < len(train_set)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -94,6 +94,24 @@ class Sampling(str, Enum):
     random = "random"
     sequential = "sequential"  # the data's order: reproducible comparisons (e.g. 1 vs 2 ranks)
     group_by_length = "group_by_length"  # similar lengths share a batch: less padding
+
+
+class LossKind(str, Enum):
+    auto = "auto"  # target-only where the model's output head allows it, else full logits (the run says why)
+    target_only = "target_only"  # LM head + float32 cross-entropy on the target positions only, chunked
+    full_logits = "full_logits"  # transformers' own loss over full-vocabulary logits at every position
+
+
+class AttentionKind(str, Enum):
+    auto = "auto"  # flash_attention_2 on a GPU where flash_attn imports, else varlen_sdpa
+    varlen_sdpa = "varlen_sdpa"  # SDPA's causal kernel on each packed example's own slice
+    flash_attention_2 = "flash_attention_2"  # flash-attention's varlen kernel (needs flash_attn, CUDA, 16-bit)
+    model = "model"  # the model's own implementation, with transformers' block mask from position_ids
+
+
+class Kernels(str, Enum):
+    none = "none"
+    liger = "liger"  # liger-kernel's fused RMSNorm, SwiGLU, RoPE and linear cross-entropy (CUDA only)
 
 
 class Optimizer(str, Enum):
@@ -233,7 +251,9 @@ class TrainingConfig:
     epochs: Optional[float] = None  # set: max_steps = ceil(epochs x train examples / global batch)
     learning_rate: float = 2e-4
     global_batch_size: int = 16
-    micro_batch_size: int = 4
+    # examples (or packed rows) per device and forward pass, or "auto": the largest that the memory plan
+    # fits on the device, gradient accumulation keeping the global batch
+    micro_batch_size: Any = 4
     max_input_tokens: int = 512
     max_target_tokens: int = 512
     max_total_tokens: Optional[int] = (
@@ -247,6 +267,10 @@ class TrainingConfig:
     optimizer: Optimizer = Optimizer.adamw_torch
     sampling: Sampling = Sampling.random
     packing: bool = False  # bin-pack whole examples into padding-free rows (batch sizes then count rows)
+    padding_free: bool = True  # a micro-batch's examples run as one row without padding (same loss as padded)
+    attention: AttentionKind = AttentionKind.auto  # how padding-free and packed rows attend
+    loss: LossKind = LossKind.auto  # where the LM head and the cross-entropy run
+    kernels: Kernels = Kernels.none  # liger: fused GPU kernels (needs a CUDA device and liger-kernel)
     pack_max_tokens: int = 0  # tokens per packed row; 0 = max_input_tokens + max_target_tokens
     logging_steps: int = 5
     eval_steps: int = 0  # 0 = evaluate before and after training only

@@ -111,6 +111,7 @@ def pack_examples(examples: Sequence[Example], max_tokens: int, seed: int) -> li
                 "labels": labels,
                 "position_ids": position_ids,
                 "seq_lengths": [lengths[i] for i in members],
+                "padding_free": True,
             }
         )
     return rows
@@ -120,40 +121,31 @@ class PackedCollator:
     """Padding-free batches: a micro-batch of rows becomes ONE row of shape (1, total_tokens).
 
     A row is a packed row from `pack_examples` (its examples are delimited by `seq_lengths`, from which the
-    `position_ids` are rebuilt) or a plain encoded example (`input_ids` / `labels`, one sequence). The batch has `input_ids`, `labels` and
-    `position_ids` restarting at 0 per example, no `attention_mask` (transformers then builds a
-    block-diagonal causal mask from `position_ids`) and, unless `disable_cache=False`, `use_cache=False`
-    (with a cache transformers does not look for packed sequences; see the module docstring). The first
-    label of every example is IGNORE_INDEX. The HF causal-LM loss is then the mean over the batch's
-    non-ignored shifted labels, exactly what `PadCollator` gives for the same examples.
+    `position_ids` are rebuilt) or a plain encoded example (`input_ids` / `labels`, one sequence). The batch has
+    `input_ids`, `labels` and `position_ids` restarting at 0 per example, no `attention_mask` and no padding
+    (transformers then keeps the examples apart by `position_ids`: medtune's per-example SDPA,
+    flash-attention's varlen kernel, or a block-diagonal mask) and, unless `disable_cache=False`,
+    `use_cache=False` (with a cache transformers does not look for packed sequences; see the module
+    docstring). The first label of every example is IGNORE_INDEX. The causal-LM loss is then the mean over
+    the batch's non-ignored shifted labels, exactly what `PadCollator` gives for the same examples.
 
-    `unpacked`, when given (e.g. a `PadCollator`), collates every batch in which no row carries
-    `seq_lengths`: with packed training rows and an unpacked eval set, the Trainer's single collator then
-    keeps the eval loss computed exactly as without packing.
+    `unpacked`, when given (e.g. a `PadCollator`), collates every batch in which no row is marked
+    `padding_free` (what `pack_examples` and `padding_free_rows` make): with padding-free training rows and
+    an eval set of ordinary rows, the Trainer's single collator then keeps the eval loss computed exactly as
+    without packing (the Trainer weights each eval batch by its number of rows).
     """
 
-    def __init__(
-        self,
-        disable_cache: bool = True,
-        unpacked: Callable[[list], dict[str, Any]] | None = None,
-        pad_token_id: int | None = None,
-    ):
+    def __init__(self, disable_cache: bool = True, unpacked: Callable[[list], dict[str, Any]] | None = None):
         self.disable_cache = disable_cache
         self.unpacked = unpacked
-        # With a pad id, rows stay separate (shape rows x longest row): the block-diagonal mask is
-        # built per row, far smaller than one long row's, which matters for SDPA on a CPU. The pad
-        # tail is its own segment (positions restart at 0, labels ignored), so nothing attends to it.
-        self.pad_token_id = pad_token_id
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         import torch
 
         if not rows:
             raise ValueError("PackedCollator got an empty batch.")
-        if self.unpacked is not None and not any("seq_lengths" in row for row in rows):
+        if self.unpacked is not None and not any(row.get("padding_free") for row in rows):
             return self.unpacked(list(rows))
-        if self.pad_token_id is not None:
-            return self._rows(rows)
         input_ids: list[int] = []
         labels: list[int] = []
         position_ids: list[int] = []
@@ -182,10 +174,28 @@ class PackedCollator:
             batch["use_cache"] = False
         return batch
 
-    def _rows(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+
+def padding_free_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
+    """Each example as a row of `PackedCollator`'s (`seq_lengths` its own length unless it has them, marked
+    `padding_free`): the micro-batches hold the same examples as padded ones, joined without padding."""
+    return [
+        {**example, "seq_lengths": example.get("seq_lengths", [_length(example)]), "padding_free": True}
+        for example in examples
+    ]
+
+
+class SeparateRowsCollator:
+    """Rows that keep their documents apart (`seq_lengths`), padded side by side: shape rows x longest row,
+    positions restarting at 0 per document, the pad tail a segment of its own with ignored labels. For
+    evaluation batches of pretraining blocks, which the Trainer weights by their number of rows."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         import torch
 
-        singles = [self.__class__(disable_cache=False)([row]) for row in rows]  # each row as one packed row
+        singles = [PackedCollator(disable_cache=False)([{**row, "padding_free": True}]) for row in rows]
         width = max(b["input_ids"].shape[1] for b in singles)
         input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
@@ -198,10 +208,7 @@ class PackedCollator:
                 single["position_ids"][0],
             )
             position_ids[i, n:] = torch.arange(width - n)
-        batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
-        if self.disable_cache:
-            batch["use_cache"] = False
-        return batch
+        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "use_cache": False}
 
 
 def _as_list(values: Any) -> list[int]:

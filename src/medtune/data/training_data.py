@@ -36,10 +36,21 @@ class TrainerFeed(NamedTuple):
     collator: Callable[[list], dict[str, Any]]
     length_sampler: Any | None  # a length-grouped sampler, or None for the Trainer's shuffle
     packed_rows: int | None  # how many rows packing made, None without packing
+    padding_free: bool = False  # training batches are single rows without padding (every token is real)
+
+    def layout_line(self) -> str:
+        """How a training batch is laid out, for the run's plan."""
+        if self.packed_rows is not None:
+            return f"batches: {self.packed_rows} bin-packed rows, each micro-batch one padding-free row"
+        if self.padding_free:
+            return "batches: padding-free (a micro-batch's examples joined into one row, no pad tokens)"
+        return "batches: padded to the longest example of each micro-batch"
 
 
 class TrainingData(ABC):
     """One way of turning `cfg.dataset` into training steps; see the module docstring."""
+
+    targets = "the response tokens only"  # which positions the loss covers, in words
 
     def __init__(self, cfg: TrainRunConfig):
         self.cfg = cfg
@@ -153,25 +164,26 @@ class InstructionTuning(TrainingData):
         return EncodingStats(**stats)
 
     def trainer_feed(self, train_set: list, tokenizer) -> TrainerFeed:
+        from medtune.data.packing import LengthGroupedSampler, PackedCollator, pack_examples, padding_free_rows
         from medtune.data.tokenize import PadCollator
 
         cfg = self.cfg
         pad = PadCollator(tokenizer.pad_token_id)
         if cfg.train.packing:
-            from medtune.data.packing import PackedCollator, pack_examples
-
             budget = cfg.train.pack_max_tokens or cfg.train.max_input_tokens + cfg.train.max_target_tokens
             rows = pack_examples(train_set, budget, cfg.seed)
-            return TrainerFeed(rows, PackedCollator(unpacked=pad, pad_token_id=tokenizer.pad_token_id), None, len(rows))
+            return TrainerFeed(rows, PackedCollator(unpacked=pad), None, len(rows), padding_free=True)
+        # Padding-free batches hold the same examples as padded ones; the eval set stays padded (its loss is
+        # averaged per example by the Trainer, as before).
+        rows = padding_free_rows(train_set) if cfg.train.padding_free else train_set
+        collator = PackedCollator(unpacked=pad) if cfg.train.padding_free else pad
+        sampler = None
         if cfg.train.sampling.value == "group_by_length":
-            from medtune.data.packing import LengthGroupedSampler
-
             world = cfg.hardware.devices_per_node * cfg.hardware.num_nodes  # a chunk is split across ranks
             sampler = LengthGroupedSampler(
                 [len(e["input_ids"]) for e in train_set], cfg.train.micro_batch_size * world, cfg.seed
             )
-            return TrainerFeed(train_set, pad, sampler, None)
-        return TrainerFeed(train_set, pad, None, None)
+        return TrainerFeed(rows, collator, sampler, None, padding_free=cfg.train.padding_free)
 
     def step_lengths(self) -> tuple[int, int]:
         train = self.cfg.train
@@ -185,6 +197,8 @@ class InstructionTuning(TrainingData):
 
 class ContinualPretraining(TrainingData):
     """task=pretrain: raw documents joined and cut into blocks of `pretrain.block_tokens`, loss on every token."""
+
+    targets = "every position (continual pretraining)"
 
     def source_files(self) -> list[Path]:
         from medtune.data.text_corpus import bundled_text_file, text_files
@@ -232,12 +246,14 @@ class ContinualPretraining(TrainingData):
 
     def trainer_feed(self, train_set: list, tokenizer) -> TrainerFeed:
         # Blocks are full already (no packing, no length grouping); they carry their documents' lengths.
-        if self.cfg.pretrain.isolate_documents:
-            from medtune.data.packing import PackedCollator
-
-            return TrainerFeed(train_set, PackedCollator(pad_token_id=tokenizer.pad_token_id), None, None)
+        # Training joins a micro-batch's blocks into one padding-free row; evaluation keeps a row per block.
         from medtune.data.tokenize import PadCollator
 
+        if self.cfg.pretrain.isolate_documents:
+            from medtune.data.packing import PackedCollator, SeparateRowsCollator, padding_free_rows
+
+            rows, evaluation = padding_free_rows(train_set), SeparateRowsCollator(tokenizer.pad_token_id)
+            return TrainerFeed(rows, PackedCollator(unpacked=evaluation), None, None, padding_free=True)
         return TrainerFeed(train_set, PadCollator(tokenizer.pad_token_id), None, None)
 
     def step_lengths(self) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from medtune.config.schema import AdapterKind, DatasetFormat, Task, TrainRunConfig
+from medtune.config.schema import AdapterKind, AttentionKind, DatasetFormat, Kernels, Task, TrainRunConfig
 from medtune.rules.common import check_learning_rate, check_prompt, check_seed, check_step_count
 from medtune.rules.model import adopt_checkpoint_architecture, check_adapter, check_hardware, check_model
 
@@ -50,9 +50,21 @@ def check_schedule(cfg: TrainRunConfig) -> list[str]:
             problems.append(
                 f"train.{key}={getattr(t, key)} is not a finite number: set one, e.g. train.{key}={example}."
             )
-    if t.micro_batch_size <= 0 or t.global_batch_size <= 0:
+    micro = t.micro_batch_size
+    if micro != "auto" and (isinstance(micro, bool) or not isinstance(micro, int)):
+        problems.append(
+            f"train.micro_batch_size={micro!r} must be a whole number of examples per device, e.g. "
+            "train.micro_batch_size=4, or auto (the largest that the memory plan fits on the device)."
+        )
+    elif micro == "auto":
+        if t.global_batch_size <= 0 or t.global_batch_size % world:
+            problems.append(
+                f"train.global_batch_size={t.global_batch_size} must be a positive multiple of the {world} device(s) "
+                f"(hardware={cfg.hardware.name}) for train.micro_batch_size=auto to divide it."
+            )
+    elif micro <= 0 or t.global_batch_size <= 0:
         problems.append("train.global_batch_size and train.micro_batch_size must be positive.")
-    elif t.global_batch_size % (t.micro_batch_size * world):
+    elif t.global_batch_size % (micro * world):
         problems.append(
             f"train.global_batch_size={t.global_batch_size} is not a multiple of train.micro_batch_size="
             f"{t.micro_batch_size} x {world} device(s) (hardware={cfg.hardware.name}): change one of them."
@@ -137,9 +149,27 @@ def check_task(cfg: TrainRunConfig) -> list[str]:
     return problems
 
 
+def check_speed_options(cfg: TrainRunConfig) -> list[str]:
+    """train.kernels=liger needs a CUDA device and a family liger patches; flash-attention needs CUDA too."""
+    from medtune.modeling.kernels import liger_problem
+
+    problems = []
+    accelerator = cfg.hardware.accelerator.value
+    if cfg.train.kernels == Kernels.liger:
+        problem = liger_problem(cfg.model.architecture.model_type, accelerator)
+        if problem:
+            problems.append(f"{problem}.")
+    if cfg.train.attention == AttentionKind.flash_attention_2 and accelerator != "cuda":
+        problems.append(
+            f"train.attention=flash_attention_2 needs a CUDA device (hardware={cfg.hardware.name}): use "
+            "train.attention=auto, which slices padding-free rows per example with SDPA here."
+        )
+    return problems
+
+
 # Rules that read the config alone (not the machine, the model's files or the data's): what a
 # sweep checks for every cell before it starts.
-PORTABLE_RULES = (check_adapter, check_prompt, check_schedule, check_exam_eval, check_task)
+PORTABLE_RULES = (check_adapter, check_prompt, check_schedule, check_exam_eval, check_task, check_speed_options)
 RULES = (
     check_seed,
     check_adapter,
@@ -150,4 +180,5 @@ RULES = (
     check_schedule,
     check_exam_eval,
     check_task,
+    check_speed_options,
 )

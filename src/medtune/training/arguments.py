@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medtune.config.schema import Accelerator, DType, Quantization, TrainRunConfig
+from medtune.config.schema import Accelerator, DType, TrainRunConfig
 from medtune.distributed import world_size
 from medtune.training.resume import CHECKPOINTS
 
@@ -38,15 +38,17 @@ def deepspeed_config(cfg: TrainRunConfig, accumulation: int) -> dict[str, Any] |
     }
 
 
-def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True):
+def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True, padding_free: bool = False):
+    """`padding_free`: the training batches hold no pad tokens, so every token counts as seen."""
     from transformers import TrainingArguments
+
+    from medtune.training.speed import uses_autocast
 
     t = cfg.train
     world = world_size()
     accumulation = gradient_accumulation_steps(cfg, world)
     on_cuda = cfg.hardware.accelerator == Accelerator.cuda
-    quantized = cfg.adapter.quantization.method != Quantization.none
-    mixed = on_cuda and not quantized and cfg.model.dtype != DType.float32
+    mixed = uses_autocast(cfg)  # on a CPU: hardware.compute_dtype=bfloat16 (torch's CPU autocast)
     return TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),  # where resume looks for checkpoints
         max_steps=t.max_steps,
@@ -77,8 +79,8 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
         data_seed=cfg.seed,
         report_to="none",
         remove_unused_columns=False,
-        # Packed batches carry no attention mask: every token is real, so count them all.
-        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        # Padding-free and packed batches carry no attention mask and no padding: every token is real.
+        include_num_input_tokens_seen="all" if padding_free else "non_padding",
         dataloader_num_workers=0,
         # packed rows come shuffled; group_by_length is medtune's sampler (MedtuneTrainer.length_sampler)
         train_sampling_strategy="sequential"

@@ -1,6 +1,9 @@
 """A Trainer callback that sends losses, learning rate, grad norm, tokens/s and peak memory to the tracker
 and to `<run dir>/metrics.jsonl` (main process only).
 
+Tokens/s counts the real (non-padding) training tokens the Trainer saw over the seconds spent inside
+optimizer steps: evaluation, the exam check and checkpoint saves between steps do not lower it.
+
 A resumed run appends to the same file; `drop_rows_to_relog` first removes what it will log again
 (the steps after its checkpoint, and the evaluation at the checkpoint's step), so no step is there twice.
 """
@@ -72,13 +75,26 @@ class MetricsCallback(TrainerCallback):
         self.flops_per_token = flops_per_token
         self.peak_flops = peak_flops  # all devices together
         self.history: list[dict[str, Any]] = []
-        self._last_time: float | None = None
-        self._last_tokens = 0
         self._train_start: float | None = None
+        # Seconds inside optimizer steps (forward, backward, optimizer): evaluation, the exam check and
+        # checkpoint saves between steps are not training throughput.
+        self._step_seconds = 0.0
+        self._step_started: float | None = None
+        self._first_tokens = 0
+        self._last_tokens = 0
+        self._last_step_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._train_start = self._last_time = time.perf_counter()
-        self._last_tokens = state.num_input_tokens_seen
+        self._train_start = time.perf_counter()
+        self._first_tokens = self._last_tokens = state.num_input_tokens_seen
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_started is not None:
+            self._step_seconds += time.perf_counter() - self._step_started
+            self._step_started = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not is_main_process():
@@ -87,15 +103,14 @@ class MetricsCallback(TrainerCallback):
         for key, value in logs.items():
             if key in RENAMES:
                 row[RENAMES[key]] = value
-        if "train/loss" in row and self._last_time is not None:
-            now = time.perf_counter()
-            tokens = state.num_input_tokens_seen
-            if now > self._last_time and tokens > self._last_tokens:
-                speed = (tokens - self._last_tokens) / (now - self._last_time)
+        if "train/loss" in row and self._train_start is not None:
+            tokens, seconds = state.num_input_tokens_seen, self._step_seconds
+            if seconds > self._last_step_seconds and tokens > self._last_tokens:
+                speed = (tokens - self._last_tokens) / (seconds - self._last_step_seconds)
                 row["train/tokens_per_second"] = speed
                 if self.flops_per_token and self.peak_flops:
                     row["train/mfu"] = speed * self.flops_per_token / self.peak_flops
-            self._last_time, self._last_tokens = now, tokens
+            self._last_step_seconds, self._last_tokens = seconds, tokens
             row["train/tokens_seen"] = tokens
             row["train/peak_memory_mib"] = peak_memory_mib()
         if len(row) == 1:
@@ -108,4 +123,15 @@ class MetricsCallback(TrainerCallback):
         return [row[key] for row in self.history if key in row]
 
     def train_seconds(self) -> float:
+        """Wall seconds since training began (evaluations and saves included)."""
         return time.perf_counter() - self._train_start if self._train_start else 0.0
+
+    def step_seconds(self) -> float:
+        """Seconds spent inside optimizer steps."""
+        return self._step_seconds
+
+    def tokens_per_second(self, tokens_seen: int) -> float | None:
+        """This run's real (non-padding) training tokens over its seconds inside optimizer steps: one ratio
+        over the whole run, not a mean of per-interval rates."""
+        tokens = tokens_seen - self._first_tokens
+        return tokens / self._step_seconds if self._step_seconds > 0 and tokens > 0 else None

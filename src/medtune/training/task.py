@@ -33,6 +33,7 @@ def workspace(cfg: TrainRunConfig, job: JobContext) -> tuple[TrainRunConfig, Wor
 
 def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
     """The train.py task: the memory plan of a dry run, else a training run in the locked run dir."""
+    auto_batch = settle_micro_batch(cfg)
     if cfg.dry_run:
         from medtune.modeling.description import describe_model
         from medtune.modeling.planner import format_plan, plan
@@ -48,7 +49,27 @@ def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
 
     if is_main_process():
         save_run_config(cfg, job.run_dir)
+    if auto_batch is not None:
+        tracker.summarize(auto_batch.summary())
     return _train(cfg, job, tracker)
+
+
+def settle_micro_batch(cfg: TrainRunConfig):
+    """train.micro_batch_size=auto: pick it (and gradient checkpointing) from the memory plan, and say so."""
+    from medtune.errors import ConfigError
+    from medtune.modeling.planner.auto_batch import resolve_micro_batch
+
+    if cfg.train.micro_batch_size != "auto":
+        return None
+    try:
+        with console.status("Planning the micro batch (train.micro_batch_size=auto)"):
+            choice = resolve_micro_batch(cfg)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from error
+    if choice is not None and is_main_process():
+        color = "yellow" if choice.fits is False else "bold"
+        console.print(f"[{color}]{choice.line()}[/{color}]")
+    return choice
 
 
 def metrics(result: TrainResult | None) -> dict[str, Any]:
@@ -74,6 +95,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     from medtune.training.guards import NonFiniteLossGuard
     from medtune.training.preemption import PreemptionCallback
     from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
+    from medtune.training.speed import attach, choose_speed, detach, prepare_kernels
     from medtune.training.trainer import MedtuneTrainer
 
     started = time.perf_counter()
@@ -87,7 +109,13 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         data = training_data_for(cfg)  # instruction tuning or continual pretraining, decided here once
         data_key = cache_key(data, checkpoint)  # hashes the data files once: tokenization cache and fingerprint
         train_set, eval_set, train_stats, eval_stats = tokenized_datasets(data, tokenizer, data_key)
-        train_rows, collator, length_sampler, packed_rows = data.trainer_feed(train_set, tokenizer)
+        feed = data.trainer_feed(train_set, tokenizer)
+        train_rows, collator, length_sampler, packed_rows = (
+            feed.rows,
+            feed.collator,
+            feed.length_sampler,
+            feed.packed_rows,
+        )
         if cfg.train.epochs is not None:
             cfg.train.max_steps = steps_for_epochs(cfg.train.epochs, len(train_rows), cfg.train.global_batch_size)
         # Refuse a changed setup before any weights load: a 70B base takes minutes to load.
@@ -100,10 +128,12 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         ensure_process_group(
             on_cpu=cfg.hardware.accelerator.value == "cpu", deepspeed=cfg.hardware.deepspeed.zero_stage > 0
         )
-        args = training_arguments(cfg, run_dir, has_eval=bool(eval_set))
+        args = training_arguments(cfg, run_dir, has_eval=bool(eval_set), padding_free=feed.padding_free)
         model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
+        kernels = prepare_kernels(model, cfg)
         set_seed(cfg.seed)  # the adapter's initial weights depend on the seed alone
         model = apply_adapter(model, cfg.adapter, cfg.hardware.gradient_checkpointing)
+        speed = choose_speed(model, cfg, feed, kernels)
     trainable, total = parameter_counts(model)
     data_stats = {f"data/train_{k}": v for k, v in train_stats.as_dict().items()}
     if eval_stats is not None:
@@ -127,6 +157,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             "model/trainable_params": trainable,
             "model/total_params": total,
             **{f"model/{k}": v for k, v in described.summary().items()},
+            **speed.summary(),
         }
     )
     if is_main_process():
@@ -138,6 +169,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         chosen = job.choices.get("schedule")
         named = f"schedule={chosen}" if chosen else "the paper's Table 4 schedule (train.yaml)"
         console.print(f"{named}: {schedule_line(cfg)}; change it with schedule=paper|cpu_small|tiny or train.*=...")
+        for line in [feed.layout_line(), *speed.lines()]:
+            console.print(line)
 
     if is_main_process():
         if resume_from is None:
@@ -161,6 +194,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
     )
     trainer.length_sampler = length_sampler
     trainer.stamp_checkpoint = FingerprintWriter(current, guard).write
+    attach(trainer, speed, cfg)
     exam_before = exam.measure(trainer.model, 0) if exam and resume_from is None else None
     preemption.install()
     try:
@@ -168,6 +202,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         preemption.uninstall()
+        detach(trainer, speed)
     if preemption.signum is not None:
         raise preemption.preempted(str(Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}"))
     eval_losses = callback.series("eval/loss")
@@ -176,7 +211,6 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
 
     saved = save_outputs(trainer, tokenizer, cfg, run_dir, checkpoint, tracker.group)
     losses = callback.series("train/loss")
-    speeds = callback.series("train/tokens_per_second")
     summary = {
         "train/loss_first": losses[0] if losses else None,
         "train/loss_last": losses[-1] if losses else None,
@@ -185,9 +219,10 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         "train/steps": trainer.state.global_step,
         "train/resumed_from": str(resume_from) if resume_from else None,
         "train/tokens_seen": int(trainer.state.num_input_tokens_seen),
-        "train/tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
+        "train/tokens_per_second": callback.tokens_per_second(int(trainer.state.num_input_tokens_seen)),
         "train/peak_memory_mib": max(callback.series("train/peak_memory_mib"), default=None),
         "train/seconds": callback.train_seconds(),
+        "train/step_seconds": callback.step_seconds(),
         "run/seconds": time.perf_counter() - started,
         "model/trainable_params": trainable,
         "model/total_params": total,

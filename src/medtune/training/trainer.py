@@ -1,4 +1,5 @@
-"""The transformers Trainer with one correction for multi-process evaluation, and checkpoints saved whole."""
+"""The transformers Trainer with medtune's target-only loss, one correction for multi-process evaluation, and
+checkpoints saved whole."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from medtune.training.checkpoints import (
     staging_root,
     sync_tree,
 )
+from medtune.training.target_loss import TargetOnlyHead
 
 
 class MedtuneTrainer(Trainer):
@@ -30,6 +32,7 @@ class MedtuneTrainer(Trainer):
 
     length_sampler = None
     stamp_checkpoint: Callable[[Path, int], None] | None = None
+    target_loss: TargetOnlyHead | None = None  # set: the loss comes from the target positions only
     _staging: str | None = None  # while a checkpoint is being written: the folder it is written under
 
     def _get_train_sampler(self, train_dataset=None):
@@ -46,7 +49,22 @@ class MedtuneTrainer(Trainer):
         # Each process's own token mean is what the evaluation loop expects to average.
         if not model.training:
             num_items_in_batch = None
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if self.target_loss is None or "labels" not in inputs:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        # The target-only loss, divided as transformers' ForCausalLMLoss divides: by the accumulated
+        # batch's target count when the Trainer gives it, else by this batch's own (a mean).
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        with self.target_loss.armed(inputs["labels"]) as result:
+            outputs = model(**features)
+        scaled = num_items_in_batch is not None and self.model_accepts_loss_kwargs
+        loss = result.total / (num_items_in_batch if scaled else result.count)
+        if scaled and self.args.average_tokens_across_devices:
+            loss = loss * (
+                self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu
+            )
+        return (loss, outputs) if return_outputs else loss
 
     def _get_output_dir(self, trial) -> str:
         return self._staging if self._staging is not None else super()._get_output_dir(trial)

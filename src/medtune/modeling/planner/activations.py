@@ -95,11 +95,12 @@ class _Batch:
     mask: int  # bytes of a dropout-mask element (0 without dropout)
     eager: bool  # eager attention (an s x s softmax), not SDPA
     sites: tuple[tuple[str, str, int], ...]
+    padding_free: bool = False  # the micro-batch runs as one row without padding
 
     @property
     def padded(self) -> bool:
-        """Batches of unequal length carry a padding mask."""
-        return self.micro_batch_size > 1
+        """Batches of unequal length carry a padding mask (unless they run padding-free)."""
+        return self.micro_batch_size > 1 and not self.padding_free
 
     @property
     def widths(self) -> dict[str, int]:
@@ -176,6 +177,7 @@ def _batch(
     prec: Precision,
     micro_batch_size: int,
     seq_len: int,
+    padding_free: bool = False,
 ) -> _Batch:
     h, inter = arch.hidden_size, arch.intermediate_size
     head_dim = h // arch.num_heads
@@ -198,6 +200,7 @@ def _batch(
         mask=prec.dropout_mask_bytes if adapter.dropout > 0 else 0,
         eager=counts.attention == "eager",
         sites=_linear_sites(family, h, inter),
+        padding_free=padding_free,
     )
 
 
@@ -332,6 +335,16 @@ def _head_transient_per_token(b: _Batch, vocab: int) -> int:
     return vocab * max(8, logits_bytes + (4 if logits_bytes < 4 else 0))
 
 
+def _target_only_head(b: _Batch, vocab: int, targets: int) -> tuple[int, int, int]:
+    """(kept for backward, logits returned, transient peak) of medtune's target-only loss: the gathered
+    target rows and their gradient (2 h e each), no logits, and one chunk's logits in float32 (plus their
+    16-bit matmul output) while the loss and its gradient are computed."""
+    from medtune.modeling.heads import chunk_rows
+
+    chunk = min(targets, chunk_rows(vocab))
+    return 2 * targets * b.h * b.e, 0, chunk * vocab * (4 + (b.e if b.e < 4 else 0))
+
+
 def _layer_backward(b: _Batch, counts: ParameterCounts, adapter: AdapterConfig, prec: Precision, tokens: int) -> int:
     """Bytes a layer's backward allocates on top of what it saved.
 
@@ -353,6 +366,8 @@ def activation_estimate(
     micro_batch_size: int,
     seq_len: int,
     gradient_checkpointing: bool = False,
+    target_rows: int | None = None,
+    padding_free: bool = False,
 ) -> ActivationEstimate:
     """Bytes autograd saves per decoder layer, from the family's forward code (transformers 5).
 
@@ -368,12 +383,14 @@ def activation_estimate(
     s b h (34 + 5 a s / h); SDPA (the default for Llama, GPT-NeoX and GPT-J) saves no s x s matrix.
 
     Head: final norm and the float32 log-probabilities (4 V) kept by the loss; on top, at the peak,
-    two float32 V-wide gradients (8 V) at the start of backward. A padded batch adds SDPA's float
-    mask bias, s e per token and layer. Checkpointing keeps e h per layer (plus the head) and
+    two float32 V-wide gradients (8 V) at the start of backward. With medtune's target-only loss
+    (`target_rows`: the most target positions a micro-batch has) no logits are kept: the loss keeps the
+    rows' gradient (h e per target) and, at its peak, one chunk's float32 logits (`_target_only_head`).
+    A padded batch adds SDPA's float mask bias, s e per token and layer; a padding-free one does not. Checkpointing keeps e h per layer (plus the head) and
     recomputes one layer at a time during backward. On top of a layer's saved tensors comes its
     backward (`_layer_backward`).
     """
-    b = _batch(arch, counts, adapter, prec, micro_batch_size, seq_len)
+    b = _batch(arch, counts, adapter, prec, micro_batch_size, seq_len, padding_free)
     tokens = micro_batch_size * seq_len
     terms = LAYER_TERMS[b.family](b)
     layer, first, final_norm = terms.layer, terms.first, terms.final_norm
@@ -387,7 +404,12 @@ def activation_estimate(
 
     layer_bytes = tokens * layer
     first_bytes = tokens * first
-    head_bytes = tokens * (final_norm + 4 * arch.vocab_size + 8) + _positional_tables(b)
+    if target_rows is None:
+        head_bytes = tokens * (final_norm + 4 * arch.vocab_size + 8) + _positional_tables(b)
+        logits, head_transient = tokens * arch.vocab_size * b.e, tokens * _head_transient_per_token(b, arch.vocab_size)
+    else:
+        kept, logits, head_transient = _target_only_head(b, arch.vocab_size, min(target_rows, tokens))
+        head_bytes = tokens * final_norm + kept + _positional_tables(b)
     layer_input = tokens * b.h * b.e
     saved = first_bytes + (arch.num_layers - 1) * layer_bytes + head_bytes
     checkpointed = arch.num_layers * layer_input + head_bytes
@@ -397,8 +419,8 @@ def activation_estimate(
         first_layer=first_bytes,
         layer_input=layer_input,
         head=head_bytes,
-        logits=tokens * arch.vocab_size * b.e,
-        head_transient=tokens * _head_transient_per_token(b, arch.vocab_size),
+        logits=logits,
+        head_transient=head_transient,
         layer_transient=_layer_backward(b, counts, adapter, prec, tokens),
         saved=saved,
         checkpointed=checkpointed,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from medtune.config.schema import (
     Accelerator,
     AdapterConfig,
+    AdapterKind,
     ArchitectureConfig,
     DType,
     HardwareConfig,
@@ -23,6 +24,7 @@ from medtune.config.schema import (
     TrainRunConfig,
 )
 from medtune.data.training_data import training_data_for
+from medtune.modeling.heads import target_only_expected
 from medtune.modeling.planner.activations import ActivationEstimate, activation_estimate
 from medtune.modeling.planner.counting import ParameterCounts, count_parameters
 from medtune.modeling.planner.dtypes import GIB, precision
@@ -138,8 +140,24 @@ def estimate_memory(
     buffers, buffer_notes = framework_buffers(counts, adapter, hardware, prec, resident.base)
 
     seq_len = train.max_input_tokens + train.max_target_tokens
+    tokens = train.micro_batch_size * seq_len
+    target_only = target_only_expected(
+        train.loss.value, arch.model_type, hardware.deepspeed.zero_stage, adapter.kind == AdapterKind.full
+    )
+    # the response tokens of instruction tuning; every position when the lengths carry no target part
+    targets = (train.micro_batch_size * train.max_target_tokens or tokens) if target_only else None
     act_on, act_off = (
-        activation_estimate(arch, counts, adapter, prec, train.micro_batch_size, seq_len, ckpt)
+        activation_estimate(
+            arch,
+            counts,
+            adapter,
+            prec,
+            train.micro_batch_size,
+            seq_len,
+            ckpt,
+            target_rows=targets,
+            padding_free=train.padding_free or train.packing,
+        )
         for ckpt in (True, False)
     )
     act = act_on if hardware.gradient_checkpointing else act_off
@@ -244,18 +262,8 @@ class Plan:
 
 def plan(cfg: TrainRunConfig) -> Plan:
     """Counts and memory of `cfg`'s training step, from the config alone (no weights, no GPU)."""
-    from medtune.errors import ConfigError, ModelUnavailableError
-    from medtune.modeling.description import describe_model
-
     started = time.perf_counter()
-    try:
-        described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=False)
-    except ModelUnavailableError:
-        described = None  # the YAML numbers stand (validation has reported why)
-    try:
-        counts = count_parameters(cfg.model.architecture, cfg.adapter, described.hf_config if described else None)
-    except (ValueError, KeyError) as error:  # numbers the family cannot have, a family transformers lacks
-        raise ConfigError([f"model={cfg.model.name}: {str(error).splitlines()[0]}"]) from error
+    counts = run_counts(cfg)
     train = step_shape(cfg)
     memory = estimate_memory(cfg.model.architecture, cfg.adapter, cfg.hardware, train, cfg.model.dtype, counts)
     return Plan(
@@ -268,6 +276,21 @@ def plan(cfg: TrainRunConfig) -> Plan:
         memory=memory,
         seconds=time.perf_counter() - started,
     )
+
+
+def run_counts(cfg: TrainRunConfig) -> ParameterCounts:
+    """Exact parameter counts of `cfg`'s model and adapter, from the checkpoint's own config when it is here."""
+    from medtune.errors import ConfigError, ModelUnavailableError
+    from medtune.modeling.description import describe_model
+
+    try:
+        described = describe_model(cfg.model, cfg.paths.cache_dir, materialize=False)
+    except ModelUnavailableError:
+        described = None  # the YAML numbers stand (validation has reported why)
+    try:
+        return count_parameters(cfg.model.architecture, cfg.adapter, described.hf_config if described else None)
+    except (ValueError, KeyError) as error:  # numbers the family cannot have, a family transformers lacks
+        raise ConfigError([f"model={cfg.model.name}: {str(error).splitlines()[0]}"]) from error
 
 
 def step_shape(cfg: TrainRunConfig) -> TrainingConfig:
