@@ -60,6 +60,7 @@ class DatasetFormat(str, Enum):
     prompt_response = "prompt_response"  # prompt / response (the Vietnamese paper's format)
     exam = "exam"  # IgakuQA fields: problem_text / choices / answer
     text = "text"  # raw text for task=pretrain: .txt / .md files, or JSON Lines with a "text" field
+    tokens = "tokens"  # pre-tokenized JSON Lines: {"input_ids": [...], "labels": [...]} (-100: no loss)
 
 
 class OverlongPolicy(str, Enum):

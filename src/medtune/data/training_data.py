@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from medtune.config.schema import Task, TrainRunConfig
+from medtune.config.schema import DatasetFormat, Task, TrainRunConfig
 
 if TYPE_CHECKING:
     from medtune.data.text_corpus import BlockStats
@@ -129,6 +129,8 @@ class InstructionTuning(TrainingData):
         from medtune.data.tokenize import encode_records
 
         cfg = self.cfg
+        if cfg.dataset.format == DatasetFormat.tokens:
+            return self._token_payload()
         mixture = None
         if cfg.dataset.mixture:
             from medtune.data.mixture import read_mixture
@@ -156,6 +158,24 @@ class InstructionTuning(TrainingData):
             "train_stats": asdict(train_stats),
             "eval_stats": asdict(eval_stats) if eval_stats else None,
             "mixture": mixture,
+        }
+
+    def _token_payload(self) -> dict[str, Any]:
+        """dataset.format=tokens: the examples as given, split as records are."""
+        from medtune.data.splits import split_train_eval
+        from medtune.data.token_examples import read_token_examples, token_stats
+
+        cfg = self.cfg
+        limit = cfg.train.max_input_tokens + cfg.train.max_target_tokens
+        vocab = cfg.model.architecture.vocab_size
+        examples = read_token_examples(Path(cfg.dataset.path), vocab, limit, cfg.dataset.max_records)
+        train_set, eval_set = split_train_eval(examples, cfg.dataset.eval_fraction, cfg.seed)
+        return {
+            "train": train_set,
+            "eval": eval_set,
+            "train_stats": asdict(token_stats(train_set)),
+            "eval_stats": asdict(token_stats(eval_set)) if eval_set else None,
+            "mixture": None,
         }
 
     def stats_from(self, stats: dict[str, Any]) -> EncodingStats:
