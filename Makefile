@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK ?= requirements-lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-fast lint format lock clean
+.PHONY: install install-gpu run test test-fast lint format lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# A GPU node (`make install-gpu TORCH_SPEC=torch`): the lock, then the `gpu` extra's pins (liger-kernel,
+# for train.kernels=liger; its triton comes with a CUDA build of torch).
+install-gpu: install
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-gpu.txt
 
 run: install
 	$(BIN)/python train.py

@@ -274,6 +274,74 @@ CASES = [
             r"delete \S+\.medtune\.lock",
         ),
     ),
+    # --- speed options a machine or model cannot take ---
+    Case(
+        "liger-kernels-on-cpu",
+        "value",
+        "train.py train.kernels=liger (hardware=cpu)",
+        lambda u: u.typed("train.kernels=liger"),
+        Expect(
+            "ConfigError",
+            r"train\.kernels=liger",
+            r"runs Triton kernels on a CUDA GPU, and hardware\.accelerator is cpu",
+            r"use train\.kernels=none here",
+        ),
+    ),
+    Case(
+        "liger-kernels-unknown-family",
+        "value",
+        "train.py model=gptj6b_vi hardware=a100x1 train.kernels=liger dry_run=true",
+        lambda u: u.typed("model=gptj6b_vi", "hardware=a100x1", "train.kernels=liger", "dry_run=true"),
+        Expect(
+            "ConfigError",
+            r"train\.kernels=liger",
+            r"has no kernels for model_type 'gptj'",
+            r"use train\.kernels=none",
+        ),
+    ),
+    Case(
+        "flash-attention-on-cpu",
+        "value",
+        "train.py train.attention=flash_attention_2 (hardware=cpu)",
+        lambda u: u.typed("train.attention=flash_attention_2"),
+        Expect(
+            "ConfigError",
+            r"train\.attention=flash_attention_2",
+            r"needs a CUDA device \(hardware=cpu\)",
+            r"use train\.attention=auto",
+        ),
+    ),
+    Case(
+        "micro-batch-a-word",
+        "value",
+        "train.py train.micro_batch_size=many",
+        lambda u: u.typed("train.micro_batch_size=many"),
+        Expect(
+            "ConfigError",
+            r"train\.micro_batch_size='many'",
+            r"must be a whole number of examples per device",
+            r"e\.g\. train\.micro_batch_size=4, or auto",
+        ),
+    ),
+    Case(
+        "micro-batch-auto-unknown-gpu-memory",
+        "value",
+        "train.py hardware=a100x1 hardware.device_memory_gib=null train.micro_batch_size=auto dry_run=true",
+        lambda u: u.cli(
+            "train.py",
+            "hardware=a100x1",
+            "hardware.device_memory_gib=null",
+            "train.micro_batch_size=auto",
+            "dry_run=true",
+        ),
+        Expect(
+            "ConfigError",
+            r"train\.micro_batch_size=auto",
+            r"the memory of NVIDIA A100-SXM4-80GB \(memory unknown",
+            r"set hardware\.device_memory_gib=<GiB per device> or a number",
+            exit_code=2,
+        ),
+    ),
     # --- numbers that pass the types but not reason, refused before any model loads ---
     Case(
         "learning-rate-nan",

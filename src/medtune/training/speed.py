@@ -32,7 +32,8 @@ class SpeedSetup:
         return [
             self.loss.line(self.targets),
             self.attention.line(self.padding_free),
-            f"kernels: {self.kernels}; precision: {self.precision}",
+            f"kernels: {self.kernels}",
+            f"precision: {self.precision}",
         ]
 
     def summary(self) -> dict[str, str]:

@@ -170,7 +170,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         named = f"schedule={chosen}" if chosen else "the paper's Table 4 schedule (train.yaml)"
         console.print(f"{named}: {schedule_line(cfg)}; change it with schedule=paper|cpu_small|tiny or train.*=...")
         for line in [feed.layout_line(), *speed.lines()]:
-            console.print(line)
+            console.print(line, soft_wrap=True)
 
     if is_main_process():
         if resume_from is None:
