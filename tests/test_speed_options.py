@@ -44,6 +44,8 @@ def test_micro_batch_auto_on_a_cpu_takes_the_whole_global_batch(run_train, capsy
     )
     config = (result.run_dir / "config.yaml").read_text()
     assert "micro_batch_size: 8" in config  # the run's config holds what it used, not "auto"
+    assert result.summary["train/micro_batch_size"] == 8 and result.summary["train/gradient_checkpointing"] is False
+    assert result.summary["speed/loss_path"] == "target_only" and result.summary["speed/padding_free"] == "true"
 
 
 def test_micro_batch_auto_picks_the_largest_fitting_divisor_on_a_gpu_plan(typed):
@@ -98,3 +100,15 @@ def test_bfloat16_autocast_trains_on_the_cpu(run_train, capsys):
     assert "precision: bfloat16 autocast on the CPU, float32 weights" in capsys.readouterr().out
     assert bf16.summary["train/loss_first"] == pytest.approx(fp32.summary["train/loss_first"], rel=1e-2)
     assert bf16.summary["train/loss_first"] != fp32.summary["train/loss_first"]  # it did compute in bfloat16
+
+
+def test_how_a_step_is_computed_is_not_part_of_the_resume_fingerprint(typed):
+    """A run started on one path resumes on another: the loss is the same on every path."""
+    from medtune.training.resume import fingerprint
+
+    default = fingerprint(typed([]), "data")
+    other_path = fingerprint(
+        typed(["train.loss=full_logits", "train.padding_free=false", "train.attention=model"]), "data"
+    )
+    assert other_path["config_sha"] == default["config_sha"]
+    assert fingerprint(typed(["train.learning_rate=0.5"]), "data")["config_sha"] != default["config_sha"]

@@ -2,6 +2,7 @@
 own process by `run_check.py` (so that each has its own time limit) and each writing one JSON file.
 
     python benchmarks/gpu_check/helpers.py env --json env.json
+    python benchmarks/gpu_check/helpers.py data --spec spec.json --json out.json
     python benchmarks/gpu_check/helpers.py prebuild --spec spec.json --json out.json
     python benchmarks/gpu_check/helpers.py plan --spec spec.json --json out.json
     python benchmarks/gpu_check/helpers.py generate --spec spec.json --json out.json
@@ -73,6 +74,16 @@ def env(args) -> dict:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+    imports = {}
+    for module in ("torch", "transformers", "peft", "bitsandbytes"):
+        tick = time.perf_counter()
+        try:
+            __import__(module)
+            imports[module] = round(time.perf_counter() - tick, 2)
+        except Exception as error:  # noqa: BLE001 - recorded below with the versions
+            imports[module] = f"failed: {type(error).__name__}"
+    out["import_seconds"] = imports  # each on top of the ones before (what every step's process pays)
+    out["pycache_prefix"] = sys.pycache_prefix
     from importlib import metadata
 
     versions = {}
@@ -95,6 +106,7 @@ def env(args) -> dict:
         "gguf",
         "flash-attn",
         "triton",
+        "liger-kernel",
         "rich",
     ):
         try:
@@ -234,35 +246,77 @@ def env(args) -> dict:
 
     check("bitsandbytes_nf4", bnb_4bit)
 
-    if device == "cuda":
+    def triton_import():
+        import triton
 
-        def matmul_rate():
-            n = 8192
-            a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-            b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+        return {"version": triton.__version__, "file": triton.__file__}
+
+    check("triton", triton_import)
+
+    def liger():
+        """liger-kernel imports, and (on a GPU) its fused RMSNorm matches torch's: train.kernels=liger can run."""
+        import liger_kernel.transformers as lk
+
+        result = {"file": lk.__file__, "apply_liger_kernel_to_llama": hasattr(lk, "apply_liger_kernel_to_llama")}
+        if device == "cuda":
+            from liger_kernel.transformers.rms_norm import LigerRMSNorm
+
+            x = torch.randn(64, 4096, device="cuda", dtype=torch.bfloat16)
+            norm = LigerRMSNorm(4096, eps=1e-5).to("cuda")
+            y = norm(x).float()
+            ref = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-5)
+            result["rms_norm_max_abs_diff"] = float((y - ref).abs().max())
+        return result
+
+    check("liger_kernel", liger)
+
+    def matmul_rate():
+        """The dense matmul rate: bf16 on the GPU (the MFU denominator), float32 on the CPU (plumbing only)."""
+        sizes, reps = ((4096, 8192, 16384), 10) if device == "cuda" else ((1024, 2048), 3)
+        mm_dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        rates = {}
+        for n in sizes:
+            a = torch.randn(n, n, device=device, dtype=mm_dtype)
+            b = torch.randn(n, n, device=device, dtype=mm_dtype)
             for _ in range(3):
                 a @ b
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(10):
-                a @ b
-            end.record()
-            torch.cuda.synchronize()
-            seconds = start.elapsed_time(end) / 1000 / 10
-            return {"bf16_8192_cubed_tflops": 2 * n**3 / seconds / 1e12}
+            if device == "cuda":
+                torch.cuda.synchronize()
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(reps):
+                    a @ b
+                end.record()
+                torch.cuda.synchronize()
+                seconds = start.elapsed_time(end) / 1000 / reps
+            else:
+                tick = time.perf_counter()
+                for _ in range(reps):
+                    a @ b
+                seconds = (time.perf_counter() - tick) / reps
+            rates[str(n)] = 2 * n**3 / seconds / 1e12
+            del a, b
+        best = max(rates, key=rates.get)
+        return {
+            "dtype": str(mm_dtype).replace("torch.", ""),
+            "tflops_by_size": rates,
+            "peak_tflops": rates[best],
+            "peak_size": int(best),
+            "bf16_8192_cubed_tflops": rates.get("8192"),
+        }
 
-        check("matmul_bf16", matmul_rate)
+    check("matmul_bf16" if device == "cuda" else "matmul_cpu", matmul_rate)
     return out
 
 
 # ------------------------------------------------------------------------------------------------ prebuild
 
 
-def prebuild(spec: dict) -> dict:
+def prebuild(spec: dict, out: Path | None = None) -> dict:
     """Build each run's tiny checkpoint through medtune's own builder (tokenizer, config, cache path, atomic
     write), with the random init done in `dtype` on `device` instead of float32 on the CPU: a 7B model then
-    takes seconds to initialise and 13 GB instead of 27 GB of disk. train.py finds the checkpoint in its cache."""
+    takes seconds to initialise and 13 GB instead of 27 GB of disk. train.py finds the checkpoint in its cache.
+    `out` is rewritten after each model, so a step killed on the second still hands over the first."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -305,6 +359,19 @@ def prebuild(spec: dict) -> dict:
                     torch.cuda.empty_cache()
                 path = tiny.tiny_checkpoint(model_cfg.architecture, cache_dir)
                 entry["init"] = "float32 on cpu (medtune's builder)"
+            updates = run.get("config_updates") or {}
+            if updates:  # numbers model.architecture has no key for (rope_theta): same shapes, same cost
+                config_file = Path(path) / "config.json"
+                config = json.loads(config_file.read_text())
+                for key, value in updates.items():
+                    if key == "rope_theta" and isinstance(config.get("rope_parameters"), dict):
+                        config["rope_parameters"]["rope_theta"] = value  # transformers 5's layout
+                    else:
+                        config[key] = value
+                partial = config_file.with_suffix(".json.partial")
+                partial.write_text(json.dumps(config, indent=2) + "\n")
+                partial.replace(config_file)
+                entry["config_updates"] = updates
             resolved = resolve_checkpoint(model_cfg, cache_dir)  # what train.py will load
             if Path(resolved).resolve() != Path(path).resolve():
                 raise RuntimeError(f"train.py would load {resolved}, not the prebuilt {path}")
@@ -325,8 +392,10 @@ def prebuild(spec: dict) -> dict:
                         "intermediate_size",
                         "vocab_size",
                         "tie_word_embeddings",
+                        "max_position_embeddings",
                     )
                 },
+                rope=config.get("rope_parameters") or config.get("rope_theta"),
             )
             try:
                 from transformers import AutoTokenizer
@@ -340,7 +409,88 @@ def prebuild(spec: dict) -> dict:
         if device == "cuda":
             torch.cuda.empty_cache()
         print(f"prebuild {run['name']}: {entry}", flush=True)
+        if out is not None:
+            write(out, results)
     return results
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def token_data(spec: dict) -> dict:
+    """The token files the training steps read, from the carried data (`prepare_data.py`): SmolLM2's MedQA
+    examples for each model's vocabulary (ids above it mapped with `id % vocab`, labels alike) and
+    pretraining blocks of `block_tokens` (the examples' ids joined in order and cut, every label a target).
+    First the carried records are encoded again here with the carried tokenizer files and medtune's
+    `encode_records`, and compared with the carried token ids."""
+    source, out = Path(spec["source"]), Path(spec["out"])
+    info = json.loads((source / "data_info.json").read_text())
+    examples = [json.loads(line) for line in (source / "medqa_smollm2.jsonl").read_text().splitlines() if line]
+    result: dict = {"info": info, "examples": len(examples)}
+    try:  # the tokenizer files and the code on this machine give the same ids
+        from omegaconf import OmegaConf
+        from transformers import AutoTokenizer
+
+        from medtune.config.schema import DatasetFormat, PromptConfig
+        from medtune.data.readers import read_records
+        from medtune.data.tokenize import encode_records
+
+        tick = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(str(source / "smollm2_tokenizer"))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        prompt = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(PromptConfig), OmegaConf.load(REPO / "conf/prompt/chat.yaml"))
+        )
+        again, _ = encode_records(
+            read_records(source / "medqa_records.jsonl", DatasetFormat.exam), tokenizer, prompt, *info["limits"]
+        )
+        same = sum(a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"] for a, b in zip(again, examples))
+        result["reencoded"] = {
+            "tokenizer_size": len(tokenizer),
+            "identical": same,
+            "compared": len(examples),
+            "seconds": round(time.perf_counter() - tick, 2),
+        }
+    except Exception as error:  # noqa: BLE001 - the carried ids are still what the runs train on
+        result["reencoded"] = {"error": f"{type(error).__name__}: {str(error)[:400]}"}
+    out.mkdir(parents=True, exist_ok=True)
+    lengths = [len(e["input_ids"]) for e in examples]
+    targets = [sum(label != -100 for label in e["labels"]) for e in examples]
+    result.update(
+        lengths=lengths,
+        targets=targets,
+        max_prompt=max(n - t for n, t in zip(lengths, targets)),
+        max_target=max(targets),
+        files={},
+    )
+
+    def write(path: Path, rows) -> None:
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+    block = int(spec["block_tokens"])
+    stream = [i for e in examples for i in e["input_ids"]]
+    for vocab in sorted({int(v) for v in spec["vocabs"]}):
+        mapped = vocab <= info["max_id"]
+
+        def fit(ids, vocab=vocab, mapped=mapped):
+            return [i % vocab if mapped and i != -100 else i for i in ids]
+
+        medqa = out / f"medqa_v{vocab}.jsonl"
+        write(medqa, ({"input_ids": fit(e["input_ids"]), "labels": fit(e["labels"])} for e in examples))
+        blocks = [fit(stream[i : i + block]) for i in range(0, len(stream) - block + 1, block)]
+        blocks_file = out / f"blocks{block}_v{vocab}.jsonl"
+        write(blocks_file, ({"input_ids": b, "labels": b} for b in blocks))
+        result["files"][str(vocab)] = {
+            "medqa": str(medqa),
+            "blocks": str(blocks_file),
+            "blocks_count": len(blocks),
+            "mapped": f"id % {vocab}" if mapped else "as tokenized",
+        }
+    result["block_tokens"] = block
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -402,7 +552,22 @@ def plan_runs(spec: dict) -> dict:
                 attention=getattr(p.counts, "attention", None),
             )
             checkpoint = run.get("checkpoint")
-            if checkpoint and Path(checkpoint, "config.json").is_file():
+            if run.get("widest"):  # token data: the caller knows the widest micro-batch the run trained
+                wide = run["widest"]
+                train = dataclasses.replace(
+                    typed.train, max_input_tokens=wide["max_input"], max_target_tokens=wide["max_target"]
+                )
+                w = estimate_memory(
+                    typed.model.architecture, typed.adapter, typed.hardware, train, typed.model.dtype, p.counts
+                )
+                entry.update(
+                    widest=wide,
+                    widest_total=w.total,
+                    widest_allocated=w.total - w.overhead,
+                    widest_step_peak=w.step_peak,
+                    widest_peak_moment=w.peak_moment,
+                )
+            elif checkpoint and Path(checkpoint, "config.json").is_file():
                 lengths = data_lengths(checkpoint, cfg)
                 widest = max(lengths)
                 entry.update(examples=len(lengths), longest_example=widest, mean_example=sum(lengths) / len(lengths))
@@ -546,7 +711,7 @@ def reload(export_dir: Path, device: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["env", "prebuild", "plan", "generate", "reload"])
+    parser.add_argument("command", choices=["env", "data", "prebuild", "plan", "generate", "reload"])
     parser.add_argument("--spec", type=Path)
     parser.add_argument("--export", type=Path)
     parser.add_argument("--device", default="cpu")
@@ -555,8 +720,10 @@ def main() -> int:
     spec = json.loads(args.spec.read_text()) if args.spec else {}
     if args.command == "env":
         result = env(args)
+    elif args.command == "data":
+        result = token_data(spec)
     elif args.command == "prebuild":
-        result = prebuild(spec)
+        result = prebuild(spec, args.json)
     elif args.command == "plan":
         result = plan_runs(spec)
     elif args.command == "generate":

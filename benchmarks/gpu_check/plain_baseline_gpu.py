@@ -2,9 +2,12 @@
 medtune: the baseline the GPU check compares `train.py` with. `benchmarks/plain_peft_baseline.py` is the
 same idea for the CPU only (float32, `use_cpu=True`); this one takes the device, dtype and adapter.
 
-Same checkpoint, tokenizer, data and loss mask as the medtune run it is compared with: the examples are
-built with medtune's own `read_records(None)` and `encode_records` (bundled sample set, Alpaca template,
-loss on the response tokens only). Everything else is the stock recipe:
+Same checkpoint, data and loss mask as the medtune run it is compared with: with `--examples FILE` the
+token ids of a `dataset.format=tokens` file (`{"input_ids": [...], "labels": [...]}` per line, what train.py
+reads with dataset.format=tokens), else the bundled sample set built with medtune's own `read_records(None)`
+and `encode_records` (Alpaca template, loss on the response tokens only). `--sequential` takes the batches
+in file order, as train.py's `train.sampling=sequential` does, so both train on the same batches.
+Everything else is the stock recipe:
 
 - lora:  `from_pretrained(dtype=bf16)`, gradient checkpointing (reentrant) + `enable_input_require_grads`,
          `LoraConfig(r=8, lora_alpha=8)` (PEFT's default targets: q_proj, v_proj), Trainer with `bf16=True`.
@@ -13,9 +16,11 @@ loss on the response tokens only). Everything else is the stock recipe:
          Trainer without autocast (as medtune sets it for a quantized base).
 
 These are the settings of medtune's adapter=lora / adapter=qlora with hardware=a100x1 (checkpointing on).
-adamw_torch, constant learning rate, max_grad_norm 1.0, random sampling with the seed, no eval.
+adamw_torch, constant learning rate, max_grad_norm 1.0, random sampling with the seed (file order with
+`--sequential`), no eval.
 
     python benchmarks/gpu_check/plain_baseline_gpu.py --checkpoint DIR --adapter qlora --device cuda --json out.json
+    python benchmarks/gpu_check/plain_baseline_gpu.py --checkpoint DIR --examples medqa.jsonl --sequential ...
 
 tokens/s is counted like medtune's (non-padding input tokens, `include_num_input_tokens_seen="non_padding"`);
 the step log (step, tokens seen, perf_counter) lets the caller drop warm-up steps.
@@ -52,6 +57,10 @@ def main() -> int:
     parser.add_argument("--max-input-tokens", type=int, default=384)
     parser.add_argument("--max-target-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--examples", type=Path, help="token-id JSONL (dataset.format=tokens) instead of the sample set"
+    )
+    parser.add_argument("--sequential", action="store_true", help="batches in file order (train.sampling=sequential)")
     parser.add_argument("--output-dir", type=Path, default=Path("/tmp/plain_baseline_gpu"))
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
@@ -60,6 +69,7 @@ def main() -> int:
     import torch
     from omegaconf import OmegaConf
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from torch.utils.data import SequentialSampler
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
@@ -86,7 +96,13 @@ def main() -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
-    examples, _ = encode_records(read_records(None), tokenizer, prompt, args.max_input_tokens, args.max_target_tokens)
+    if args.examples:
+        examples = [json.loads(line) for line in args.examples.read_text().splitlines() if line.strip()]
+        examples = [{"input_ids": e["input_ids"], "labels": e.get("labels", e["input_ids"])} for e in examples]
+    else:
+        examples, _ = encode_records(
+            read_records(None), tokenizer, prompt, args.max_input_tokens, args.max_target_tokens
+        )
 
     tick = time.perf_counter()
     quant = (
@@ -172,7 +188,15 @@ def main() -> int:
         max_grad_norm=1.0,
         disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=examples, data_collator=collate, callbacks=[times])
+
+    class InOrder(Trainer):  # what transformers' train_sampling_strategy="sequential" does, on any 5.x
+        def _get_train_sampler(self, *a, **kw):
+            return SequentialSampler(self.train_dataset)
+
+    trainer_class = InOrder if args.sequential else Trainer
+    trainer = trainer_class(
+        model=model, args=training_args, train_dataset=examples, data_collator=collate, callbacks=[times]
+    )
     tick = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - tick
@@ -185,6 +209,8 @@ def main() -> int:
         "dtype": args.dtype,
         "gradient_checkpointing": args.gradient_checkpointing,
         "examples": len(examples),
+        "data": str(args.examples) if args.examples else "bundled sample set",
+        "sequential": args.sequential,
         "steps": trainer.state.global_step,
         "micro_batch": args.micro_batch,
         "trainable": trainable,
@@ -201,6 +227,7 @@ def main() -> int:
         "loss_last": times.losses[-1] if times.losses else None,
         "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "wall_seconds": time.perf_counter() - started,
+        "started_perf": started,
         "threads": torch.get_num_threads(),
     }
     if cuda:

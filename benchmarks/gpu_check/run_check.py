@@ -1,23 +1,26 @@
-"""The GPU check: medtune on one GPU, every step timed, in one call of a lent machine (see README.md here).
+"""The GPU check: medtune's training speed on one GPU, every step timed, in one call of a lent machine (README.md).
 
 Run through `bash benchmarks/gpu_check.sh` (it installs the carried wheels first). Steps, in priority order,
 each a separate process with its own time limit inside one overall budget (a step that fails or hangs is
 recorded with the tail of its log, and the next one starts):
 
-  env        versions, nvidia-smi, bf16, SDPA backends, flash-attn, a bitsandbytes NF4 check, a bf16 matmul rate
-  prebuild   the random-init checkpoints in medtune's tiny cache: Llama-2-7B's and SmolLM2-135M's architectures
-  medtune_*  train.py (model=tiny + architecture overrides, adapter=qlora|lora, hardware=a100x1 on the GPU)
-  plain_*    the same training written with plain transformers + PEFT (plain_baseline_gpu.py)
-  plan       the planner's estimate for each medtune run (configured limits, and the widest real batch)
-  dry_run    train.py ... dry_run=true as a user runs it (the printed plan)
-  export_*   `python -m medtune export` of a QLoRA run (4-bit layers dequantized on the GPU), and a reload
-  generate   batched vs one-at-a-time greedy generation on the bundled sample exam
-  evaluate   evaluate.py run=<the small QLoRA run> on the bundled sample exam
+  env          versions, nvidia-smi, SDPA backends, flash-attn, triton, liger-kernel, bitsandbytes NF4, and the
+               measured bf16 matmul peak (the MFU denominator)
+  data         the carried SmolLM2-tokenized MedQA examples checked against the carried tokenizer, and the token
+               files each model trains on (ids % 32000 for the 32k vocabulary; 2,048-token pretraining blocks)
+  prebuild     random-init checkpoints in medtune's tiny cache: Llama-3-8B's shape (8b), then Llama-2-7B's (7b)
+  <config>_*   one training run of a configuration (q8: 8B QLoRA on MedQA, q7: 7B QLoRA, l8 / l7: LoRA bf16,
+               q8blk: 8B QLoRA on 2,048-token blocks) by one contender: medtune's default, its previous path
+               (train.loss=full_logits train.padding_free=false), train.kernels=liger, or the plain
+               transformers + PEFT script (plain_baseline_gpu.py) on the same token ids and batches
+  q8_auto      train.micro_batch_size=auto on the 8B QLoRA configuration: the planned memory vs the measured peak
+  plan_auto    the planner's estimate at the micro batch auto chose and at the widest micro-batch it trained
 
-`--cpu-dry` (automatic when no CUDA device is visible) runs every step on the CPU with tiny stand-ins of
-both architectures and a few steps, to prove the plumbing. The report goes to $OUT/gpu_check.md when
-$OUT is set (also gpu_check.json and gpu_check_logs.tar.gz), else to benchmarks/results/gpu_check.md
-(gpu_check_cpu_dry.md for the dry run). It is rewritten after every step, so a killed run leaves one.
+`--cpu-dry` (automatic when no CUDA device is visible) runs every step on the CPU with tiny stand-ins of both
+shapes and a few steps, to prove the plumbing (liger steps are skipped there: no CUDA). The report goes to
+$OUT/gpu_check.md when $OUT is set (also gpu_check.json and gpu_check_logs.tar.gz), else to
+benchmarks/results/gpu_check.md (gpu_check_cpu_dry.md for the dry run). It is rewritten after every step, so a
+killed run leaves one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import re
 import shlex
@@ -51,13 +55,31 @@ def repo_relative(text: str) -> str:
 HERE = REPO / "benchmarks" / "gpu_check"
 GIB, MIB = 2**30, 2**20
 
-# (label, model.architecture.* overrides of model=tiny)
-ARCH = {
+
+def llama(**shape) -> dict:
+    """model.architecture.* of an untied Llama decoder of this shape."""
+    return dict(model_type="llama", **shape, tie_word_embeddings=False, initializer_range=0.02)
+
+
+# key -> (label, model.architecture.* overrides of model=tiny, config.json numbers the architecture has no key for)
+MODELS = {
     "gpu": {
-        "big": (
-            "Llama-2-7B architecture (random init)",
-            dict(
-                model_type="llama",
+        "8b": (
+            "Llama-3-8B shape (random init)",
+            llama(
+                hidden_size=4096,
+                num_layers=32,
+                num_heads=32,
+                num_kv_heads=8,
+                intermediate_size=14336,
+                vocab_size=128256,
+                max_position_embeddings=8192,
+            ),
+            {"rope_theta": 500000.0},
+        ),
+        "7b": (
+            "Llama-2-7B shape (random init)",
+            llama(
                 hidden_size=4096,
                 num_layers=32,
                 num_heads=32,
@@ -65,31 +87,27 @@ ARCH = {
                 intermediate_size=11008,
                 vocab_size=32000,
                 max_position_embeddings=4096,
-                tie_word_embeddings=False,
-                initializer_range=0.02,
             ),
-        ),
-        "small": (
-            "SmolLM2-135M architecture (random init)",
-            dict(
-                model_type="llama",
-                hidden_size=576,
-                num_layers=30,
-                num_heads=9,
-                num_kv_heads=3,
-                intermediate_size=1536,
-                vocab_size=49152,
-                max_position_embeddings=8192,
-                tie_word_embeddings=True,
-                initializer_range=0.02,
-            ),
+            {},
         ),
     },
     "cpu": {
-        "big": (
-            "tiny stand-in for the 7B (MHA, untied)",
-            dict(
-                model_type="llama",
+        "8b": (
+            "tiny stand-in for the 8B (GQA 4 / 2 heads, untied, 8,192-token vocabulary)",
+            llama(
+                hidden_size=128,
+                num_layers=2,
+                num_heads=4,
+                num_kv_heads=2,
+                intermediate_size=448,
+                vocab_size=8192,
+                max_position_embeddings=2048,
+            ),
+            {"rope_theta": 500000.0},
+        ),
+        "7b": (
+            "tiny stand-in for the 7B (MHA, untied, 4,096-token vocabulary)",
+            llama(
                 hidden_size=128,
                 num_layers=2,
                 num_heads=4,
@@ -97,32 +115,35 @@ ARCH = {
                 intermediate_size=384,
                 vocab_size=4096,
                 max_position_embeddings=2048,
-                tie_word_embeddings=False,
-                initializer_range=0.02,
             ),
-        ),
-        "small": (
-            "tiny stand-in for SmolLM2 (GQA, tied)",
-            dict(
-                model_type="llama",
-                hidden_size=128,
-                num_layers=2,
-                num_heads=2,
-                num_kv_heads=1,
-                intermediate_size=256,
-                vocab_size=4096,
-                max_position_embeddings=2048,
-                tie_word_embeddings=True,
-                initializer_range=0.02,
-            ),
+            {},
         ),
     },
 }
 ADAPTER_TEXT = {
-    "qlora": "QLoRA: NF4 + double quant, r 64, alpha 16, dropout 0.1, all linear layers",
-    "lora": "LoRA: r 8, alpha 8, q_proj + v_proj",
+    "qlora": "QLoRA: NF4 + double quant, bf16 compute, r 64, alpha 16, dropout 0.1, all linear layers",
+    "lora": "LoRA: bf16 weights (autocast), r 8, alpha 8, q_proj + v_proj",
 }
-PEAK_TFLOPS = {"H100": 989, "H200": 989, "A100": 312}  # dense bf16, datasheet
+# contender -> (label, what it is, train.py overrides; None: the plain script)
+CONTENDERS = {
+    "default": ("medtune default", "target-only loss, padding-free batches, train.attention=auto", []),
+    "previous": (
+        "medtune previous path",
+        "train.loss=full_logits train.padding_free=false (what medtune did before)",
+        ["train.loss=full_logits", "train.padding_free=false"],
+    ),
+    "liger": ("medtune + liger", "the default plus train.kernels=liger", ["train.kernels=liger"]),
+    "plain": ("plain transformers+PEFT", "plain_baseline_gpu.py: Trainer + DataCollatorForSeq2Seq, full logits", None),
+    "auto": ("medtune micro_batch_size=auto", "the default with train.micro_batch_size=auto", []),
+}
+CONFIGS = {  # name -> (model, adapter, data)
+    "q8": ("8b", "qlora", "medqa"),
+    "q7": ("7b", "qlora", "medqa"),
+    "l8": ("8b", "lora", "medqa"),
+    "l7": ("7b", "lora", "medqa"),
+    "q8blk": ("8b", "qlora", "blocks"),
+}
+SPEED_PREFIXES = ("batches: ", "loss: ", "attention: ", "kernels: ", "precision: ", "train.micro_batch_size=auto: ")
 
 
 class StepFailed(Exception):
@@ -139,6 +160,7 @@ class Step:
     fn: Callable[[], dict]
     min_start: float = 15.0  # do not start with less budget left than this
     needs: tuple[str, ...] = ()  # steps that must have succeeded
+    skip_if: Callable[[], str | None] | None = None  # a reason not to run it here
     status: str = "pending"  # ok | failed | timeout | skipped
     seconds: float = 0.0
     limit: float = 0.0
@@ -147,6 +169,25 @@ class Step:
     tail: str = ""
     gpu_peak_mib: float | None = None
     gpu_util: float | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    config: str  # a CONFIGS key
+    contender: str  # a CONTENDERS key
+
+    @property
+    def model(self) -> str:
+        return CONFIGS[self.config][0]
+
+    @property
+    def adapter(self) -> str:
+        return CONFIGS[self.config][1]
+
+    @property
+    def data(self) -> str:
+        return CONFIGS[self.config][2]
 
 
 class GpuSampler(threading.Thread):
@@ -221,12 +262,55 @@ def tail(path: Path | None, chars: int = 2500) -> str:
     return text[-chars:]
 
 
+def speed_lines(log: Path) -> list[str]:
+    """The lines a train.py run printed about its loss path, attention, kernels, batches and auto micro batch
+    (the console wraps at 140 columns: a continuation is joined back)."""
+    lines = tail(log, 400_000).splitlines()
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.startswith(SPEED_PREFIXES):
+            continue
+        text = line.rstrip()
+        for nxt in lines[i + 1 : i + 4]:
+            if not nxt.strip() or nxt.startswith(SPEED_PREFIXES) or "%|" in nxt or nxt.startswith(("{", " ")):
+                break
+            text += " " + nxt.strip()
+        out.append(text)
+    return out
+
+
+def parse_auto(lines: list[str]) -> dict:
+    """train.micro_batch_size=auto's printed choice: micro batch, accumulation, checkpointing, planned GiB."""
+    line = next((x for x in lines if x.startswith("train.micro_batch_size=auto: ")), "")
+    m = re.search(r"auto: (\d+) \(x (\d+) accumulation steps\), gradient checkpointing (on|off)", line)
+    if not m:
+        return {"line": line} if line else {}
+    planned = re.search(r"planned ([\d,.]+) GiB", line)
+    return {
+        "line": line,
+        "micro_batch_size": int(m.group(1)),
+        "accumulation": int(m.group(2)),
+        "gradient_checkpointing": m.group(3) == "on",
+        "planned_gib": float(planned.group(1).replace(",", "")) if planned else None,
+        "fits": "does NOT fit" not in line,
+    }
+
+
 def gib(n: float | None) -> str:
     return "–" if n is None else f"{n / GIB:.2f}"
 
 
 def num(x: Any, fmt: str = "{:,.0f}") -> str:
     return "–" if x is None else fmt.format(x)
+
+
+def parameters(arch: dict) -> int:
+    """A Llama decoder's parameters from its shape (4-bit packing does not change the count)."""
+    h, inter, vocab, layers = arch["hidden_size"], arch["intermediate_size"], arch["vocab_size"], arch["num_layers"]
+    head_dim = h // arch["num_heads"]
+    kv = arch["num_kv_heads"] * head_dim
+    layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h
+    return vocab * h + layers * layer + h + (0 if arch["tie_word_embeddings"] else vocab * h)
 
 
 class Check:
@@ -241,13 +325,20 @@ class Check:
         self.cache = self.work / "cache"
         self.logs = self.work / "logs"
         self.py = sys.executable
-        self.steps_n = args.steps or (20 if self.gpu else 3)
-        self.warm = args.warmup if args.warmup is not None else (5 if self.gpu else 1)
+        g = self.gpu
+        warm = args.warmup if args.warmup is not None else (2 if g else 1)
+        # data -> optimizer steps, micro batch, global batch, warm-up steps left out of tokens/s
+        self.shape = {
+            "medqa": dict(steps=args.steps or (8 if g else 3), micro=8, batch=8, warm=warm),
+            "blocks": dict(steps=5 if g else 2, micro=4 if g else 2, batch=4 if g else 2, warm=warm if g else 1),
+            "auto": dict(steps=3 if g else 2, micro="auto", batch=64 if g else 16, warm=1),
+        }
+        self.block_tokens = 2048
         self.lr = 1e-4
-        self.results: dict[str, Any] = {}
-        self.device_name, self.device_gib, self.peak_tflops = ("gpu" if self.gpu else "cpu"), None, None
+        self.data_dir = Path(os.environ.get("GPU_CHECK_DATA") or REPO / ".gpu_wheels" / "data")
+        self.device_name, self.device_gib, self.peak_tflops = ("gpu" if g else "cpu"), None, None
         out_dir = os.environ.get("OUT")
-        base = "gpu_check" if self.gpu else "gpu_check_cpu_dry"
+        base = "gpu_check" if g else "gpu_check_cpu_dry"
         if args.out:
             self.report_path = args.out
         elif out_dir:
@@ -255,7 +346,7 @@ class Check:
         else:
             self.report_path = REPO / "benchmarks" / "results" / f"{base}.md"
         self.out_dir = Path(out_dir) if out_dir else None
-        self.sampler = GpuSampler() if self.gpu else None
+        self.sampler = GpuSampler() if g else None
         self.env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
@@ -266,16 +357,17 @@ class Check:
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
         }
-        if not self.gpu:
+        if not g:
             self.env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
         self.steps: list[Step] = []
+        self.runs: dict[str, Run] = {}
 
     # -------------------------------------------------------------------------------------------- plumbing
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def run(self, step: Step, cmd: list[str], log_name: str | None = None) -> Path:
+    def run(self, step: Step, cmd: list[str], log_name: str | None = None, env: dict | None = None) -> Path:
         """Run `cmd` in its own process group with the step's limit; raise StepFailed on a non-zero exit."""
         log = self.logs / f"{log_name or step.name}.log"
         limit = max(1.0, min(step.limit - (time.monotonic() - step._t0), self.remaining()))  # type: ignore[attr-defined]
@@ -284,7 +376,12 @@ class Check:
             f.write(f"$ {shlex.join(cmd)}\n# limit {limit:.0f} s\n")
             f.flush()
             proc = subprocess.Popen(
-                cmd, cwd=REPO, env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                cwd=REPO,
+                env={**self.env, **(env or {})},
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             try:
                 rc = proc.wait(timeout=limit)
@@ -316,6 +413,11 @@ class Check:
             return
         if missing:
             step.status, step.error = "skipped", f"needs {', '.join(missing)}"
+            return
+        reason = step.skip_if() if step.skip_if else None
+        if reason:
+            step.status, step.error = "skipped", reason
+            print(f"[{time.monotonic() - self.started:6.1f} s] {step.name}: skipped ({reason})", flush=True)
             return
         if left < step.min_start:
             step.status, step.error = "skipped", f"{left:.0f} s of the budget left, needs {step.min_start:.0f} s"
@@ -351,53 +453,109 @@ class Check:
 
     # -------------------------------------------------------------------------------------------- configs
 
-    def overrides(self, key: str, adapter: str) -> list[str]:
-        arch = ARCH[self.mode][key][1]
-        out = [
+    def model_overrides(self, key: str) -> list[str]:
+        arch = MODELS[self.mode][key][1]
+        return [
             "model=tiny",
             *(f"model.architecture.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in arch.items()),
-            f"adapter={adapter}",
-            "dataset=sample",
+        ]
+
+    def hardware_overrides(self) -> list[str]:
+        if not self.gpu:
+            return ["hardware=cpu"]
+        out = ["hardware=a100x1", "model.dtype=bfloat16", f"hardware.device_name={self.device_name}"]
+        if self.device_gib:
+            out.append(f"hardware.device_memory_gib={self.device_gib:.2f}")
+        out.append(f"hardware.peak_tflops={self.peak_tflops:.0f}" if self.peak_tflops else "hardware.peak_tflops=null")
+        return out
+
+    def data_info(self) -> dict:
+        data = self.ok("data")
+        if not data:
+            raise StepFailed("no token data: the data step failed")
+        return data
+
+    def token_file(self, run: Run) -> str:
+        vocab = str(MODELS[self.mode][run.model][1]["vocab_size"])
+        return self.data_info()["files"][vocab]["blocks" if run.data == "blocks" else "medqa"]
+
+    def shape_of(self, run: Run) -> dict:
+        return self.shape["auto" if run.contender == "auto" else run.data]
+
+    def limits(self, run: Run) -> tuple[int, int]:
+        """train.max_input_tokens / max_target_tokens: the data's longest prompt and response (MedQA), or a
+        block split in two (blocks; pre-tokenized examples are checked against the sum, never cut)."""
+        if run.data == "blocks":
+            return self.block_tokens // 2, self.block_tokens // 2
+        data = self.data_info()
+        return data["max_prompt"], data["max_target"]
+
+    def overrides(self, run: Run) -> list[str]:
+        shape = self.shape_of(run)
+        max_input, max_target = self.limits(run)
+        out = [
+            *self.model_overrides(run.model),
+            f"adapter={run.adapter}",
+            "dataset=prompt_response_json",
+            f"dataset.path={self.token_file(run)}",
+            "dataset.format=tokens",
+            "dataset.eval_fraction=0",
             "prompt=alpaca",
             "logger=none",
             "exam_eval.enabled=false",
-            "dataset.eval_fraction=0",
             "train.eval_steps=0",
             "train.save_steps=0",
             "train.logging_steps=1",
-            f"train.max_steps={self.steps_n}",
-            "train.micro_batch_size=8",
-            "train.global_batch_size=8",
-            "train.max_input_tokens=384",
-            "train.max_target_tokens=256",
+            f"train.max_steps={shape['steps']}",
+            f"train.micro_batch_size={shape['micro']}",
+            f"train.global_batch_size={shape['batch']}",
+            f"train.max_input_tokens={max_input}",
+            f"train.max_target_tokens={max_target}",
+            "train.sampling=sequential",
+            "train.lr_scheduler=constant",
+            "train.warmup_steps=0",
             f"train.learning_rate={self.lr}",
             "seed=42",
             f"paths.output_root={self.work / 'outputs'}",
             f"paths.cache_dir={self.cache}",
+            *self.hardware_overrides(),
+            *(CONTENDERS[run.contender][2] or []),
         ]
-        if self.gpu:
-            out += ["hardware=a100x1", "model.dtype=bfloat16", f"hardware.device_name={self.device_name}"]
-            if self.device_gib:
-                out.append(f"hardware.device_memory_gib={self.device_gib:.2f}")
-            out.append(f"hardware.peak_tflops={self.peak_tflops}" if self.peak_tflops else "hardware.peak_tflops=null")
-        else:
-            out += ["hardware=cpu"]
+        if run.contender == "auto" and not self.gpu:
+            out.append("hardware.device_memory_gib=2")  # the CPU has no device size; auto needs one
         return out
 
+    def built(self, key: str) -> dict:
+        """The prebuild step's entry for model `key` (also when the step failed on the other model)."""
+        return (self.ok("prebuild") or self.step("prebuild").result or {}).get(key) or {}
+
     def checkpoint(self, key: str) -> str:
-        built = self.step("prebuild").result.get(key) or {}
+        built = self.built(key)
         if built.get("ok"):
             return built["checkpoint"]
-        for adapter in ("lora", "qlora"):
-            info = self.work / "runs" / f"medtune_{key}_{adapter}" / "run_info.json"
-            if info.is_file():
-                return json.loads(info.read_text())["checkpoint"]
-        raise StepFailed(f"no checkpoint of the {key} model: prebuild failed and no medtune run built it")
+        raise StepFailed(f"no checkpoint of the {key} model: {built.get('error', 'prebuild did not build it')}")
 
     def spec_file(self, name: str, spec: dict) -> Path:
         path = self.work / "specs" / f"{name}.json"
         path.write_text(json.dumps(spec, indent=2))
         return path
+
+    def window(self, run: Run) -> list[int]:
+        """Token counts of the examples the steady-state steps trained (sequential batches, in file order)."""
+        shape = self.shape_of(run)
+        if run.data == "blocks":
+            return [self.block_tokens] * ((shape["steps"] - shape["warm"]) * shape["batch"])
+        lengths = self.data_info()["lengths"]
+        first, last = shape["warm"] * shape["batch"], shape["steps"] * shape["batch"]
+        return [lengths[i % len(lengths)] for i in range(first, last)]
+
+    def expected_tokens(self, run: Run, steps: int) -> int:
+        """Real tokens of the first `steps` optimizer steps."""
+        shape = self.shape_of(run)
+        if run.data == "blocks":
+            return steps * shape["batch"] * self.block_tokens
+        lengths = self.data_info()["lengths"]
+        return sum(lengths[i % len(lengths)] for i in range(steps * shape["batch"]))
 
     # -------------------------------------------------------------------------------------------- steps
 
@@ -406,17 +564,49 @@ class Check:
         self.run(step, [self.py, HERE / "helpers.py", "env", "--json", out])
         info = json.loads(out.read_text())
         gpu = info.get("gpu") or {}
+        checks = info.get("checks", {})
+        mm = checks.get("matmul_bf16" if self.gpu else "matmul_cpu", {})
+        if mm.get("ok"):
+            self.peak_tflops = mm["result"]["peak_tflops"]
         if self.gpu and gpu:
             self.device_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", gpu["name"]).strip("_")
             self.device_gib = gpu["total_memory_gib"]
-            self.peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in gpu["name"]), None)
         return info
+
+    def s_data(self, step: Step) -> dict:
+        if not (self.data_dir / "data_info.json").is_file():
+            raise StepFailed(
+                f"no carried token data in {self.data_dir}: run benchmarks/gpu_check/prepare_wheels.sh here "
+                "(it writes .gpu_wheels/data) and carry .gpu_wheels"
+            )
+        spec = {
+            "source": str(self.data_dir),
+            "out": str(self.work / "data"),
+            "vocabs": [m[1]["vocab_size"] for m in MODELS[self.mode].values()],
+            "block_tokens": self.block_tokens,
+        }
+        out = self.work / "results" / "data.json"
+        self.run(step, [self.py, HERE / "helpers.py", "data", "--spec", self.spec_file("data", spec), "--json", out])
+        return json.loads(out.read_text())
 
     def s_prebuild(self, step: Step) -> dict:
         spec = {
             "device": "cuda" if self.gpu else "cpu",
             "dtype": "bfloat16" if self.gpu else "float32",
-            "runs": [{"name": key, "overrides": self.overrides(key, "lora")} for key in ("big", "small")],
+            "runs": [
+                {
+                    "name": key,
+                    "overrides": [
+                        *self.model_overrides(key),
+                        "adapter=lora",
+                        f"paths.output_root={self.work / 'outputs'}",
+                        f"paths.cache_dir={self.cache}",
+                        *self.hardware_overrides(),
+                    ],
+                    "config_updates": MODELS[self.mode][key][2],
+                }
+                for key in ("8b", "7b")
+            ],
         }
         out = self.work / "results" / "prebuild.json"
         try:
@@ -425,26 +615,25 @@ class Check:
                 [self.py, HERE / "helpers.py", "prebuild", "--spec", self.spec_file("prebuild", spec), "--json", out],
             )
         except StepFailed:
-            if out.is_file():  # one of the two built: keep what there is for the later steps
+            if out.is_file():  # the model built before the failure is still there for its runs
                 step.result = json.loads(out.read_text())
             raise
         return json.loads(out.read_text())
 
-    def s_medtune(self, step: Step, key: str, adapter: str) -> dict:
-        name = f"medtune_{key}_{adapter}"
-        run_dir = self.work / "runs" / name
+    def s_medtune(self, step: Step, run: Run) -> dict:
+        run_dir = self.work / "runs" / run.name
         shutil.rmtree(run_dir, ignore_errors=True)
-        mem = self.work / "results" / f"{name}.mem.json"
+        mem = self.work / "results" / f"{run.name}.mem.json"
         cmd = [
             self.py,
             HERE / "run_with_memstats.py",
             mem,
             "train.py",
-            *self.overrides(key, adapter),
+            *self.overrides(run),
             f"hydra.run.dir={run_dir}",
         ]
         try:
-            self.run(step, cmd)
+            log = self.run(step, cmd, env={"GPU_CHECK_STEP_LOG": "1"})
         finally:
             failure = run_dir / "failure.json"
             if failure.is_file():
@@ -452,86 +641,148 @@ class Check:
         summary = json.loads((run_dir / "train_summary.json").read_text())
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
         rows = [r for r in rows if "train/loss" in r]
-        points, t, seen = [(0, 0, 0.0)], 0.0, 0
-        for r in rows:
-            tokens = r.get("train/tokens_seen", seen)
-            speed = r.get("train/tokens_per_second")
-            if speed:
-                t += (tokens - seen) / speed
-            points.append((r["step"], tokens, t))
-            seen = tokens
-        rate, counted = steady_rate(points, self.warm)
-        info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
         memstats = json.loads(mem.read_text()) if mem.is_file() else {}
-        return {
+        shape = self.shape_of(run)
+        clock = memstats.get("step_log") or []
+        if len(clock) >= 2:  # the same synchronized clock as the plain script
+            points = [(s, tok, t - clock[0][2]) for s, tok, t in clock]
+            how = "synchronized step clock"
+        else:  # medtune's own per-step rate (seconds inside optimizer steps)
+            points, t, seen = [(0, 0, 0.0)], 0.0, 0
+            for r in rows:
+                tokens = r.get("train/tokens_seen", seen)
+                speed = r.get("train/tokens_per_second")
+                if speed:
+                    t += (tokens - seen) / speed
+                points.append((r["step"], tokens, t))
+                seen = tokens
+            how = "medtune's per-step rate"
+        rate, counted = steady_rate(points, shape["warm"])
+        phases = None
+        if len(clock) >= 2 and memstats.get("started_perf") is not None:
+            phases = {
+                "start": clock[0][2] - memstats["started_perf"],
+                "train": clock[-1][2] - clock[0][2],
+                "after": memstats["dump_perf"] - clock[-1][2],
+            }
+        lines = speed_lines(log)
+        info = json.loads((run_dir / "run_info.json").read_text()) if (run_dir / "run_info.json").is_file() else {}
+        steps = summary.get("train/steps")
+        result = {
             "impl": "medtune",
-            "key": key,
-            "adapter": adapter,
-            "run_dir": str(run_dir),
+            "run": run.name,
+            "config": run.config,
+            "contender": run.contender,
             "checkpoint": info.get("checkpoint"),
-            "steps": summary.get("train/steps"),
+            "steps": steps,
             "tokens_per_second": rate,
+            "rate_clock": how,
             "steady_steps": counted,
-            "summary_tokens_per_second": summary.get("train/tokens_per_second"),
+            "own_tokens_per_second": summary.get("train/tokens_per_second"),
+            "step_seconds": summary.get("train/step_seconds"),
             "tokens_seen": summary.get("train/tokens_seen"),
-            "max_allocated": (summary.get("train/peak_memory_mib") or 0) * MIB if self.gpu else None,
+            "expected_tokens": self.expected_tokens(run, steps or 0) if run.contender != "auto" else None,
+            "max_allocated": memstats.get("max_allocated"),
             "max_reserved": memstats.get("max_reserved"),
+            "train_peak_allocated": (summary.get("train/peak_memory_mib") or 0) * MIB if self.gpu else None,
             "max_rss": memstats.get("max_rss"),
-            "peak_memory_mib_summary": summary.get("train/peak_memory_mib"),
             "loss_first": summary.get("train/loss_first"),
             "loss_last": summary.get("train/loss_last"),
             "train_seconds": summary.get("train/seconds"),
             "run_seconds": summary.get("run/seconds"),
-            "total_params": summary.get("model/total_params"),
+            "total_params_reported": summary.get("model/total_params"),
             "trainable": summary.get("model/trainable_params"),
             "mfu_logged": [r.get("train/mfu") for r in rows if r.get("train/mfu") is not None][-1:] or None,
+            "speed_lines": lines,
+            "speed_summary": {k: v for k, v in summary.items() if k.startswith("speed/")},
             "wall_seconds": memstats.get("wall_seconds"),
+            "phase_seconds": phases,
             "command": "python " + shlex.join([str(c) for c in cmd[3:]]).replace(str(self.work), "<work>"),
         }
+        if run.contender == "auto":
+            auto = parse_auto(lines)
+            for key in ("train/micro_batch_size", "train/gradient_checkpointing", "train/planned_memory_gib"):
+                if key in summary:
+                    auto[f"summary_{key.split('/')[1]}"] = summary[key]
+            if auto.get("planned_gib") is None and summary.get("train/planned_memory_gib") is not None:
+                auto["planned_gib"] = summary["train/planned_memory_gib"]
+            if auto.get("micro_batch_size") is None and summary.get("train/micro_batch_size") is not None:
+                auto["micro_batch_size"] = summary["train/micro_batch_size"]
+            micro = auto.get("micro_batch_size")
+            if micro:
+                lengths = self.data_info()["lengths"]
+                targets = self.data_info()["targets"]
+                seen = (steps or 0) * shape["batch"]
+                groups = [range(i, min(i + micro, seen)) for i in range(0, seen, micro)]
+                rows_tokens = [sum(lengths[j % len(lengths)] for j in g) for g in groups]
+                widest = max(range(len(groups)), key=lambda k: rows_tokens[k])
+                auto["widest_row_tokens"] = rows_tokens[widest]
+                auto["widest_row_targets"] = sum(targets[j % len(targets)] for j in groups[widest])
+                auto["mean_row_tokens"] = sum(rows_tokens) / len(rows_tokens)
+                result["expected_tokens"] = self.expected_tokens(run, steps or 0)
+            result["auto"] = auto
+        return result
 
-    def s_plain(self, step: Step, key: str, adapter: str) -> dict:
-        name = f"plain_{key}_{adapter}"
-        out = self.work / "results" / f"{name}.json"
+    def s_plain(self, step: Step, run: Run) -> dict:
+        out = self.work / "results" / f"{run.name}.json"
+        shape = self.shape_of(run)
+        max_input, max_target = self.limits(run)
         cmd = [
             self.py,
             HERE / "plain_baseline_gpu.py",
             "--checkpoint",
-            self.checkpoint(key),
+            self.checkpoint(run.model),
+            "--examples",
+            self.token_file(run),
+            "--sequential",
             "--adapter",
-            adapter,
+            run.adapter,
             "--device",
             "cuda" if self.gpu else "cpu",
             "--dtype",
             "bfloat16" if self.gpu else "float32",
             "--gradient-checkpointing" if self.gpu else "--no-gradient-checkpointing",
             "--steps",
-            self.steps_n,
+            shape["steps"],
             "--micro-batch",
-            8,
+            shape["micro"],
             "--lr",
             self.lr,
             "--max-input-tokens",
-            384,
+            max_input,
             "--max-target-tokens",
-            256,
+            max_target,
             "--output-dir",
-            self.work / "plain" / name,
+            self.work / "plain" / run.name,
             "--json",
             out,
         ]
         self.run(step, cmd)
         r = json.loads(out.read_text())
         points = [(s, tok, t - r["step_log"][0][2]) for s, tok, t in r["step_log"]]
-        rate, counted = steady_rate(points, self.warm)
+        rate, counted = steady_rate(points, shape["warm"])
+        log, begun = r["step_log"], r.get("started_perf")
+        phases = (
+            {
+                "start": log[0][2] - begun,
+                "train": log[-1][2] - log[0][2],
+                "after": begun + r["wall_seconds"] - log[-1][2],
+            }
+            if begun is not None and len(log) >= 2
+            else None
+        )
         return {
             "impl": "plain",
-            "key": key,
-            "adapter": adapter,
+            "run": run.name,
+            "config": run.config,
+            "contender": run.contender,
             "steps": r["steps"],
             "tokens_per_second": rate,
+            "rate_clock": "synchronized step clock",
             "steady_steps": counted,
-            "summary_tokens_per_second": r["tokens_per_second"],
+            "own_tokens_per_second": r["tokens_per_second"],
             "tokens_seen": r["tokens_seen"],
+            "expected_tokens": self.expected_tokens(run, r["steps"]),
             "max_allocated": r.get("max_allocated"),
             "max_reserved": r.get("max_reserved"),
             "max_rss": r.get("max_rss"),
@@ -542,157 +793,53 @@ class Check:
             "trainable": r["trainable"],
             "widest_batch": r["widest_batch"],
             "wall_seconds": r["wall_seconds"],
-            "examples": r.get("examples"),
+            "phase_seconds": phases,
             "padding": 1 - r["collated_real_tokens"] / r["computed_tokens"] if r["computed_tokens"] else None,
             "command": "python " + shlex.join([str(c) for c in cmd[1:]]).replace(str(self.work), "<work>"),
         }
 
-    def s_plan(self, step: Step) -> dict:
-        runs = []
-        for key in ("big", "small"):
-            try:
-                ckpt = self.checkpoint(key)
-            except StepFailed:
-                ckpt = None
-            for adapter in ("qlora", "lora"):
-                runs.append(
-                    {"name": f"medtune_{key}_{adapter}", "overrides": self.overrides(key, adapter), "checkpoint": ckpt}
-                )
-        out = self.work / "results" / "plan.json"
-        self.run(
-            step,
-            [self.py, HERE / "helpers.py", "plan", "--spec", self.spec_file("plan", {"runs": runs}), "--json", out],
-        )
-        return json.loads(out.read_text())
-
-    def s_dry_run(self, step: Step) -> dict:
-        texts = {}
-        for adapter in ("qlora", "lora"):
-            cmd = [
-                self.py,
-                "train.py",
-                *self.overrides("big", adapter),
-                "dry_run=true",
-                f"hydra.run.dir={self.work / 'dry' / adapter}",
-            ]
-            log = self.run(step, cmd, f"dry_run_{adapter}")
-            text = tail(log, 12000)
-            start = text.find("memory plan")
-            texts[adapter] = text[max(0, text.rfind("\n", 0, start)) :] if start >= 0 else text[-4000:]
-            m = re.search(r"│\s*total\s*│\s*([\d,.]+) GiB", texts[adapter])
-            texts[f"{adapter}_total_gib"] = float(m.group(1).replace(",", "")) if m else None
-        return texts
-
-    def s_generate(self, step: Step) -> dict:
-        spec = {
-            "device": "cuda" if self.gpu else "cpu",
-            "overrides": self.overrides("big", "lora"),
-            "questions": None if self.gpu else 4,
-            "batch_size": 16 if self.gpu else 4,
-            "one_at_a_time": 8 if self.gpu else 2,
-            "max_new_tokens": 64 if self.gpu else 8,
-        }
-        out = self.work / "results" / "generate.json"
-        self.run(
-            step, [self.py, HERE / "helpers.py", "generate", "--spec", self.spec_file("generate", spec), "--json", out]
-        )
-        return json.loads(out.read_text())
-
-    def s_export(self, step: Step, key: str) -> dict:
-        source = self.ok(f"medtune_{key}_qlora")
-        run_dir = Path(source["run_dir"])
-        out_dir = self.work / "exports" / f"{key}_qlora"
-        shutil.rmtree(out_dir, ignore_errors=True)
-        mem = self.work / "results" / f"export_{key}.mem.json"
-        dtype = "bfloat16" if self.gpu else "float32"
-        self.run(
-            step,
-            [
-                self.py,
-                HERE / "run_with_memstats.py",
-                mem,
-                "-m",
-                "medtune",
-                "export",
-                run_dir,
-                "--out",
-                out_dir,
-                "--dtype",
-                dtype,
-            ],
-        )
-        meta = json.loads((out_dir / "medtune_export.json").read_text())
-        memstats = json.loads(mem.read_text()) if mem.is_file() else {}
-        size = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
-        return {
-            "out": str(out_dir),
-            "bytes": size,
-            "dtype": meta.get("dtype"),
-            "dequantized": meta.get("dequantized"),
-            "dequantized_layers": meta.get("dequantized_layers"),
-            "verification": meta.get("verification"),
-            "seconds": meta.get("seconds"),
-            "max_allocated": memstats.get("max_allocated"),
-            "max_rss": memstats.get("max_rss"),
-            "command": f"python -m medtune export <run {run_dir.name}> --out <export> --dtype {dtype}",
-        }
-
-    def s_reload(self, step: Step, key: str) -> dict:
-        export = Path(self.ok(f"export_{key}_qlora")["out"])
-        out = self.work / "results" / f"reload_{key}.json"
-        self.run(
-            step,
-            [
-                self.py,
-                HERE / "helpers.py",
-                "reload",
-                "--export",
-                export,
-                "--device",
-                "cuda" if self.gpu else "cpu",
-                "--json",
-                out,
-            ],
-        )
-        return json.loads(out.read_text())
-
-    def s_evaluate(self, step: Step) -> dict:
-        run_dir = Path(self.ok("medtune_small_qlora")["run_dir"])
-        out_dir = self.work / "eval" / "small_qlora"
-        shutil.rmtree(out_dir, ignore_errors=True)
-        extra = (
-            ["eval.batch_size=16", "eval.max_new_tokens=64"]
-            if self.gpu
-            else ["eval.batch_size=4", "eval.max_new_tokens=8", "exam.max_questions=4"]
-        )
-        cmd = [
-            self.py,
-            "evaluate.py",
-            f"run={run_dir}",
-            "logger=none",
-            "exam=sample",
-            "hardware=a100x1" if self.gpu else "hardware=cpu",
-            *extra,
-            f"eval.output_dir={out_dir}",
-            f"paths.output_root={self.work / 'outputs'}",
-            f"paths.cache_dir={self.cache}",
-            f"hydra.run.dir={self.work / 'eval_hydra'}",
+    def s_plan_auto(self, step: Step) -> dict:
+        auto = (self.ok("q8_auto") or {}).get("auto") or {}
+        if not auto.get("micro_batch_size"):
+            raise StepFailed("q8_auto printed no micro batch choice")
+        run = self.runs["q8_auto"]
+        micro = auto["micro_batch_size"]
+        overrides = [o for o in self.overrides(run) if not o.startswith("train.micro_batch_size=")]
+        overrides += [
+            f"train.micro_batch_size={micro}",
+            f"hardware.gradient_checkpointing={str(auto['gradient_checkpointing']).lower()}",
         ]
-        tick = time.perf_counter()
-        self.run(step, cmd)
-        seconds = time.perf_counter() - tick
-        metrics = json.loads((out_dir / "metrics.json").read_text())
-        keep = {k: metrics.get(k) for k in ("questions", "correct", "invalid", "wrong", "accuracy") if k in metrics}
-        return {
-            "metrics": keep or {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))},
-            "wall_seconds": seconds,
-            "command": "python " + shlex.join(cmd[1:]).replace(str(self.work), "<work>"),
+        per_target = math.ceil(auto["widest_row_targets"] / micro)
+        per_example = math.ceil(auto["widest_row_tokens"] / micro)
+        spec = {
+            "runs": [
+                {
+                    "name": "q8_auto",
+                    "overrides": overrides,
+                    "checkpoint": None,
+                    "widest": {"max_input": max(1, per_example - per_target), "max_target": max(1, per_target)},
+                }
+            ]
         }
+        out = self.work / "results" / "plan_auto.json"
+        self.run(
+            step, [self.py, HERE / "helpers.py", "plan", "--spec", self.spec_file("plan_auto", spec), "--json", out]
+        )
+        return json.loads(out.read_text())["q8_auto"]
+
+    def liger_reason(self) -> str | None:
+        if not self.gpu:
+            return "no CUDA: train.kernels=liger runs Triton kernels on a CUDA GPU (medtune refuses it on hardware=cpu)"
+        checks = (self.ok("env") or {}).get("checks", {})
+        for name in ("triton", "liger_kernel"):
+            if name in checks and not checks[name].get("ok"):
+                return f"{name} does not work here: {checks[name].get('error')}"
+        return None
 
     def build(self) -> None:
         g = self.gpu
 
-        def add(name, title, timeout_gpu, timeout_cpu, fn, min_gpu=20.0, min_cpu=10.0, needs=()):
+        def add(name, title, timeout_gpu, timeout_cpu, fn, min_gpu=30.0, min_cpu=10.0, needs=(), skip_if=None):
             step = Step(
                 name,
                 title,
@@ -700,192 +847,147 @@ class Check:
                 lambda: None,
                 min_start=min_gpu if g else min_cpu,
                 needs=tuple(needs),
+                skip_if=skip_if,
             )
             step.fn = lambda s=step: fn(s)
             self.steps.append(step)
 
-        big, small = ("7B architecture", "SmolLM2-135M architecture") if g else ("big stand-in", "small stand-in")
-        lora = "LoRA bf16" if g else "LoRA fp32"
-        add("env", "environment", 90, 60, self.s_env)
-        add("prebuild", "random-init checkpoints", 180, 90, self.s_prebuild, min_gpu=60)
+        def train(name, config, contender, timeout_gpu=90, min_gpu=30.0):
+            run = Run(name, config, contender)
+            self.runs[name] = run
+            model, adapter, data = CONFIGS[config]
+            what = f"{'QLoRA' if adapter == 'qlora' else 'LoRA'} {model.upper()}, {'MedQA' if data == 'medqa' else f'{self.block_tokens}-token blocks'}"
+            fn = self.s_plain if contender == "plain" else self.s_medtune
+
+            def reason():
+                if not self.built(model).get("ok"):
+                    return f"no {model} checkpoint (prebuild: {self.built(model).get('error', 'not built')})"
+                return self.liger_reason() if contender == "liger" else None
+
+            add(
+                name,
+                f"{CONTENDERS[contender][0]}, {what}",
+                timeout_gpu,
+                120,
+                lambda s: fn(s, run),
+                min_gpu=min_gpu,
+                needs=("data",),
+                skip_if=reason,
+            )
+
+        add("env", "environment, bf16 matmul peak", 75, 60, self.s_env, min_gpu=15)
+        add("data", "SmolLM2-tokenized MedQA and 2,048-token blocks", 60, 60, self.s_data, min_gpu=15)
+        add("prebuild", "random-init checkpoints: 8B shape, then 7B", 130, 120, self.s_prebuild, min_gpu=60)
+        train("q8_default", "q8", "default")
+        train("q8_previous", "q8", "previous")
+        train("q8_liger", "q8", "liger")
+        train("q8_plain", "q8", "plain")
+        train("q7_default", "q7", "default")
+        train("q7_previous", "q7", "previous")
+        train("q7_plain", "q7", "plain")
+        train("l8_default", "l8", "default")
+        train("l8_plain", "l8", "plain")
+        train("l7_default", "l7", "default")
+        train("l7_plain", "l7", "plain")
+        train("q8blk_default", "q8blk", "default", min_gpu=35)
+        train("q8blk_previous", "q8blk", "previous", min_gpu=35)
+        train("q8_auto", "q8", "auto", timeout_gpu=100, min_gpu=40)
         add(
-            "medtune_big_qlora",
-            f"medtune QLoRA, {big}",
-            200,
-            90,
-            lambda s: self.s_medtune(s, "big", "qlora"),
-            min_gpu=60,
-        )
-        add(
-            "medtune_big_lora",
-            f"medtune {lora}, {big}",
-            160,
-            90,
-            lambda s: self.s_medtune(s, "big", "lora"),
-            min_gpu=50,
-        )
-        add(
-            "plain_big_lora",
-            f"plain transformers+PEFT {lora}, {big}",
-            160,
-            90,
-            lambda s: self.s_plain(s, "big", "lora"),
-            min_gpu=50,
-        )
-        add(
-            "plain_big_qlora",
-            f"plain transformers+PEFT QLoRA, {big}",
-            200,
-            90,
-            lambda s: self.s_plain(s, "big", "qlora"),
-            min_gpu=60,
-        )
-        add("plan", "planner estimates (all medtune runs)", 90, 60, self.s_plan)
-        add("dry_run", f"train.py dry_run=true, {big}, QLoRA and LoRA", 90, 60, self.s_dry_run)
-        add(
-            "medtune_small_qlora",
-            f"medtune QLoRA, {small}",
-            120,
-            90,
-            lambda s: self.s_medtune(s, "small", "qlora"),
-            min_gpu=30,
-        )
-        add(
-            "export_small_qlora",
-            f"medtune export of the {small} QLoRA run",
-            150,
+            "plan_auto",
+            "planner at auto's choice and at the widest micro-batch trained",
+            45,
             60,
-            lambda s: self.s_export(s, "small"),
-            min_gpu=30,
-            needs=("medtune_small_qlora",),
+            self.s_plan_auto,
+            min_gpu=15,
+            needs=("q8_auto",),
         )
-        add(
-            "reload_small",
-            "reload of that export with plain transformers",
-            90,
-            60,
-            lambda s: self.s_reload(s, "small"),
-            needs=("export_small_qlora",),
-        )
-        add("generate", f"batched vs one-at-a-time generation, {big}", 150, 60, self.s_generate, min_gpu=45)
-        add(
-            "medtune_small_lora",
-            f"medtune {lora}, {small}",
-            120,
-            90,
-            lambda s: self.s_medtune(s, "small", "lora"),
-            min_gpu=30,
-        )
-        add(
-            "plain_small_lora",
-            f"plain transformers+PEFT {lora}, {small}",
-            120,
-            90,
-            lambda s: self.s_plain(s, "small", "lora"),
-            min_gpu=30,
-        )
-        add(
-            "plain_small_qlora",
-            f"plain transformers+PEFT QLoRA, {small}",
-            120,
-            90,
-            lambda s: self.s_plain(s, "small", "qlora"),
-            min_gpu=30,
-        )
-        add(
-            "evaluate",
-            f"evaluate.py run=<{small} QLoRA run>, sample exam",
-            150,
-            60,
-            self.s_evaluate,
-            min_gpu=30,
-            needs=("medtune_small_qlora",),
-        )
-        add(
-            "export_big_qlora",
-            f"medtune export of the {big} QLoRA run (only with time left)",
-            300,
-            60,
-            lambda s: self.s_export(s, "big"),
-            min_gpu=240,
-            needs=("medtune_big_qlora",),
-        )
-        add(
-            "reload_big",
-            f"reload of the {big} export",
-            120,
-            60,
-            lambda s: self.s_reload(s, "big"),
-            min_gpu=45,
-            needs=("export_big_qlora",),
-        )
+        if self.args.first:  # --first: these right after env, data and prebuild, in the order given
+            setup = [s for s in self.steps if s.name in ("env", "data", "prebuild")]
+            first = [self.step(n) for n in self.args.first if n in {s.name for s in self.steps}]
+            rest = [s for s in self.steps if s not in setup and s not in first]
+            self.steps = setup + [s for s in first if s not in setup] + rest
+
+    # -------------------------------------------------------------------------------------------- numbers
+
+    def arch(self, run: Run) -> dict:
+        return MODELS[self.mode][run.model][1]
+
+    def flops_per_token(self, run: Run, result: dict) -> float | None:
+        """Model FLOPs per real token: 2N forward + 2N backward through the activations + 2 x trainable (their
+        weight gradients) + causal attention 12 x layers x hidden x mean context (forward 4, backward 8)."""
+        if not result.get("trainable"):
+            return None
+        arch = self.arch(run)
+        lengths = self.window(run)
+        if not lengths:
+            return None
+        context = sum(n * (n + 1) / 2 for n in lengths) / sum(lengths)
+        attention = 12 * arch["num_layers"] * arch["hidden_size"] * context
+        return 4.0 * parameters(arch) + 2.0 * result["trainable"] + attention
+
+    def mfu(self, run: Run, result: dict) -> float | None:
+        flops = self.flops_per_token(run, result)
+        if not (flops and result.get("tokens_per_second") and self.peak_tflops):
+            return None
+        return result["tokens_per_second"] * flops / (self.peak_tflops * 1e12)
+
+    def trained(self) -> list[tuple[Step, Run, dict]]:
+        return [(s, self.runs[s.name], s.result) for s in self.steps if s.name in self.runs and s.status == "ok"]
+
+    def ratio(self, config: str, contender: str, result: dict) -> str:
+        other = self.ok(f"{config}_{contender}") or {}
+        if not (other.get("tokens_per_second") and result.get("tokens_per_second")):
+            return "–"
+        return f"{result['tokens_per_second'] / other['tokens_per_second']:.2f}x"
 
     # -------------------------------------------------------------------------------------------- report
-
-    def examples(self) -> str:
-        for name in ("plain_big_lora", "plain_small_lora", "plain_big_qlora", "plain_small_qlora"):
-            r = self.ok(name)
-            if r and r.get("examples"):
-                return str(r["examples"])
-        counts = [p.get("examples") for p in (self.ok("plan") or {}).values() if p.get("examples")]
-        return str(counts[0]) if counts else "all"
 
     def summary(self) -> list[str]:
         """The key numbers, one line each, for whoever reads only the top."""
         out = []
         env = self.ok("env") or {}
+        chk = env.get("checks", {})
         if env.get("gpu"):
-            chk = env.get("checks", {})
-            flash = chk.get("sdpa_flash_attention", {}).get("ok")
-            mm = (chk.get("matmul_bf16", {}).get("result") or {}).get("bf16_8192_cubed_tflops")
             out.append(
                 f"- GPU: {env['gpu']['name']}, torch {env['versions'].get('torch')} (CUDA {env.get('torch_cuda')}), "
-                f"bf16 {env.get('bf16_supported')}, SDPA flash kernel {'runs' if flash else 'FAILS'}, "
-                f"bitsandbytes NF4 {'works' if chk.get('bitsandbytes_nf4', {}).get('ok') else 'FAILS'}"
-                + (f", bf16 matmul {mm:.0f} TFLOP/s" if mm else "")
+                f"measured bf16 matmul peak {num(self.peak_tflops)} TFLOP/s, bitsandbytes NF4 "
+                f"{'works' if chk.get('bitsandbytes_nf4', {}).get('ok') else 'FAILS'}, triton "
+                f"{(chk.get('triton', {}).get('result') or {}).get('version') or 'MISSING'}, liger-kernel "
+                f"{'works' if chk.get('liger_kernel', {}).get('ok') else 'FAILS'}, flash-attn "
+                f"{env['versions'].get('flash-attn') or 'not installed'}."
+            )
+        for config in CONFIGS:
+            rows = [(r, res) for s, r, res in self.trained() if r.config == config and r.contender != "auto"]
+            if not rows:
+                continue
+            parts = []
+            for run, res in rows:
+                mfu = self.mfu(run, res)
+                parts.append(
+                    f"{CONTENDERS[run.contender][0]} {num(res.get('tokens_per_second'))} tokens/s"
+                    + (f" (MFU {100 * mfu:.1f}%)" if mfu is not None and self.gpu else "")
+                )
+            default = self.ok(f"{config}_default") or {}
+            ratios = []
+            for base in ("plain", "previous"):
+                r = self.ratio(config, base, default)
+                if r != "–":
+                    ratios.append(f"default / {base} {r}")
+            out.append(f"- {config}: " + "; ".join(parts) + (f"; {', '.join(ratios)}" if ratios else "") + ".")
+        auto = (self.ok("q8_auto") or {}).get("auto") or {}
+        if auto:
+            m = self.ok("q8_auto") or {}
+            measured = m.get("max_allocated") if self.gpu else m.get("max_rss")
+            device = self.step("q8_auto").gpu_peak_mib
+            out.append(
+                f"- train.micro_batch_size=auto (8B QLoRA): micro batch {auto.get('micro_batch_size')}, checkpointing "
+                f"{'on' if auto.get('gradient_checkpointing') else 'off'}, planned {num(auto.get('planned_gib'), '{:.2f}')} GiB; "
+                f"measured {'allocator peak' if self.gpu else 'peak RSS'} {gib(measured)} GiB"
+                + (f", device peak (NVML) {device / 1024:.2f} GiB" if device else "")
                 + "."
             )
-        for key in ("big", "small"):
-            for adapter in ("qlora", "lora"):
-                m, p = self.ok(f"medtune_{key}_{adapter}"), self.ok(f"plain_{key}_{adapter}")
-                if not m:
-                    continue
-                line = (
-                    f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak allocated "
-                    f"{gib(m.get('max_allocated'))} GiB"
-                    if self.gpu
-                    else f"- {key} {adapter}: medtune {num(m.get('tokens_per_second'))} tokens/s, peak RSS {gib(m.get('max_rss'))} GiB"
-                )
-                if p and p.get("tokens_per_second") and m.get("tokens_per_second"):
-                    line += f"; plain {num(p['tokens_per_second'])} tokens/s ({m['tokens_per_second'] / p['tokens_per_second']:.2f}x)"
-                    if self.gpu and p.get("max_allocated") and m.get("max_allocated"):
-                        line += f", {gib(p['max_allocated'])} GiB"
-                plan = (self.ok("plan") or {}).get(f"medtune_{key}_{adapter}") or {}
-                if self.gpu and plan.get("widest_allocated") and m.get("max_allocated"):
-                    line += (
-                        f"; planner (widest batch, allocated) {gib(plan['widest_allocated'])} GiB = "
-                        f"{100 * (plan['widest_allocated'] - m['max_allocated']) / m['max_allocated']:+.0f}%"
-                    )
-                out.append(line + ".")
-        gen = self.ok("generate")
-        if gen and len(gen.get("rows", [])) == 2:
-            one, batched = gen["rows"]
-            out.append(
-                f"- generation: {batched['questions_per_s'] / one['questions_per_s']:.1f}x questions/s batched "
-                f"({batched['new_tokens_per_s']:.0f} vs {one['new_tokens_per_s']:.0f} new tokens/s); identical "
-                f"texts {gen.get('identical')}/{gen.get('compared')}."
-            )
-        for key in ("small", "big"):
-            ex, rl = self.ok(f"export_{key}_qlora"), self.ok(f"reload_{key}")
-            if ex:
-                ver = ex.get("verification") or {}
-                out.append(
-                    f"- export ({key} QLoRA): {ex.get('dequantized_layers')} layers dequantized, max |logit diff| "
-                    f"{num(ver.get('max_abs_logit_diff'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.2g}')}); "
-                    f"reload {'ok' if rl and rl.get('logits_finite') and not rl.get('bitsandbytes_layers') else 'NOT checked'}."
-                )
         bad = [s.name for s in self.steps if s.status in ("failed", "timeout")]
-        skipped = [s.name for s in self.steps if s.status == "skipped"]
+        skipped = [f"{s.name} ({s.error})" for s in self.steps if s.status == "skipped"]
         out.append(
             f"- steps: {sum(s.status == 'ok' for s in self.steps)} ok"
             + (f"; failed: {', '.join(bad)}" if bad else "")
@@ -901,21 +1003,35 @@ class Check:
         elapsed = time.monotonic() - self.started
         L: list[str] = []
         title = "GPU check" if g else "GPU check, CPU dry run (plumbing only: tiny stand-ins, a few steps)"
+        mq, bl, au = self.shape["medqa"], self.shape["blocks"], self.shape["auto"]
         L += [
             f"# medtune {title}",
             "",
             "Command: `" + " ".join(["bash benchmarks/gpu_check.sh", *map(shlex.quote, self.args.passthrough)]) + "`",
             "",
             f"Started {self.wall_start}; {'finished' if final else 'IN PROGRESS (partial report)'} after "
-            f"{elapsed:.0f} s of a {self.args.budget:.0f} s budget. Mode: **{'GPU' if g else 'CPU dry run'}**; "
-            f"{self.steps_n} optimizer steps per training run, micro batch 8 (global 8), bundled sample set "
-            f"(`dataset=sample`, {self.examples()} examples, `dataset.eval_fraction=0`), lr {self.lr}, seed 42; tokens/s over "
-            f"the steps after step {self.warm} (warm-up left out).",
+            f"{elapsed:.0f} s of a {self.args.budget:.0f} s budget. Mode: **{'GPU' if g else 'CPU dry run'}**. "
+            f"MedQA runs: {mq['steps']} optimizer steps of micro batch {mq['micro']} (global {mq['batch']}); "
+            f"{self.block_tokens}-token blocks: {bl['steps']} steps of {bl['micro']} blocks; auto: {au['steps']} steps of "
+            f"global batch {au['batch']}. Batches in file order (`train.sampling=sequential`, the plain script alike), "
+            f"lr {self.lr} constant, seed 42; tokens/s over the steps after step {mq['warm']} "
+            f"({bl['warm']} for blocks, {au['warm']} for auto) on the same synchronized step clock for every contender.",
             "",
         ]
         L += self.summary()
-        # environment
-        L += ["## Environment", ""]
+        L += self.environment_section(env, v)
+        L += self.data_section()
+        L += self.steps_section()
+        L += self.models_section()
+        L += self.training_section()
+        L += self.auto_section()
+        L += self.failures_section()
+        cmds = [(s.name, s.result.get("command")) for s in self.steps if s.status == "ok" and s.result.get("command")]
+        if cmds:
+            L += ["## Commands", "", "`<work>` is " + str(self.work) + ".", "", *(f"- {n}: `{c}`" for n, c in cmds), ""]
+        return "\n".join(L)
+
+    def environment_section(self, env: dict, v: dict) -> list[str]:
         gpu = env.get("gpu") or {}
         chk = env.get("checks", {})
 
@@ -925,7 +1041,17 @@ class Check:
                 return "–"
             return (str(x.get("result")) if x.get("ok") else f"FAILED: {x.get('error')}").replace("|", "/")
 
-        L += [
+        mm = chk.get("matmul_bf16" if self.gpu else "matmul_cpu", {})
+        mm_text = "–"
+        if mm.get("ok"):
+            r = mm["result"]
+            rates = ", ".join(f"{n}³ {t:,.1f}" for n, t in r["tflops_by_size"].items())
+            mm_text = f"{r['dtype']}: {rates} TFLOP/s; peak {r['peak_tflops']:,.1f}"
+        elif mm:
+            mm_text = f"FAILED: {mm.get('error')}"
+        L = [
+            "## Environment",
+            "",
             "| item | value |",
             "|---|---|",
             f"| python | {env.get('python', '–')} ({env.get('executable', '–')}) |",
@@ -947,27 +1073,25 @@ class Check:
                     "omegaconf",
                     "rapidfuzz",
                     "triton",
+                    "liger-kernel",
                     "flash-attn",
-                    "deepspeed",
-                    "wandb",
                 )
             ),
             f"| bf16 supported | {env.get('bf16_supported', '–')} |",
-            "| SDPA flags | "
-            + (", ".join(f"{k}={x}" for k, x in env["sdpa_flags"].items()) if env.get("sdpa_flags") else "–")
-            + " |",
             f"| SDPA flash kernel (bf16, causal, 4x32x512x128) | {c('sdpa_flash_attention')} |",
             f"| SDPA memory-efficient kernel | {c('sdpa_efficient_attention')} |",
             f"| SDPA cuDNN kernel | {c('sdpa_cudnn_attention')} |",
             f"| flash-attn package | {c('flash_attn_package')} |",
             f"| transformers' attention for Llama | {c('transformers_default_attention')} |",
+            f"| import triton | {c('triton')} |",
+            f"| liger-kernel (import; fused RMSNorm vs torch on the GPU) | {c('liger_kernel')} |",
             f"| bitsandbytes NF4 quantize + Linear4bit | {c('bitsandbytes_nf4')} |",
-            f"| bf16 matmul 8192³ | {c('matmul_bf16')} |" if g else "| bf16 matmul | not measured on CPU |",
+            f"| matmul rate ({'the MFU denominator' if self.gpu else 'CPU float32: plumbing only'}) | {mm_text} |",
             f"| medtune imported from | {env.get('module_files', {}).get('medtune', '–')} |",
             f"| bitsandbytes imported from | {env.get('module_files', {}).get('bitsandbytes', '–')} |",
             "",
         ]
-        if env.get("nvidia_smi"):
+        if env.get("nvidia_smi") and self.gpu:
             L += [
                 "<details><summary>nvidia-smi</summary>",
                 "",
@@ -978,8 +1102,42 @@ class Check:
                 "</details>",
                 "",
             ]
-        # steps
-        L += [
+        return L
+
+    def data_section(self) -> list[str]:
+        data = self.ok("data")
+        if not data:
+            return []
+        info = data["info"]
+        re_enc = data.get("reencoded") or {}
+        check = (
+            f"{re_enc['identical']}/{re_enc['compared']} examples identical"
+            if "identical" in re_enc
+            else f"not checked ({re_enc.get('error')})"
+        )
+        files = data.get("files", {})
+        maps = "; ".join(f"vocabulary {k}: {f['mapped']}, {f['blocks_count']} blocks" for k, f in files.items())
+        return [
+            "## Data",
+            "",
+            f"- MedQA: {info['source']}, tokenized here by `prepare_data.py` with {info['tokenizer']} and medtune's "
+            f"`encode_records` (prompt: {info['prompt']}; input <= {info['limits'][0]}, response <= {info['limits'][1]} "
+            f"tokens; loss on the response): {info['examples']} examples, {info['mean_tokens']:.0f} tokens on average "
+            f"({info['min_tokens']}-{info['max_tokens']}), {info['mean_targets']:.1f} target tokens on average.",
+            f"- Carried: SmolLM2's tokenizer files ({', '.join(info['tokenizer_files'])}), the {info['records']} records "
+            f"and their token ids. Encoded again on this machine with the carried tokenizer: {check}.",
+            f"- Per model: {maps}. The 32k-vocabulary model (Llama-2-7B shape) trains on `id % 32000` of SmolLM2's ids "
+            "(same lengths and loss mask; the ids lose their meaning, which a random-init model does not care about); "
+            "the 128k one on the ids as tokenized.",
+            f"- {self.block_tokens}-token pretraining blocks: the examples' ids joined in file order and cut into "
+            f"{self.block_tokens}-token examples, every label a target (`dataset.format=tokens`, labels = input_ids).",
+            f"- train.py limits: MedQA `train.max_input_tokens={data['max_prompt']} train.max_target_tokens={data['max_target']}` "
+            f"(the longest prompt and response); blocks {self.block_tokens // 2} + {self.block_tokens // 2}.",
+            "",
+        ]
+
+    def steps_section(self) -> list[str]:
+        L = [
             "## Steps",
             "",
             "| step | what | status | seconds | limit | GPU memory peak (NVML, MiB) | mean GPU util % |",
@@ -990,55 +1148,67 @@ class Check:
                 f"| {s.name} | {s.title} | {s.status}{': ' + s.error if s.error else ''} | {s.seconds:.1f} | "
                 f"{s.limit:.0f} | {num(s.gpu_peak_mib)} | {num(s.gpu_util, '{:.0f}')} |"
             )
-        L.append("")
-        # models
-        built = self.ok("prebuild") or self.step("prebuild").result or {}
-        L += ["## Models", ""]
-        for key in ("big", "small"):
-            label, arch = ARCH[self.mode][key]
-            b = built.get(key) or {}
+        return [*L, ""]
+
+    def models_section(self) -> list[str]:
+        L = ["## Models", ""]
+        for key in ("8b", "7b"):
+            label, arch, updates = MODELS[self.mode][key]
+            b = self.built(key)
             L.append(
                 f"- **{key}**: {label}: "
-                + ", ".join(f"{k} {v}" for k, v in arch.items() if k != "model_type")
+                + ", ".join(f"{k} {v}" for k, v in arch.items() if k not in ("model_type", "initializer_range"))
+                + (f", {', '.join(f'{k} {v:g}' for k, v in updates.items())} (set in config.json)" if updates else "")
+                + f"; N = {parameters(arch):,} parameters"
                 + (
-                    f"; checkpoint {gib(b.get('bytes'))} GiB ({b.get('config_dtype')}), built in {b.get('seconds')} s (init {b.get('init')}), "
-                    f"tokenizer {b.get('tokenizer_size')} tokens"
+                    f"; checkpoint {gib(b.get('bytes'))} GiB ({b.get('config_dtype')}), built in {b.get('seconds')} s "
+                    f"(init {b.get('init')})"
                     if b.get("ok")
                     else f"; prebuild: {b.get('error', 'not run')}"
                 )
             )
         L += [
             "",
-            "Built by `helpers.py prebuild` through medtune's own `tiny_checkpoint` (same cache path, "
-            "tokenizer and config as `model=tiny`; train.py then finds it in its cache), with the random init done "
+            "Built by `helpers.py prebuild` through medtune's own `tiny_checkpoint` (same cache path and config as "
+            "`model=tiny` with these architecture overrides; train.py finds it in its cache), the random init "
+            + ("in bf16 on the GPU." if self.gpu else "on the CPU in float32.")
+            + " Its tokenizer (medtune's tiny BPE) only gives the pad id: every run reads SmolLM2's token ids.",
+            "",
+        ]
+        return L
+
+    def training_section(self) -> list[str]:
+        g = self.gpu
+        trains = self.trained()
+        if not trains:
+            return []
+        L = [
+            "## Training: tokens/s, MFU and memory",
+            "",
+            f"{ADAPTER_TEXT['qlora']}. {ADAPTER_TEXT['lora']}. "
             + (
-                "in bf16 on the GPU instead of float32 on the CPU (seconds instead of minutes for 7B, 13 GB instead "
-                "of 27 GB)."
+                "hardware=a100x1 settings: gradient checkpointing (reentrant) in every contender, bf16."
                 if g
-                else "on the CPU in float32 (as medtune does)."
-            ),
-            "The tokenizer is medtune's tiny BPE trained on the bundled samples: it has ~3,300 tokens whatever "
-            "`vocab_size` says, so the embedding / output layers have the real architecture's size but the token "
-            "counts per example are not Llama-2's or SmolLM2's.",
+                else "hardware=cpu: float32, no checkpointing (tiny stand-ins: the numbers only prove the plumbing)."
+            )
+            + " tokens/s = real (non-padding) tokens / seconds between logged steps, each step closed by a CUDA "
+            "synchronize (the same callback in train.py, through `run_with_memstats.py`, and in the plain script); "
+            "'own' is the contender's own whole-run figure (medtune: `train/tokens_per_second`, seconds inside "
+            "optimizer steps).",
             "",
+            "| run | contender | tokens/s | vs plain | vs previous | MFU % | peak allocated GiB | peak reserved GiB | "
+            + ("device peak (NVML) GiB" if g else "peak RSS GiB")
+            + " | loss first -> last | steady steps | tokens seen (= data) | own tokens/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|",
         ]
-        # training
-        trains = [(s, s.result) for s in self.steps if s.name.startswith(("medtune_", "plain_")) and s.status == "ok"]
-        L += [
-            "## Training: medtune vs plain transformers + PEFT",
-            "",
-            f"Same checkpoint, tokenizer, examples (medtune's `encode_records`, 384 / 256 token limits), micro batch 8, "
-            f"{self.steps_n} steps, {'hardware=a100x1 settings (gradient checkpointing, reentrant; bf16 autocast for LoRA, bf16 compute for QLoRA)' if g else 'hardware=cpu (float32, no checkpointing)'}. "
-            f"{ADAPTER_TEXT['qlora']}; {ADAPTER_TEXT['lora']}.",
-            "",
-            "| run | tokens/s (steady) | tokens/s (all steps) | peak allocated GiB | peak reserved GiB | "
-            + ("device peak (NVML) GiB | " if g else "peak RSS GiB | ")
-            + "loss first -> last | train s | step wall s |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|",
-        ]
-        for s, r in trains:
+        for s, run, r in trains:
+            mfu = self.mfu(run, r)
+            same = r.get("tokens_seen") == r.get("expected_tokens") if r.get("expected_tokens") else None
             L.append(
-                f"| {s.name} | {num(r.get('tokens_per_second'))} | {num(r.get('summary_tokens_per_second'))} | "
+                f"| {run.name} | {CONTENDERS[run.contender][0]} | {num(r.get('tokens_per_second'))} | "
+                f"{self.ratio(run.config, 'plain', r) if run.contender not in ('plain', 'auto') else ''} | "
+                f"{self.ratio(run.config, 'previous', r) if run.contender not in ('previous', 'auto') else ''} | "
+                f"{num(100 * mfu if mfu is not None else None, '{:.1f}')} | "
                 f"{gib(r.get('max_allocated'))} | {gib(r.get('max_reserved'))} | "
                 + (
                     f"{num(s.gpu_peak_mib / 1024 if s.gpu_peak_mib else None, '{:.2f}')} | "
@@ -1046,195 +1216,144 @@ class Check:
                     else f"{gib(r.get('max_rss'))} | "
                 )
                 + f"{num(r.get('loss_first'), '{:.3f}')} -> {num(r.get('loss_last'), '{:.3f}')} | "
-                f"{num(r.get('train_seconds'), '{:.1f}')} | {s.seconds:.1f} |"
+                f"{r.get('steady_steps')} | {num(r.get('tokens_seen'))}"
+                + (" (=)" if same else (f" (data: {num(r.get('expected_tokens'))})" if same is False else ""))
+                + f" | {num(r.get('own_tokens_per_second'))} |"
             )
-        L.append("")
-        pairs = []
-        for key in ("big", "small"):
-            for adapter in ("qlora", "lora"):
-                m, p = self.ok(f"medtune_{key}_{adapter}"), self.ok(f"plain_{key}_{adapter}")
-                if m and p and m.get("tokens_per_second") and p.get("tokens_per_second"):
-                    mem_ratio = (
-                        (m["max_allocated"] / p["max_allocated"])
-                        if m.get("max_allocated") and p.get("max_allocated")
-                        else None
-                    )
-                    pairs.append(
-                        f"| {key} {adapter} | {m['tokens_per_second'] / p['tokens_per_second']:.2f}x | "
-                        f"{num(mem_ratio, '{:.2f}x')} | {m.get('trainable'):,} / {p.get('trainable'):,} |"
-                    )
-        if pairs:
-            L += [
-                "| model, adapter | medtune / plain tokens/s | medtune / plain peak allocated | trainable params medtune / plain |",
-                "|---|---:|---:|---|",
-                *pairs,
-                "",
-            ]
-        if g:
-            mfu = []
-            for s, r in trains:
-                if r.get("tokens_per_second") and self.peak_tflops:
-                    n = (self.ok(f"medtune_{r['key']}_{r['adapter']}") or {}).get("total_params")
-                    if n:
-                        flops = 4.0 * n + 2.0 * r["trainable"]
-                        mfu.append(f"{s.name} {100 * r['tokens_per_second'] * flops / (self.peak_tflops * 1e12):.1f}%")
-            if mfu:
-                L += [
-                    f"Model FLOPs utilisation (medtune's formula 4N + 2 x trainable FLOPs per token, recomputation "
-                    f"not counted, vs {self.peak_tflops} TFLOP/s dense bf16): " + ", ".join(mfu) + ".",
-                    "",
-                ]
-        # planner
-        plan = self.ok("plan") or {}
-        if plan:
-            L += [
-                "## Planner vs measured peak",
-                "",
-                "Estimate: `medtune.modeling.planner.plan` on the run's own composed config (what `dry_run=true` "
-                "prints), for micro batch x (max_input_tokens + max_target_tokens) = 8 x 640 tokens, and the same "
-                "estimate for the widest batch the run really trains (8 x the longest example; random batches of 8 "
-                f"over {self.steps_n} steps{' see every example' if self.steps_n * 8 >= 58 else ', which need not include the longest example'}). "
-                "'allocated' leaves out the planner's CUDA context + 5% fragmentation term, to compare with "
-                "`torch.cuda.max_memory_allocated`; the total compares with the device-level peak (NVML, which "
-                "includes the CUDA context)."
-                if g
-                else "On the CPU the planner adds no overhead and medtune's peak is the process RSS, so these rows "
-                "only prove the plumbing (benchmarks/planner_accuracy.py measures the CPU allocator properly).",
-                "",
-                "| run | plan total (8 x 640) GiB | plan allocated, widest batch GiB | longest example | measured peak allocated GiB | error % | plan total, widest GiB | "
-                + ("device peak GiB | error % |" if g else "peak RSS GiB | error % |"),
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-            ]
-            for name, p in plan.items():
-                step = next((s for s in self.steps if s.name == name), None)
-                m = self.ok(name) or {}
-                if not p.get("ok"):
-                    L.append(f"| {name} | plan failed: {p.get('error', '')[:200]} | | | | | | | |")
-                    continue
-                alloc_w = p.get("widest_allocated")
-                measured = m.get("max_allocated")
-                err = f"{100 * (alloc_w - measured) / measured:+.1f}" if alloc_w and measured else "–"
-                device = (step.gpu_peak_mib * MIB if step and step.gpu_peak_mib else None) if g else m.get("max_rss")
-                err2 = (
-                    f"{100 * (p.get('widest_total') - device) / device:+.1f}"
-                    if p.get("widest_total") and device
-                    else "–"
+        peak_words = (
+            f"the measured bf16 matmul peak ({num(self.peak_tflops, '{:,.1f}')} TFLOP/s, the best of 4096³, 8192³ "
+            "and 16384³ in the env step)"
+            if g
+            else f"this CPU's float32 matmul rate ({num(self.peak_tflops, '{:,.3f}')} TFLOP/s; plumbing only)"
+        )
+        L += [
+            "",
+            "MFU = tokens/s x FLOPs per token / "
+            + peak_words
+            + ". FLOPs per real token = 2N (forward) + 2N (backward through the activations) + 2 x trainable "
+            "(the adapter's weight gradients) + 12 x layers x hidden x mean causal context (attention: 4 forward, "
+            "8 backward), N = all base-model parameters (input embedding and output head included, from the shape). "
+            "The mean context is sum(L(L+1)/2) / sum(L) over the examples of the steady-state steps. Recomputation "
+            "under gradient checkpointing, padding and the dequantization of 4-bit weights are not counted: they are "
+            "overhead, not model FLOPs.",
+            "",
+        ]
+        flops = []
+        for config in CONFIGS:
+            pair = next(((run, r) for _, run, r in trains if run.config == config and r.get("trainable")), None)
+            if pair:
+                f = self.flops_per_token(*pair)
+                ctx = self.window(pair[0])
+                mean_ctx = sum(n * (n + 1) / 2 for n in ctx) / sum(ctx) if ctx else 0
+                flops.append(
+                    f"{config}: {num(f / 1e9 if f else None, '{:.2f}')} GFLOPs per token (mean context {mean_ctx:.0f})"
                 )
-                L.append(
-                    f"| {name} | {gib(p['total'])} | {gib(alloc_w)} | {p.get('longest_example', '–')} | "
-                    f"{gib(measured)} | {err} | {gib(p.get('widest_total'))} | {gib(device)} | {err2} |"
-                )
-            L.append("")
-            first = next((p for p in plan.values() if p.get("ok")), None)
-            if first:
-                L += [
-                    f"Planner details ({next(k for k, p in plan.items() if p is first)}): precision {first.get('precision')}; "
-                    f"peak moment at 8 x 640: {first.get('peak_moment')}; widest batch: {first.get('widest_peak_moment')}; "
-                    f"attention {first.get('attention')}.",
-                    "",
-                ]
-        dry = self.ok("dry_run")
-        if dry:
-            L += [
-                "`train.py ... dry_run=true` totals (7B architecture, 8 x 640 tokens): "
-                f"QLoRA {dry.get('qlora_total_gib')} GiB, LoRA {dry.get('lora_total_gib')} GiB.",
-                "",
-                "<details><summary>dry-run output (QLoRA)</summary>",
-                "",
-                "```",
-                dry.get("qlora", "").strip(),
-                "```",
-                "",
-                "</details>",
-                "",
-            ]
-        # generation
-        gen = self.ok("generate")
-        if gen:
-            L += [
-                "## Generation (greedy, bundled sample exam, prompt A, 1 worked example)",
-                "",
-                f"Model: big ({gen.get('parameters', 0):,} parameters, {gen.get('dtype')}), loaded in "
-                f"{gen.get('load_seconds', 0):.1f} s; max_new_tokens {gen.get('max_new_tokens')}; "
-                f"{gen.get('exam_questions')} exam questions. A random-init model rarely stops early, so "
-                "nearly every response is max_new_tokens long.",
-                "",
-                "| mode | batch | questions | seconds | questions/s | new tokens/s |",
-                "|---|---:|---:|---:|---:|---:|",
-                *(
-                    f"| {r['mode']} | {r['batch_size']} | {r['questions']} | {r['seconds']:.2f} | "
-                    f"{r['questions_per_s']:.2f} | {r['new_tokens_per_s']:.0f} |"
-                    for r in gen.get("rows", [])
-                ),
-                "",
-                f"Identical greedy texts, batched vs one at a time: {gen.get('identical')}/{gen.get('compared')}"
-                + (
-                    " (bf16 on a GPU: a left-padded batch may change a near-tie, so some differences are expected)."
-                    if g
-                    else "."
-                ),
-                f" Peak allocated {gib(gen.get('peak_allocated'))} GiB." if g else "",
-                "",
-            ]
-        ev = self.ok("evaluate")
-        if ev:
-            L += [
-                f"evaluate.py on the small QLoRA run: {ev.get('metrics')} in {ev.get('wall_seconds', 0):.1f} s "
-                f"(process wall time, loading included): `{ev.get('command')}`",
-                "",
-            ]
-        # export
-        for key in ("small", "big"):
-            ex, rl = self.ok(f"export_{key}_qlora"), self.ok(f"reload_{key}")
-            if not ex:
+        if flops:
+            L += ["FLOPs per token: " + "; ".join(flops) + ".", ""]
+        env = self.ok("env") or {}
+        L += [
+            "Where each step's seconds went (process start -> first optimizer step: Python, imports, config, "
+            "model load and quantization, data; training: all its optimizer steps; after: saving the adapter, "
+            "summaries, up to the process's exit handler). Imports alone in the env step: "
+            + (", ".join(f"{k} {v}" for k, v in (env.get("import_seconds") or {}).items()) or "–")
+            + " s"
+            + (f"; byte-code cache {env['pycache_prefix']}" if env.get("pycache_prefix") else "")
+            + ".",
+            "",
+            "| run | step s | start -> first step s | training s | after s | rest (exit, process start) s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for s, run, r in trains:
+            ph = r.get("phase_seconds") or {}
+            rest = s.seconds - sum(ph.values()) if ph else None
+            L.append(
+                f"| {run.name} | {s.seconds:.1f} | {num(ph.get('start'), '{:.1f}')} | {num(ph.get('train'), '{:.1f}')} | "
+                f"{num(ph.get('after'), '{:.1f}')} | {num(rest, '{:.1f}')} |"
+            )
+        L += ["", "What each medtune run printed about its loss path, attention, kernels and batches:", ""]
+        for _, run, r in trains:
+            if r.get("impl") != "medtune":
                 continue
-            ver = ex.get("verification") or {}
+            lines = r.get("speed_lines") or []
+            extra = r.get("speed_summary") or {}
+            L.append(
+                f"- **{run.name}**: " + (" / ".join(f"`{x}`" for x in lines) if lines else "(none found in the log)")
+            )
+            if extra:
+                L.append("  train_summary.json: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+        L.append("")
+        return L
+
+    def auto_section(self) -> list[str]:
+        m = self.ok("q8_auto")
+        if not m:
+            return []
+        auto = m.get("auto") or {}
+        g = self.gpu
+        step = self.step("q8_auto")
+        plan = self.ok("plan_auto") or {}
+        device = step.gpu_peak_mib * MIB if step.gpu_peak_mib else None
+        planned = auto.get("planned_gib") * GIB if auto.get("planned_gib") is not None else None
+        measured = m.get("max_allocated") if g else m.get("max_rss")
+
+        def err(a, b):
+            return f"{100 * (a - b) / b:+.0f}%" if a and b else "–"
+
+        L = [
+            "## train.micro_batch_size=auto against the measured peak (8B QLoRA, MedQA)",
+            "",
+            f"`train.micro_batch_size=auto train.global_batch_size={self.shape['auto']['batch']}` on the q8 configuration. "
+            f"What the run printed: `{auto.get('line', '(no line found)')}`",
+            "",
+            "The plan budgets every example at the limits "
+            f"({self.limits(self.runs['q8_auto'])[0]} + {self.limits(self.runs['q8_auto'])[1]} tokens); the real "
+            f"micro-batches averaged {num(auto.get('mean_row_tokens'))} tokens (widest {num(auto.get('widest_row_tokens'))}) "
+            "in one padding-free row: for these batches the plan is an upper bound.",
+            "",
+            "| quantity | GiB | plan vs it |",
+            "|---|---:|---:|",
+            f"| planned total (what auto compared with {'the device' if g else 'hardware.device_memory_gib=2'} x 0.9) | "
+            f"{gib(planned)} | |",
+            f"| measured: allocator peak (max_memory_allocated, whole process) | {gib(m.get('max_allocated'))} | "
+            f"{err(planned, m.get('max_allocated'))} |",
+            f"| measured: allocator reserved peak | {gib(m.get('max_reserved'))} | {err(planned, m.get('max_reserved'))} |",
+            f"| measured: device peak (NVML, CUDA context included) | {gib(device)} | {err(planned, device)} |"
+            if g
+            else f"| measured: peak RSS (CPU) | {gib(measured)} | {err(planned, measured)} |",
+        ]
+        if plan.get("ok"):
             L += [
-                f"## Export of the {key} QLoRA run",
-                "",
-                f"`{ex.get('command')}`: {ex.get('dequantized_layers')} {ex.get('dequantized')} layers dequantized "
-                f"({'on the GPU' if g else 'on the CPU'}), saved as {ex.get('dtype')} ({gib(ex.get('bytes'))} GiB) in "
-                f"{num(ex.get('seconds'), '{:.1f}')} s; medtune's own check (reload with plain transformers, logits vs "
-                f"the trained model): max |diff| {num(ver.get('max_abs_logit_diff'), '{:.4g}')} on logits up to "
-                f"{num(ver.get('logit_scale'), '{:.3g}')} (relative {num(ver.get('relative_diff'), '{:.3g}')}, "
-                f"{ver.get('positions')} positions)."
-                + (
-                    f" Process peak allocated {gib(ex.get('max_allocated'))} GiB, RSS {gib(ex.get('max_rss'))} GiB."
-                    if g
-                    else ""
-                ),
-                "",
+                f"| planner, allocated part (total less its CUDA context + fragmentation term) | {gib(plan.get('allocated'))} | "
+                f"{err(plan.get('allocated'), m.get('max_allocated'))} vs allocator peak |",
+                f"| planner at the widest real micro-batch ({num(auto.get('widest_row_tokens'))} tokens), total | "
+                f"{gib(plan.get('widest_total'))} | {err(plan.get('widest_total'), device if g else measured)} vs "
+                f"{'device' if g else 'RSS'} peak |",
+                f"| planner at the widest real micro-batch, allocated part | {gib(plan.get('widest_allocated'))} | "
+                f"{err(plan.get('widest_allocated'), m.get('max_allocated'))} vs allocator peak |",
             ]
-            if rl:
-                L += [
-                    f"Independent reload (`helpers.py reload`): {rl.get('parameters', 0):,} parameters as "
-                    f"{rl.get('dtype')} on {rl.get('device')}; quantization_config in config.json: "
-                    f"{rl.get('has_quantization_config')}; bitsandbytes layers: {rl.get('bitsandbytes_layers')}; "
-                    f"PEFT layers: {rl.get('peft_layers')}; logits finite: {rl.get('logits_finite')}; generated "
-                    f"{rl.get('generated_tokens')} tokens; {rl.get('seconds', 0):.1f} s.",
-                    "",
-                ]
-        # failures
+        L += [
+            "",
+            f"Chosen: micro batch {auto.get('micro_batch_size')} x {auto.get('accumulation')} accumulation steps, gradient "
+            f"checkpointing {'on' if auto.get('gradient_checkpointing') else 'off'}; it "
+            + ("fit (the run finished)." if m else "did not finish.")
+            + f" tokens/s {num(m.get('tokens_per_second'))}"
+            + (f" (MFU {100 * self.mfu(self.runs['q8_auto'], m):.1f}%)" if self.mfu(self.runs["q8_auto"], m) else "")
+            + ".",
+            "",
+        ]
+        return L
+
+    def failures_section(self) -> list[str]:
         bad = [s for s in self.steps if s.status in ("failed", "timeout")]
-        if bad:
-            L += ["## Failures", ""]
-            for s in bad:
-                L += [f"### {s.name}: {s.error}", ""]
-                if s.result.get("failure"):
-                    L += [f"failure.json: {s.result['failure']}", ""]
-                L += ["```", s.tail.strip()[-2500:], "```", ""]
-        # commands
-        cmds = [(s.name, s.result.get("command")) for s in self.steps if s.status == "ok" and s.result.get("command")]
-        if cmds:
-            L += [
-                "## Commands",
-                "",
-                "`<work>` is " + str(self.work) + ".",
-                "",
-                *(f"- {n}: `{cmd}`" for n, cmd in cmds),
-                "",
-            ]
-        return "\n".join(L)
+        if not bad:
+            return []
+        L = ["## Failures", ""]
+        for s in bad:
+            L += [f"### {s.name}: {s.error}", ""]
+            if s.result.get("failure"):
+                L += [f"failure.json: {s.result['failure']}", ""]
+            L += ["```", s.tail.strip()[-2500:], "```", ""]
+        return L
 
     def write_report(self, final: bool) -> None:
         text = repo_relative(self.report(final))
@@ -1246,6 +1365,8 @@ class Check:
             "mode": self.mode,
             "budget": self.args.budget,
             "elapsed": time.monotonic() - self.started,
+            "peak_tflops": self.peak_tflops,
+            "shape": self.shape,
             "steps": [
                 {
                     "name": s.name,
@@ -1256,6 +1377,7 @@ class Check:
                     "gpu_peak_mib": s.gpu_peak_mib,
                     "gpu_util": s.gpu_util,
                     "result": s.result,
+                    **self.numbers(s),
                 }
                 for s in self.steps
             ],
@@ -1263,6 +1385,15 @@ class Check:
         json_path = (self.out_dir or self.work) / ("gpu_check.json" if self.gpu else "gpu_check_cpu_dry.json")
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(repo_relative(json.dumps(data, indent=1, default=str)))
+
+    def numbers(self, s: Step) -> dict:
+        run = self.runs.get(s.name)
+        if run is None or s.status != "ok":
+            return {}
+        try:
+            return {"flops_per_token": self.flops_per_token(run, s.result), "mfu": self.mfu(run, s.result)}
+        except Exception as error:  # noqa: BLE001 - the report must still be written
+            return {"numbers_error": repr(error)}
 
     def pack_logs(self) -> None:
         if not self.out_dir:
@@ -1277,7 +1408,7 @@ class Check:
 
     def main(self) -> int:
         if not self.args.keep_work:
-            for sub in ("runs", "results", "logs", "specs", "plain", "exports", "eval", "eval_hydra", "dry", "outputs"):
+            for sub in ("runs", "results", "logs", "specs", "plain", "data", "outputs"):
                 shutil.rmtree(self.work / sub, ignore_errors=True)
             if not self.args.keep_cache:
                 shutil.rmtree(self.cache, ignore_errors=True)
@@ -1301,7 +1432,7 @@ class Check:
             self.write_report(final=True)
             self.pack_logs()
         print(f"\nwrote {self.report_path}")
-        print("\n".join(f"{s.name:22s} {s.status:8s} {s.seconds:6.1f} s  {s.error}" for s in self.steps))
+        print("\n".join(f"{s.name:16s} {s.status:8s} {s.seconds:6.1f} s  {s.error}" for s in self.steps))
         return 0 if all(s.status in ("ok", "skipped") for s in self.steps) else 1
 
 
@@ -1321,19 +1452,21 @@ def cuda_visible(python: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-dry", action="store_true", help="tiny stand-ins on the CPU (automatic with no CUDA)")
-    parser.add_argument("--budget", type=float, help="seconds for all steps (default 430 GPU, 290 CPU dry)")
-    parser.add_argument("--steps", type=int, help="optimizer steps per training run (default 20 GPU, 3 CPU)")
-    parser.add_argument("--warmup", type=int, help="steps left out of tokens/s (default 5 GPU, 1 CPU)")
+    parser.add_argument("--budget", type=float, help="seconds for all steps (default 450 GPU, 290 CPU dry)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per MedQA run (default 8 GPU, 3 CPU)")
+    parser.add_argument("--warmup", type=int, help="steps left out of tokens/s (default 2 GPU, 1 CPU)")
     parser.add_argument("--work-dir", type=Path, help="default /tmp/medtune_gpu_check[_cpu]")
     parser.add_argument("--out", type=Path, help="report path (default $OUT/gpu_check.md or benchmarks/results/)")
     parser.add_argument("--only", default="", help="comma-separated step names to run (others skipped)")
     parser.add_argument("--skip", default="", help="comma-separated step names to skip")
+    parser.add_argument("--first", default="", help="comma-separated step names to run before the other runs")
     parser.add_argument("--keep-cache", action="store_true", help="keep built checkpoints from an earlier run")
     parser.add_argument("--keep-work", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.passthrough = sys.argv[1:]
     args.only = [s for s in args.only.split(",") if s]
     args.skip = [s for s in args.skip.split(",") if s]
+    args.first = [s for s in args.first.split(",") if s]
     if args.cpu_dry:
         args.mode = "cpu"
     elif cuda_visible(sys.executable):
@@ -1341,7 +1474,7 @@ def main() -> int:
     else:
         print("no CUDA device visible to torch: running the CPU dry run (--cpu-dry)", flush=True)
         args.mode = "cpu"
-    args.budget = args.budget or (430.0 if args.mode == "gpu" else 290.0)
+    args.budget = args.budget or (450.0 if args.mode == "gpu" else 290.0)
     args.work_dir = args.work_dir or Path("/tmp/medtune_gpu_check" + ("" if args.mode == "gpu" else "_cpu"))
     return Check(args).main()
 

@@ -45,6 +45,12 @@ NOT_DECISIVE = {
     "train.eval_steps",
     "train.save_steps",
     "train.save_total_limit",
+    # how a step is computed, not what it computes (the loss is the same on every path): a run started
+    # one way resumes the other, and checkpoints from before these keys existed keep their fingerprint
+    "train.loss",
+    "train.padding_free",
+    "train.attention",
+    "train.kernels",
 }
 
 

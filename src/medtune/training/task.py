@@ -49,9 +49,7 @@ def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
 
     if is_main_process():
         save_run_config(cfg, job.run_dir)
-    if auto_batch is not None:
-        tracker.summarize(auto_batch.summary())
-    return _train(cfg, job, tracker)
+    return _train(cfg, job, tracker, auto_batch.summary() if auto_batch is not None else {})
 
 
 def settle_micro_batch(cfg: TrainRunConfig):
@@ -77,7 +75,7 @@ def metrics(result: TrainResult | None) -> dict[str, Any]:
     return {} if result is None else result.summary
 
 
-def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
+def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, Any]) -> TrainResult:
     from transformers import set_seed
 
     from medtune.data.cache import cache_key, tokenized_datasets
@@ -158,6 +156,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
             "model/total_params": total,
             **{f"model/{k}": v for k, v in described.summary().items()},
             **speed.summary(),
+            **auto_batch,
         }
     )
     if is_main_process():
@@ -227,6 +226,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult:
         "model/trainable_params": trainable,
         "model/total_params": total,
         **data_stats,
+        **speed.summary(),
+        **auto_batch,
         **exam_summary(cfg, exam, exam_before, exam_after),
         **zero3_sharding(trainer.model),
         "saved": str(saved),
