@@ -5,7 +5,9 @@ project's own code path (`resolve_checkpoint`, `load_base_model`, `apply_adapter
 qlora (NF4 + double quantization, float32 compute on CPU) and full, and trained for a few AdamW steps on
 random token batches at two batch shapes, with and without gradient checkpointing. Each setting runs in
 its own child process (so that the peak RSS of one setting does not leak into the next); inside it,
-training is an ordinary in-process loop (forward with labels, backward, optimizer step, zero_grad).
+training is an ordinary in-process loop (forward with labels, backward, optimizer step, zero_grad). The
+widest shape also runs as train.py's default does: one padding-free row with medtune's per-example
+attention and target-only loss (the rows marked "target-only padding-free"), planned with its defaults.
 
     .venv/bin/python benchmarks/planner_accuracy.py   # about 3.5 minutes on 2 CPU cores; --help for options
 
@@ -27,6 +29,7 @@ Writes benchmarks/results/planner_accuracy.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -100,9 +103,18 @@ def live_tensor_bytes(model, optimizer) -> int:
 
 
 def measure(
-    model_name: str, adapter_name: str, batch: int, seq: int, checkpointing: bool, steps: int, cache_dir: Path
+    model_name: str,
+    adapter_name: str,
+    batch: int,
+    seq: int,
+    checkpointing: bool,
+    steps: int,
+    cache_dir: Path,
+    loss_path: str = "full",
 ) -> dict:
-    """One setting, in this process: train `steps` steps, profile the last one."""
+    """One setting, in this process: train `steps` steps, profile the last one. `loss_path` "full": a padded
+    batch and transformers' loss over full logits; "target": the same examples as one padding-free row
+    (medtune_varlen attention) and medtune's target-only loss (`TargetOnlyHead`), as train.py's default."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -127,8 +139,30 @@ def measure(
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, : seq // 2] = -100  # the prompt half carries no loss, as in encode_records
 
+    if loss_path == "target":
+        from medtune.modeling.attention import VARLEN, set_attention
+        from medtune.training.target_loss import TargetOnlyHead
+
+        set_attention(model, VARLEN)
+        head = TargetOnlyHead(model)
+        keep = mask.bool()
+        row_labels = labels.clone()
+        row_labels[:, 0] = -100  # no position predicts across an example boundary
+        positions = torch.arange(seq).expand(batch, seq)
+        flat = {"input_ids": ids[keep][None], "position_ids": positions[keep][None], "use_cache": False}
+        flat_labels = row_labels[keep][None]
+
+        def forward():
+            with head.armed(flat_labels) as result:
+                model(**flat)
+            return result.total / result.count
+    else:
+
+        def forward():
+            return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
     def step():
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss = forward()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -173,8 +207,8 @@ def main() -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        model_name, name, batch, seq, ckpt = args.one.split(",")
-        result = measure(model_name, name, int(batch), int(seq), ckpt == "1", args.steps, args.cache_dir)
+        model_name, name, batch, seq, ckpt, loss_path = args.one.split(",")
+        result = measure(model_name, name, int(batch), int(seq), ckpt == "1", args.steps, args.cache_dir, loss_path)
         print("RESULT " + json.dumps(result))
         return 0
 
@@ -182,7 +216,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from medtune.config.schema import TrainingConfig
+    from medtune.config.schema import LossKind, TrainingConfig
     from medtune.modeling.planner import MIB, count_parameters, estimate_memory
     from medtune.modeling.tiny import tiny_checkpoint
 
@@ -191,18 +225,21 @@ def main() -> int:
     for model_name in models:  # build once, before the children race for it
         tiny_checkpoint(configs("lora", False, model_name)[0].architecture, args.cache_dir)
     rows = []
-    for model_name, name, (batch, seq), ckpt in (
-        (m, a, shape, c) for m in models for a in ADAPTERS for shape in SHAPES for c in (False, True)
-    ):
+    settings = [(m, a, shape, c, "full") for m in models for a in ADAPTERS for shape in SHAPES for c in (False, True)]
+    # train.py's default path where the head matters: the widest batch, every adapter
+    settings += [(m, a, SHAPES[-1], c, "target") for m in models for a in ADAPTERS for c in (False, True)]
+    for model_name, name, (batch, seq), ckpt, loss_path in settings:
         model_cfg, adapter, hardware = configs(name, ckpt, model_name)
         train = TrainingConfig(micro_batch_size=batch, max_input_tokens=seq // 2, max_target_tokens=seq - seq // 2)
+        if loss_path == "full":  # what the child measures: a padded batch, transformers' own loss
+            train = dataclasses.replace(train, loss=LossKind.full_logits, padding_free=False)
         counts = count_parameters(model_cfg.architecture, adapter)
         plan = estimate_memory(model_cfg.architecture, adapter, hardware, train, model_cfg.dtype, counts)
         command = [
             sys.executable,
             str(Path(__file__).resolve()),
             "--one",
-            f"{model_name},{name},{batch},{seq},{int(ckpt)}",
+            f"{model_name},{name},{batch},{seq},{int(ckpt)},{loss_path}",
             "--steps",
             str(args.steps),
             "--cache-dir",
@@ -218,7 +255,8 @@ def main() -> int:
         static = plan.base_weights + plan.trainable_weights + plan.optimizer_states
         rows.append(
             {
-                "setting": f"{model_name}, {name}, b={batch}, s={seq}, ckpt={'on' if ckpt else 'off'}",
+                "setting": f"{model_name}, {name}, b={batch}, s={seq}, ckpt={'on' if ckpt else 'off'}"
+                + (", target-only padding-free" if loss_path == "target" else ""),
                 "estimate": plan.total,
                 "measured": m["allocator_peak"],
                 "rss": m["rss_increase"],
@@ -279,7 +317,11 @@ def main() -> int:
         "same with 4x the width, so that decoder layers rather than the 4096-token vocabulary dominate. Both are "
         "built by `resolve_checkpoint`, loaded by `load_base_model` and wrapped by `apply_adapter`; adapters from conf/adapter "
         "(qlora with float32 compute, as hardware=cpu sets it). Batches are random tokens; with b > 1 the last "
-        "example is right-padded by 1/8 of its length; s = tokens per example (input + target).",
+        "example is right-padded by 1/8 of its length; s = tokens per example (input + target). Rows marked "
+        "target-only padding-free join the same examples into one row (positions restarting, no padding), attend "
+        "with medtune_varlen and train with medtune's target-only loss, as train.py does by default; they are "
+        "planned with its defaults (train.loss=auto, train.padding_free=true), the others with "
+        "train.loss=full_logits train.padding_free=false.",
         "",
         (
             "Estimated: `estimate_memory(...).total` (weights + optimizer states + the step peak of gradients and "
