@@ -1,6 +1,7 @@
 """Instruction-tune a causal LM with LoRA / QLoRA / int8 LoRA, composed by Hydra, logged to W&B.
 
-python train.py                                   # tiny local model, bundled data, CPU, W&B offline
+python train.py                                   # the embedded SmolLM2-135M-Instruct, bundled English QA, CPU, W&B offline
+python train.py model=tiny                        # the random-init tiny model: seconds, for trying settings
 python train.py model=swallow70b adapter=qlora --cfg job
 python train.py -m adapter=lora,qlora             # one W&B run per job, one group per multirun
 """

@@ -83,21 +83,25 @@ def typed(compose):
 
 
 def job_runner(job_name: str, compose, tmp_path, tiny_cache, default_dir: str):
-    """run(overrides, name) -> the result of a real in-process job of `job_name` (evaluate, judge, ...) in
-    tmp_path/name: its config composed and checked as the entry script does, then `entry.execute`."""
+    """run(overrides, name, choices) -> the result of a real in-process job of `job_name` (train, evaluate,
+    judge, ...) in tmp_path/name: its config composed and checked as the entry script does, then
+    `entry.execute`. `choices` are Hydra's group choices (a training run's default: its model and adapter)."""
     from medtune.config.job import JobContext
     from medtune.entry import execute
     from medtune.jobs import JOBS
 
     spec = next(job for job in JOBS if job.name == job_name)
 
-    def _run(overrides=(), name: str = default_dir):
+    def _run(overrides=(), name: str = default_dir, choices: dict | None = None):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
         cfg = spec.validate(compose(overrides, config_name=job_name))
+        if choices is None and job_name == "train":
+            choices = {"model": cfg.model.name, "adapter": cfg.adapter.name}
         job = JobContext(
             run_dir=tmp_path / name,
             task_name=job_name,
             override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
+            choices=choices or {},
             overrides=tuple(overrides),
         )
         return execute(spec, cfg, job)
@@ -127,23 +131,9 @@ def shared_data() -> Path:
 
 
 @pytest.fixture()
-def run_train(typed, tmp_path, tiny_cache):
-    """run_train(overrides, name) -> TrainResult of a real in-process training run in tmp_path/name."""
-    from medtune.config.job import JobContext
-    from medtune.entry import execute
-    from medtune.jobs import TRAIN
-
-    def _run(overrides=(), name: str = "run", choices: dict | None = None):
-        overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
-        cfg = typed(overrides)
-        job = JobContext(
-            run_dir=tmp_path / name,
-            override_dirname=",".join(o for o in overrides if not o.startswith("paths.")),
-            choices=choices or {"model": cfg.model.name, "adapter": cfg.adapter.name},
-        )
-        return execute(TRAIN, cfg, job)
-
-    return _run
+def run_train(compose, tmp_path, tiny_cache):
+    """run_train(overrides, name, choices) -> TrainResult of a real in-process training run in tmp_path/name."""
+    return job_runner("train", compose, tmp_path, tiny_cache, default_dir="run")
 
 
 def cli(*args: str, cwd: Path = REPO, timeout: int = 600, env: dict | None = None):

@@ -61,6 +61,13 @@ def reference(adapter: str, tmp_path_factory, cache: Path) -> list[float]:
     return _reference[adapter]
 
 
+def assert_every_rank_exited_0(returncode: int, stderr: str) -> None:
+    """torchrun exits 0 only when every rank did: a rank that finished its steps and then aborted at
+    interpreter exit ("terminate called without an active exception", SIGABRT) fails the run."""
+    assert returncode == 0, stderr[-3000:]
+    assert "terminate called" not in stderr and "ChildFailedError" not in stderr, stderr[-3000:]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -82,9 +89,13 @@ def test_two_ranks_under_deepspeed_match_one_process(tmp_path, tmp_path_factory,
         "logger=wandb",
     ]
     result = train(run_dir, tiny_cache, overrides, launcher)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_every_rank_exited_0(result.returncode, result.stderr)
     assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
     assert len(find_offline_runs(run_dir)) == 1  # only rank 0 tracks
+    # One console for both ranks: rank 0's progress lines, no library chatter; rank 0 keeps train.log.
+    for noise in ("{'loss':", "built successfully", "compilers.C.base", "Setting accelerator to CPU"):
+        assert noise not in result.stdout + result.stderr, noise
+    assert result.stdout.count("step 6/6 (100%)") == 1 and "step 6/6 (100%)" in (run_dir / "train.log").read_text()
     summary = json.loads((run_dir / "train_summary.json").read_text())
     if zero_stage == 3:
         assert summary["zero3/local_fraction"] == pytest.approx(0.5, abs=0.01)  # parameters sharded over 2 ranks
@@ -119,5 +130,21 @@ def test_two_nodes_of_one_rank_over_loopback_match_one_process(tmp_path, tmp_pat
         ]
         processes.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [p.communicate(timeout=600) for p in processes]
-    assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert_every_rank_exited_0(process.returncode, stderr)
     assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["finished", "error"])
+def test_a_rank_leaves_the_process_group_when_the_run_ends(together):
+    """Finished (barrier, then destroy) or ended by an error (destroy without waiting for the others):
+    either way no process group is left for interpreter shutdown to tear down."""
+    import torch
+    import torch.distributed as dist
+
+    from medtune.distributed import leave_process_group
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", world_size=1, rank=0)
+    dist.all_reduce(torch.ones(3))
+    leave_process_group(together)
+    assert not dist.is_initialized()

@@ -93,15 +93,31 @@ def prompts_of(prompt: PromptConfig, questions=QUESTIONS, shots=(SHOT,)):
 # -- the endpoint client, against a scripted server -------------------------------------------------------------
 
 
-def test_a_server_down_twice_is_retried_with_doubling_waits_then_answers():
+@pytest.fixture()
+def retry_waits(monkeypatch) -> list[float]:
+    """The waits the endpoint client asks for between attempts, in order (it waits on its cancel event,
+    so that a sibling's failure ends the wait): recorded, and still waited."""
+    waits: list[float] = []
+
+    class RecordingEvent(threading.Event):
+        def wait(self, timeout=None):
+            if sys._getframe(1).f_globals.get("__name__") == "medtune.llm.http":  # not the pool's or the server's
+                waits.append(timeout)
+            return super().wait(timeout)
+
+    import medtune.evaluation.backends.endpoint as endpoint
+
+    monkeypatch.setattr(endpoint.threading, "Event", RecordingEvent)
+    return waits
+
+
+def test_a_server_down_twice_is_retried_with_doubling_waits_then_answers(retry_waits):
     raw = "The kidney filters blood.\nAnswer: b. kidney\nand then some more text"
     with ScriptedChatServer(lambda _: raw, failures=[503, 503]) as server:
         backend = backend_for(server.url)
-        started = time.monotonic()
         texts, threads = collect(backend, prompts_of(CHAT)[:1])
-        waited = time.monotonic() - started
     assert server.calls == 3 and texts == {0: finish_response(raw, "Answer:")} == {0: raw.rsplit("\n", 1)[0]}
-    assert waited >= 0.05 + 0.1  # backoff_s, then twice that
+    assert retry_waits == [0.05, 0.1]  # backoff_s, then twice that
     assert threads == [threading.current_thread().name]  # on_batch runs in the caller's thread
     path, body, _ = server.requests[-1]
     assert path == "/v1/chat/completions"
@@ -111,11 +127,10 @@ def test_a_server_down_twice_is_retried_with_doubling_waits_then_answers():
     assert "top_k" not in body and "top_p" not in body and "repetition_penalty" not in body
 
 
-def test_a_numeric_retry_after_is_honoured():
+def test_a_numeric_retry_after_is_honoured(retry_waits):
     with ScriptedChatServer(lambda _: "Answer: b", failures=[429], retry_after="0.4") as server:
-        started = time.monotonic()
         texts, _ = collect(backend_for(server.url, backoff_s=0.01), prompts_of(CHAT)[:1])
-        assert time.monotonic() - started >= 0.4 and server.calls == 2 and texts == {0: "Answer: b"}
+        assert retry_waits == [0.4] and server.calls == 2 and texts == {0: "Answer: b"}
 
 
 def test_a_refused_request_is_not_retried_and_names_the_url_and_fix():
@@ -139,10 +154,11 @@ def test_a_server_that_stays_down_fails_after_the_last_retry():
 
 def test_a_slow_server_times_out_per_request_and_is_retried():
     with ScriptedChatServer(lambda _: "Answer: b", delay_s=1.0) as server:
-        started = time.monotonic()
-        with pytest.raises(EndpointError, match=r"no answer within 0.2 s \(after 2 attempt\(s\)\)"):
+        with pytest.raises(
+            EndpointError, match=r"no complete answer within 0.2 s \(timeout_s=0.2\) \(after 2 attempt\(s\)\)"
+        ):
             collect(backend_for(server.url, timeout_s=0.2, max_retries=1, backoff_s=0.01), prompts_of(CHAT)[:1])
-        assert time.monotonic() - started < 1.5 and server.calls == 2
+        assert server.calls == 2  # the deadline, not the 1 s answer, ended each attempt
 
 
 def test_nothing_listening_is_a_connection_error_with_the_url():

@@ -208,7 +208,7 @@ def test_a_changed_setting_does_not_resume_into_the_same_directory(run_eval, tmp
     (out / "predictions.partial.jsonl").write_text((out / "predictions.jsonl").read_text())
     from medtune.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="interrupted evaluation with different settings"):
+    with pytest.raises(ConfigError, match=r"holds a finished evaluation .* made with other settings \(changed: prompt"):
         run_eval(
             ["eval=loglik", "logger=none", f"eval.output_dir={out}", "exam.max_questions=3", "prompt=alpaca_cot"],
             name="b",

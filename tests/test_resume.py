@@ -18,6 +18,7 @@ import pytest
 
 from conftest import TINY_TRAIN_DEFAULTS
 from medtune.errors import PREEMPTED_EXIT_CODE
+from test_distributed import assert_every_rank_exited_0
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, SAVE_EVERY = 24, 4
@@ -141,9 +142,9 @@ def test_a_changed_config_or_data_refuses_to_resume_unless_forced(tmp_path, tiny
 
     changed = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "train.learning_rate=0.02", "adapter.r=4")
     assert changed.returncode == 2
-    assert "was saved with a different setup" in changed.stderr
+    assert "holds a finished training run" in changed.stderr  # a finished run is not replaced by other settings
     assert "train.learning_rate: 0.01 -> 0.02" in changed.stderr and "adapter.r: 8 -> 4" in changed.stderr
-    assert "resume=force" in changed.stderr
+    assert "resume=force" in changed.stderr and "overwrite=true" in changed.stderr
     # Watching keys may change: logging, evaluation and checkpoint cadence are not part of the fingerprint.
     watched = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "train.logging_steps=2")
     assert watched.returncode == 0 and "resuming from" in watched.stdout
@@ -177,6 +178,8 @@ def test_a_changed_config_or_data_refuses_to_resume_unless_forced(tmp_path, tiny
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert "resume=force: continuing from" in forced.stdout
     fresh = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "adapter.r=4", "resume=off")
+    assert fresh.returncode == 2 and "overwrite=true" in fresh.stderr  # resume=off would replace the finished run
+    fresh = run(tmp_path, tiny_cache, f"train.max_steps={SAVE_EVERY}", "adapter.r=4", "resume=off", "overwrite=true")
     assert fresh.returncode == 0 and "resuming" not in fresh.stdout
 
 
@@ -248,7 +251,7 @@ def test_deepspeed_two_ranks_resume_after_sigterm_to_the_same_adapter(tmp_path, 
 
     whole = tmp_path / "whole"
     done = subprocess.run(torchrun(whole), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert_every_rank_exited_0(done.returncode, done.stderr)
 
     run_dir = tmp_path / "interrupted"
     process = subprocess.Popen(torchrun(run_dir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -266,6 +269,6 @@ def test_deepspeed_two_ranks_resume_after_sigterm_to_the_same_adapter(tmp_path, 
     assert any(p.is_dir() and p.name.startswith("global_step") for p in saved.iterdir())  # DeepSpeed's own state
 
     resumed = subprocess.run(torchrun(run_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_every_rank_exited_0(resumed.returncode, resumed.stderr)
     assert f"resuming from {saved}" in resumed.stdout
     assert max_difference(adapter(run_dir), adapter(whole)) <= 1e-5  # float32 all-reduce order may differ

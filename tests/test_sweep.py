@@ -69,6 +69,7 @@ def test_slurm_and_parallel_launchers_compose_without_a_cluster():
     assert parallel._target_.endswith("JoblibLauncher") and parallel.n_jobs == 2
 
 
+@pytest.mark.slow
 def test_evaluate_multirun_groups_runs_and_shares_a_trial_key_across_seeds(tmp_path):
     result = cli(
         "evaluate.py", "-m", "seed=1,2", "eval=loglik", "exam.max_questions=3", f"paths.output_root={tmp_path}"

@@ -26,7 +26,10 @@ def mean(values):
     return sum(values) / len(values)
 
 
-@pytest.mark.parametrize("adapter", ["lora", "qlora", "lora_int8"])
+@pytest.mark.parametrize(
+    "adapter",
+    ["lora", pytest.param("qlora", marks=pytest.mark.slow), pytest.param("lora_int8", marks=pytest.mark.slow)],
+)
 def test_tiny_model_trains_and_its_adapter_reloads_exactly(run_train, adapter):
     result = run_train([f"adapter={adapter}", "train.max_steps=40", "train.eval_steps=0", "train.logging_steps=4"])
     summary = result.summary

@@ -56,10 +56,8 @@ def typed_model(overrides: list[str]):
 
 
 def resolve_checkpoint(model_cfg, cache_dir) -> str:
-    try:
-        from medtune.modeling.description import resolve_checkpoint as resolve
-    except ImportError:  # before the description module existed
-        from medtune.modeling.load import resolve_checkpoint as resolve
+    from medtune.modeling.description import resolve_checkpoint as resolve
+
     return str(resolve(model_cfg, Path(cache_dir)))
 
 

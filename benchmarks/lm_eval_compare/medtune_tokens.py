@@ -41,6 +41,7 @@ def main() -> None:
     from medtune.config.eval_schema import LoglikTarget
     from medtune.data.templates import encode_prompt
     from medtune.evaluation.loglik import choice_logprobs_unshared, continuations
+    from medtune.evaluation.types import ExamQuestion
 
     checkpoint, docs_path, out_path = sys.argv[1:4]
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # what medtune's load_tokenizer loads
@@ -50,7 +51,7 @@ def main() -> None:
     result = {}
     for line in Path(docs_path).read_text().splitlines():
         doc = json.loads(line)
-        question = SimpleNamespace(choices=doc["choices"])
+        question = ExamQuestion(qid=str(doc["id"]), question="", choices=tuple(doc["choices"]), answers=())
         options = continuations(question, LoglikTarget.letter)
         model.calls.clear()
         choice_logprobs_unshared(model, tokenizer, doc["prompt"], options, normalise=False)

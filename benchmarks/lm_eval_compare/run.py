@@ -448,7 +448,7 @@ def render_report(
         f"| picks | {dist('medtune')} | {dist('harness')} |",
         f"| wall time of the process (start-up and model load included) | {medtune_wall:.1f} s | {lm_wall:.1f} s |",
         f"| of which scoring (medtune's own count) | {f'{medtune_scoring:.1f} s' if medtune_scoring else '-'} | - |",
-        f"| sequences through the model | {rows_total} (the prompt once per choice) | {n} (the prompt + one choice, once per question) |",
+        f"| sequences through the model | {n} (the prompt once per question; one-token letters read from its last logits, {rows_total} choices) | {n} (the prompt + one choice, once per question) |",
         "",
         f"- Gold letters: {dist('gold')}.",
         f"- Agreement of the picked letter: **{agree}/{n}**.",
@@ -472,10 +472,11 @@ def render_report(
     lines += [
         "## Notes",
         "",
-        "- medtune runs the whole prompt once per choice (a batch of 5 rows per question, each ~250 tokens); "
-        "for one-token continuations (` a` ... ` e`) the harness runs each question's context once and reads "
-        "every choice from the same logits (its `logits_cache`, on by default), 8 questions a batch. Hence its "
-        "wall time is a fraction of medtune's on the same model.",
+        "- Both run each question's prompt once: medtune's `shared_token_logprobs` keeps the prompt's cache and "
+        "reads one-token continuations (` a` ... ` e`) from its last logits (longer options continue on the "
+        "cache in one batch); the harness reads them from the same logits through its `logits_cache`, 8 "
+        "questions a batch. The token check below uses medtune's one-row-per-option path, which gives the "
+        "same token sequences written out.",
     ]
     if not problems:
         lines.append(

@@ -1,8 +1,12 @@
-"""Process rank facts from the launcher's environment (torchrun, deepspeed, SLURM), without torch."""
+"""Process rank facts from the launcher's environment (torchrun, deepspeed, SLURM), without torch; joining
+and leaving the launcher's process group (torch imported only then)."""
 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def rank() -> int:
@@ -34,9 +38,97 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
     if deepspeed:  # DeepSpeed keeps its own handle on the group (deepspeed.comm); it must know it too
         import deepspeed as ds
 
-        ds.init_distributed(dist_backend=backend)
+        from medtune.quiet import quiet_prints
+
+        with quiet_prints():  # "DeepSpeed ... shm_comm_op built successfully", on every rank
+            ds.init_distributed(dist_backend=backend)
         return
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+
+
+LEAVE_PATIENCE_S = 30.0  # on the error path: how long a rank waits to leave before it just exits
+
+
+@contextmanager
+def leaving_process_group() -> Iterator[None]:
+    """Run the block, then leave the launcher's process group (`leave_process_group`), on the error
+    path too. A preemption stop counts as finished: every rank stopped at the same step and saved."""
+    from medtune.errors import Preempted
+
+    together = False
+    try:
+        yield
+        together = True
+    except Preempted:
+        together = True
+        raise
+    finally:
+        leave_process_group(together)
+
+
+def leave_process_group(together: bool, patience_s: float = LEAVE_PATIENCE_S) -> None:
+    """End this rank's part in the process group, so that every rank of a finished run exits 0.
+
+    A rank that exits without it leaves the group to interpreter shutdown: gloo's worker threads may
+    still hold finished work (and its tensors) then, and tearing them down there can abort the
+    process ("terminate called without an active exception", SIGABRT; pytorch/pytorch#190489), so
+    torchrun calls a finished run failed, and a preempted one loses its exit code 75.
+
+    `together`: every rank got here at the same point (the run finished, or stopped for preemption),
+    so they first wait for each other at a barrier, then destroy the group. Otherwise (an error on
+    this rank) another rank may still be inside a collective that never completes: the group is
+    destroyed without a barrier, and a rank that cannot leave within `patience_s` exits anyway
+    rather than hang until the collective's timeout.
+    """
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if not together:
+        import threading
+
+        left = threading.Event()
+
+        def leave() -> None:
+            try:
+                destroy_process_group()
+            except Exception:  # noqa: BLE001 - the error that ended the run is the one to report
+                pass
+            finally:
+                left.set()
+
+        threading.Thread(target=leave, name="medtune-leave-process-group", daemon=True).start()
+        if not left.wait(patience_s):
+            print(
+                f"medtune: rank {rank()} did not leave the process group within {patience_s:.0f} s "
+                "(another rank is still in a collective); exiting without it.",
+                file=sys.stderr,
+                flush=True,
+            )
+        return
+    try:
+        if dist.get_backend() == "nccl":
+            import torch
+
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+        destroy_process_group()
+    except Exception as error:  # noqa: BLE001 - leaving must not turn a finished run into a failure
+        print(f"medtune: rank {rank()} could not leave the process group cleanly: {error}", file=sys.stderr)
+
+
+def destroy_process_group() -> None:
+    """torch's group, and DeepSpeed's handles on it when DeepSpeed joined it (`ensure_process_group`)."""
+    import torch.distributed as dist
+
+    ds = sys.modules.get("deepspeed.comm")
+    if ds is not None and ds.is_initialized():
+        ds.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,6 +1,6 @@
 """The entry layer shared by the entry scripts: Hydra job facts in, clean errors out.
 
-This, `hydra_messages.py`, `sweep/preflight.py` and `config/store.py` are the only modules that
+This, `hydra_messages.py`, `hydra_help.py`, `sweep/preflight.py` and `config/store.py` are the only modules that
 import Hydra; everything below receives a typed config and a `JobContext`.
 
     @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from medtune.config.job import JobContext
 from medtune.errors import PREEMPTED_EXIT_CODE, ConfigError, MedtuneError, Preempted
 from medtune.jobs import Job
+from medtune.secrets import mask as mask_secrets
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 USER_FULL_ERROR = "MEDTUNE_USER_HYDRA_FULL_ERROR"  # what the user set, before run_cli set HYDRA_FULL_ERROR=1
@@ -70,8 +71,8 @@ def write_failure_record(run_dir: Path, error: BaseException) -> Path:
         path,
         {
             "error_type": type(error).__name__,
-            "message": str(error),
-            "traceback": "".join(traceback.format_exception(error)),
+            "message": mask_secrets(str(error)),
+            "traceback": mask_secrets("".join(traceback.format_exception(error))),
         },
     )
     return path
@@ -107,14 +108,15 @@ class MultirunJobs:
         self.overrides.append(job.overrides)
         self.sweep_dir = job.sweep_dir
 
-    def record(self, job: JobContext, error: BaseException) -> None:
+    def record(self, job: JobContext, error: BaseException, failure: Path | None = None) -> None:
+        """`failure`: the job's failure.json, where one was written (its dir is the one the report names)."""
         self.failed.append(
             FailedJob(
                 job.job_num,
                 job.overrides,
                 type(error).__name__,
                 headline(error),
-                job.run_dir,
+                failure.parent if failure is not None else job.run_dir,
                 isinstance(error, MedtuneError),
             )
         )
@@ -170,11 +172,12 @@ def run_task(spec: Job, cfg: DictConfig) -> Any:
     a launcher's worker process (joblib, SLURM) raises as before, for its launcher to see.
     """
     job = job_context(cfg)
+    claim = Claim(hydra_files=hydra_files(cfg))
     if job.is_multirun:
         MULTIRUN.started(job)
     try:
         typed = spec.validate(cfg)
-        result = execute(spec, typed, job)
+        result = execute(spec, typed, job, claim)
         return objective(spec, typed, result)
     except Preempted as stop:
         print(f"\nmedtune: {stop}\n", file=sys.stderr, flush=True)
@@ -183,40 +186,164 @@ def run_task(spec: Job, cfg: DictConfig) -> Any:
             requeue(stop.signum, None)
         sys.exit(PREEMPTED_EXIT_CODE)
     except MedtuneError as error:
-        if not refused_for_its_own_dir(error, job):
-            write_failure_record(job.run_dir, error)
-        print(f"\nmedtune: {error}\n", file=sys.stderr, flush=True)
+        record = record_failure(job, claim, error)
+        print(f"\nmedtune: {mask_secrets(error)}\n", file=sys.stderr, flush=True)
         if job.is_multirun and MULTIRUN.reports_here():
-            MULTIRUN.record(job, error)
+            MULTIRUN.record(job, error, record)
             return None
         if job.is_multirun:
             raise
         sys.exit(2)
     except Exception as error:  # a bug or a library failure: keep the trace, and a record of it
-        write_failure_record(job.run_dir, error)
+        record = record_failure(job, claim, error)
         if job.is_multirun and MULTIRUN.reports_here():
             traceback.print_exception(error, file=sys.stderr)
-            MULTIRUN.record(job, error)
+            MULTIRUN.record(job, error, record)
             return None
         raise
+    finally:
+        claim.tidy(job.run_dir)
 
 
-def execute(spec: Job, cfg: Any, job: JobContext) -> Any:
+@dataclass
+class Claim:
+    """How far `execute` got with the job's directory. `directory` is the workspace once known; `owned`
+    turns true once it is locked and checked (the job may write there from then on); `hydra_files` are
+    the .hydra/ files to write then (Hydra writes none itself: conf/hydra/default.yaml)."""
+
+    hydra_files: dict[str, str] | None = None
+    directory: Path | None = None
+    owned: bool = False
+
+    def tidy(self, run_dir: Path) -> None:
+        """Hydra makes its run dir before the job starts; when the job wrote elsewhere (evaluate.py
+        run=<dir>, eval.output_dir=...) and nothing came into it, it goes again."""
+        if self.directory is None or Path(self.directory).resolve() == Path(run_dir).resolve():
+            return
+        try:
+            Path(run_dir).rmdir()  # only an empty directory
+        except OSError:
+            pass
+
+
+HYDRA_SUBDIR = ".hydra"
+FINISHED_MARKERS = ("train_summary.json", "metrics.json")  # a finished training / evaluation / judgment
+
+
+def hydra_files(cfg: DictConfig) -> dict[str, str] | None:
+    """What Hydra writes into <run dir>/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), for `execute`
+    to write once the directory is locked and checked; None outside a Hydra job, or when a user's
+    hydra.output_subdir made Hydra write them itself."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.output_subdir is not None:
+        return None
+    return {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),
+        "overrides.yaml": OmegaConf.to_yaml(hc.overrides.task),
+    }
+
+
+def write_hydra_files(directory: Path, files: dict[str, str] | None) -> dict[str, bytes | None]:
+    """Write `files` into <directory>/.hydra/; returns what each was before (None: absent), to put back
+    if the task turns out to be refused."""
+    from medtune.io import write_text_atomic
+
+    if not files:
+        return {}
+    folder = Path(directory) / HYDRA_SUBDIR
+    before = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in files}
+    for name, text in files.items():
+        write_text_atomic(folder / name, text)
+    return before
+
+
+def restore_hydra_files(directory: Path, before: dict[str, bytes | None]) -> None:
+    from medtune.io import write_bytes_atomic
+
+    folder = Path(directory) / HYDRA_SUBDIR
+    for name, data in before.items():
+        if data is None:
+            (folder / name).unlink(missing_ok=True)
+        else:
+            write_bytes_atomic(folder / name, data)
+    if before and all(data is None for data in before.values()):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def refusal(error: BaseException) -> bool:
+    """A command turned away before it could work (the dir is busy, or holds results of other settings):
+    it leaves nothing in the dir, not even failure.json."""
+    from medtune.finished import ResultsOfOtherSettings
+    from medtune.jsonl_store import SettingsChangedError
+    from medtune.run_lock import OutputDirBusy
+
+    return isinstance(error, (OutputDirBusy, ResultsOfOtherSettings, SettingsChangedError))
+
+
+def record_failure(job: JobContext, claim: Claim, error: BaseException) -> Path | None:
+    """failure.json for a job that failed: in its workspace once it owned it, else in Hydra's run dir,
+    unless that holds a finished run (a later command's error is not that run's) or the job was
+    refused. A full or read-only disk there is said in one line, not a second traceback."""
+    if refusal(error):
+        return None
+    directory = Path(claim.directory) if claim.owned and claim.directory is not None else job.run_dir
+    if not claim.owned and any((directory / name).is_file() for name in FINISHED_MARKERS):
+        return None
+    try:
+        return write_failure_record(directory, error)
+    except OSError as problem:
+        print(f"\nmedtune: failure.json could not be written in {directory} ({problem}).", file=sys.stderr)
+        return None
+
+
+def execute(spec: Job, cfg: Any, job: JobContext, claim: Claim | None = None) -> Any:
     """Run `spec`'s task on a validated config: in its workspace, locked for the whole run, with one
     tracker opened before and finished after (marked failed when the task raises). Returns the task's
-    result; a workspace of None (a dry run) runs the task with a tracker that records nothing."""
+    result; a workspace of None (a dry run) runs the task with a tracker that records nothing.
+
+    Nothing is written into the workspace before it is locked and its task's `check_existing(cfg, job,
+    directory)` has passed (it refuses a directory holding results of other settings, see
+    `medtune.finished`). Then the .hydra/ files; after a run that succeeds, an earlier attempt's
+    failure.json there is deleted (it no longer describes the directory)."""
     from medtune.tracking.wandb_run import Tracker
 
+    claim = claim or Claim()
     task = spec.task()
     cfg, space = task.workspace(cfg, job)
     if space is None:
         return task.run(cfg, job, Tracker())
+    claim.directory = space.directory
     from omegaconf import OmegaConf
 
+    from medtune.reporting.console_log import keep_console
     from medtune.run_lock import lock_output_dir
+    from medtune.storage import storage_guard
     from medtune.tracking.wandb_run import start_run
 
-    with lock_output_dir(space.directory, setting=space.setting, task=space.activity):
+    with (
+        lock_output_dir(space.directory, setting=space.setting, task=space.activity),
+        keep_console(space.directory, spec.name, discard_if=refusal),  # <dir>/<job>.log: what the console shows
+    ):
+        check_existing = getattr(task, "check_existing", None)
+        if check_existing is not None:
+            cfg = check_existing(cfg, job, space.directory)
+        claim.owned = True  # from here on the job writes into its directory
+        with storage_guard(
+            space.directory,
+            f"the run's config ({HYDRA_SUBDIR}/)",
+            kept="Nothing else was written there.",
+            elsewhere=f"use another directory ({space.setting}=<a writable dir with room>)",
+        ):
+            hydra_before = write_hydra_files(space.directory, claim.hydra_files)
         tracker = start_run(
             cfg.logger,
             job,
@@ -229,9 +356,14 @@ def execute(spec: Job, cfg: Any, job: JobContext) -> Any:
         try:
             result = task.run(cfg, job, tracker)
             exit_code = 0
-            return result
+        except BaseException as error:
+            if refusal(error):  # refused by a check that needed the task's own work (changed training data)
+                restore_hydra_files(space.directory, hydra_before)
+            raise
         finally:
             tracker.finish(exit_code=exit_code)
+        (Path(space.directory) / "failure.json").unlink(missing_ok=True)
+        return result
 
 
 def objective(spec: Job, cfg: Any, result: Any) -> Any:
@@ -250,13 +382,6 @@ def objective(spec: Job, cfg: Any, result: Any) -> Any:
             [f"optimized_metric={name} is not a metric {spec.script} reports; it reports: {numeric_keys(metrics)}."]
         )
     return metrics[name]
-
-
-def refused_for_its_own_dir(error: MedtuneError, job: JobContext) -> bool:
-    """A run refused because another process holds its run dir must not write failure.json into it."""
-    from medtune.run_lock import OutputDirBusy
-
-    return isinstance(error, OutputDirBusy) and error.directory.resolve() == job.run_dir.resolve()
 
 
 # --- the command line --------------------------------------------------------------------------------
@@ -280,6 +405,7 @@ def run_cli(main: Callable[[], Any], spec: Job) -> None:
     argv = sys.argv[1:]
     script = Path(sys.argv[0]).name
     schema = spec.schema
+    register_help_resolver()
     moved = moved_spelling(argv, script)
     if moved:
         print(f"\nmedtune: {moved}\n", file=sys.stderr)
@@ -320,6 +446,17 @@ def run_cli(main: Callable[[], Any], spec: Job) -> None:
     if MULTIRUN.failed:
         print(f"\nmedtune: {MULTIRUN.report(script)}\n", file=sys.stderr)
         sys.exit(MULTIRUN.exit_code())
+
+
+def register_help_resolver() -> None:
+    """`${medtune_help:}`, the resolver of `hydra.help.template` (conf/hydra/default.yaml): each script's
+    own `--help`, from `medtune.hydra_help`."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("medtune_help"):
+        from medtune.hydra_help import script_help
+
+        OmegaConf.register_new_resolver("medtune_help", script_help)
 
 
 def before_the_job(error: Exception, argv: list[str], schema: type, script: str) -> str | None:

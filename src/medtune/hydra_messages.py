@@ -4,30 +4,53 @@ Hydra composes the config before an entry script's task runs, so an unknown key,
 that does not exist, an override it cannot parse or a run dir it cannot create never reach
 `run_task`. `entry.run_cli` catches them and asks `composition_problem` for the message. The fixes
 name the schema's own keys and the config folders' options; they never suggest `+key=value` for a
-key of a typed group, since medtune refuses keys its schema does not have.
+key of a typed group, since medtune refuses keys its schema does not have. An override of another
+script's group or key says whose it is (`medtune.hydra_help.other_script_problem`); a key unknown
+under a user-named entry (`sweep.cells.<name>.evalute`) lists that entry's schema keys, and a list
+value is shown quoted as a shell needs it (`medtune.override_shape`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
-import typing
 from typing import Any
 
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from medtune.hydra_help import other_script_problem, script_config
+from medtune.override_shape import (
+    LIST_ADVICE,
+    is_list,
+    is_mapping,
+    keys_at,
+    override_for,
+    quoted_list,
+    schema_node,
+    schema_type,
+    shell_quoted,
+)
 
-def composition_problem(error: BaseException, argv: list[str], schema: type, script: str) -> str | None:
-    """The medtune message for a Hydra / OmegaConf error raised while composing, or None for any other error."""
+
+def composition_problem(
+    error: BaseException, argv: list[str], schema: type, script: str, move_to: dict[str, str] | None = None
+) -> str | None:
+    """The medtune message for a Hydra / OmegaConf error raised while composing, or None for any other error.
+
+    `move_to` says where an override of another script belongs when the command is not typed by hand
+    (a sweep cell's lists: {"train.py": "the cell's train overrides"}); by default the fix is that
+    script's command.
+    """
     overrides = [a for a in argv if not a.startswith("-")]
     if isinstance(error, OverrideParseException):
-        return unparsable_override(error, argv)
+        return unparsable_override(error, argv, schema, script)
     if isinstance(error, MissingConfigException):
         return missing_option(error, script)
     if isinstance(error, ConfigCompositionException):
-        return composition_failure(error, overrides, schema, script)
+        return composition_failure(error, overrides, schema, script, move_to or {})
     if isinstance(error, OmegaConfBaseException):
         return omegaconf_failure(error, script)
     return None
@@ -36,49 +59,42 @@ def composition_problem(error: BaseException, argv: list[str], schema: type, scr
 # --- unknown keys ------------------------------------------------------------------------------------
 
 
-def schema_node(schema: type, path: str) -> Any:
-    root = OmegaConf.structured(schema)
-    return OmegaConf.select(root, path) if path else root
-
-
-def is_mapping(node: Any, ref_type: Any = None) -> bool:
-    """A `Dict[str, ...]` field (dataset.mixture): its entries are the user's to name."""
-    if typing.get_origin(ref_type) in (dict, typing.Dict):
-        return True
-    return isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict
-
-
-def override_for(key: str, overrides: list[str]) -> tuple[str, str, str] | None:
-    """(prefix: "", "+", "++" or "~"; key; value) of the override that sets `key` or a key under it."""
-    for override in overrides:
-        typed, _, value = override.partition("=")
-        bare = typed.lstrip("+~")
-        if bare == key or bare.startswith(key + "."):
-            return typed[: len(typed) - len(bare)], bare, value
-    return None
-
-
-def unknown_key(full_key: str, overrides: list[str], schema: type, script: str, ref_type: Any = None) -> str:
+def unknown_key(
+    full_key: str, overrides: list[str], schema: type, script: str, ref_type: Any = None, in_file: str = ""
+) -> str:
+    """`full_key` is not in the schema: the keys at its level (a cell's, a section's), the close match with
+    its value quoted as the shell needs it, or how to add an entry to a mapping. `in_file`: the config
+    file (`sweep/table2`) that sets it, when no override does."""
     parent, _, leaf = full_key.rpartition(".")
-    node = schema_node(schema, parent)
-    typed = override_for(full_key, overrides)
+    node = schema_node(schema, parent) if schema_type(schema, parent) is not None else None
+    typed = None if in_file else override_for(full_key, overrides)
     where = parent or f"the {script} config"
-    if is_mapping(node, ref_type):
+    declared = schema_type(schema, parent)
+    if is_mapping(node, ref_type) and not dataclasses.is_dataclass(declared):
         example = f"+{typed[1]}={typed[2]}" if typed else f"+{full_key}.<key>=<value>"
         return (
             f"{full_key} is not an entry of {where}, a mapping whose entries you name yourself: add a new entry "
-            f"with a leading +, e.g. {example}."
+            f"with a leading +, e.g. {shell_quoted(example)}."
         )
-    keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    keys = keys_at(schema, parent)
+    named_entry = parent and schema_node(schema, parent) is None and dataclasses.is_dataclass(declared)
+    what = f" (a {declared.__name__})" if named_entry else ""
     close = difflib.get_close_matches(leaf, keys, n=1)
+    fixed_key = f"{parent}.{close[0]}" if parent and close else close[0] if close else ""
     if close and typed:
-        fixed = (f"{parent}.{close[0]}" if parent else close[0]) + typed[1][len(full_key) :]
-        fix = f"Did you mean ~{fixed}?" if typed[0] == "~" else f"Did you mean {fixed}={typed[2]}?"
+        fixed = fixed_key + typed[1][len(full_key) :]
+        if typed[0] == "~":
+            fix = f"Did you mean ~{fixed}?"
+        elif is_list(schema_type(schema, fixed)):
+            fix = f"Did you mean {quoted_list(fixed, typed[2])}? ({LIST_ADVICE}.)"
+        else:
+            fix = f"Did you mean {shell_quoted(f'{fixed}={typed[2]}')}?"
     elif close:
-        fix = f"Did you mean {parent + '.' if parent else ''}{close[0]}?"
+        fix = f"Did you mean {fixed_key}?" + (f" Fix it in conf/{in_file}.yaml." if in_file else "")
     else:
         fix = f"Use one of them (python {script} --cfg job shows every key with its value)."
-    return f"{full_key} is not a key of {where}; its keys are: {', '.join(keys)}. {fix}"
+    source = f"conf/{in_file}.yaml sets {full_key}, which" if in_file else full_key
+    return f"{source} is not a key of {where}{what}; its keys are: {', '.join(keys)}. {fix}"
 
 
 # --- composition errors ------------------------------------------------------------------------------
@@ -86,14 +102,34 @@ def unknown_key(full_key: str, overrides: list[str], schema: type, script: str, 
 DELETE_MISSING = re.compile(r"Could not delete from config\. '([^']+)' does not exist")
 APPEND_EXISTING = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
 MERGING = re.compile(r"Error merging override (\S+)")
+NO_MATCH = re.compile(r"Could not override '([^']+)'\. No match in the defaults list")
+IN_CONFIG_FILE = re.compile(r"In '([^']+)': \w*Key\w*Error raised while composing config")
+FULL_KEY = re.compile(r"full_key: (\S+)")
 
 
-def composition_failure(error: ConfigCompositionException, overrides: list[str], schema: type, script: str) -> str:
+def composition_failure(
+    error: ConfigCompositionException, overrides: list[str], schema: type, script: str, move_to: dict[str, str]
+) -> str:
     cause = error.__cause__
     text = str(error)
     key = getattr(cause, "full_key", None)
     if isinstance(cause, (KeyError, AttributeError)) and key:  # ConfigKeyError / ConfigAttributeError
-        return unknown_key(key, overrides, schema, script, getattr(cause, "ref_type", None))
+        return other_script_problem(key.split(".")[0], overrides, schema, script, move_to, False) or unknown_key(
+            key, overrides, schema, script, getattr(cause, "ref_type", None)
+        )
+    if match := NO_MATCH.search(text):
+        group = match.group(1)
+        return other_script_problem(group, overrides, schema, script, move_to, True) or no_such_group(
+            group, overrides, script
+        )
+    if (match := IN_CONFIG_FILE.search(text)) and (found := FULL_KEY.search(text)):
+        config_file, full_key = match.group(1), found.group(1)
+        group = config_file.rpartition("/")[0]
+        if group and full_key.split(".")[0] == group.split("/")[0]:  # +group=option: the group is not a key here
+            problem = other_script_problem(group, overrides, schema, script, move_to, True)
+            if problem:
+                return problem
+        return unknown_key(full_key, overrides, schema, script, in_file=config_file)
     if match := DELETE_MISSING.search(text):
         return unknown_key(match.group(1), overrides, schema, script)
     if match := APPEND_EXISTING.search(text):
@@ -112,6 +148,16 @@ def composition_failure(error: ConfigCompositionException, overrides: list[str],
     )
 
 
+def no_such_group(group: str, overrides: list[str], script: str) -> str:
+    """`group=option` for a group no script composes (a folder of conf/ that only options use)."""
+    own = script_config(script)
+    groups = f"; its groups are: {', '.join(own.groups)}" if own else ""
+    return (
+        f"{group}: {script} has no config group {group!r}{groups}. Use one of them (python {script} --help lists "
+        "them with their options)."
+    )
+
+
 def wrong_value(key: str, text: str, cause: str, overrides: list[str], schema: type) -> str:
     typed = override_for(key, overrides)
     given = f"{typed[1]}={typed[2]}" if typed else (MERGING.search(text).group(1) if MERGING.search(text) else key)
@@ -120,6 +166,8 @@ def wrong_value(key: str, text: str, cause: str, overrides: list[str], schema: t
     if options:
         first = options.group(1).split(",")[0].strip()
         return f"{given}: {problem}; pick one of them, e.g. {key}={first}."
+    if is_list(schema_type(schema, key)) and typed:
+        return f"{given}: {problem}; {key} is a list: {quoted_list(key, typed[2])} ({LIST_ADVICE})."
     default = OmegaConf.select(OmegaConf.structured(schema), key, default=None, throw_on_missing=False)
     example = f", e.g. {key}={default}" if default is not None and not isinstance(default, (DictConfig, list)) else ""
     return f"{given}: {problem}; give {key} a value of that type{example}."
@@ -150,7 +198,9 @@ def missing_option(error: MissingConfigException, script: str) -> str:
 # --- overrides Hydra cannot parse --------------------------------------------------------------------
 
 
-def unparsable_override(error: OverrideParseException, argv: list[str]) -> str:
+def unparsable_override(
+    error: OverrideParseException, argv: list[str], schema: type | None = None, script: str = ""
+) -> str:
     override = error.override
     detail = "; ".join(
         line
@@ -167,15 +217,34 @@ def unparsable_override(error: OverrideParseException, argv: list[str]) -> str:
                 f"inside: '{key}=\"{value}\"'."
             )
         return (
-            f"{override!r} is not an override ({detail}): write key=value, and quote a value with spaces, "
+            f"{override!r} is not an override (key=value; {detail}): write key=value, and quote a value with spaces, "
             f"e.g. 'dataset.path=\"/data/my file.jsonl\"'."
         )
-    key, _, value = override.partition("=")
+    typed, _, value = override.partition("=")
+    key = typed.lstrip("+~")
+    declared = schema_type(schema, key) if schema is not None else None
+    if is_list(declared) or (declared is None and value.lstrip().startswith("[")):
+        also = unknown_key_note(key, schema, script) if schema is not None and declared is None else ""
+        return (
+            f"{shell_quoted(override)} cannot be parsed ({detail}): {LIST_ADVICE}, e.g. "
+            f"{quoted_list(typed, value)}.{also}"
+        )
     return (
         f"{override} cannot be parsed ({detail}): in an unquoted value Hydra reads spaces, parentheses, brackets, "
         f"commas and quotes as its own syntax. Put the value in double quotes inside single ones: "
-        f"'{key}=\"{value}\"'."
+        f"'{typed}=\"{value}\"'."
     )
+
+
+def unknown_key_note(key: str, schema: type, script: str) -> str:
+    """ " Also, <key> is not a key of ...", for a list value whose key the schema does not have either."""
+    parent = key
+    while parent and schema_type(schema, parent) is None:
+        parent = parent.rpartition(".")[0]
+    bad = key[: len(parent) + 1 + len(key[len(parent) + 1 :].split(".")[0])] if parent else key.split(".")[0]
+    if is_mapping(schema_node(schema, parent)) and not dataclasses.is_dataclass(schema_type(schema, parent)):
+        return ""  # a new entry of a mapping: the + it needs is said once the value parses
+    return " Also, " + unknown_key(bad, [], schema, script)
 
 
 def rejoin_split_value(word: str, argv: list[str]) -> tuple[str, str] | None:

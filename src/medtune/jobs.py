@@ -6,11 +6,13 @@
 A job's task module (imported only when the job runs, so `--help` and `--cfg` stay fast) provides
 
     workspace(cfg, job) -> (cfg, Workspace | None)   # where it writes; None: nothing is written (a dry run)
+    check_existing(cfg, job, directory) -> cfg        # optional: refuse finished results of other settings
     run(cfg, job, tracker) -> result                  # the work, inside the locked workspace
     metrics(result) -> dict                           # what `optimized_metric` picks from
 
-and the entry layer (`medtune.entry.execute`) locks the workspace, opens and finishes the tracker,
-and returns `metrics(result)[cfg.optimized_metric]` to Hydra's sweepers.
+and the entry layer (`medtune.entry.execute`) locks the workspace, runs `check_existing` before
+anything is written there, opens and finishes the tracker, and returns
+`metrics(result)[cfg.optimized_metric]` to Hydra's sweepers.
 """
 
 from __future__ import annotations

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from medtune.errors import ConfigError, DataError
-from medtune.io import write_json_atomic, write_text_atomic
+from medtune.io import name_the_file, write_json_atomic, write_text_atomic
 from medtune.nested import changes
 
 DEFAULT_FIX = "delete that line (what it held is made again on the next run), or delete the file to start over."
 MAX_CHANGES_SHOWN = 6
-MAX_CHANGE_CHARS = 160
+MAX_CHANGE_CHARS = 400  # two long paths, old and new, still whole
 
 
 class JsonlLineError(DataError):
@@ -264,11 +264,14 @@ class JsonlStore:
         The file exists afterwards even when `rows` is empty (work done that gave nothing is still done)."""
         data = jsonl_text(rows).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides, as for open()
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+        except OSError as error:  # a full disk: os.write names no file
+            name_the_file(error, self.path)
+            raise
         finally:
             os.close(fd)
 

@@ -118,6 +118,17 @@ class OutputDirLock:
     def acquire(self) -> OutputDirLock:
         if self.fd is not None:
             return self
+        from medtune.storage import storage_guard
+
+        with storage_guard(
+            self.directory,
+            f"{self.setting}={self.directory}: the lock file {LOCK_NAME}, the first thing a run writes there,",
+            kept="Nothing was written there.",
+            elsewhere=f"use another directory ({self.setting}=<a writable dir with room>)",
+        ):
+            return self._acquire()
+
+    def _acquire(self) -> OutputDirLock:
         self.directory.mkdir(parents=True, exist_ok=True)
         for _ in range(OPEN_TRIES):
             fd, created = self._open()
@@ -139,7 +150,13 @@ class OutputDirLock:
             if previous is not None and previous.host != socket.gethostname():
                 os.close(fd)
                 raise OutputDirBusy(self.directory, self._elsewhere(previous))
-            self._write(fd, LockHolder.this_process(self.task))
+            try:
+                self._write(fd, LockHolder.this_process(self.task))
+            except OSError:  # a full disk: leave no empty lock file behind
+                if created and self._still_at_path(fd):
+                    self.path.unlink(missing_ok=True)
+                os.close(fd)
+                raise
             self.fd, self.took_over = fd, previous
             if previous is not None:
                 print(
@@ -164,6 +181,8 @@ class OutputDirLock:
         try:
             if self._still_at_path(fd):
                 self.path.unlink(missing_ok=True)
+        except OSError:  # a directory that turned read-only: the file stays, unlocked, for the next run to take
+            pass
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

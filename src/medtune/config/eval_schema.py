@@ -40,6 +40,7 @@ class EvalRunConfig:
     task_name: str = "evaluate"
     seed: int = 42
     optimized_metric: str = "accuracy"  # what the job returns to a Hydra sweeper (a key of metrics.json)
+    overwrite: bool = False  # true: replace an evaluation made with other settings in the output dir (deletes it)
     run: Optional[str] = None  # a train.py run dir: its base model and adapter are evaluated
     predictions: Optional[str] = None  # score an IgakuQA-style predictions file (or folder); no model
     system_name: Optional[str] = None  # how a predictions file is named in reports, e.g. gpt4

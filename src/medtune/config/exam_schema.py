@@ -45,8 +45,8 @@ class EndpointConfig:
     api: EndpointApi = EndpointApi.chat
     api_key_env: Optional[str] = None  # name of the environment variable that holds the key
     concurrency: int = 4  # requests in flight at once
-    timeout_s: float = 120.0  # per request
-    max_retries: int = 4  # on connection errors, timeouts, 429 and 5xx answers
+    timeout_s: float = 120.0  # the most one request may take, connecting to the answer's last byte
+    max_retries: int = 4  # on connection errors, timeouts, 429 and 5xx answers (a Retry-After waits at most 60 s)
     backoff_s: float = 1.0  # first wait before a retry; doubles each time (capped at 60 s)
 
 

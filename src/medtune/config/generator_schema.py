@@ -23,7 +23,7 @@ class GeneratorConfig:
     url: Optional[str] = None  # endpoint: base URL, e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1
     endpoint_model: str = "default"  # endpoint: the "model" field of each request, e.g. gpt-4
     api_key_env: Optional[str] = None  # endpoint: name of the environment variable holding the key
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # endpoint: the most one request may take, connecting to the answer's last byte
     max_retries: int = 2  # endpoint: retries on connection errors and 429 / 5xx answers
     concurrency: int = 4  # endpoint: requests in flight at once
     batch_size: int = 4  # local: prompts per generate() call

@@ -53,6 +53,7 @@ class JudgeRunConfig:
     task_name: str = "judge"
     seed: int = 42
     optimized_metric: str = "judge/b_total"  # what the job returns to a Hydra sweeper (a key of metrics.json)
+    overwrite: bool = False  # true: replace judgments made with other settings in the output dir (deletes them)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

@@ -46,6 +46,7 @@ class GenerateQARunConfig:
     seed: int = 42
     dry_run: bool = False  # chunk the documents and show the first prompt; ask nothing
     optimized_metric: str = "qa/records"  # what the job returns to a Hydra sweeper (a key of qa_summary.json)
+    overwrite: bool = False  # true: replace QA pairs made with other settings in the run dir (deletes them)
     model: ModelConfig = field(default_factory=ModelConfig)  # a local generator without qa.generator.run
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -304,6 +304,7 @@ class TrainRunConfig:
     seed: int = 42
     dry_run: bool = False
     resume: ResumeMode = ResumeMode.auto  # rerun in the same run dir: continue from its last checkpoint
+    overwrite: bool = False  # true: replace a finished run made with other settings in this run dir (deletes it)
     optimized_metric: str = "eval/loss_after"  # what the job returns to a Hydra sweeper (a key of train_summary.json)
     model: ModelConfig = field(default_factory=ModelConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)

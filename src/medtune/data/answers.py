@@ -24,7 +24,8 @@ AnswerSets = tuple[tuple[str, ...], ...]
 
 _CIRCLED_TO_LETTER = str.maketrans({chr(0x2460 + i): LETTERS[i] for i in range(20)})  # ① is U+2460
 _LABEL_SEPARATORS = re.compile(r"[,、，/;\s]+")
-_ALTERNATIVES = re.compile(r"\s+or(?:\s+|$)", re.IGNORECASE)
+# From the start of a run of spaces only: tried inside a long run, each try would read the run again.
+_ALTERNATIVES = re.compile(r"(?<!\s)\s+or(?:\s+|$)", re.IGNORECASE)
 
 
 class AnswerProblem(ValueError):

@@ -9,7 +9,8 @@ judge questions and answers, documents). It reads UTF-8 with or without a byte-o
 other encodings naming the one the file looks like, refuses a key given twice in one record (JSON
 would keep the last value silently), and tells a JSON array saved as `.jsonl` from a broken file.
 Text fields are checked by `text_field`: null, empty and non-string values are refused, never
-turned into the text "None".
+turned into the text "None". Before any file is read, `medtune.data.file_checks` refuses a path
+that is no regular file (a device, a FIFO, a folder) or is over the size limit, naming it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 
 from medtune.config.schema import DatasetFormat
 from medtune.data.answers import AnswerProblem, read_answer_key
+from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError
 from medtune.evaluation.types import choice_labels
 
@@ -65,8 +67,9 @@ def bundled_sample_files() -> list[Path]:
 
 
 def read_utf8_text(path: Path) -> str:
-    """The text of `path` as UTF-8 (a leading BOM dropped); another encoding raises `DataError` naming it."""
-    data = Path(path).read_bytes()
+    """The text of `path` as UTF-8 (a leading BOM dropped); another encoding raises `DataError` naming it,
+    and so does a path that is no regular file or is too large (`check_data_file`: it is never opened)."""
+    data = check_data_file(path).read_bytes()
     if data.startswith(UTF8_BOM):
         data = data[len(UTF8_BOM) :]
     for bom, name, iconv in FOREIGN_BOMS:
@@ -402,6 +405,8 @@ def to_record(item: dict[str, Any], fmt: DatasetFormat, where: str) -> Instructi
 
 
 def data_files(path: Path) -> list[Path]:
+    """The data files of a file or folder, each a regular file within the size limit (`check_data_file`):
+    the tokenization cache hashes them before they are read, so a FIFO or a device is refused here."""
     if path.is_dir():
         files = sorted(
             p for p in path.rglob("*") if p.suffix in (".jsonl", ".json") and not p.name.endswith(SKIPPED_SUFFIXES)
@@ -411,10 +416,10 @@ def data_files(path: Path) -> list[Path]:
                 f"{path}: the folder holds no .jsonl or .json files; put the data files there, or "
                 "point dataset.path at a file."
             )
-        return files
+        return [check_data_file(file) for file in files]
     if not path.exists():
         raise DataError(f"{path}: no such file; check dataset.path.")
-    return [path]
+    return [check_data_file(path, "dataset.path")]
 
 
 def read_records(

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from medtune.data.file_checks import check_data_file
 from medtune.data.readers import iter_json_objects
 from medtune.errors import DataError
 
@@ -59,6 +60,7 @@ def text_files(path: Path, path_key: str = "dataset.path") -> list[Path]:
         return files
     if not path.exists():
         raise DataError(f"{path_key}={path}: no such file or folder; point {path_key} at your documents.")
+    check_data_file(path, path_key)  # a FIFO or a device is refused before anything opens it
     if path.suffix not in suffixes:
         raise DataError(
             f"{path_key}={path}: medtune reads .txt, .md, .jsonl or .json documents, not "
@@ -85,7 +87,7 @@ def read_documents(
         name = str(file.relative_to(root)) if root.is_dir() else file.name
         try:
             if file.suffix in TEXT_SUFFIXES:
-                documents.append(Document(file.read_text(encoding="utf-8").strip(), name))
+                documents.append(Document(check_data_file(file).read_text(encoding="utf-8").strip(), name))
                 continue
             for where, item in iter_json_objects(file):
                 value = item.get(text_field)

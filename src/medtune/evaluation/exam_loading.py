@@ -2,17 +2,21 @@
 corrections (both set per exam in conf/exam/*.yaml), shuffling.
 
 `select_exam` also lists the questions left out for problems of their data (`ExcludedQuestion`,
-in file order); `exclusion_summary` turns that list into the `excluded` entry of metrics.json.
+in file order); `exclusion_summary` turns that list into the `excluded` entry of metrics.json. Gold
+answers written as a choice's text (read as its letter) and questions scored although two choices
+have the same text (the key is neither) are each said once in a warning (`warn_choice_texts`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medtune.config.eval_schema import ExamConfig, ExamFormat
+from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError
 from medtune.evaluation.exams import (
     AnswerOverrides,
@@ -70,15 +74,27 @@ def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelecti
     else:
         names = ("id", "question", "choices", "answer", "points", "text_only")
         fields = FieldMapping(**{k: getattr(exam.fields, k) for k in names})
-        selection = select_exam_jsonl(Path(exam.path), fields, filt, overrides, needs_choice_text)
+        selection = select_exam_jsonl(_data_path(exam.path, "exam.path"), fields, filt, overrides, needs_choice_text)
     if exam.shuffle_choices:
-        selection = ExamSelection(shuffle_choices(selection.questions, exam.shuffle_seed), selection.excluded)
+        selection = dataclasses.replace(selection, questions=shuffle_choices(selection.questions, exam.shuffle_seed))
+    warn_choice_texts(exam.name, selection)
     return selection
 
 
 def exam_overrides(exam: ExamConfig) -> AnswerOverrides:
     """The exam's answer-key corrections: the file exam.answer_overrides names, or none."""
-    return load_overrides(Path(exam.answer_overrides)) if exam.answer_overrides else AnswerOverrides()
+    if not exam.answer_overrides:
+        return AnswerOverrides()
+    return load_overrides(_data_path(exam.answer_overrides, "exam.answer_overrides", folders=False))
+
+
+def _data_path(value: str, setting: str, folders: bool = True) -> Path:
+    """`value` as a Path; one that exists (and is no folder, where `folders` are read file by file) must be
+    a regular file within the size limit (`check_data_file`): a FIFO or a device is refused unopened."""
+    path = Path(value)
+    if path.exists() and not (folders and path.is_dir()):
+        check_data_file(path, setting)
+    return path
 
 
 def load_exam(exam: ExamConfig) -> list[ExamQuestion]:
@@ -95,6 +111,33 @@ def _year_folders(root: Path) -> list[str]:
             f"{root}: no year folders (e.g. 2018/) in the IgakuQA folder; fix exam.path, or set exam.years."
         )
     return years
+
+
+def warn_choice_texts(exam_name: str, selection: ExamSelection) -> None:
+    """One warning for the keys the exam file wrote as choice text (how many, and the first), one for the
+    questions scored although two of their choices have the same text."""
+    from medtune.rules.common import warn
+
+    if selection.answers_from_text:
+        read = selection.answers_from_text
+        first, many = read[0], len(read) > 1
+        texts = ", ".join(repr(t) for t in first.texts)
+        warn(
+            f"exam={exam_name}: {len(read)} gold answer{'s' if many else ''} {'are' if many else 'is'} written as "
+            f"a choice's text, not its letter, and {'were' if many else 'was'} read as the letter of the one choice "
+            f"with that text (case and spaces aside); the first: {first.source} ({first.qid}): {texts} -> "
+            f"{', '.join(first.letters)}. Write the letters in the exam file to silence this."
+        )
+    if selection.repeated_choices:
+        repeats = selection.repeated_choices
+        first, many = repeats[0], len(repeats) > 1
+        warn(
+            f"exam={exam_name}: {len(repeats)} question{'s' if many else ''} {'have' if many else 'has'} two "
+            f"choices with the same text, and {'are' if many else 'is'} scored as written because the key is "
+            f"neither of them (a response naming that text is wrong either way); the first: {first.source} "
+            f"({first.qid}): choices {first.twins}. Questions whose key is one of the twins are left out (listed "
+            "under excluded, duplicate_choices)."
+        )
 
 
 def exclusion_summary(excluded: Sequence[ExcludedQuestion]) -> dict[str, Any]:

@@ -6,10 +6,14 @@ IgakuQA is a folder per year of `<exam>-<block>.jsonl` files with `_metadata` (c
 corrections (`AnswerOverrides`) apply by problem_id, and an `ExamFilter` picks the questions to score.
 
 A problem of one question never sinks the exam: a record with no answer, a letter beyond its
-choices, blank question text or choice texts printed in a figure is left out and listed, with its
-reason, in `ExamSelection.excluded` (the `select_*` readers). Only problems of a whole file raise
-`DataError` naming file:line, the problem and the fix: not JSON, no questions, no record readable as
-a question, an id used twice, a bad overrides or side file.
+choices, blank question text, choice texts printed in a figure, twin choice texts one of which is
+the key, or a key written as text that fits more than one choice is left out and listed, with its
+reason, in `ExamSelection.excluded` (the `select_*` readers). A key written as the text of one choice
+is read as its letter (listed in `ExamSelection.answers_from_text`); a question with twin choice
+texts that the key is neither is scored (listed in `ExamSelection.repeated_choices`); see
+`choice_texts`. Only problems of a whole file raise `DataError` naming file:line, the problem and
+the fix: not JSON, no questions, no record readable as a question, an id used twice, a bad overrides
+or side file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from typing import Any
 from medtune.data.answers import AnswerProblem, AnswerSets, check_labels, is_number, label_span, read_answer_key
 from medtune.data.readers import bundled_sample_dir, describe_value, iter_json_objects
 from medtune.errors import DataError
+from medtune.evaluation.choice_texts import (
+    AmbiguousAnswer,
+    AnswerFromText,
+    RepeatedChoices,
+    letters_for_texts,
+    repeated_choices,
+)
 from medtune.evaluation.types import ExamQuestion, choice_labels
 
 ESSENTIAL_BLOCKS = frozenset({"B", "E"})  # IgakuQA's "hisshu" blocks
@@ -44,6 +55,8 @@ REASON_KINDS = {
     "bad_id": "the id is null, empty or not text (a list, object or true/false)",
     "bad_choices": "the choices are not a list of texts (null, or a choice that is a list, object or true/false)",
     "blank_choices": "some or all choice texts are blank (printed in a figure?); only where choice text is needed",
+    "duplicate_choices": "two or more choices have the same text (case and spaces aside) and the key names one",
+    "ambiguous_answer": "a gold answer written as text that fits more than one choice letter",
     "empty_answer": "the answer is empty",
     "answer_outside_choices": "an answer letter beyond the question's choices",
     "unparsable_answer": "an answer that is not choice letters (or, with no choices, not a number)",
@@ -80,6 +93,8 @@ class ExamSelection:
 
     questions: list[ExamQuestion]
     excluded: list[ExcludedQuestion] = field(default_factory=list)
+    answers_from_text: list[AnswerFromText] = field(default_factory=list)  # of `questions`: keys read from choice text
+    repeated_choices: list[RepeatedChoices] = field(default_factory=list)  # of `questions`: twins the key is not
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ class ReadRecord:
     text_only: bool = True
     numeric: bool = False
     block: str = ""
+    answer_from_text: AnswerFromText | None = None  # the key was written as choice text
 
 
 @dataclass
@@ -300,6 +316,8 @@ def select_records(
     records = [replace(r, question=overrides.apply(r.question)) if r.question else r for r in records]
     questions: list[ExamQuestion] = []
     excluded: list[ExcludedQuestion] = []
+    from_text: list[AnswerFromText] = []
+    repeats: list[RepeatedChoices] = []
     for record in records:
         if filt.max_questions is not None and len(questions) >= filt.max_questions:
             break
@@ -308,10 +326,17 @@ def select_records(
         problem = record.problem
         if problem is None and needs_choice_text and record.question is not None:
             problem = blank_choices(record.question)
+        repeat = repeated_choices(record.question) if problem is None and record.question is not None else None
+        if repeat is not None and not repeat.scored:
+            problem = QuestionProblem("duplicate_choices", repeat.reason())
         if problem is not None:
             excluded.append(ExcludedQuestion(record.qid, record.source, problem.reason, problem.kind))
         elif record.question is not None:  # a record is a question or has a problem
             questions.append(record.question)
+            if record.answer_from_text is not None:
+                from_text.append(record.answer_from_text)
+            if repeat is not None:
+                repeats.append(repeat)
     if excluded and not questions:
         first = excluded[0]
         raise DataError(
@@ -319,7 +344,7 @@ def select_records(
             f"excluded; the first, {first.source}: {first.reason}); fix those records, or point the "
             "exam at the right data."
         )
-    return ExamSelection(questions, excluded)
+    return ExamSelection(questions, excluded, from_text, repeats)
 
 
 def blank_choices(q: ExamQuestion) -> QuestionProblem | None:
@@ -338,10 +363,11 @@ def blank_choices(q: ExamQuestion) -> QuestionProblem | None:
 def read_record(item: dict[str, Any], where: str, fields: FieldMapping, block: str = "") -> ReadRecord:
     """One record as its question (with `block`), or as the problem that keeps it from being one."""
     try:
-        question = to_question(item, where, fields)
+        question, from_text = _read_question(item, where, fields)
     except QuestionProblem as problem:
         return _unreadable(item, where, fields, block, problem)
-    return ReadRecord(question.qid, question.source, replace(question, block=block) if block else question)
+    question = replace(question, block=block) if block else question
+    return ReadRecord(question.qid, question.source, question, answer_from_text=from_text)
 
 
 def _unreadable(
@@ -366,9 +392,17 @@ def _unreadable(
 def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQuestion:
     """One record as an `ExamQuestion`, its answers read by `read_answer_key` and checked against its choices.
 
-    Choice texts may be blank (`blank_choices` says so); any other problem, a null field included,
-    raises `QuestionProblem`.
+    A gold answer written as the text of one choice is read as its letter (`choice_texts`). Choice
+    texts may be blank (`blank_choices` says so) or repeat (`select_records` judges it); any other
+    problem, a null field included, raises `QuestionProblem`.
     """
+    return _read_question(item, where, fields)[0]
+
+
+def _read_question(
+    item: dict[str, Any], where: str, fields: FieldMapping
+) -> tuple[ExamQuestion, AnswerFromText | None]:
+    """`to_question`, and the gold answer as the file wrote it where it was choice text."""
     for key in ("question", "choices", "answer"):
         if getattr(fields, key) not in item:
             raise QuestionProblem(
@@ -381,7 +415,8 @@ def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQ
         _check_id(item, fields.id)
         question = _question_text(item[fields.question], fields.question)
         choices = _choices(item[fields.choices], fields.choices)
-        sets = _answer_sets(item[fields.answer], len(choices), fields.answer)
+        answer, texts = _answer_letters(item[fields.answer], choices, fields.answer)
+        sets = _answer_sets(answer, len(choices), fields.answer)
         text_only = item.get(fields.text_only, True)
         if not isinstance(text_only, bool):
             raise QuestionProblem(
@@ -391,8 +426,10 @@ def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQ
         explanation = _explanation(item.get(fields.explanation), fields.explanation)
     except QuestionProblem as problem:
         raise QuestionProblem(problem.kind, problem.reason, where) from None
+    qid = _record_id(item, where, fields)
+    from_text = AnswerFromText(qid, where, tuple(texts), sets[0]) if texts else None
     return ExamQuestion(
-        qid=_record_id(item, where, fields),
+        qid=qid,
         question=question,
         choices=choices,
         answers=sets[0],
@@ -401,7 +438,15 @@ def to_question(item: dict[str, Any], where: str, fields: FieldMapping) -> ExamQ
         text_only=text_only,
         explanation=explanation,
         source=where,
-    )
+    ), from_text
+
+
+def _answer_letters(value: Any, choices: tuple[str, ...], key: str) -> tuple[Any, list[str]]:
+    """The key with choice texts read as their letters (`choice_texts.letters_for_texts`), and those texts."""
+    try:
+        return letters_for_texts(value, choices, key)
+    except AmbiguousAnswer as problem:
+        raise QuestionProblem("ambiguous_answer", str(problem)) from None
 
 
 def _record_id(item: dict[str, Any], where: str, fields: FieldMapping) -> str:

@@ -77,15 +77,24 @@ def generation_kwargs(settings: EvalConfig, tokenizer, stop_ids: list[int] | Non
 def through_first_answer_line(text: str, marker: str | None) -> str:
     """`text` where in-process generation stops (`AnswerLineDone`): at the first line break after which
     the latest answer marker has a complete, non-empty line. A server knows no such rule and writes
-    on to max_tokens, maybe a second answer line that the last-marker cut would otherwise take."""
+    on to max_tokens, maybe a second answer line that the last-marker cut would otherwise take.
+
+    Each marker is looked at once, with the line that follows it (asking `AnswerLineDone` at every
+    line break would read the text again for each line: quadratic in a long, many-line answer)."""
     if not marker:
         return text
-    answer_line = AnswerLineDone(None, marker, 0)
-    newline = text.find("\n")
-    while newline >= 0:
-        if answer_line.done(text[: newline + 1]):
-            return text[: newline + 1]
-        newline = text.find("\n", newline + 1)
+    position, line_end = text.find(marker), -1
+    while position >= 0:
+        line_start = position + len(marker)
+        if line_end < line_start:  # else the line break found for an earlier marker ends this line too
+            line_end = text.find("\n", line_start)
+        if line_end < 0:
+            return text  # the marker's line is not finished
+        later = text.find(marker, position + 1)
+        # A later marker that ends before this line break is the latest one there: it decides instead.
+        if (later < 0 or later + len(marker) > line_end + 1) and text[line_start:line_end].strip():
+            return text[: line_end + 1]
+        position = later
     return text
 
 

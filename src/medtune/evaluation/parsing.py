@@ -18,6 +18,12 @@ module decides what the final answer *is* and cuts it into parts, the way a care
    without labels it splits on list separators. It also notes hedges ("a or b", "aかb"),
    negations ("not a", "aではない", which are dropped) and "none of the above" / "該当なし".
 
+Every step reads in time linear in the response's length, whatever it holds (a 20k-character
+loop of "not A not B", long runs of spaces or line breaks, thousands of labels): no pattern is tried
+from every position of a long text (negations: `medtune.evaluation.negations`), and positions of
+lines and sentences are found once and bisected. Before scoring, evaluation cuts each response to
+what `eval.max_new_tokens` allows (`medtune.llm.response_limit`).
+
 Labels follow `choice_labels`: letters a..z up to 26 choices, numbers 1..n beyond. Matching the
 parts to choices and judging them is left to `medtune.evaluation.scoring` (the paper's reading)
 and `medtune.evaluation.strict` (the strict one).
@@ -25,11 +31,13 @@ and `medtune.evaluation.strict` (the strict one).
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medtune.evaluation.negations import drop_negations
 from medtune.evaluation.types import LETTERS, choice_labels
 
 # Answer markers the answer follows. Longer ones come first: "answer is" wins over "answer".
@@ -50,16 +58,20 @@ _TAIL_MARKER_RE = re.compile(
 _WRAPPERS = "*`\"'「」『』【】 \t\r\n\u3000、,:：;"
 _TRAILING_PUNCT = ".。．!！?？"
 # Japanese answers often end in a copula ("cです。"); it carries no answer.
-_COPULA_RE = re.compile(r"(?:です|である|となります|となる|だ)$")
+_COPULAS = ("です", "である", "となります", "となる", "だ")
+# What `clean_segment` strips from the end, read on the reversed text: wrappers, punctuation, copulas.
+_STRIPPED_TAIL_RE = re.compile(
+    "(?:[" + re.escape(_WRAPPERS + _TRAILING_PUNCT) + "]+|" + "|".join(c[::-1] for c in _COPULAS) + ")*"
+)
 # Words before a closing marker that carry no answer: "so c is the answer", "c is the correct answer".
 _LEADING_WORDS_RE = re.compile(r"^(?:so|thus|therefore|hence|overall|in\s+conclusion|i\s+think)\b[,\s]*", re.I)
 # "A and C are correct": the verdict after the labels names no answer.
 _TRAILING_VERDICT_RE = re.compile(
-    r"\s+(?:is|are)\s+(?:the\s+)?(?:correct|right)(?:\s+(?:answers?|options?|choices?|ones?))?\s*$", re.I
+    r"(?<!\s)\s+(?:is|are)\s+(?:the\s+)?(?:correct|right)(?:\s+(?:answers?|options?|choices?|ones?))?\s*$", re.I
 )
 _FINAL_RE = re.compile(r"final|最終", re.I)
 _TRAILING_COPULA_RE = re.compile(
-    r"\s+(?:is|are|was|would\s+be)(?:\s+the)?(?:\s+(?:correct|right|best|final|most\s+likely))?$", re.I
+    r"(?<!\s)\s+(?:is|are|was|would\s+be)(?:\s+the)?(?:\s+(?:correct|right|best|final|most\s+likely))?$", re.I
 )
 
 # ① is U+2460; NFKC would turn it into "1", so it is mapped to a letter before NFKC runs.
@@ -97,25 +109,8 @@ _FILLERS = _TENTATIVE | {
     "選択肢",
 }
 _ARTICLE_RE = re.compile(r"(?:a|an|the)\s+(?=\S)", re.I)
-_FILLER_PREFIX_RE = re.compile(r"^(?:(?:either|both|possibly|maybe|perhaps|probably|also|then)\s+)+", re.I)
+_FILLER_PREFIX_RE = re.compile(r"(?:(?:either|both|possibly|maybe|perhaps|probably|also|then)\s+)+", re.I)
 
-# Negations: what they rule out is dropped from the statement. Subject ones run first.
-_NEGATION_RES = (
-    re.compile(
-        r"(?P<target>[^,、;.。\n]+?)\s+(?:is|are)\s+(?:not\s+(?:the\s+)?(?:correct|right|answer|true|likely)"
-        r"|incorrect|wrong|false|unlikely|excluded|ruled\s+out)\b",
-        re.I,
-    ),
-    re.compile(
-        r"\bnot\s+(?:the\s+)?(?:option\s+|choice\s+)?(?P<target>[^,、;.。\n]+?)"
-        r"(?:\s*,?\s*\b(?:but|rather)\b|(?=\s*(?:[,、;.。\n]|$)))",
-        re.I,
-    ),
-    re.compile(
-        r"(?P<target>[^,、;。\n]+?)"
-        r"(?:ではない|ではありません|じゃない|ではなく|でない|は誤り|は間違い|は不正解|は違う|は正しくない)"
-    ),
-)
 _LEFTOVER_RE = re.compile(r"[\s,、;.。:!?]|\b(?:but|rather|and|or|so|it)\b|しかし", re.I)
 # "None of the above", "all of the above", "該当なし": no choice named (unless a choice says so).
 _NO_CHOICE_RE = re.compile(
@@ -128,11 +123,16 @@ _NO_CHOICE_RE = re.compile(
 )
 # A reason after the answer ("rash, which fits ...", "c because ...") is no second answer.
 _REASON_RE = re.compile(
-    r"(?:\s*,\s*(?:which|because|since|as|given|due\s+to|so|this|that|it)\b|\s+(?:because|since)\b).*$",
+    r"(?<!\s)(?:\s*,\s*(?:which|because|since|as|given|due\s+to|so|this|that|it)\b|\s+(?:because|since)\b).*$",
     re.I | re.S,
 )
 _ABBREVIATIONS = {"e.g", "i.e", "vs", "dr", "mr", "mrs", "ms", "st", "no", "approx", "etc", "fig"}
 _SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|[。！？]")
+_NEWLINE_RE = re.compile("\n")
+_SPACES_RE = re.compile(r"\s*")
+# Where the word before a full stop starts: after the last of these ("(c.", "a, c.").
+_WORD_START_RE = re.compile(r"[\s(\[,、]")
+_LABEL_WINDOW = 64  # characters read where a line may open with a label
 
 # Digits right after a letter belong to a unit or a name ("kg/m2", "CO2"), not to the answer.
 _NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
@@ -165,12 +165,14 @@ def canonical(text: str) -> str:
 
 
 def clean_segment(text: str) -> str:
-    """Strip wrappers, trailing punctuation and a trailing copula until nothing more comes off."""
-    previous = None
-    while text != previous:
-        previous = text
-        text = _COPULA_RE.sub("", text.strip(_WRAPPERS).rstrip(_TRAILING_PUNCT))
-    return text
+    """Strip wrappers, trailing punctuation and a trailing copula until nothing more comes off.
+
+    The end is read once, backwards: "cですですです..." loses one copula at a time, and copying the
+    text for each would cost time quadratic in its length.
+    """
+    start = len(text) - len(text.lstrip(_WRAPPERS))
+    end = len(text) - _STRIPPED_TAIL_RE.match(text[::-1]).end()
+    return text[start:end]
 
 
 def _uses_letters(labels: Sequence[str]) -> bool:
@@ -221,9 +223,17 @@ class LocatedAnswer:
         return self.final.text if self.final else ""
 
 
-def _line_label(line: str, labels: Sequence[str]) -> str | None:
-    """The label a line starts with when it is marked as one ("b. text", "(b) text"), else None."""
-    found = _STRONG_LABEL_RE.match(normalize(line.strip(), _uses_letters(labels)))
+def _line_label(line: str, labels: Sequence[str], start: int = 0) -> str | None:
+    """The label `line` (from `start`) opens with when it is marked as one ("b. text", "(b) text"), else None.
+
+    Only the first `_LABEL_WINDOW` characters are read: a label is a few characters long, and
+    normalising a whole (maybe very long) line for each question asked about it would not be.
+    """
+    begin = _SPACES_RE.match(line, start).end()
+    head = line[begin : begin + _LABEL_WINDOW]
+    if begin + _LABEL_WINDOW >= len(line):
+        head = head.rstrip()
+    found = _STRONG_LABEL_RE.match(normalize(head, _uses_letters(labels)))
     if not found:
         return None
     token = found.group("bracketed") or found.group("marked")
@@ -250,12 +260,12 @@ def _choice_list_lines(lines: list[str], labels: Sequence[str], num_answers: int
     return echoed
 
 
-def _repeats_question(line: str, question: str, choices: Sequence[str]) -> bool:
+def _repeats_question(line: str, folded_question: str, folded_choices: Sequence[str]) -> bool:
     """Whether `line` is a piece of the question text (and not itself a choice, or part of one)."""
     text = fold(clean_segment(line))
-    if len(text) < 4 or not question or text not in fold(question):
+    if len(text) < 4 or not folded_question or text not in folded_question:
         return False
-    return not any(text in fold(choice) for choice in choices)
+    return not any(text in choice for choice in folded_choices)
 
 
 def strip_echoes(
@@ -265,7 +275,10 @@ def strip_echoes(
     labels = choice_labels(len(choices)) if choices else LETTERS
     lines = response.split("\n")
     dropped = _choice_list_lines(lines, labels, max(1, num_answers))
-    dropped |= {i for i, line in enumerate(lines) if line.strip() and _repeats_question(line, question, choices)}
+    folded_question, folded_choices = fold(question), [fold(choice) for choice in choices]
+    dropped |= {
+        i for i, line in enumerate(lines) if line.strip() and _repeats_question(line, folded_question, folded_choices)
+    }
     kept = [line for i, line in enumerate(lines) if i not in dropped]
     return "\n".join(kept), len(dropped)
 
@@ -285,45 +298,84 @@ def last_lines(text: str, max_lines: int = 1, labels: Sequence[str] = LETTERS) -
     return "\n".join(taken)
 
 
-def _sentence_start(text: str, position: int) -> int:
-    """Where the sentence holding `position` starts: after the last line break or full stop before it."""
-    start = text.rfind("\n", 0, position) + 1
-    for found in _SENTENCE_END_RE.finditer(text, start, position):
-        start = found.end()
-    return start
+class _TextIndex:
+    """Where the lines and sentences of a text end, found once: each question about them is a bisection.
+
+    Asked per answer marker, a search back to the start of the sentence or forward to the end of the
+    line would cost time quadratic in the length of a response that repeats its marker.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.newlines = [found.start() for found in _NEWLINE_RE.finditer(text)]
+        self.sentence_ends = [found.end() for found in _SENTENCE_END_RE.finditer(text)]
+
+    def line_end(self, position: int) -> int:
+        """The first line break at or after `position` (len(text) if none)."""
+        at = bisect.bisect_left(self.newlines, position)
+        return self.newlines[at] if at < len(self.newlines) else len(self.text)
+
+    def sentence_start(self, position: int) -> int:
+        """Where the sentence holding `position` starts: after the last line break or full stop before it."""
+        at = bisect.bisect_left(self.newlines, position)
+        start = self.newlines[at - 1] + 1 if at else 0
+        at = bisect.bisect_right(self.sentence_ends, position)
+        if at:
+            start = max(start, self.sentence_ends[at - 1])
+        if position and self.text[position - 1] in ".!?":  # a stop right before `position` ends a sentence
+            start = position
+        return start
 
 
-def _tail_statements(text: str, labels: Sequence[str]) -> list[tuple[int, int, Statement]]:
+def _lines_after(text: str, start: int):
+    """The lines of `text[start:]`, one at a time (the first is the rest of the line holding `start`)."""
+    while True:
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start:end]
+        start = end + 1
+
+
+def _tail_statements(text: str, labels: Sequence[str], index: _TextIndex) -> list[tuple[int, int, Statement]]:
     """ "Option C is correct" / "C is the correct answer" at the start of a sentence."""
     found: list[tuple[int, int, Statement]] = []
     for match in _TAIL_MARKER_RE.finditer(text):
         token = match.group("label")
         if not _label_kind_matches(token, labels) or as_label(token, labels) is None:
             continue
-        before = text[_sentence_start(text, match.start()) : match.start()]
+        before = text[index.sentence_start(match.start()) : match.start()]
         if _LEADING_WORDS_RE.sub("", before.strip()):
             continue  # "Vitamin B is correct": the letter is not where an answer starts
         found.append((match.start(), match.end(), Statement(match.group("label"))))
     return found
 
 
-def _before_marker(text: str, start: int, marker_start: int) -> str:
+def _before_marker(text: str, start: int, marker_start: int, index: _TextIndex) -> str:
     """The text a closing marker refers to: "c が正解", "... so c is the correct answer"."""
-    before = clean_segment(text[max(start, _sentence_start(text, marker_start)) : marker_start])
+    before = clean_segment(text[max(start, index.sentence_start(marker_start)) : marker_start])
     before = _TRAILING_COPULA_RE.sub("", before)
     return clean_segment(_LEADING_WORDS_RE.sub("", before))
 
 
 def _following_lines(text: str, start: int, count: int) -> str:
     """Up to `count` non-empty lines after `start` (a marker alone on its line: "答え:\\n酸素欠乏症")."""
-    lines = [line.strip() for line in text[start:].split("\n") if line.strip()][:count]
+    lines: list[str] = []
+    for line in _lines_after(text, start):
+        if len(lines) >= count:
+            break
+        if line.strip():
+            lines.append(line.strip())
     return clean_segment("\n".join(lines))
 
 
 def _more_label_lines(text: str, start: int, count: int, labels: Sequence[str]) -> str:
     """Label-led lines right after `start`, up to `count` (answers on lines of their own)."""
     taken: list[str] = []
-    for line in text[start:].split("\n")[1:]:
+    lines = _lines_after(text, start)
+    next(lines)  # the rest of the marker's own line
+    for line in lines:
         if not line.strip() or len(taken) >= count or not _line_label(line, labels):
             break
         taken.append(line.strip())
@@ -332,22 +384,29 @@ def _more_label_lines(text: str, start: int, count: int, labels: Sequence[str]) 
 
 def answer_statements(text: str, num_answers: int = 1, labels: Sequence[str] = LETTERS) -> list[Statement]:
     """Every answer statement in `text`, in order (see the module docstring)."""
-    tails = _tail_statements(text, labels)
-    leads = [m for m in _LEAD_MARKER_RE.finditer(text) if not any(s <= m.start() < e for s, e, _ in tails)]
-    stops = sorted([m.start() for m in leads] + [s for s, _, _ in tails])
+    index = _TextIndex(text)
+    tails = _tail_statements(text, labels, index)
+    tail_starts = [start for start, _, _ in tails]  # in order, not overlapping: finditer's matches
+
+    def inside_tail(position: int) -> bool:
+        at = bisect.bisect_right(tail_starts, position) - 1
+        return at >= 0 and position < tails[at][1]
+
+    leads = [m for m in _LEAD_MARKER_RE.finditer(text) if not inside_tail(m.start())]
+    stops = sorted([m.start() for m in leads] + tail_starts)
     found: list[tuple[int, Statement]] = [(start, statement) for start, _, statement in tails]
     previous_end = 0
-    for index, marker in enumerate(leads):
-        line_end = text.find("\n", marker.end())
-        line_end = len(text) if line_end < 0 else line_end
-        stop = min([line_end] + [s for s in stops if s > marker.start()])
+    for number, marker in enumerate(leads):
+        line_end = index.line_end(marker.end())
+        at = bisect.bisect_right(stops, marker.start())
+        stop = min(line_end, stops[at]) if at < len(stops) else line_end
         statement = clean_segment(text[marker.end() : stop])
         if statement and num_answers > 1 and stop == line_end:
             more = _more_label_lines(text, marker.end(), num_answers - 1, labels)
             statement = "\n".join(filter(None, [statement, more]))
         if not statement:
-            statement = _before_marker(text, previous_end, marker.start())
-        if not statement and index == len(leads) - 1:
+            statement = _before_marker(text, previous_end, marker.start(), index)
+        if not statement and number == len(leads) - 1:
             statement = _following_lines(text, line_end, max(1, num_answers))
         if statement:
             final = _FINAL_RE.search(text[max(0, marker.start() - 6) : marker.end()]) is not None
@@ -434,28 +493,18 @@ def _unmask(text: str, hidden: list[str]) -> str:
 
 def first_sentence(text: str, labels: Sequence[str] = LETTERS) -> str:
     """`text` up to its first full stop, not counting the one of a label ("c.") or an abbreviation."""
+    word_starts: list[int] | None = None  # found once, when a second full stop is looked at
     for found in _SENTENCE_END_RE.finditer(text):
-        word = re.split(r"[\s(\[,、]", text[: found.start()])[-1].strip("()[]")
+        if word_starts is None:
+            word_starts = [m.end() for m in _WORD_START_RE.finditer(text)]
+        at = bisect.bisect_right(word_starts, found.start()) - 1
+        word = text[word_starts[at] if at >= 0 else 0 : found.start()].strip("()[]")
         if as_label(word, labels) is not None or word.casefold() in _ABBREVIATIONS:
             continue
-        rest = text[found.end() :].lstrip()
-        if found.group() in ".!?" and _line_label(rest, labels):
+        if found.group() in ".!?" and _line_label(text, labels, found.end()):
             continue  # "a. X. c. Y": the next answer follows
         return text[: found.start()]
     return text
-
-
-def _drop_negations(text: str) -> tuple[str, list[str]]:
-    """`text` without what it rules out ("c, not a" -> "c, "), and the ruled-out pieces."""
-    negated: list[str] = []
-    for pattern in _NEGATION_RES:
-
-        def drop(found: re.Match) -> str:
-            negated.append(found.group("target").strip())
-            return " "
-
-        text = pattern.sub(drop, text)
-    return text, negated
 
 
 def _label_list(masked: str, labels: Sequence[str]) -> tuple[list[Part], list[str], bool] | None:
@@ -519,6 +568,19 @@ def _label_before_its_text(text: str, labels: Sequence[str], choices: Sequence[s
     return label if rest.startswith(own) and not rest[len(own) : len(own) + 1].isalnum() else None
 
 
+class _SpaceRuns:
+    """Where the whitespace at a position ends; a run already read is not read again (a run of line
+    breaks holds a separator at each of its characters)."""
+
+    def __init__(self, text: str):
+        self.text, self.run_start, self.run_end = text, 0, 0
+
+    def end(self, position: int) -> int:
+        if not self.run_start <= position <= self.run_end:
+            self.run_start, self.run_end = position, _SPACES_RE.match(self.text, position).end()
+        return self.run_end
+
+
 def _marked_labels(
     masked: str, hidden: list[str], labels: Sequence[str], choices: Sequence[str], lead: bool
 ) -> list[tuple[int, int, str, bool]]:
@@ -533,12 +595,12 @@ def _marked_labels(
     for found in _SEPARATOR_RE.finditer(masked):
         candidates.append((found.end(), found.start(), found.group().strip().casefold() in _OR_WORDS))
     marks: list[tuple[int, int, str, bool]] = []
+    spaces = _SpaceRuns(masked)
     for position, separator_start, after_or in candidates:
-        rest = masked[position:]
-        skipped = len(rest) - len(rest.lstrip())
-        filler = _FILLER_PREFIX_RE.match(rest.lstrip())
+        begin = spaces.end(position)
+        filler = _FILLER_PREFIX_RE.match(masked, begin)
         tentative = bool(filler) and any(w in _TENTATIVE for w in filler.group().casefold().split())
-        start = position + skipped + (filler.end() if filler else 0)
+        start = filler.end() if filler else begin
         label = _label_at(masked, start, labels, first=position == 0)
         if label is None and lead and position == 0:
             label = _label_before_its_text(_unmask(masked[start:], hidden), labels, choices)
@@ -563,7 +625,9 @@ def _fragments(masked: str, hidden: list[str]) -> list[Part]:
     position = 0
     for found in list(_SEPARATOR_RE.finditer(masked)) + [None]:
         end = found.start() if found else len(masked)
-        piece = clean_segment(_FILLER_PREFIX_RE.sub("", _unmask(masked[position:end], hidden).strip()))
+        piece = _unmask(masked[position:end], hidden).strip()
+        filler = _FILLER_PREFIX_RE.match(piece)
+        piece = clean_segment(piece[filler.end() :] if filler else piece)
         if piece:
             parts.append(Part(piece, None, after_or and bool(parts)))
             after_or = False
@@ -586,7 +650,7 @@ def read_statement(text: str, choices: Sequence[str], marked: bool = True) -> Re
     if marked:
         masked = _REASON_RE.sub("", first_sentence(masked, labels))
     masked = _TRAILING_VERDICT_RE.sub("", masked)
-    masked, negated_masked = _drop_negations(masked)
+    masked, negated_masked = drop_negations(masked)
     masked = clean_segment(masked)
     negated = tuple(clean_segment(_unmask(piece, hidden)) for piece in negated_masked)
     read = clean_segment(_unmask(masked, hidden))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medtune.data.file_checks import check_data_file
 from medtune.data.readers import describe_value, iter_json_objects
 from medtune.errors import DataError
 from medtune.evaluation.scoring import score_letters
@@ -12,8 +13,8 @@ from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
 
 def prediction_files(path: Path, system: str | None) -> list[Path]:
     """A file, or the files of one system in a folder (`112-A_gpt4.jsonl` ... for system `gpt4`)."""
-    if path.is_file():
-        return [path]
+    if path.exists() and not path.is_dir():  # a FIFO or a device is refused before anything opens it
+        return [check_data_file(path, "predictions")]
     if not path.is_dir():
         raise DataError(f"predictions={path} does not exist; point it at a predictions file or folder.")
     if not system:

@@ -17,6 +17,11 @@ text left of it and right of it, so it never counts more than the LCS. When that
 sits in crossed positions ("X Y" against "Y Z"), difflib matches it alone and loses everything
 else, while the Indel ratio still finds the long subsequence. The two can therefore rank choices
 differently; tests/test_scoring.py pins a concrete case.
+
+Both take time linear in the answer's length for a choice text of bounded length (rapidfuzz's bit-
+parallel LCS; difflib's longest-block search over the answer, with the short choice as its second
+sequence). One response compares each distinct (part, choice) pair once, so a looping answer whose
+parts repeat costs no more than its distinct parts.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from medtune.evaluation.parsing import (
     normalize,
     read_statement,
 )
-from medtune.evaluation.strict import best_choice, strict_commitment
+from medtune.evaluation.strict import best_choice, folded_choices, strict_commitment
 from medtune.evaluation.types import (
     ExamQuestion,
     ScoredAnswer,
@@ -61,6 +66,19 @@ def similarity_fn(kind: Similarity) -> SimilarityFn:
     """The function behind a `Similarity` option: (a, b) -> similarity in [0, 1]."""
     kind = Similarity(kind)
     return _indel_ratio if kind is Similarity.rapidfuzz else _gestalt_ratio
+
+
+def _remembering(similarity: SimilarityFn) -> SimilarityFn:
+    """`similarity` computing each pair once: a looping answer compares the same part with the same
+    choices over and over (used for one response, so what it keeps is freed with it)."""
+    known: dict[tuple[str, str], float] = {}
+
+    def remembered(a: str, b: str) -> float:
+        if (a, b) not in known:
+            known[(a, b)] = similarity(a, b)
+        return known[(a, b)]
+
+    return remembered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +161,7 @@ def _match_parts(
 ) -> tuple[tuple[str, ...], dict[str, float]]:
     """Letters matched by the parts, and each choice letter's best similarity over the parts."""
     letters = list(question.labels())
-    choice_texts = [fold(choice) for choice in question.choices]
+    choice_texts = folded_choices(tuple(question.choices))
     best = dict.fromkeys(letters, 0.0)
     matched: list[str] = []
     for part in parts:
@@ -151,7 +169,8 @@ def _match_parts(
             matched.append(part.label)
             best[part.label] = 1.0
             continue
-        scores = [similarity(fold(part.text), text) for text in choice_texts]
+        folded = fold(part.text)
+        scores = [similarity(folded, text) for text in choice_texts]
         for letter, score in zip(letters, scores):
             best[letter] = max(best[letter], score)
         top = scores.index(max(scores))  # index() finds the first maximum: ties go to the earlier choice
@@ -183,14 +202,13 @@ def _no_answer_reason(located: LocatedAnswer) -> str:
 
 
 def _paper_reading(
-    question: ExamQuestion, located: LocatedAnswer, similarity: SimilarityFn, threshold: float
+    question: ExamQuestion, located: LocatedAnswer, reading: Reading | None, similarity: SimilarityFn, threshold: float
 ) -> tuple[tuple[str, ...], dict[str, float], str]:
-    """Algorithm 1 on the final statement: (letters, best similarity per letter, reason if none)."""
+    """Algorithm 1 on the final statement, whose `reading` is given: (letters, best similarity per
+    letter, reason if none)."""
     empty = dict.fromkeys(question.labels(), 0.0)
-    final = located.final
-    if final is None:
+    if reading is None:
         return (), empty, _no_answer_reason(located)
-    reading = read_statement(final.text, question.choices, final.marked)
     if reading.no_choice:
         return (), empty, f"says {reading.no_choice!r}, which is not one of the choices"
     if reading.negated and not reading.parts:
@@ -234,10 +252,12 @@ def score_response(
     segment = located.text
     if question.is_numeric:
         return _score_numeric(question, segment)
-    sim = similarity_fn(similarity)
-    letters, similarities, why_none = _paper_reading(question, located, sim, threshold)
+    sim = _remembering(similarity_fn(similarity))
+    final = located.final
+    reading = read_statement(final.text, question.choices, final.marked) if final else None
+    letters, similarities, why_none = _paper_reading(question, located, reading, sim, threshold)
     status, reason = _judge_letters(question, letters)
-    committed = strict_commitment(question, located, sim, strict_threshold)
+    committed = strict_commitment(question, located, sim, strict_threshold, reading)
     if committed.problem:
         strict_status, strict_reason = Status.invalid, committed.problem
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from medtune.evaluation.parsing import LocatedAnswer, Part, Reading, Statement, fold, read_statement
 from medtune.evaluation.types import ExamQuestion
@@ -33,8 +34,9 @@ from medtune.evaluation.types import ExamQuestion
 SimilarityFn = Callable[[str, str], float]
 
 # The label mark a labelled part opens with ("b. ", "(b) ", "option b "), cut off to read its text.
+# (No two runs of whitespace meet without a mark between them: a long run must not be split two ways.)
 _LABEL_MARK_RE = re.compile(
-    r"^\s*(?:(?:option|choice|選択肢)\s*)?[(\[]?\s*(?:[A-Za-z]|\d{1,3})\s*[)\]]?\s*[.:]?\s*", re.I
+    r"^\s*(?:(?:option|choice|選択肢)\s*)?(?:[(\[]\s*)?(?:[A-Za-z]|\d{1,3})\s*(?:[)\]]\s*)?(?:[.:]\s*)?", re.I
 )
 
 
@@ -50,25 +52,32 @@ def _unique(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+@lru_cache(maxsize=256)
+def folded_choices(choices: tuple[str, ...]) -> tuple[str, ...]:
+    """`fold` of each choice text, kept: an answer cut into many parts compares each with every choice."""
+    return tuple(fold(choice) for choice in choices)
+
+
 def best_choice(question: ExamQuestion, text: str, similarity: SimilarityFn) -> tuple[str, float]:
     """The label of the choice most similar to `text`, and that similarity (ties: the earlier choice)."""
-    scores = [similarity(fold(text), fold(choice)) for choice in question.choices]
+    folded = fold(text)
+    scores = [similarity(folded, choice) for choice in folded_choices(tuple(question.choices))]
     top = scores.index(max(scores))
     return question.label(top), scores[top]
 
 
-def _opens_with(text: str, choice: str) -> bool:
-    """Whether folded `text` starts with folded `choice`, ending there at a word boundary."""
-    text, choice = fold(text), fold(choice)
-    return bool(choice) and text.startswith(choice) and not text[len(choice) : len(choice) + 1].isalnum()
+def _opens_with(folded_text: str, folded_choice: str) -> bool:
+    """Whether folded text starts with a folded choice, ending there at a word boundary."""
+    end = len(folded_choice)
+    return bool(folded_choice) and folded_text.startswith(folded_choice) and not folded_text[end : end + 1].isalnum()
 
 
-def _choice_it_opens_with(question: ExamQuestion, text: str) -> str | None:
-    """The label of the longest choice text that `text` opens with, if any."""
+def _choice_it_opens_with(question: ExamQuestion, folded_text: str) -> str | None:
+    """The label of the longest choice text that folded text opens with, if any."""
     opened = [
         (len(choice), question.label(index))
-        for index, choice in enumerate(question.choices)
-        if _opens_with(text, choice)
+        for index, (choice, folded) in enumerate(zip(question.choices, folded_choices(tuple(question.choices))))
+        if _opens_with(folded_text, folded)
     ]
     return max(opened)[1] if opened else None
 
@@ -78,8 +87,8 @@ def _label_text_mismatch(question: ExamQuestion, parts: Sequence[Part]) -> str:
     for part in parts:
         if part.label is None:
             continue
-        text = _LABEL_MARK_RE.sub("", part.text, count=1)
-        own = question.choice_of(part.label)
+        text = fold(_LABEL_MARK_RE.sub("", part.text, count=1))
+        own = folded_choices(tuple(question.choices))[question.index_of(part.label)]
         other = _choice_it_opens_with(question, text)
         if other is not None and other != part.label and not _opens_with(text, own):
             return f"label {part.label} is given with the text of choice {other} ({question.choice_of(other)})"
@@ -101,7 +110,7 @@ def _text_commitment(
     if whole_score >= threshold:
         return Commitment((whole_label,))
     if marked and reading.text:
-        opened = _choice_it_opens_with(question, reading.text)
+        opened = _choice_it_opens_with(question, fold(reading.text))
         if opened is not None:
             return Commitment((opened,))
     if not reading.text:
@@ -115,10 +124,14 @@ def _text_commitment(
 
 
 def statement_commitment(
-    question: ExamQuestion, statement: Statement, similarity: SimilarityFn, threshold: float
+    question: ExamQuestion,
+    statement: Statement,
+    similarity: SimilarityFn,
+    threshold: float,
+    reading: Reading | None = None,
 ) -> Commitment:
-    """What one answer statement commits to under the strict reading."""
-    reading = read_statement(statement.text, question.choices, statement.marked)
+    """What one answer statement commits to under the strict reading (`reading`: its reading, if made)."""
+    reading = reading or read_statement(statement.text, question.choices, statement.marked)
     if reading.negated and not reading.parts and not reading.no_choice:
         return Commitment(problem=f"rules out {', '.join(reading.negated)} and names no answer")
     if reading.no_choice:
@@ -134,14 +147,28 @@ def statement_commitment(
 
 
 def strict_commitment(
-    question: ExamQuestion, located: LocatedAnswer, similarity: SimilarityFn, threshold: float
+    question: ExamQuestion,
+    located: LocatedAnswer,
+    similarity: SimilarityFn,
+    threshold: float,
+    final_reading: Reading | None = None,
 ) -> Commitment:
-    """What the whole response commits to: its final statement, if no other statement disagrees."""
+    """What the whole response commits to: its final statement, if no other statement disagrees.
+
+    `final_reading`: the final statement's reading, when the caller has made it already."""
     if not located.statements:
         if located.echoed_lines:
             return Commitment(problem="no answer found: the response only re-types the question or the choices")
         return Commitment(problem="no answer found")
-    commitments = [statement_commitment(question, s, similarity, threshold) for s in located.statements]
+    # A looping response states the same thing many times: each distinct statement is judged once.
+    judged: dict[Statement, Commitment] = {}
+    if final_reading is not None:
+        final_statement = located.statements[-1]
+        judged[final_statement] = statement_commitment(question, final_statement, similarity, threshold, final_reading)
+    for statement in located.statements:
+        if statement not in judged:
+            judged[statement] = statement_commitment(question, statement, similarity, threshold)
+    commitments = [judged[statement] for statement in located.statements]
     final = commitments[-1]
     if final.problem or located.statements[-1].final:
         return final  # an explicit "Final answer:" settles it, whatever came before

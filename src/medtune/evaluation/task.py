@@ -7,7 +7,10 @@ metrics.json under `excluded`.
 
 Every finished question is appended to `predictions.partial.jsonl`; rerunning the same evaluation in
 the same directory answers only the questions still missing. At the end `predictions.jsonl` and
-`metrics.json` are written atomically and the partial file is removed.
+`metrics.json` are written atomically, then the partial file is removed. A directory that holds an
+evaluation made with other settings (finished, or interrupted) is refused before anything is written,
+unless overwrite=true (`check_existing`); a full or read-only directory is a message that says which
+answers were kept (`medtune.storage`).
 """
 
 from __future__ import annotations
@@ -22,23 +25,35 @@ from omegaconf import OmegaConf
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
 from medtune.config.job import JobContext, Workspace
-from medtune.errors import ConfigError
+from medtune.errors import ConfigError, DataError
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
 from medtune.evaluation.exam_loading import ExamSelection, exclusion_summary, select_exam
 from medtune.evaluation.prompting import exam_prompt, read_fewshot
 from medtune.evaluation.records import prediction_row
 from medtune.evaluation.scoring import aggregate, score_letters, score_response
 from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+from medtune.finished import HeldResults, present, settle, written_at
 from medtune.io import write_json_atomic
-from medtune.jsonl_store import JsonlStore, SettingsFile, settings_fingerprint
-from medtune.nested import flatten
+from medtune.jsonl_store import (
+    JsonlStore,
+    SettingsFile,
+    normalized,
+    read_jsonl,
+    settings_fingerprint,
+    write_jsonl_atomic,
+)
+from medtune.llm.response_limit import ResponseLimit
+from medtune.nested import changes, flatten
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
 from medtune.run_dir import TrainRunDir
+from medtune.storage import storage_guard
 
 PARTIAL = "predictions.partial.jsonl"
 FINAL = "predictions.jsonl"
 STATE = "eval_state.json"
+METRICS = "metrics.json"
+RESULT_FILES = (METRICS, FINAL, PARTIAL, STATE)  # what overwrite=true deletes
 
 
 def workspace(cfg: EvalRunConfig, job: JobContext) -> tuple[EvalRunConfig, Workspace]:
@@ -53,6 +68,76 @@ def workspace(cfg: EvalRunConfig, job: JobContext) -> tuple[EvalRunConfig, Works
         job_type="eval",
         group=training_group(cfg),
     )
+
+
+def check_existing(cfg: EvalRunConfig, job: JobContext, directory: Path) -> EvalRunConfig:
+    """Before anything is written into the held dir: an evaluation there made with other settings (its
+    metrics.json and predictions, or an interrupted one's answers) refuses this one; overwrite=true
+    deletes it first. The same settings go on as before: an interrupted evaluation continues, a
+    finished one is run again."""
+    settle(held_results(cfg, Path(directory)), cfg.overwrite, "eval.output_dir")
+    return cfg
+
+
+def held_results(cfg: EvalRunConfig, out: Path) -> HeldResults | None:
+    """The evaluation `out` holds, with how `cfg`'s decisive settings differ from the recorded ones."""
+    finished = (out / METRICS).is_file() and (out / FINAL).is_file()
+    answered = len(read_jsonl(out / PARTIAL).rows)
+    if not finished and not answered:
+        return None
+    try:
+        record = SettingsFile(out / STATE).read() or {}
+    except DataError:
+        record = {}
+    if "settings" in record:
+        changed = changes(record["settings"], normalized(decisive_settings(cfg)))
+    elif "fingerprint" in record:  # a state file of an earlier version
+        changed = (
+            []
+            if record["fingerprint"] == fingerprint(cfg)
+            else [f"fingerprint {record['fingerprint']!r} -> {fingerprint(cfg)!r}"]
+        )
+    else:
+        changed = [f"the settings it was made with: not recorded ({STATE} is missing or unreadable)"]
+    holds = (
+        finished_description(out)
+        if finished
+        else f"an interrupted evaluation ({answered} question(s) answered in {PARTIAL})"
+    )
+    return HeldResults(out, holds, changed, present(out, RESULT_FILES))
+
+
+def finished_description(out: Path) -> str:
+    """'a finished evaluation of <system> on exam=<exam> (accuracy 0.25 of 8 questions; metrics.json from <time>)'."""
+    try:
+        metrics = json.loads((out / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    if not isinstance(metrics, dict):
+        metrics = {}
+    subject = f" of {metrics['system']}" if metrics.get("system") else ""
+    exam = f" on exam={metrics['exam']}" if metrics.get("exam") else ""
+    score = ""
+    if isinstance(metrics.get("accuracy"), (int, float)):
+        count = f" of {metrics['n']} questions" if isinstance(metrics.get("n"), int) else ""
+        score = f"accuracy {metrics['accuracy']:.3f}{count}; "
+    return f"a finished evaluation{subject}{exam} ({score}{METRICS} from {written_at(out / METRICS)})"
+
+
+def kept_answers(out: Path) -> str:
+    """What an evaluation stopped by a full or read-only disk leaves in `out`, for its message."""
+    try:
+        answered = len(read_jsonl(out / PARTIAL).rows)
+    except (OSError, DataError):
+        answered = 0
+    said = (
+        f"The {answered} question(s) answered before are kept in {out / PARTIAL}; the same command continues from them."
+        if answered
+        else "No answer had been saved yet."
+    )
+    if (out / METRICS).is_file():
+        said += f" {METRICS} and {FINAL} there are as they were (they are written whole or not at all)."
+    return said
 
 
 def run(cfg: EvalRunConfig, job: JobContext, tracker) -> dict[str, Any]:
@@ -145,15 +230,22 @@ def select_questions(cfg: EvalRunConfig) -> ExamSelection:
 
 
 def evaluate_into(cfg: EvalRunConfig, out: Path, tracker) -> dict[str, Any]:
-    """Answer (or replay) and score the exam into `out`, which this process holds."""
-    out.mkdir(parents=True, exist_ok=True)
-    selection = select_questions(cfg)
-    questions = selection.questions
-    if cfg.predictions:
-        rows = score_predictions_file(cfg, questions)
-    else:
-        rows = answer_questions(cfg, questions, out)
-    return finish(cfg, selection, rows, out, tracker)
+    """Answer (or replay) and score the exam into `out`, which this process holds; a full or read-only
+    `out` stops it with a message saying which answers were kept."""
+    with storage_guard(
+        out,
+        "the evaluation's predictions and metrics",
+        kept=lambda: kept_answers(out),
+        elsewhere="evaluate into another directory (eval.output_dir=<a writable dir with room>)",
+    ):
+        out.mkdir(parents=True, exist_ok=True)
+        selection = select_questions(cfg)
+        questions = selection.questions
+        if cfg.predictions:
+            rows = score_predictions_file(cfg, questions)
+        else:
+            rows = answer_questions(cfg, questions, out)
+        return finish(cfg, selection, rows, out, tracker)
 
 
 def training_group(cfg: EvalRunConfig) -> str | None:
@@ -228,6 +320,8 @@ class AnswerCollector:
         self.slots = [(q.qid, index) for q in todo for index in range(len(asked[q.qid]))]
         self.votes: dict[str, dict[int, Vote]] = {q.qid: {} for q in todo}
         self.prompts: dict[str, str] = {}  # the first variant's prompt, as the backend sent it
+        # Where every backend's answers meet before scoring: each is cut to what eval.max_new_tokens allows.
+        self.limit = ResponseLimit(cfg.eval.max_new_tokens, "eval.max_new_tokens", console.print)
 
     def variants(self) -> list[Variant]:
         return [self.asked[qid][index] for qid, index in self.slots]
@@ -237,10 +331,11 @@ class AnswerCollector:
         return score_response(variant.question, text, e.similarity, e.match_threshold, e.strict_threshold)
 
     def keep(self, slots: list[int], texts: list[str]) -> None:
-        """`on_batch` of a backend: score generated texts."""
+        """`on_batch` of a backend: score generated texts (cut to the limit first; the row says "output_cut")."""
         for slot, text in zip(slots, texts):
             qid, index = self.slots[slot]
-            self.add(slot, Vote(self.asked[qid][index], text, self.score(self.asked[qid][index], text)))
+            text, cut = self.limit.apply(text or "", f"question {qid}")
+            self.add(slot, Vote(self.asked[qid][index], text, self.score(self.asked[qid][index], text), cut))
 
     def add(self, slot: int, vote: Vote) -> None:
         qid, index = self.slots[slot]
@@ -364,8 +459,12 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
         metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
     if not replay:
         check_state_unchanged(out, fingerprint(cfg))
-    predictions_store(out).finish(rows)
-    write_json_atomic(out / "metrics.json", metrics)
+    else:  # what the replay was made with, for a later command in this directory to compare with
+        SettingsFile(out / STATE).write(decisive_settings(cfg))
+    # The answers stay in the partial file until both results are written: a failed write loses none.
+    write_jsonl_atomic(out / FINAL, rows)
+    write_json_atomic(out / METRICS, metrics)
+    (out / PARTIAL).unlink(missing_ok=True)
     tracker.summarize(flatten(metrics, "exam/", sep="/"))
     tracker.log_predictions(rows)
     tracker.log_status_chart(metrics)

@@ -10,17 +10,21 @@ dir> judges only what is missing.
 from __future__ import annotations
 
 import hashlib
+import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from medtune.config.generator_schema import GeneratorKind
 from medtune.config.judge_schema import JudgeConfig
+from medtune.errors import MedtuneError
 from medtune.jsonl_store import JsonlStore, SettingsFile
 from medtune.judge.answers import System
 from medtune.judge.parsing import parse_scores
 from medtune.judge.questions import JudgeQuestion
 from medtune.judge.rubric import OUTPUT_FORMAT, RUBRIC, SYSTEM_PROMPT, judge_prompt
+from medtune.secrets import mask
 
 PARTIAL = "judgments.partial.jsonl"
 FINAL = "judgments.jsonl"
@@ -187,3 +191,46 @@ def run_judgments(
             done.update((p.key, row) for p, row in zip(part, rows))
             bar.update(len(part))
     return [scored_row(dict(done[p.key]), judge.min_score) for p in pairs]
+
+
+class UnreadableJudge(MedtuneError):
+    """Not one judgment could be read: there is no table to give, and the run fails."""
+
+
+def reasons_line(rows: Sequence[dict]) -> str:
+    """The reasons judgments could not be read, most frequent first: "no pair of scores found x8, ..."."""
+    counts = Counter(row.get("reason") or "unknown" for row in rows)
+    return ", ".join(f"{reason} x{count}" for reason, count in counts.most_common(3))
+
+
+def check_readable(rows: Sequence[dict], out: Path, judge_key: str = "judge.judge") -> None:
+    """Raise UnreadableJudge when every judgment is unparsable, after keeping them in judgments.jsonl."""
+    unreadable = [row for row in rows if row["status"] != "scored"]
+    where = out / FINAL
+    if unreadable and len(unreadable) == len(rows):
+        judgment_store(out).finish(list(rows))
+        sample = " ".join(str(unreadable[0].get("raw") or "").split())[:100]
+        raise UnreadableJudge(
+            mask(
+                f"all {len(rows)} judgments were unparsable: the judge model did not follow the format; see {where} "
+                f"for its raw outputs (reasons: {reasons_line(unreadable)}; the first one reads {sample!r}). No "
+                f"table was made. Use a judge that gives two scores on its first line (another "
+                f"{judge_key}.endpoint_model or {judge_key}.run), or raise {judge_key}.max_new_tokens if its answers "
+                "are cut short; then judge again into another directory (judge.output_dir=...) or here with "
+                "overwrite=true (it replaces these judgments)."
+            )
+        )
+
+
+def warn_unreadable(rows: Sequence[dict], out: Path) -> None:
+    """A warning with the count of unparsable judgments, when there are some (they are left out of the table)."""
+    unreadable = [row for row in rows if row["status"] != "scored"]
+    if not unreadable:
+        return
+    print(
+        f"medtune: warning: {len(unreadable)} of {len(rows)} judgments were unparsable and are left out of the "
+        f"scores (reasons: {reasons_line(unreadable)}); each one's raw text and reason are in {out / FINAL} "
+        '(status "unparsable").',
+        file=sys.stderr,
+        flush=True,
+    )

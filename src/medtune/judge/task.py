@@ -65,6 +65,14 @@ def workspace(cfg: JudgeRunConfig, job: JobContext) -> tuple[JudgeRunConfig, Wor
     )
 
 
+def check_existing(cfg: JudgeRunConfig, job: JobContext, directory: Path) -> JudgeRunConfig:
+    """Before judge.py writes into its output dir: results there made with other settings are refused,
+    or deleted with overwrite=true (`medtune.judge.existing`)."""
+    from medtune.judge.existing import check_existing as check
+
+    return check(cfg, Path(directory))
+
+
 def run(cfg: JudgeRunConfig, job: JobContext, tracker) -> dict[str, Any]:
     """Collect both systems' answers, judge them and write the table into the held output dir."""
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
@@ -79,7 +87,10 @@ def run(cfg: JudgeRunConfig, job: JobContext, tracker) -> dict[str, Any]:
     rows = judging.run_judgments(
         lambda: load_judge(cfg), judge_name(cfg), pairs, cfg.judge, out, judging.judge_settings(cfg.judge, identity)
     )
-    return finish(cfg, (a, b), questions, rows, out, tracker)
+    judging.check_readable(rows, out)  # not one judgment readable: no table, and the run fails
+    result = finish(cfg, (a, b), questions, rows, out, tracker)
+    judging.warn_unreadable(rows, out)
+    return result
 
 
 def metrics(result: dict[str, Any]) -> dict[str, Any]:

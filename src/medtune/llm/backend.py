@@ -11,6 +11,8 @@ whose `generate(requests)` maps chat requests (system + user text) to response t
 
 from __future__ import annotations
 
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +20,12 @@ from typing import Optional, Sequence
 
 from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.errors import ConfigError, MedtuneError
-from medtune.llm.http import RequestFailed, RetryPolicy, post_json, read_api_key
+from medtune.llm.http import RequestFailed, RetryPolicy, advice, chat_message_text, post_json, read_api_key
+from medtune.secrets import mask
 
 
 class EndpointError(MedtuneError):
     """An endpoint that cannot be reached or answers with an error, after every retry."""
-
-
-def chat_content(answer: dict) -> str:
-    """The text of a `/chat/completions` answer (a reasoning model's missing content reads as "")."""
-    return answer["choices"][0]["message"]["content"] or ""
 
 
 @dataclass(frozen=True)
@@ -109,10 +107,18 @@ class EndpointGenerator:
         self.key_name = key  # how the config names this generator in messages, e.g. qa.generator
         if not cfg.url:
             raise ConfigError([f"{key}.kind=endpoint needs {key}.url, e.g. {key}.url=http://127.0.0.1:8000/v1"])
+        if not cfg.url.lower().startswith(("http://", "https://")):
+            raise ConfigError(
+                [
+                    f"{key}.url={cfg.url} is not an http:// or https:// URL; give the server's API root, e.g. "
+                    f"{key}.url=http://127.0.0.1:8000/v1"
+                ]
+            )
         self.cfg = cfg
         self.url = cfg.url.rstrip("/") + "/chat/completions"
         self.name = f"{cfg.endpoint_model}@{cfg.url}"
         self.key = read_api_key(cfg.api_key_env, f"{key}.api_key_env")
+        self.empty_answers, self._count_lock = 0, threading.Lock()  # null or empty answers so far
 
     def body(self, request: ChatRequest) -> dict:
         system = request.system if request.system is not None else self.cfg.system_prompt
@@ -132,33 +138,55 @@ class EndpointGenerator:
         return body
 
     def ask(self, request: ChatRequest) -> str:
+        """One request's text ("" for a null or empty answer, counted in `self.empty_answers`)."""
         retry = RetryPolicy(max_retries=self.cfg.max_retries, backoff_s=1.0, max_backoff_s=30.0)
         try:
-            return post_json(
+            text = post_json(
                 self.url,
                 self.body(request),
-                chat_content,
+                chat_message_text,
                 key=self.key,
                 timeout_s=self.cfg.timeout_s,
                 retry=retry,
                 what="a chat completion",
             )
         except RequestFailed as failed:
+            fix = advice(
+                failed, self.key_name, f"{self.key_name}.endpoint_model", self.key is not None, self.cfg.api_key_env
+            )
             raise EndpointError(
-                f"{self.key_name}.url={self.cfg.url}: {failed.problem} (after {failed.attempts} attempt(s)); check that "
-                f"the server is running and the URL ends with its API root (often /v1), and the key in "
-                f"{self.key_name}.api_key_env."
+                mask(
+                    f"{self.key_name}.url={self.cfg.url}: {failed.problem} (after {failed.attempts} attempt(s)); {fix}."
+                )
             ) from None
+        if not text or not text.strip():
+            with self._count_lock:
+                self.empty_answers += 1
+            return ""
+        return text
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
+        """Every request's text, in order; null or empty answers are counted and warned about."""
         from tqdm.auto import tqdm
 
+        before = self.empty_answers
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(
+            texts = list(
                 tqdm(
                     pool.map(self.ask, requests), total=len(requests), desc="requests", unit="req", disable=not progress
                 )
             )
+        empty = self.empty_answers - before
+        if empty:
+            print(
+                f"medtune: warning: {empty} of {len(requests)} answers from {self.key_name}.url={self.cfg.url} held "
+                f"no text (content null or empty); they are kept as empty answers. A reasoning model may spend "
+                f"{self.key_name}.max_new_tokens={self.cfg.max_new_tokens} before it answers, or the server failed "
+                "without saying so.",
+                file=sys.stderr,
+                flush=True,
+            )
+        return texts
 
 
 def make_generator(

@@ -2,26 +2,40 @@
 
 Both endpoint clients use it: `EndpointGenerator` (judge, QA generation) and the evaluation's
 `EndpointBackend`. Connection errors, timeouts, 429 and 5xx answers are retried, waiting
-`backoff_s`, then twice as long each time (capped), or what a numeric `Retry-After` asks; any other
-4xx is final (a bad request or a bad key does not get better). Keys come from the environment only.
+`backoff_s`, then twice as long each time (capped), or what a `Retry-After` asks (capped too, and
+said on the console); any other 4xx is final (a bad request or a bad key does not get better).
+Keys come from the environment only, and never appear in a message (`medtune.secrets.mask`).
+
+Every attempt has a deadline for the whole exchange (connect, headers and body): a server that
+trickles its answer a byte at a time is cut off when `timeout_s` is over, not only when one read
+waits that long. An answer body is read in chunks and given up past `max_body_bytes`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import os
+import socket
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Callable, Optional, TypeVar
 
 from medtune.errors import ConfigError
+from medtune.secrets import mask, register
 
 T = TypeVar("T")
 DETAIL_CHARS = 300  # how much of an error body a message quotes
+QUOTE_CHARS = 200  # how much of a 200 answer that is not OpenAI-shaped a message quotes
+MAX_BODY_BYTES = 32 * 2**20  # no answer of an OpenAI-compatible server is this long
+MAX_ERROR_BODY_BYTES = 64 * 2**10  # an error body is read only this far (a message quotes its start)
+CHUNK_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True)
@@ -37,18 +51,57 @@ class RetryPolicy:
         return min(self.backoff_s * 2.0 ** (retry - 1), self.max_backoff_s)
 
 
+# What went wrong, for the caller's advice: each kind has its own fix.
+TIMEOUT, CONNECTION, TOO_LARGE, NOT_OPENAI, RATE_LIMITED, REFUSED, SERVER_ERROR, CANCELLED = (
+    "timeout",
+    "connection",
+    "too_large",
+    "not_openai",
+    "rate_limited",
+    "refused",
+    "server_error",
+    "cancelled",
+)
+
+
 class RequestFailed(Exception):
     """The last attempt's problem, once retrying is over (callers turn it into their own message)."""
 
-    def __init__(self, problem: str, attempts: int, status: Optional[int] = None, cancelled: bool = False):
+    def __init__(
+        self,
+        problem: str,
+        attempts: int,
+        status: Optional[int] = None,
+        cancelled: bool = False,
+        kind: str = "",
+    ):
+        problem = mask(problem)
         super().__init__(problem)
         self.problem, self.attempts, self.status = problem, attempts, status
         self.cancelled = cancelled  # given up because another request failed, not for its own sake
+        self.kind = kind or (CANCELLED if cancelled else kind_of_status(status))
+
+
+class ShapeError(ValueError):
+    """A JSON answer that is not what an OpenAI-compatible server sends (the message says where)."""
+
+
+def kind_of_status(status: Optional[int]) -> str:
+    if status is None:
+        return CONNECTION
+    if status == 429:
+        return RATE_LIMITED
+    if status >= 500:
+        return SERVER_ERROR
+    if status >= 400:
+        return REFUSED
+    return NOT_OPENAI
 
 
 def read_api_key(env_name: Optional[str], key: str) -> Optional[str]:
     """The key in the environment variable `env_name` names (None when none is named); `key` is the
-    config key that names it, e.g. eval.endpoint.api_key_env, for the message when it is not set."""
+    config key that names it, e.g. eval.endpoint.api_key_env, for the message when it is not set.
+    The value is registered as a secret: no message, record or log shows it from now on."""
     if not env_name:
         return None
     value = os.environ.get(env_name)
@@ -59,44 +112,239 @@ def read_api_key(env_name: Optional[str], key: str) -> Optional[str]:
                 f"export {env_name}=<key> (keys never go in configs)."
             ]
         )
+    register(value)
     return value
 
 
-def retry_after_seconds(error: urllib.error.HTTPError) -> Optional[float]:
-    """A numeric Retry-After header in seconds (an HTTP date is ignored: the backoff applies)."""
-    value = error.headers.get("Retry-After") if error.headers else None
+# -- the shapes of OpenAI-compatible answers --------------------------------------------------------
+
+
+def _first_choice(answer: Any) -> dict:
+    if not isinstance(answer, dict):
+        raise ShapeError(f"the JSON is a {type(answer).__name__}, not an object with 'choices'")
+    if "choices" not in answer:
+        raise ShapeError(f"the JSON object has no 'choices' (its keys: {sorted(answer)[:8]})")
+    choices = answer["choices"]
+    if not isinstance(choices, list) or not choices:
+        raise ShapeError(f"'choices' is {json.dumps(choices)[:60]}, not a list with one choice")
+    if not isinstance(choices[0], dict):
+        raise ShapeError(f"choices[0] is a {type(choices[0]).__name__}, not an object")
+    return choices[0]
+
+
+def content_text(content: Any, where: str) -> Optional[str]:
+    """A message's content as text: a string, null (None), or a list of parts such as
+    [{"type": "text", "text": "..."}] joined; any other shape is a ShapeError naming `where`."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, dict) and part.get("type") not in (None, "text"):
+                continue  # a part that is not text (an image, a tool call): nothing to read
+            else:
+                raise ShapeError(f"{where}[{index}] is {json.dumps(part)[:60]}, not a text part")
+        return "".join(texts)
+    raise ShapeError(f"{where} is a {type(content).__name__} ({json.dumps(content)[:60]}), not text")
+
+
+def chat_message_text(answer: Any) -> Optional[str]:
+    """The text of a `/chat/completions` answer; None when the server sent none (null content)."""
+    choice = _first_choice(answer)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise ShapeError("choices[0] has no 'message' object")
+    if "content" not in message:
+        raise ShapeError(f"choices[0].message has no 'content' (its keys: {sorted(message)[:8]})")
+    return content_text(message["content"], "choices[0].message.content")
+
+
+def completion_text(answer: Any) -> Optional[str]:
+    """The text of a `/completions` answer; None when the server sent none."""
+    choice = _first_choice(answer)
+    if "text" not in choice:
+        raise ShapeError(f"choices[0] has no 'text' (its keys: {sorted(choice)[:8]})")
+    return content_text(choice["text"], "choices[0].text")
+
+
+def quote(body: bytes, chars: int = QUOTE_CHARS) -> str:
+    """The start of a body as a message quotes it: one line, masked, cut to `chars` characters."""
+    text = mask(body[: 64 * chars].decode("utf-8", "replace"))  # masked before the cut below
+    text = " ".join(text.split())
+    return repr(text[:chars] + ("…" if len(text) > chars else ""))
+
+
+# -- one attempt under a deadline -------------------------------------------------------------------
+
+
+class Deadline:
+    """Cuts an attempt's connection when its time is over, whatever phase it is in: a watchdog timer
+    shuts the socket down, which wakes a blocked connect, header or body read at once."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sockets.clear()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed, or detached by TLS (the wrapped socket is watched too)
+            pass
+
+
+def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies from the environment, TLS) whose connections `deadline` watches."""
+
+    def watched(base: type) -> type:
+        class Watched(base):
+            def connect(self):
+                create = self._create_connection
+
+                def create_and_watch(*args, **kwargs):
+                    sock = create(*args, **kwargs)
+                    deadline.watch(sock)
+                    return sock
+
+                self._create_connection = create_and_watch
+                super().connect()
+                deadline.watch(self.sock)  # the TLS socket over it, for HTTPS
+
+        return Watched
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(watched(http.client.HTTPConnection), req)
+
+    handlers: list[Any] = [HTTP()]
+    if hasattr(http.client, "HTTPSConnection"):
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+
+        handlers.append(HTTPS())
+    return urllib.request.build_opener(*handlers)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body(response, limit: int) -> bytes:
+    """The body, read a chunk at a time; BodyTooLarge as soon as it is longer than `limit` bytes."""
+    length = response.headers.get("Content-Length") if response.headers else None
+    if length and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge(int(length))
+    chunks, size = [], 0
+    while True:
+        chunk = response.read(CHUNK_BYTES)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size)
+        chunks.append(chunk)
+
+
+def read_error_body(error: urllib.error.HTTPError) -> str:
     try:
-        return float(value) if value is not None else None
-    except ValueError:
+        body = error.read(MAX_ERROR_BODY_BYTES)
+    except (OSError, http.client.HTTPException, ValueError):
+        return error.reason or ""
+    finally:
+        error.close()
+    text = mask(body.decode("utf-8", "replace"))  # masked whole, before any cut can split a key
+    return text[:DETAIL_CHARS]
+
+
+def retry_after_seconds(error: urllib.error.HTTPError) -> Optional[float]:
+    """A Retry-After header in seconds: a number, or an HTTP date (None when absent or unreadable)."""
+    value = error.headers.get("Retry-After") if error.headers else None
+    if value is None:
         return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+def say(message: str) -> None:
+    print(f"medtune: {mask(message)}", file=sys.stderr, flush=True)
+
+
 def post_json(
     url: str,
     body: dict[str, Any],
-    read: Callable[[dict[str, Any]], T],
+    read: Callable[[Any], T],
     *,
     key: Optional[str] = None,
     timeout_s: float = 120.0,
     retry: RetryPolicy = RetryPolicy(),
     cancel: Optional[threading.Event] = None,
     what: str = "an OpenAI-style answer",
+    max_body_bytes: Optional[int] = None,
+    notify: Callable[[str], None] = say,
 ) -> T:
     """POST `body` as JSON to `url` and return `read(<the JSON answer>)`.
 
-    `read` raising KeyError, IndexError, TypeError or ValueError means the answer has the wrong
-    shape (`what` names the expected one in the message), which no retry mends. Setting `cancel`
-    stops the retries (a sibling request failed for good). Raises RequestFailed with the last problem."""
+    Each attempt must be over, body and all, within `timeout_s` seconds, and its body within
+    `max_body_bytes` (default MAX_BODY_BYTES). `read` raising KeyError, IndexError, TypeError or
+    ValueError means the answer has the wrong shape (`what` names the expected one in the message),
+    which no retry mends.
+    Setting `cancel` stops the retries (a sibling request failed for good). A wait a 429 or a
+    Retry-After imposes is said through `notify`. Raises RequestFailed with the last problem."""
+    max_body_bytes = MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     headers = {"Content-Type": "application/json"}
     if key:
+        register(key)
         headers["Authorization"] = f"Bearer {key}"
-    problem, status, wait = "", None, 0.0
-    for attempt in range(1, retry.max_retries + 2):
+    problem, status, wait, kind = "", None, 0.0, ""
+    attempts = retry.max_retries + 1
+    for attempt in range(1, attempts + 1):
         if attempt > 1:
             if cancel is None:
                 time.sleep(wait)
@@ -106,32 +354,119 @@ def post_json(
                 )
         try:
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                answer = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as error:
-            status = error.code
+        except ValueError as error:  # not a URL at all: no retry mends it
+            raise RequestFailed(f"{url} is not an http:// or https:// URL ({error})", 0, kind=REFUSED) from None
+        with Deadline(timeout_s) as deadline:
             try:
-                detail = error.read().decode("utf-8", "replace")[:DETAIL_CHARS]
-            except (OSError, http.client.HTTPException):
-                detail = error.reason or ""
-            problem = f"HTTP {error.code}: {detail}"
-            if not retryable(error.code):
-                raise RequestFailed(problem, attempt, status) from error
-            wait = retry.delay(attempt, retry_after_seconds(error))
-            continue
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
-            reason = getattr(error, "reason", None) or error  # URLError wraps the socket's own error
-            cause = reason if isinstance(reason, BaseException) else error
-            timed_out = isinstance(cause, TimeoutError)
-            problem = f"no answer within {timeout_s:g} s" if timed_out else f"{cause.__class__.__name__}: {reason}"
-            status, wait = None, retry.delay(attempt)
-            continue
-        except ValueError as error:
-            raise RequestFailed(f"an answer that is not JSON ({error})", attempt, 200) from error
+                with _opener(deadline).open(request, timeout=timeout_s) as response:
+                    raw = read_body(response, max_body_bytes)
+                if deadline.expired:  # the watchdog cut the body short: what was read is not the answer
+                    raise TimeoutError
+            except urllib.error.HTTPError as error:
+                status = error.code
+                detail = read_error_body(error)
+                kind = kind_of_status(status)
+                if deadline.expired:
+                    problem, status, kind = no_complete_answer(timeout_s), None, TIMEOUT
+                    wait = retry.delay(attempt)
+                    continue
+                problem = f"HTTP {error.code}" + (" (rate limited)" if status == 429 else "") + f": {detail}"
+                if not retryable(error.code):
+                    raise RequestFailed(problem, attempt, status, kind=kind) from None
+                asked = retry_after_seconds(error)
+                wait = retry.delay(attempt, asked)
+                if attempt < attempts and (status == 429 or asked is not None):
+                    notify(waiting_line(url, status, wait, asked, retry, attempt))
+                continue
+            except BodyTooLarge:
+                raise RequestFailed(
+                    f"an answer body over {max_body_bytes} bytes (no OpenAI-compatible answer is that long); "
+                    "medtune stopped reading it",
+                    attempt,
+                    200,
+                    kind=TOO_LARGE,
+                ) from None
+            except Exception as error:  # noqa: BLE001 - connection, TLS and timeouts: retried, named below
+                if not deadline.expired and not isinstance(error, (OSError, http.client.HTTPException)):
+                    raise
+                (problem, kind), status = connection_problem(error, deadline, timeout_s), None
+                wait = retry.delay(attempt)
+                continue
+        try:
+            answer = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            raise RequestFailed(
+                f"HTTP 200 with a body that is not JSON, so not {what} from an OpenAI-compatible server; "
+                f"it begins: {quote(raw)}",
+                attempt,
+                200,
+                kind=NOT_OPENAI,
+            ) from None
         try:
             return read(answer)
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise RequestFailed(
-                f"an answer that is not {what} ({error.__class__.__name__}: {error})", attempt, 200
-            ) from error
-    raise RequestFailed(problem, retry.max_retries + 1, status)
+                f"HTTP 200 with JSON that is not {what} from an OpenAI-compatible server ({error}); "
+                f"it begins: {quote(raw)}",
+                attempt,
+                200,
+                kind=NOT_OPENAI,
+            ) from None
+    raise RequestFailed(problem, attempts, status, kind=kind)
+
+
+def no_complete_answer(timeout_s: float) -> str:
+    return f"no complete answer within {timeout_s:g} s (timeout_s={timeout_s:g})"
+
+
+def connection_problem(error: BaseException, deadline: Deadline, timeout_s: float) -> tuple[str, str]:
+    """The problem of an attempt that got no HTTP answer, and its kind (TIMEOUT or CONNECTION)."""
+    if deadline.expired:
+        return no_complete_answer(timeout_s), TIMEOUT
+    reason = getattr(error, "reason", None) or error  # URLError wraps the socket's own error
+    cause = reason if isinstance(reason, BaseException) else error
+    if isinstance(cause, TimeoutError):
+        return no_complete_answer(timeout_s), TIMEOUT
+    return f"{cause.__class__.__name__}: {reason}", CONNECTION
+
+
+def waiting_line(url: str, status: int, wait: float, asked: Optional[float], retry: RetryPolicy, attempt: int) -> str:
+    what = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
+    if asked is None:
+        why = "backing off"
+    elif asked > wait:
+        why = f"the server's Retry-After asks {asked:g} s; medtune waits at most {retry.max_backoff_s:g} s"
+    else:
+        why = "as the server's Retry-After asks"
+    return f"endpoint {url}: {what}; waiting {wait:g} s ({why}), then retry {attempt} of {retry.max_retries}."
+
+
+def advice(failed: RequestFailed, prefix: str, model_key: str, has_key: bool, key_env: Optional[str]) -> str:
+    """What to try for a request that failed for good; `prefix` is how the config names the endpoint
+    (eval.endpoint, judge.judge, qa.generator) and `model_key` its model field."""
+    if failed.kind == RATE_LIMITED:
+        return (
+            f"rate limited: lower {prefix}.concurrency (or raise {prefix}.max_retries to wait longer), then "
+            "rerun the same command"
+        )
+    if failed.kind == TIMEOUT:
+        return f"raise {prefix}.timeout_s or check the server, then rerun the same command"
+    if failed.kind in (NOT_OPENAI, TOO_LARGE):
+        return (
+            f"check that {prefix}.url is the API root of an OpenAI-compatible server (it usually ends in /v1), "
+            "not a web page, a login page or a proxy in between"
+        )
+    if failed.status in (401, 403):
+        where = (
+            f"the key in ${key_env} ({prefix}.api_key_env)"
+            if has_key
+            else f"a key: set {prefix}.api_key_env=<VARIABLE>"
+        )
+        return f"the server refused the credentials; check {where}"
+    if failed.status == 404:
+        return f"check that {prefix}.url is the API root (it usually ends in /v1) and that the server offers this API"
+    if failed.kind == REFUSED:
+        return f"the server refused the request; check {model_key} and the decoding settings it may not support"
+    return (
+        f"check that the server is running at {prefix}.url (or raise {prefix}.max_retries), then rerun the same command"
+    )

@@ -162,7 +162,15 @@ def describe_model(model: ModelConfig, cache_dir: str | Path, materialize: bool 
     resolved = _DESCRIBED.get((*key[:10], True, *key[11:]))
     if not materialize and resolved is not None:
         return resolved  # the same model, already found, converted and read: no second look
-    described = _describe(model, Path(cache_dir), materialize)
+    from medtune.storage import storage_guard
+
+    with storage_guard(
+        Path(cache_dir),
+        f"model={model.name}: the model cache (its converted or built weights)",
+        kept="The models cached there before are unchanged (a conversion cut short is never used).",
+        elsewhere="point paths.cache_dir at a writable dir with room (the model is converted there again)",
+    ):
+        described = _describe(model, Path(cache_dir), materialize)
     _DESCRIBED[key] = described
     return described
 

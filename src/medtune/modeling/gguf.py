@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from medtune.errors import ModelUnavailableError
-from medtune.io import locked
+from medtune.io import folder_mode, locked
 from medtune.modeling.digests import remembered_digest
 
 SOURCE_FILE = "medtune_gguf.json"  # written last: a folder without it is an interrupted conversion
@@ -77,6 +77,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
         console.print(f"converting {gguf.name} to safetensors once (dequantized, float32) into {target}")
         build = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
         try:
+            build.chmod(folder_mode())  # mkdtemp's 0700 would keep the cache from the user's group
             write_converted(gguf, build)
             if target.exists():
                 shutil.rmtree(target)  # a conversion cut short before its marker was written

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from medtune.config.schema import ArchitectureConfig
 from medtune.data.readers import bundled_sample_files, iter_json_objects
+from medtune.io import folder_mode
 
 BUILDER_VERSION = 1
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -116,6 +117,7 @@ def build_tiny_checkpoint(arch: ArchitectureConfig, target: Path, corpus: list[s
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
+        tmp.chmod(folder_mode())  # mkdtemp's 0700 would keep the cache from the user's group
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
         (tmp / "medtune_tiny.json").write_text(json.dumps({"builder": BUILDER_VERSION, "seed": seed}) + "\n")

@@ -35,6 +35,12 @@ def load_template(qa: QAGenerationConfig) -> str:
         return bundled_template_path(qa.language).read_text(encoding="utf-8")
     candidate = Path(qa.template)
     looks_like_path = "\n" not in qa.template and len(qa.template) < 1024
+    if looks_like_path and candidate.exists():  # a pipe or a device is refused without being opened
+        from medtune.data.file_checks import data_file_problem
+
+        problem = data_file_problem(candidate, "qa.template")
+        if problem:
+            raise ConfigError([problem])
     if looks_like_path and candidate.is_file():
         text = candidate.read_text(encoding="utf-8")
         where = f"qa.template={qa.template}"

@@ -229,6 +229,53 @@ def workspace(cfg: GenerateQARunConfig, job: JobContext) -> tuple[GenerateQARunC
     return cfg, Workspace(job.run_dir, setting="hydra.run.dir", activity="QA generation", job_type="generate_qa")
 
 
+def check_existing(cfg: GenerateQARunConfig, job: JobContext, directory) -> GenerateQARunConfig:
+    """Before generate_qa.py writes into its run dir: QA pairs there made with other settings (recorded in
+    qa_state.json) are refused, or deleted with overwrite=true; the same settings continue the run. How
+    chunks are measured depends on the generator's tokenizer, known once it is loaded: `RunStore.open`
+    checks that (and documents that changed) then."""
+    from pathlib import Path
+
+    from medtune.errors import DataError
+    from medtune.finished import HeldResults, present, settle, written_at
+    from medtune.jsonl_store import SettingsFile, normalized, read_jsonl
+    from medtune.nested import changes
+    from medtune.qa.store import PAIRS_FILE, PROGRESS_FILE, STATE_FILE, SUMMARY_FILE
+
+    out = Path(directory)
+    done = len(read_jsonl(out / PROGRESS_FILE).rows)
+    if not done:
+        return cfg
+    try:
+        record = SettingsFile(out / STATE_FILE).read() or {}
+    except DataError:
+        record = {}
+    if "settings" in record:
+        current = normalized(settings_of(cfg, load_template(cfg.qa), char_measure(1.0)))
+        before = {k: v for k, v in record["settings"].items() if k != "chunk_measure"}
+        changed = changes(before, {k: v for k, v in current.items() if k != "chunk_measure"}, "qa.")
+    else:
+        changed = [f"the settings the pairs were made with: not recorded ({STATE_FILE} is missing or unreadable)"]
+    summary = out / SUMMARY_FILE
+    try:
+        complete = json.loads(summary.read_text(encoding="utf-8")).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        complete = False
+    holds = (
+        f"a finished QA generation ({PAIRS_FILE}, {SUMMARY_FILE} from {written_at(summary)})"
+        if complete
+        else f"an interrupted QA generation ({done} chunk(s) done in {PROGRESS_FILE})"
+    )
+    files = present(out, (PAIRS_FILE, PROGRESS_FILE, STATE_FILE, SUMMARY_FILE))
+    settle(
+        HeldResults(out, holds, changed, files),
+        cfg.overwrite,
+        "hydra.run.dir",
+        "start a new run dir (leave out hydra.run.dir, or point it somewhere else)",
+    )
+    return cfg
+
+
 def run(cfg: GenerateQARunConfig, job: JobContext, tracker) -> int | None:
     """The generate_qa.py task: how many records qa_pairs.jsonl holds (None for a dry run, which asks nothing)."""
     from medtune.quiet import quiet_third_party

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, ExamFormat
+from medtune.data.file_checks import data_file_problem
 from medtune.rules.common import check_prompt, check_seed
 from medtune.rules.language import check_prompt_language
 from medtune.rules.model import adopt_checkpoint_architecture, check_hardware, check_model
@@ -63,7 +64,8 @@ def check_exam(cfg: EvalRunConfig) -> list[str]:
         )
     if exam.fewshot_path and not Path(exam.fewshot_path).is_file():
         problems.append(
-            f"exam.fewshot_path={exam.fewshot_path} does not exist: point it at a file of worked examples, "
+            data_file_problem(exam.fewshot_path, "exam.fewshot_path")  # a FIFO, a device, a folder: named as such
+            or f"exam.fewshot_path={exam.fewshot_path} does not exist: point it at a file of worked examples, "
             "or set exam.fewshot_path=null for the bundled ones."
         )
     if exam.min_answers > exam.max_answers:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.config.judge_schema import JudgeRunConfig, JudgeSystemConfig
+from medtune.data.file_checks import data_file_problem
 from medtune.rules.common import check_prompt, check_seed
 from medtune.rules.model import adopt_checkpoint_architecture, check_run_dir, device_problems
 
@@ -46,7 +47,8 @@ def check_system(role: str, s: JudgeSystemConfig) -> list[str]:
     problems = []
     if s.answers and not Path(s.answers).is_file():
         problems.append(
-            f'{key}.answers={s.answers} does not exist; point it at a JSONL file of {{"id", "answer"}} lines.'
+            data_file_problem(s.answers, f"{key}.answers")  # a FIFO, a device, a folder: named as such
+            or f'{key}.answers={s.answers} does not exist; point it at a JSONL file of {{"id", "answer"}} lines.'
         )
     if s.model_path and not Path(s.model_path).is_dir():
         problems.append(f"{key}.model_path={s.model_path} is not a directory; point it at a local checkpoint.")
@@ -59,7 +61,8 @@ def check_judge(cfg: JudgeRunConfig) -> list[str]:
     j, problems = cfg.judge, []
     if j.questions and not Path(j.questions).is_file():
         problems.append(
-            f"judge.questions={j.questions} does not exist; point it at a JSONL file of questions, "
+            data_file_problem(j.questions, "judge.questions")  # a FIFO, a device, a folder: named as such
+            or f"judge.questions={j.questions} does not exist; point it at a JSONL file of questions, "
             "or set judge.questions=null for the bundled Vietnamese set."
         )
     b = j.b

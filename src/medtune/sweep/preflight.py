@@ -215,11 +215,18 @@ def first_breaking(
     return None, error
 
 
+# Where an override of the other stage belongs (hydra_messages says it instead of "run python train.py ...").
+MOVE_TO = {
+    "train.py": "the train overrides (sweep.common_train, or the cell's own train list)",
+    "evaluate.py": "the evaluate overrides (sweep.common_evaluate, or the cell's own evaluate list)",
+}
+
+
 def composition_message(error: Exception, override: str | None, config_name: str, schema: type) -> str:
     """Hydra's composition error as train.py / evaluate.py themselves would say it (`medtune.hydra_messages`)."""
     from medtune.hydra_messages import composition_problem, first_line
 
-    message = composition_problem(error, [override] if override else [], schema, f"{config_name}.py")
+    message = composition_problem(error, [override] if override else [], schema, f"{config_name}.py", MOVE_TO)
     return message or f"{first_line(str(error)) or type(error).__name__}."
 
 

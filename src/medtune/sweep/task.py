@@ -50,7 +50,8 @@ def workspace(cfg: SweepRunConfig, job: JobContext) -> tuple[SweepRunConfig, Non
 
 
 def run(cfg: SweepRunConfig, job: JobContext, tracker) -> float | None:
-    """The sweep.py task; returns the best cell's sweep.optimized_metric (a search trial: its own)."""
+    """The sweep.py task. Returns the best cell's exam accuracy (`best_accuracy` of the summary), one
+    cell's accuracy when run as `cell=`, a search trial's objective, or None for a dry run."""
     if job.entry_dir is None:
         raise ConfigError(
             ["sweep.py must run from its own folder's conf/ (the cells run train.py and evaluate.py beside it)."]

@@ -2,6 +2,8 @@
 
 Offline by default: the run's files live in `<run dir>/wandb/` and `wandb sync` uploads them later.
 Only the main process of a distributed job tracks; a tracking failure never stops training.
+Every string a run records (config, summary, tables, names, tags) goes through
+`medtune.secrets.mask` first: a key's value never reaches W&B's files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from medtune.config.job import JobContext
 from medtune.config.schema import LoggerConfig, LoggerKind, WandbMode
 from medtune.distributed import is_main_process
 from medtune.nested import flatten  # noqa: F401  (dashboards filter on flat keys such as adapter.r)
+from medtune.secrets import mask, mask_values
 
 
 def run_group(logger: LoggerConfig, job: JobContext, inherited: str | None = None) -> str:
@@ -52,16 +55,18 @@ class Tracker:
             self.failures += 1
             if self.failures == 1:  # once per run, not once per logged step
                 warnings.warn(
-                    f"W&B {what} failed ({type(error).__name__}: {error}); training goes on, and later W&B "
-                    "errors of this run are not repeated; the files in the run dir still hold every value.",
+                    mask(
+                        f"W&B {what} failed ({type(error).__name__}: {error}); training goes on, and later W&B "
+                        "errors of this run are not repeated; the files in the run dir still hold every value."
+                    ),
                     stacklevel=3,
                 )
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        self._guard("log", lambda: self.run.log(dict(metrics), step=step))
+        self._guard("log", lambda: self.run.log(mask_values(dict(metrics)), step=step))
 
     def summarize(self, values: Mapping[str, Any]) -> None:
-        self._guard("summary", lambda: self.run.summary.update(dict(values)))
+        self._guard("summary", lambda: self.run.summary.update(mask_values(dict(values))))
 
     def log_predictions(self, rows: list[dict[str, Any]], limit: int = 2000) -> None:
         """A table of per-question results (the prompt is left out: it is in predictions.jsonl)."""
@@ -89,7 +94,7 @@ class Tracker:
                     return str((row.get("strict") or {}).get(column.removeprefix("strict_"), ""))
                 return str(row.get(column, ""))
 
-            data = [[cell(row, c) for c in columns] for row in rows[:limit]]
+            data = mask_values([[cell(row, c) for c in columns] for row in rows[:limit]])
             self.run.log({"exam/predictions": wandb.Table(columns=columns, data=data)})
 
         self._guard("table", table)
@@ -120,7 +125,8 @@ class Tracker:
             self.run.log(
                 {
                     name: wandb.Table(
-                        columns=columns, data=[[str(v) if v is not None else "" for v in row] for row in data]
+                        columns=columns,
+                        data=mask_values([[str(v) if v is not None else "" for v in row] for row in data]),
                     )
                 }
             )
@@ -207,14 +213,19 @@ def start_run(
     files_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
     mode = effective_mode(logger)
+    recorded = mask_values(  # what W&B stores: no key's value among them
+        dict(
+            name=job.run_name,
+            group=run_group(logger, job, group),
+            tags=[*job.group_tags(), *logger.tags],
+            config={**flatten(config), "trial_key": job.trial_key},
+        )
+    )
     init = dict(
         project=logger.project,
         entity=logger.entity,
-        name=job.run_name,
-        group=run_group(logger, job, group),
         job_type=job_type,
-        tags=[*job.group_tags(), *logger.tags],
-        config={**flatten(config), "trial_key": job.trial_key},
+        **recorded,
         dir=str(files_dir),
         reinit="finish_previous",
         settings=wandb.Settings(
@@ -225,11 +236,11 @@ def start_run(
         return Tracker(wandb.init(mode=mode.value, **init))
     except Exception as error:
         if mode != WandbMode.online:
-            warnings.warn(f"W&B could not start ({error}); the run continues untracked.")
+            warnings.warn(mask(f"W&B could not start ({error}); the run continues untracked."))
             return Tracker()
-        warnings.warn(f"W&B online start failed ({error}); logging offline instead.")
+        warnings.warn(mask(f"W&B online start failed ({error}); logging offline instead."))
     try:
         return Tracker(wandb.init(mode=WandbMode.offline.value, **init))
     except Exception as error:
-        warnings.warn(f"W&B could not start offline either ({error}); the run continues untracked.")
+        warnings.warn(mask(f"W&B could not start offline either ({error}); the run continues untracked."))
         return Tracker()

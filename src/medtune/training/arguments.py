@@ -88,6 +88,6 @@ def training_arguments(cfg: TrainRunConfig, run_dir: Path, has_eval: bool = True
         else ("random" if t.sampling.value == "group_by_length" else t.sampling.value),
         deepspeed=deepspeed_config(cfg, accumulation),
         gradient_checkpointing=False,  # applied by medtune.modeling.adapters, before PEFT wraps the model
-        disable_tqdm=False,
+        disable_tqdm=True,  # medtune.training.progress shows the run (MedtuneTrainer drops transformers' display)
         log_level="warning",
     )

@@ -37,6 +37,7 @@ NOT_DECISIVE = {
     "task_name",
     "dry_run",
     "resume",
+    "overwrite",
     "logger",
     "paths",
     "exam",

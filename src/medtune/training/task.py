@@ -10,7 +10,7 @@ from typing import Any
 
 from medtune.config.job import JobContext, Workspace
 from medtune.config.schema import AdapterKind, Quantization, TrainRunConfig
-from medtune.distributed import ensure_process_group, is_main_process
+from medtune.distributed import ensure_process_group, is_main_process, leaving_process_group
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan, print_summary
 from medtune.run_dir import TrainRunDir
@@ -31,6 +31,17 @@ def workspace(cfg: TrainRunConfig, job: JobContext) -> tuple[TrainRunConfig, Wor
     return cfg, Workspace(job.run_dir, setting="hydra.run.dir", activity="training", job_type="train")
 
 
+def check_existing(cfg: TrainRunConfig, job: JobContext, directory: Path) -> TrainRunConfig:
+    """Before train.py writes into its run dir: a finished run there made with other settings (or an
+    unfinished one whose checkpoints were) is refused, or deleted with overwrite=true
+    (`medtune.training.existing`). Only the main process looks: it alone writes and deletes."""
+    if not is_main_process():
+        return cfg
+    from medtune.training.existing import check_existing as check
+
+    return check(cfg, Path(directory))
+
+
 def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
     """The train.py task: the memory plan of a dry run, else a training run in the locked run dir."""
     auto_batch = settle_micro_batch(cfg)
@@ -47,9 +58,10 @@ def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
     from medtune.modeling.trained import save_run_config
 
-    if is_main_process():
-        save_run_config(cfg, job.run_dir)
-    return _train(cfg, job, tracker, auto_batch.summary() if auto_batch is not None else {})
+    if is_main_process() and not TrainRunDir(job.run_dir).has_config:
+        save_run_config(cfg, job.run_dir)  # a new run dir: its config from the start (a continued one: below)
+    with leaving_process_group():  # every rank ends in order, also on an error: each exits by itself
+        return _train(cfg, job, tracker, auto_batch.summary() if auto_batch is not None else {})
 
 
 def settle_micro_batch(cfg: TrainRunConfig):
@@ -81,6 +93,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
     from medtune.data.cache import cache_key, tokenized_datasets
     from medtune.data.templates import require_chat_template
     from medtune.data.training_data import training_data_for
+    from medtune.errors import ConfigError
+    from medtune.finished import ResultsOfOtherSettings
     from medtune.modeling.adapters import apply_adapter, parameter_counts
     from medtune.modeling.description import describe_model, resolve_checkpoint
     from medtune.modeling.load import (
@@ -92,6 +106,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
     from medtune.training.checkpoints import remove_leftovers, step_of
     from medtune.training.guards import NonFiniteLossGuard
     from medtune.training.preemption import PreemptionCallback
+    from medtune.training.progress import TrainingProgress
     from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
     from medtune.training.speed import attach, choose_speed, detach, prepare_kernels
     from medtune.training.trainer import MedtuneTrainer
@@ -121,7 +136,14 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
         if is_main_process():
             for leftover in remove_leftovers(run_dir / CHECKPOINTS):
                 console.print(f"removed {leftover.name}, a checkpoint save that was cut short")
-        resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
+        try:
+            resume_from = checkpoint_to_resume(run_dir / CHECKPOINTS, current, cfg.resume)
+        except ConfigError as error:  # its checkpoints were made with other data: refused, config.yaml kept
+            raise ResultsOfOtherSettings(run_dir, error.problems[0]) from None
+        if is_main_process():  # the settings of the run this dir now holds (the same ones, when it continues)
+            from medtune.modeling.trained import save_run_config
+
+            save_run_config(cfg, run_dir)
         # The arguments come before the model: under ZeRO-3 they make from_pretrained load it sharded.
         ensure_process_group(
             on_cpu=cfg.hardware.accelerator.value == "cpu", deepspeed=cfg.hardware.deepspeed.zero_stage > 0
@@ -189,7 +211,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
         train_dataset=train_rows,
         eval_dataset=eval_set or None,
         data_collator=collator,
-        callbacks=[callback, *([exam] if exam else []), guard, preemption],
+        callbacks=[callback, *([exam] if exam else []), guard, preemption, TrainingProgress()],
     )
     trainer.length_sampler = length_sampler
     trainer.stamp_checkpoint = FingerprintWriter(current, guard).write

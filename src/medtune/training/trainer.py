@@ -7,7 +7,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from transformers import Trainer
+from medtune.quiet import quiet_prints
+
+with quiet_prints():  # importing the Trainer imports transformers' W&B integration, which prints a line
+    from transformers import Trainer
+from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
 
 from medtune.training.checkpoints import (
@@ -34,6 +39,13 @@ class MedtuneTrainer(Trainer):
     stamp_checkpoint: Callable[[Path, int], None] | None = None
     target_loss: TargetOnlyHead | None = None  # set: the loss comes from the target positions only
     _staging: str | None = None  # while a checkpoint is being written: the folder it is written under
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # transformers' own display prints every log dict ({'loss': ...}) and nests evaluation bars
+        # in the training bar; medtune's TrainingProgress (in the callbacks) shows the run instead.
+        for own in (PrinterCallback, ProgressCallback, DEFAULT_PROGRESS_CALLBACK):
+            self.remove_callback(own)
 
     def _get_train_sampler(self, train_dataset=None):
         # transformers' own group_by_length sorts megabatches of min(n / (4 x batch), 50) batches:

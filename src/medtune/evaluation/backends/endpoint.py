@@ -16,6 +16,7 @@ same command resumes where the server stopped.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Optional, Sequence
@@ -26,7 +27,21 @@ from medtune.errors import ConfigError
 from medtune.evaluation.generation import STOP_STRINGS, finish_response
 from medtune.evaluation.prompting import ExamPrompt
 from medtune.llm.backend import EndpointError
-from medtune.llm.http import RequestFailed, RetryPolicy, post_json, read_api_key
+from medtune.llm.http import (
+    CONNECTION,
+    RATE_LIMITED,
+    REFUSED,
+    SERVER_ERROR,
+    TIMEOUT,
+    RequestFailed,
+    RetryPolicy,
+    advice,
+    chat_message_text,
+    completion_text,
+    post_json,
+    read_api_key,
+)
+from medtune.secrets import mask
 
 KEY = "eval.endpoint"  # how messages name the settings
 
@@ -38,6 +53,11 @@ def endpoint_problems(endpoint: EndpointConfig, prompt: PromptConfig) -> list[st
         problems.append(
             f"eval.backend=endpoint needs {KEY}.url, the server's API root, e.g. "
             f"{KEY}.url=http://127.0.0.1:8000/v1 (python -m medtune.llm.server serves one)."
+        )
+    elif not endpoint.url.lower().startswith(("http://", "https://")):
+        problems.append(
+            f"{KEY}.url={endpoint.url} is not an http:// or https:// URL; give the server's API root, e.g. "
+            f"{KEY}.url=http://127.0.0.1:8000/v1."
         )
     if EndpointApi(endpoint.api) == EndpointApi.completions and prompt.chat:
         problems.append(
@@ -77,30 +97,17 @@ def server_response(text: str, marker: Optional[str]) -> str:
     return finish_response(text, marker)
 
 
-def completion_text(answer: dict) -> str:
-    return answer["choices"][0]["text"] or ""
-
-
-def chat_text(answer: dict) -> str:
-    return answer["choices"][0]["message"]["content"] or ""
-
-
-def fix_for(status: Optional[int], has_key: bool, key_env: Optional[str]) -> str:
-    """What to try for a request that failed with `status` (None: no HTTP answer at all)."""
-    if status in (401, 403):
-        where = f"the key in ${key_env} ({KEY}.api_key_env)" if has_key else f"a key: set {KEY}.api_key_env=<VARIABLE>"
-        return f"the server refused the credentials; check {where}"
-    if status == 404:
-        return f"check that {KEY}.url is the API root (it usually ends in /v1) and that the server offers this API"
-    if status is not None and 400 <= status < 500:
+def fix_for(failed: RequestFailed, has_key: bool, key_env: Optional[str]) -> str:
+    """What to try for a request that failed for good."""
+    if failed.kind == REFUSED and failed.status not in (401, 403, 404):
         return (
             f"the server refused the request; check {KEY}.model and {KEY}.api, and the decoding settings "
             "it may not support (eval.top_k, eval.repetition_penalty)"
         )
-    return (
-        f"check that the server is running at {KEY}.url (or raise {KEY}.timeout_s / {KEY}.max_retries), "
-        "then rerun the same command: the answers so far are kept and it resumes"
-    )
+    fix = advice(failed, KEY, f"{KEY}.model", has_key, key_env)
+    if failed.kind in (TIMEOUT, CONNECTION, SERVER_ERROR, RATE_LIMITED):
+        fix += ": the answers so far are kept and it resumes"
+    return fix
 
 
 class EndpointBackend:
@@ -118,6 +125,7 @@ class EndpointBackend:
         self.url = f"{root}/chat/completions" if self.api == EndpointApi.chat else f"{root}/completions"
         self.name = f"endpoint:{endpoint.model}@{root}"
         self.retry = RetryPolicy(max_retries=endpoint.max_retries, backoff_s=endpoint.backoff_s)
+        self.empty_answers, self._count_lock = 0, threading.Lock()  # null or empty answers of this generate
 
     def render(self, prompt: ExamPrompt) -> str:
         """The prompt text (completions), or the chat messages as indented JSON (chat)."""
@@ -134,8 +142,9 @@ class EndpointBackend:
 
     def ask(self, prompt: ExamPrompt, cancel: Optional[threading.Event] = None) -> str:
         """One prompt's finished response text; RequestFailed once retrying is over. A failure sets
-        `cancel` at once, so that no other request starts or retries."""
-        read = chat_text if self.api == EndpointApi.chat else completion_text
+        `cancel` at once, so that no other request starts or retries. A null or empty answer reads
+        as "" (an invalid answer) and is counted in `self.empty_answers`."""
+        read = chat_message_text if self.api == EndpointApi.chat else completion_text
         what = "a chat completion" if self.api == EndpointApi.chat else "a text completion"
         if cancel is not None and cancel.is_set():
             raise RequestFailed("not sent: another request failed", 0, cancelled=True)
@@ -154,14 +163,20 @@ class EndpointBackend:
             if cancel is not None:
                 cancel.set()
             raise
+        if not text or not text.strip():
+            with self._count_lock:
+                self.empty_answers += 1
+            return ""
         return server_response(text, self.prompt.answer_marker)
 
     def generate(self, prompts: Sequence[ExamPrompt], on_batch, progress: bool = True) -> None:
         """Ask every prompt, `endpoint.concurrency` at once; `on_batch([i], [text])` runs in this thread
         as each answer arrives. On a request that fails for good the others stop retrying, the answers
-        already back are handed over, then EndpointError is raised."""
+        already back are handed over, then EndpointError is raised. Empty answers are counted and
+        warned about (they score as invalid answers)."""
         from tqdm.auto import tqdm
 
+        self.empty_answers = 0
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.endpoint.concurrency, thread_name_prefix="endpoint")
         index: dict[Future, int] = {pool.submit(self.ask, p, cancel): i for i, p in enumerate(prompts)}
@@ -189,14 +204,28 @@ class EndpointBackend:
         finally:
             cancel.set()
             pool.shutdown(wait=failure is not None, cancel_futures=True)
+            self.warn_empty(answered)
         if failure is not None:
             raise self.error(failure, answered, len(prompts))
 
+    def warn_empty(self, answered: int) -> None:
+        if self.empty_answers:
+            print(
+                f"medtune: warning: {self.empty_answers} of {answered} answers from {KEY}.url={self.endpoint.url} "
+                f"held no text (content null or empty); they count as invalid answers. A reasoning model may "
+                f"spend eval.max_new_tokens={self.settings.max_new_tokens} before it answers, or the server "
+                "failed without saying so.",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def error(self, failed: RequestFailed, answered: int, total: int) -> EndpointError:
-        fix = fix_for(failed.status, self.key is not None, self.endpoint.api_key_env)
+        fix = fix_for(failed, self.key is not None, self.endpoint.api_key_env)
         return EndpointError(
-            f"{KEY}.url={self.endpoint.url} ({self.url}): {failed.problem} (after {failed.attempts} attempt(s)); "
-            f"{answered} of {total} answers were received and kept; {fix}."
+            mask(
+                f"{KEY}.url={self.endpoint.url} ({self.url}): {failed.problem} (after {failed.attempts} attempt(s)); "
+                f"{answered} of {total} answers were received and kept; {fix}."
+            )
         )
 
     def close(self) -> None:
