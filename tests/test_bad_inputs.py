@@ -438,6 +438,7 @@ CASES = [
         "train.py dataset.path=<file whose line 2 is cut off> (CLI)",
         malformed_json_cli,
         Expect(DataError, r"broken\.jsonl:2:", r"not valid JSON", r"fix or delete the line", exit_code=2),
+        marks=(pytest.mark.slow,),  # a subprocess; the in-process case above is the fast one
     ),
     Case(
         "missing-field",

@@ -341,6 +341,7 @@ CASES = [
             r"set hardware\.device_memory_gib=<GiB per device> or a number",
             exit_code=2,
         ),
+        marks=(pytest.mark.slow,),
     ),
     # --- numbers that pass the types but not reason, refused before any model loads ---
     Case(
@@ -555,6 +556,7 @@ CASES = [
             r"failure\.json with the whole error .*rerun those jobs alone: python train\.py",
             exit_code=2,
         ),
+        marks=(pytest.mark.slow,),
     ),
     Case(
         "multirun-one-job-fails-training",

@@ -144,6 +144,7 @@ def test_an_evaluation_scores_them_as_said(run_eval, tmp_path):
     check_run(tmp_path / "eval", metrics)
 
 
+@pytest.mark.slow
 def test_evaluate_py_warns_lists_and_counts_them(tmp_path, tiny_cache):
     path = write_exam(tmp_path / "exam.jsonl", EXAM)
     out = tmp_path / "run"

@@ -189,6 +189,7 @@ def test_evaluate_py_refuses_a_fifo_exam_at_once(fifo, tmp_path):
     assert "point exam.path at the data file itself" in shown
 
 
+@pytest.mark.slow
 def test_train_py_refuses_dev_zero_as_its_dataset_at_once(tmp_path):
     done = cli(
         "train.py", "dataset=alpaca_json", "dataset.path=/dev/zero", "logger=none", f"paths.output_root={tmp_path}",

@@ -210,6 +210,7 @@ def test_evaluate_rules(compose, overrides, expected):
     assert any(expected in p for p in info.value.problems), info.value.problems
 
 
+@pytest.mark.slow
 def test_dry_run_plans_the_70b_qlora_setting_with_exact_counts_and_a_verdict():
     result = cli("train.py", "model=llama2_70b", "adapter=qlora", "hardware=a100x4_zero3", "dry_run=true")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -171,7 +171,7 @@ def test_when_no_checkpoint_loads_the_run_stops_and_names_each_one(run_train, tm
 def test_a_full_disk_at_the_second_save_keeps_the_first_and_the_rerun_finishes(
     run_train, tmp_path, monkeypatch, inject
 ):
-    from medtune.entry import write_failure_record
+    from medtune.run_claim import write_failure_record
 
     run_dir, checkpoints = tmp_path / "run", tmp_path / "run" / "checkpoints"
     overrides = [*RUN, "train.max_steps=6"]

@@ -107,6 +107,7 @@ def test_online_logging_with_an_unreachable_server_falls_back_to_offline(run_tra
     assert read_offline_run(offline).summary["train/steps"] == 2
 
 
+@pytest.mark.slow
 def test_exam_accuracy_every_n_steps_keeps_the_best_adapter(run_train):
     result = run_train(
         [

@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 from medtune.config.job import JobContext
 from medtune.errors import PREEMPTED_EXIT_CODE, ConfigError, MedtuneError, Preempted
 from medtune.jobs import Job
+from medtune.run_claim import HYDRA_SUBDIR, Claim, record_failure, refusal, restore_hydra_files, write_hydra_files
 from medtune.secrets import mask as mask_secrets
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -60,22 +61,6 @@ def job_context(cfg: DictConfig) -> JobContext:
         hydra_overrides=tuple(hc.overrides.hydra),
         entry_dir=Path(main.path).parent if main else None,
     )
-
-
-def write_failure_record(run_dir: Path, error: BaseException) -> Path:
-    """Leave the error in the run dir so a sweep or a person can see why a job stopped."""
-    from medtune.io import write_json_atomic
-
-    path = run_dir / "failure.json"
-    write_json_atomic(
-        path,
-        {
-            "error_type": type(error).__name__,
-            "message": mask_secrets(str(error)),
-            "traceback": mask_secrets("".join(traceback.format_exception(error))),
-        },
-    )
-    return path
 
 
 # --- a multirun's failed jobs ---------------------------------------------------------------------
@@ -205,31 +190,6 @@ def run_task(spec: Job, cfg: DictConfig) -> Any:
         claim.tidy(job.run_dir)
 
 
-@dataclass
-class Claim:
-    """How far `execute` got with the job's directory. `directory` is the workspace once known; `owned`
-    turns true once it is locked and checked (the job may write there from then on); `hydra_files` are
-    the .hydra/ files to write then (Hydra writes none itself: conf/hydra/default.yaml)."""
-
-    hydra_files: dict[str, str] | None = None
-    directory: Path | None = None
-    owned: bool = False
-
-    def tidy(self, run_dir: Path) -> None:
-        """Hydra makes its run dir before the job starts; when the job wrote elsewhere (evaluate.py
-        run=<dir>, eval.output_dir=...) and nothing came into it, it goes again."""
-        if self.directory is None or Path(self.directory).resolve() == Path(run_dir).resolve():
-            return
-        try:
-            Path(run_dir).rmdir()  # only an empty directory
-        except OSError:
-            pass
-
-
-HYDRA_SUBDIR = ".hydra"
-FINISHED_MARKERS = ("train_summary.json", "metrics.json")  # a finished training / evaluation / judgment
-
-
 def hydra_files(cfg: DictConfig) -> dict[str, str] | None:
     """What Hydra writes into <run dir>/.hydra/ (config.yaml, hydra.yaml, overrides.yaml), for `execute`
     to write once the directory is locked and checked; None outside a Hydra job, or when a user's
@@ -247,62 +207,6 @@ def hydra_files(cfg: DictConfig) -> dict[str, str] | None:
         "hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),
         "overrides.yaml": OmegaConf.to_yaml(hc.overrides.task),
     }
-
-
-def write_hydra_files(directory: Path, files: dict[str, str] | None) -> dict[str, bytes | None]:
-    """Write `files` into <directory>/.hydra/; returns what each was before (None: absent), to put back
-    if the task turns out to be refused."""
-    from medtune.io import write_text_atomic
-
-    if not files:
-        return {}
-    folder = Path(directory) / HYDRA_SUBDIR
-    before = {name: (folder / name).read_bytes() if (folder / name).is_file() else None for name in files}
-    for name, text in files.items():
-        write_text_atomic(folder / name, text)
-    return before
-
-
-def restore_hydra_files(directory: Path, before: dict[str, bytes | None]) -> None:
-    from medtune.io import write_bytes_atomic
-
-    folder = Path(directory) / HYDRA_SUBDIR
-    for name, data in before.items():
-        if data is None:
-            (folder / name).unlink(missing_ok=True)
-        else:
-            write_bytes_atomic(folder / name, data)
-    if before and all(data is None for data in before.values()):
-        try:
-            folder.rmdir()
-        except OSError:
-            pass
-
-
-def refusal(error: BaseException) -> bool:
-    """A command turned away before it could work (the dir is busy, or holds results of other settings):
-    it leaves nothing in the dir, not even failure.json."""
-    from medtune.finished import ResultsOfOtherSettings
-    from medtune.jsonl_store import SettingsChangedError
-    from medtune.run_lock import OutputDirBusy
-
-    return isinstance(error, (OutputDirBusy, ResultsOfOtherSettings, SettingsChangedError))
-
-
-def record_failure(job: JobContext, claim: Claim, error: BaseException) -> Path | None:
-    """failure.json for a job that failed: in its workspace once it owned it, else in Hydra's run dir,
-    unless that holds a finished run (a later command's error is not that run's) or the job was
-    refused. A full or read-only disk there is said in one line, not a second traceback."""
-    if refusal(error):
-        return None
-    directory = Path(claim.directory) if claim.owned and claim.directory is not None else job.run_dir
-    if not claim.owned and any((directory / name).is_file() for name in FINISHED_MARKERS):
-        return None
-    try:
-        return write_failure_record(directory, error)
-    except OSError as problem:
-        print(f"\nmedtune: failure.json could not be written in {directory} ({problem}).", file=sys.stderr)
-        return None
 
 
 def execute(spec: Job, cfg: Any, job: JobContext, claim: Claim | None = None) -> Any:

@@ -257,7 +257,7 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
     if is_main_process():
         TrainRunDir(run_dir).write_summary(summary)
-        # An earlier attempt in this run dir may have failed (entry.write_failure_record); this one did not.
+        # An earlier attempt in this run dir may have failed (run_claim.write_failure_record); this one did not.
         TrainRunDir(run_dir).clear_failure()
         print_summary(cfg, job, summary)
     return TrainResult(summary=summary, model=trainer.model, tokenizer=tokenizer, run_dir=run_dir)
