@@ -182,7 +182,7 @@ def run_task(spec: Job, cfg: DictConfig) -> Any:
     except Exception as error:  # a bug or a library failure: keep the trace, and a record of it
         record = record_failure(job, claim, error)
         if job.is_multirun and MULTIRUN.reports_here():
-            traceback.print_exception(error, file=sys.stderr)
+            sys.stderr.write(mask_secrets("".join(traceback.format_exception(error))))
             MULTIRUN.record(job, error, record)
             return None
         raise
@@ -398,7 +398,7 @@ def print_trimmed_traceback(error: BaseException) -> None:
         if tb.tb_frame.f_code.co_name == "run_job":
             start = tb.tb_next or tb
         tb = tb.tb_next
-    traceback.print_exception(type(error), error, start, file=sys.stderr)
+    sys.stderr.write(mask_secrets("".join(traceback.format_exception(type(error), error, start))))
     sys.stderr.write(f"\nSet the environment variable {FULL_ERROR}=1 for a complete stack trace.\n")
 
 
