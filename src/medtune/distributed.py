@@ -132,3 +132,32 @@ def destroy_process_group() -> None:
         ds.destroy_process_group()
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> None:
+    """End a rank of a multi-process launch (WORLD_SIZE > 1) at once with `code`, once its job is over;
+    a single process returns and exits the usual way.
+
+    Leaving the process group is not enough: at interpreter shutdown C++ objects of torch's
+    distributed and autograd runtimes are destroyed with their threads still joinable, and under load
+    a rank of a finished ZeRO-3 run was seen to abort there ("terminate called without an active
+    exception", SIGABRT), which torchrun reports as a failed run. Everything the job writes is
+    closed by then (checkpoints, the adapter, W&B finished, the console log), so the rank flushes
+    its streams, ends W&B's service, and exits without running the teardown."""
+    if world_size() <= 1:
+        return
+    import logging
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and hasattr(wandb, "teardown"):
+        try:
+            wandb.teardown(exit_code=code)
+        except Exception:  # noqa: BLE001 - the run's files are written; the service ends with this process
+            pass
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from medtune.config.job import JobContext
+from medtune.distributed import exit_rank
 from medtune.errors import PREEMPTED_EXIT_CODE, ConfigError, MedtuneError, Preempted
 from medtune.jobs import Job
 from medtune.run_claim import HYDRA_SUBDIR, Claim, record_failure, refusal, restore_hydra_files, write_hydra_files
@@ -319,6 +320,9 @@ def run_cli(main: Callable[[], Any], spec: Job) -> None:
     MULTIRUN.cli_pid = os.getpid()
     try:
         main()
+    except SystemExit as stop:  # a job's exit code (2: a message, 75: preempted), on every rank of a launch
+        exit_rank(stop.code if isinstance(stop.code, int) else 1)
+        raise
     except KeyboardInterrupt:  # a second Ctrl-C (the first saves a checkpoint and exits by itself)
         print(
             "\nmedtune: stopped by Ctrl-C; nothing more was saved. Run the same command again to continue "
@@ -350,6 +354,7 @@ def run_cli(main: Callable[[], Any], spec: Job) -> None:
     if MULTIRUN.failed:
         print(f"\nmedtune: {MULTIRUN.report(script)}\n", file=sys.stderr)
         sys.exit(MULTIRUN.exit_code())
+    exit_rank(0)
 
 
 def register_help_resolver() -> None:
