@@ -322,6 +322,18 @@ def plot(models: list[dict], results: dict, contenders: list[Contender], path: P
     fig.savefig(path, dpi=110)
 
 
+def portable(value):
+    """The report's copy of `value` with this machine's paths written relative to the repo (or to the
+    shared folder beside it, as ../shared/...): a committed report names no machine's directories."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return os.path.relpath(value, REPO)
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="smollm2_135m,gemma3_270m")
@@ -385,7 +397,7 @@ def main() -> int:
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"models": models, "results": results}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"models": portable(models), "results": results}, indent=1))
     plot(models, results, contenders, args.out.with_name(args.out.stem + "_losses.png"))
     print(text)
     return 0

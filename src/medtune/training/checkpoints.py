@@ -22,6 +22,7 @@ from pathlib import Path
 
 from medtune.errors import MedtuneError
 from medtune.modeling.readable import archive_problem, file_problem, human_bytes
+from medtune.storage import errors_in_chain
 
 FINGERPRINT_FILE = "medtune_fingerprint.json"  # medtune's own file, written into a checkpoint last
 TRAINER_STATE = "trainer_state.json"
@@ -215,14 +216,6 @@ def folder_bytes(folder: Path) -> int:
 
 def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
-
-
-def errors_in_chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
 
 
 def is_disk_full(error: BaseException, free: int, needed: int) -> bool:
