@@ -152,8 +152,11 @@ def test_tiny_training_shows_plain_progress_lines_and_train_log_holds_the_consol
 def test_evaluate_log_holds_the_results_table(run_eval, tmp_path, capsys):
     out = tmp_path / "ev"
     run_eval(["eval=loglik", "logger=none", f"eval.output_dir={out}", "exam.max_questions=3"], name="a")
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     log = (out / "evaluate.log").read_text()
+    assert "\r" not in captured.err  # redirected: the progress is plain lines, no redraws
+    assert "log-likelihood: 3/3 prompt (100%) in " in captured.err
     assert "paper (Algorithm 1)" in printed
     assert set(lines(printed)) <= set(lines(log))
     assert f"results: {out}" in log and "\r" not in log
@@ -244,3 +247,39 @@ def test_the_progress_display_is_quiet_on_other_ranks_and_plain_when_redirected(
     other.on_log(args, state, control, logs={"loss": 1.0})
     other.on_train_end(args, state, control)
     assert other.lines == []
+
+
+def test_a_loop_redirected_writes_plain_lines_at_the_start_on_a_schedule_and_at_the_end():
+    import io
+
+    from medtune.reporting.progress_bar import PlainProgress, progress_bar
+
+    stream = io.StringIO()
+    with progress_bar(total=5, desc="generating", unit="q", stream=stream, every_seconds=1e9) as bar:
+        assert isinstance(bar, PlainProgress)  # a StringIO is no terminal
+        for _ in range(5):
+            bar.update(1)
+    first, last = stream.getvalue().splitlines()
+    assert first.startswith("generating: 1/5 q (20%), elapsed 0:00:00, ETA ")
+    assert last.startswith("generating: 5/5 q (100%) in ")
+
+    every = io.StringIO()
+    items = list(progress_bar(range(3), desc="chunks", unit="chunk", stream=every, every_seconds=0))
+    assert items == [0, 1, 2]
+    shown = every.getvalue().splitlines()
+    assert [line.split(",")[0].split(" in ")[0] for line in shown] == [
+        "chunks: 1/3 chunk (33%)",
+        "chunks: 2/3 chunk (67%)",
+        "chunks: 3/3 chunk (100%)",
+        "chunks: 3/3 chunk (100%)",
+    ]
+    assert "\r" not in every.getvalue()
+
+    resumed = io.StringIO()  # everything resumed: the loop did nothing and says nothing
+    with progress_bar(total=4, initial=4, desc="chunks", unit="chunk", stream=resumed):
+        pass
+    assert resumed.getvalue() == ""
+    muted = io.StringIO()
+    with progress_bar(total=2, desc="requests", unit="q", stream=muted, disable=True) as bar:
+        bar.update(2)
+    assert muted.getvalue() == ""

@@ -311,3 +311,27 @@ def test_ctrl_c_saves_a_checkpoint_exits_as_preempted_and_the_rerun_continues(tm
     assert summary["train/steps"] == STEPS
     train_steps, eval_steps = metrics_steps(run_dir)
     assert train_steps == list(range(1, STEPS + 1)) and len(eval_steps) == len(set(eval_steps))
+
+
+def test_a_build_lock_left_by_a_killed_op_build_is_removed_and_a_live_one_kept(tmp_path, monkeypatch, capsys):
+    """torch's extension builder waits forever while `<build dir>/lock` exists: a lock older than any
+    build (a build killed mid-way) would hang every later multi-process DeepSpeed run at start."""
+    import os
+    import time
+
+    from medtune.distributed import STALE_BUILD_LOCK_S, clear_stale_build_locks
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale = tmp_path / "py311_cpu" / "deepspeed_shm_comm" / "lock"
+    live = tmp_path / "py311_cpu" / "other_op" / "lock"
+    for lock in (stale, live):
+        lock.parent.mkdir(parents=True)
+        lock.touch()
+    long_ago = time.time() - STALE_BUILD_LOCK_S - 60
+    os.utime(stale, (long_ago, long_ago))
+    assert clear_stale_build_locks() == [str(stale)]
+    assert not stale.exists() and live.exists()
+    err = capsys.readouterr().err
+    assert f"removed {stale}" in err and "deepspeed_shm_comm" in err and "did not finish" in err
+    assert clear_stale_build_locks() == []  # nothing left to clear, nothing said
+    assert capsys.readouterr().err == ""

@@ -40,6 +40,7 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
 
         from medtune.quiet import quiet_prints
 
+        clear_stale_build_locks()
         with quiet_prints():  # "DeepSpeed ... shm_comm_op built successfully", on every rank
             ds.init_distributed(dist_backend=backend)
         return
@@ -47,6 +48,49 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+
+
+STALE_BUILD_LOCK_S = 15 * 60  # DeepSpeed's CPU communication op builds in about a minute
+
+
+def clear_stale_build_locks(older_than_s: float = STALE_BUILD_LOCK_S) -> list[str]:
+    """Remove the lock files of torch extension builds that were killed mid-build.
+
+    DeepSpeed builds its shared-memory communication op on first use with torch's extension builder,
+    which marks a build by creating `<build dir>/lock` and waits, without limit, while that file exists.
+    A build killed before it finished (Ctrl-C, a scheduler's time limit) leaves the file behind, and
+    every later multi-process run then hangs at start with no message. A lock older than any build
+    is such a leftover: removed here, and said. Returns the paths removed.
+    """
+    import time
+    from pathlib import Path
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "torch_extensions")
+    removed = []
+    now = time.time()
+    for lock in Path(root).glob("*/*/lock"):
+        try:
+            if now - lock.stat().st_mtime < older_than_s:
+                continue
+            lock.unlink()
+        except FileNotFoundError:
+            continue  # another rank removed it first
+        except OSError as error:
+            print(
+                f"medtune: warning: {lock} is left from a build that did not finish and cannot be removed "
+                f"({error.strerror}); if this run hangs at start, delete it.",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        removed.append(str(lock))
+        print(
+            f"medtune: removed {lock}, left by a build of {lock.parent.name} that did not finish "
+            f"(it would make this run wait forever); the op is built again.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return removed
 
 
 LEAVE_PATIENCE_S = 30.0  # on the error path: how long a rank waits to leave before it just exits

@@ -149,15 +149,16 @@ def generate_responses(
     With `answer_marker`, a sequence stops as soon as its answer line is written; `stop_ids` (default:
     the tokenizer's EOS) end a sequence, e.g. a chat template's end-of-turn token."""
     import torch
-    from tqdm.auto import tqdm
     from transformers import StoppingCriteriaList
+
+    from medtune.reporting.progress_bar import progress_bar
 
     stats = GenerationStats(prompts=len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     kwargs = generation_kwargs(settings, tokenizer, stop_ids)
     max_prompt_tokens = max(8, max_positions - settings.max_new_tokens)
     model.eval()
-    with tqdm(total=len(prompts), desc="generating", unit="q", disable=not progress) as bar:
+    with progress_bar(total=len(prompts), desc="generating", unit="q", disable=not progress) as bar:
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             input_ids, attention = encode_left_padded(tokenizer, [prompts[i] for i in batch], max_prompt_tokens, stats)

@@ -358,11 +358,10 @@ def generate_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, sh
 
 def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shots) -> None:
     """The likeliest choice(s) of every variant, from one shared-prefix pass each; no generation."""
-    from tqdm.auto import tqdm
-
     from medtune.evaluation.loglik import pick_choices, score_choices
+    from medtune.reporting.progress_bar import progress_bar
 
-    for slot, variant in enumerate(tqdm(collector.variants(), desc="log-likelihood", unit="prompt")):
+    for slot, variant in enumerate(progress_bar(collector.variants(), desc="log-likelihood", unit="prompt")):
         qid = collector.slots[slot][0]
         prompt = f"{backend.render(exam_prompt(cfg.prompt, variant.question, shots))}{cfg.prompt.answer_marker}"
         collector.prompts.setdefault(qid, prompt)

@@ -168,9 +168,8 @@ def load_system_generator(system: System, cfg: JudgeRunConfig):
 def generate_answers(
     system: System, todo: list[JudgeQuestion], cfg: JudgeRunConfig, store: JsonlStore, key: str, answers: dict[str, str]
 ) -> None:
-    from tqdm.auto import tqdm
-
     from medtune.llm.backend import ChatRequest, EndpointError
+    from medtune.reporting.progress_bar import progress_bar
 
     with console.status(f"Loading {system.name}"):
         generator = load_system_generator(system, cfg)
@@ -180,7 +179,7 @@ def generate_answers(
         torch.manual_seed(cfg.seed)
     g = system.cfg.generator
     chunk = max(1, g.concurrency if system.source == "endpoint" else g.batch_size)
-    with tqdm(total=len(todo), desc=f"answers of {system.name}", unit="q") as bar:
+    with progress_bar(total=len(todo), desc=f"answers of {system.name}", unit="q") as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             try:

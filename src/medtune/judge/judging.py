@@ -146,9 +146,8 @@ def run_judgments(
 ) -> list[dict]:
     """Every pairing's judgment row, in order: reused when an earlier run judged the same answers.
     `make_judge()` gives the judge's generator; it is called only when something is left to judge."""
-    from tqdm.auto import tqdm
-
     from medtune.llm.backend import ChatRequest, EndpointError
+    from medtune.reporting.progress_bar import progress_bar
 
     earlier = earlier_judgments(out, settings)
     store = judgment_store(out)
@@ -164,7 +163,7 @@ def run_judgments(
         console.print(f"resuming: {len(done)} of {len(pairs)} judgments already made in {out}")
     generator = make_judge() if todo else None
     chunk = max(1, judge.judge.concurrency if judge.judge.kind == GeneratorKind.endpoint else judge.judge.batch_size)
-    with tqdm(total=len(todo), desc="judging", unit="judgment", disable=not todo) as bar:
+    with progress_bar(total=len(todo), desc="judging", unit="judgment", disable=not todo) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             requests = [

@@ -167,12 +167,12 @@ class EndpointGenerator:
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
         """Every request's text, in order; null or empty answers are counted and warned about."""
-        from tqdm.auto import tqdm
+        from medtune.reporting.progress_bar import progress_bar
 
         before = self.empty_answers
         with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
             texts = list(
-                tqdm(
+                progress_bar(
                     pool.map(self.ask, requests), total=len(requests), desc="requests", unit="req", disable=not progress
                 )
             )

@@ -305,9 +305,8 @@ def dry_run(cfg, template: str, documents) -> None:
 
 
 def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
-    from tqdm.auto import tqdm
-
     from medtune.llm.backend import make_generator
+    from medtune.reporting.progress_bar import progress_bar
     from medtune.tracking.wandb_run import flatten
 
     qa = cfg.qa
@@ -347,7 +346,7 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
     samples: list[dict] = []
     try:
         with (
-            tqdm(total=len(chunks), initial=this_run["resumed"], desc="chunks", unit="chunk") as bar,
+            progress_bar(total=len(chunks), initial=this_run["resumed"], desc="chunks", unit="chunk") as bar,
             closing(
                 responses(generator, qa.generator.kind, pending, template, qa.pairs_per_chunk, max(1, width))
             ) as stream,

@@ -174,7 +174,7 @@ class EndpointBackend:
         as each answer arrives. On a request that fails for good the others stop retrying, the answers
         already back are handed over, then EndpointError is raised. Empty answers are counted and
         warned about (they score as invalid answers)."""
-        from tqdm.auto import tqdm
+        from medtune.reporting.progress_bar import progress_bar
 
         self.empty_answers = 0
         cancel = threading.Event()
@@ -183,7 +183,7 @@ class EndpointBackend:
         failure: Optional[RequestFailed] = None
         answered = 0
         try:
-            with tqdm(total=len(prompts), desc="requests", unit="q", disable=not progress) as bar:
+            with progress_bar(total=len(prompts), desc="requests", unit="q", disable=not progress) as bar:
                 pending = set(index)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
