@@ -83,6 +83,14 @@ def test_exam_two_answers_one_per_line(tmp_path):
     assert read_one(tmp_path, exam(["a", "c"])).output == "a. fever, c. rash"
 
 
+def test_an_exam_answer_given_as_choice_text_trains_on_its_letter_as_the_exam_reader_scores_it(tmp_path):
+    assert read_one(tmp_path, exam("Cough")).output == "b. cough"  # folded: case, width, spaces
+    assert read_one(tmp_path, exam(["ＦＥＶＥＲ ", "rash"])).output == "a. fever, c. rash"
+    twins = write_jsonl(tmp_path / "twins.jsonl", [exam(["b"]), exam("rash", choices=["rash", "cough", "Rash"])])
+    message = data_error(twins)
+    assert "twins.jsonl:2" in message and "choices a and c" in message and "give the letter" in message
+
+
 def test_exam_numeric_answer_with_no_choices(tmp_path):
     record = read_one(tmp_path, exam(["42"], choices=[]))
     assert (record.input, record.output) == ("", "42")

@@ -26,6 +26,7 @@ from medtune.config.schema import DatasetFormat
 from medtune.data.answers import AnswerProblem, read_answer_key
 from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError
+from medtune.evaluation.choice_texts import AmbiguousAnswer, letters_for_texts
 from medtune.evaluation.types import choice_labels
 
 CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -345,7 +346,12 @@ def exam_answer_text(item: dict[str, Any], where: str, choices: Sequence[str] | 
     """
     choices = exam_choices(item, where) if choices is None else choices
     try:
-        key = read_answer_key(item["answer"], len(choices))[0]
+        # A key written as a choice's text ("Aspirin" for "b") is read as its letter, as the exam reader does.
+        value, _ = letters_for_texts(item["answer"], choices, "answer")
+    except AmbiguousAnswer as problem:
+        raise DataError(f"{where}: {problem}.") from None
+    try:
+        key = read_answer_key(value, len(choices))[0]
     except AnswerProblem as problem:
         raise DataError(_answer_message(problem, item["answer"], where)) from None
     if not choices:  # a numeric-answer question
