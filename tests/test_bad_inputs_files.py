@@ -199,3 +199,23 @@ def test_train_py_refuses_dev_zero_as_its_dataset_at_once(tmp_path):
     shown = done.stdout + done.stderr
     assert "dataset.path=/dev/zero is a character device, not a regular file" in shown
     assert not list(tmp_path.rglob("checkpoint-*")) and not list(tmp_path.rglob("adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "file", "missing"])
+def test_an_igakuqa_root_that_is_no_folder_says_what_it_is_and_what_the_root_holds(kind, tmp_path, fifo):
+    from medtune.evaluation.exams import read_igakuqa
+
+    if kind == "fifo":
+        root = fifo
+    elif kind == "file":
+        root = tmp_path / "112-A.jsonl"
+        root.write_text("{}\n", encoding="utf-8")
+    elif kind == "missing":
+        root = tmp_path / "nowhere"
+    else:
+        root = Path(kind)
+    with never_opened(fifo), pytest.raises(DataError) as refused:
+        read_igakuqa(root, [2018])
+    message = str(refused.value)
+    what = "does not exist" if kind == "missing" else "is not a folder"
+    assert f"exam.path={root} {what}" in message and "the folder that holds 2018/" in message, message

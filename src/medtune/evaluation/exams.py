@@ -573,6 +573,12 @@ def read_igakuqa(
 def _block_files(root: Path, year: str, blocks: set[str]) -> list[Path]:
     """The year's exam files in block order; only `blocks` when given, so only their side files are read."""
     folder = root / year
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder (IgakuQA is a folder of year folders)"
+        raise DataError(
+            f"exam.path={root} {what}; point exam.path at the IgakuQA root, the folder that holds "
+            f"{year}/ with its <exam>-<block>.jsonl files (exam=jsonl reads a single file)."
+        )
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []
         raise DataError(
