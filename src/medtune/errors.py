@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class MedtuneError(Exception):
     """Base class; entry scripts print these as a message, not a stack trace."""
@@ -20,6 +22,18 @@ class ConfigError(MedtuneError):
         if type(self).__init__ is ConfigError.__init__:
             return (type(self), (self.problems,))
         return super().__reduce__()  # a subclass with its own arguments defines its own
+
+
+class DirectoryRefused(ConfigError):
+    """A run directory turns this command away (another process holds it, or it holds results of other
+    settings): the refused command leaves nothing in it, not even failure.json."""
+
+    def __init__(self, directory: Path | str, problem: str):
+        self.directory = Path(directory)
+        super().__init__([problem])
+
+    def __reduce__(self):  # pickled by process launchers (joblib, submitit): rebuilt from its own arguments
+        return type(self), (self.directory, self.problems[0])
 
 
 class DataError(MedtuneError):

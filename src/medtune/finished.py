@@ -16,22 +16,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medtune.errors import ConfigError
+from medtune.errors import DirectoryRefused
 from medtune.jsonl_store import describe_changes
 from medtune.reporting.console import console
 
 OVERWRITE_KEY = "overwrite"
 
 
-class ResultsOfOtherSettings(ConfigError):
+class ResultsOfOtherSettings(DirectoryRefused):
     """The directory holds results of other settings: the refused command wrote nothing into it."""
-
-    def __init__(self, directory: Path, problem: str):
-        self.directory = Path(directory)
-        super().__init__([problem])
-
-    def __reduce__(self):  # pickled by process launchers (joblib, submitit): rebuilt from its own arguments
-        return type(self), (self.directory, self.problems[0])
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,10 @@ def restore_hydra_files(directory: Path, before: dict[str, bytes | None]) -> Non
 def refusal(error: BaseException) -> bool:
     """A command turned away before it could work (the dir is busy, or holds results of other settings):
     it leaves nothing in the dir, not even failure.json."""
-    from medtune.finished import ResultsOfOtherSettings
+    from medtune.errors import DirectoryRefused
     from medtune.jsonl_store import SettingsChangedError
-    from medtune.run_lock import OutputDirBusy
 
-    return isinstance(error, (OutputDirBusy, ResultsOfOtherSettings, SettingsChangedError))
+    return isinstance(error, (DirectoryRefused, SettingsChangedError))
 
 
 def record_failure(job: JobContext, claim: Claim, error: BaseException) -> Path | None:

@@ -29,21 +29,14 @@ from pathlib import Path
 from types import TracebackType
 
 from medtune.distributed import is_main_process
-from medtune.errors import ConfigError
+from medtune.errors import ConfigError, DirectoryRefused
 
 LOCK_NAME = ".medtune.lock"
 OPEN_TRIES = 20  # the file can be released and recreated between open and flock: try again this often
 
 
-class OutputDirBusy(ConfigError):
+class OutputDirBusy(DirectoryRefused):
     """Another process holds the directory: the refused run leaves nothing in it, not even failure.json."""
-
-    def __init__(self, directory: Path, problem: str):
-        self.directory = Path(directory)
-        super().__init__([problem])
-
-    def __reduce__(self):  # pickled by process launchers (joblib, submitit): rebuilt from its own arguments
-        return type(self), (self.directory, self.problems[0])
 
 
 @dataclass(frozen=True)
