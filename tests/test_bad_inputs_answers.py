@@ -397,3 +397,27 @@ def test_guarded_reports_a_hang_as_a_failure(monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "HANG_GUARD_S", 2)
     with pytest.raises(pytest.fail.Exception, match="did not finish"):
         guarded("import time; time.sleep(30)")
+
+
+def test_a_cut_judgment_or_qa_response_says_so_in_its_row_and_the_summary_counts_it():
+    from medtune.judge.judging import scored_row
+    from medtune.llm.response_limit import DEFAULT_MAX_CHARS
+    from medtune.qa.chunking import Chunk
+    from medtune.qa.dedupe import Deduper
+    from medtune.qa.task import process, summarize
+    from medtune.qa.validate import Limits
+
+    tail = "x" * (DEFAULT_MAX_CHARS + 500)
+    judged = scored_row({"raw": "Scores: 8 6\n" + tail, "order": "ab"}, 1.0)
+    assert judged["status"] == "scored" and judged["cut_chars"] == len("Scores: 8 6\n") + 500
+    assert "cut_chars" not in scored_row({"raw": "Scores: 8 6", "order": "ab"}, 1.0)
+
+    chunk = Chunk("doc.md", 0, "Hypertension is a long-term rise in blood pressure. " * 4)
+    response = "Q: What is hypertension?\nA: A long-term rise in the pressure of the blood in the arteries.\n"
+    rows = []
+    for text in (response, response + tail):
+        _, row = process(chunk, text, "h", Deduper(0.9), Limits(10, 10), "gen")
+        rows.append(row)
+    assert "cut_chars" not in rows[0] and rows[1]["cut_chars"] == len(response) + 500
+    this_run = {"resumed": 0, "requests": 2, "written": 0, "status": "complete", "generator": "gen", "output": "o"}
+    assert summarize(rows, 1, [chunk], 1, {**this_run, "seconds": 1.0})["responses_cut"] == 1

@@ -93,6 +93,8 @@ def scored_row(row: dict, min_score: float) -> dict:
         score_a=parsed.score_1 if first_is_a else parsed.score_2,
         score_b=parsed.score_2 if first_is_a else parsed.score_1,
     )
+    if parsed.cut_chars:  # a judgment longer than any generator writes: only its start was read
+        row["cut_chars"] = parsed.cut_chars
     return row
 
 

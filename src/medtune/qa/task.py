@@ -141,6 +141,8 @@ class Tally:
                 "finished_at": time.time(),
             }
         )
+        if parsed.cut_chars:  # a response longer than any generator writes: only its start was read
+            self.row["cut_chars"] = parsed.cut_chars
         return self.row
 
 
@@ -184,6 +186,7 @@ def summarize(
         "chunks_resumed": this_run["resumed"],
         "requests": this_run["requests"],
         "responses_unparsable": sum(bool(r.get("unparsable")) for r in rows),
+        "responses_cut": sum(bool(r.get("cut_chars")) for r in rows),
         "fragments_unparsable": sum(r.get("rejected_fragments", 0) for r in rows),
         "pairs_parsed": sum(r.get("pairs_parsed", 0) for r in rows),
         "dropped": {reason: dropped.get(reason, 0) for reason in REASONS},
