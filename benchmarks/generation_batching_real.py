@@ -50,7 +50,7 @@ def main() -> int:
 
     from medtune.config.exam_schema import EvalConfig
     from medtune.data.templates import encode_prompt, stop_token_ids
-    from medtune.evaluation.generation import generate_responses
+    from medtune.llm.generation import generate_responses
 
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads > 0:

@@ -37,8 +37,8 @@ def load_setup(model: str, exam: str, prompt: str, shots: int, cache_dir: Path):
     from medtune.config.exam_schema import ExamConfig
     from medtune.config.schema import AdapterConfig, HardwareConfig, ModelConfig, PromptConfig
     from medtune.config.store import register_configs
-    from medtune.evaluation.exam_loading import load_exam
-    from medtune.evaluation.prompting import build_prompt, read_fewshot
+    from medtune.exam.loading import load_exam
+    from medtune.exam.prompting import build_prompt, read_fewshot
     from medtune.modeling.description import resolve_checkpoint
     from medtune.modeling.load import load_base_model, load_tokenizer
 
@@ -97,7 +97,8 @@ def main() -> int:
 
     from medtune.config.eval_schema import LoglikTarget
     from medtune.data.templates import encode_prompt
-    from medtune.evaluation.loglik import (
+    from medtune.exam.scoring import score_letters
+    from medtune.llm.loglik import (
         choice_logprobs,
         choice_logprobs_unshared,
         continuations,
@@ -105,8 +106,7 @@ def main() -> int:
         pick_choices,
         score_choices,
     )
-    from medtune.evaluation.scoring import score_letters
-    from medtune.evaluation.types import Status
+    from medtune.vocabulary import Status
 
     started, others = time.perf_counter(), others_cpu_seconds()
     if args.threads > 0:

@@ -32,7 +32,7 @@ from medtune.errors import (
     ModelUnavailableError,
     TrainingDivergedError,
 )
-from medtune.evaluation.exams import ExcludedQuestion
+from medtune.exam.files import ExcludedQuestion
 
 # --- what a case is ------------------------------------------------------------------------------
 
@@ -155,7 +155,7 @@ def exam_exclusions(u: User, items: list[dict], *overrides: str, needs_choice_te
     evaluate task; the "error" is `ExcludedQuestion` (the run goes on without those questions).
     """
     from medtune.config.eval_schema import EvalRunConfig
-    from medtune.evaluation.exam_loading import select_exam
+    from medtune.exam.loading import select_exam
     from medtune.jobs import to_typed
 
     path = u.jsonl("exam.jsonl", items)

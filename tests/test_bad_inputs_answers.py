@@ -23,15 +23,15 @@ import pytest
 
 from chat_server import ScriptedChatServer
 from conftest import cli
-from medtune.evaluation.negations import drop_negations
+from medtune.exam.negations import drop_negations
 from medtune.llm.response_limit import MAX_CHARS_PER_TOKEN, ResponseLimit, char_limit, cut_to
 
 HANG_GUARD_S = 60  # each case reads in about a second; the replaced readers took hours at these sizes
 
 PRELUDE = """
 import json, sys
-from medtune.evaluation.types import ExamQuestion, Similarity
-from medtune.evaluation.scoring import score_response
+from medtune.vocabulary import ExamQuestion, Similarity
+from medtune.exam.scoring import score_response
 EN = ExamQuestion("en", "A 45-year-old man has crushing chest pain. What is the diagnosis?",
     ("Acute myocardial infarction", "Pulmonary embolism", "Aortic dissection", "Pericarditis", "Pneumothorax"), ("a",))
 JA = ExamQuestion("ja", "最も考えられる診断はどれか。", ("急性心筋梗塞", "肺塞栓症", "大動脈解離", "心膜炎", "気胸"), ("a",))
@@ -282,7 +282,7 @@ def test_answer_keys_and_the_answer_line_cut_are_linear_too():
     read = guarded(
         """
         from medtune.data.answers import read_answer_key
-        from medtune.evaluation.generation import finish_response
+        from medtune.llm.generation import finish_response
         key = read_answer_key("a" + " " * 200_000 + "or d", 5)
         one_line = finish_response("答え:" * 300_000 + "\\n" + "more", "答え:")
         many_lines = finish_response("thinking\\n" * 500_000 + "答え: c\\nand on", "答え:")
@@ -296,7 +296,7 @@ def test_answer_keys_and_the_answer_line_cut_are_linear_too():
 
 # -- the linear negation reader reads what the regular expressions read ---------------------------------------
 
-REFERENCE_NEGATIONS = (  # the lazy regular expressions `medtune.evaluation.negations` replaced (quadratic)
+REFERENCE_NEGATIONS = (  # the lazy regular expressions `medtune.exam.negations` replaced (quadratic)
     re.compile(
         r"(?P<target>[^,、;.。\n]+?)\s+(?:is|are)\s+(?:not\s+(?:the\s+)?(?:correct|right|answer|true|likely)"
         r"|incorrect|wrong|false|unlikely|excluded|ruled\s+out)\b",
@@ -365,7 +365,7 @@ def test_smollm2s_real_answers_with_a_pathological_tail_are_scored(tmp_path, tin
     outputs = json.dumps([row["output"] for row in rows])
     read = guarded(
         f"""
-        from medtune.evaluation.parsing import locate_answer
+        from medtune.exam.parsing import locate_answer
         from medtune.llm.response_limit import ResponseLimit
         outputs = json.loads({outputs!r})
         limit = ResponseLimit(48, "eval.max_new_tokens", lambda message: None)

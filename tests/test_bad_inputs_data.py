@@ -25,10 +25,10 @@ import pytest
 
 from medtune.data.readers import read_records
 from medtune.errors import DataError
-from medtune.evaluation.exams import AnswerOverrides, ExamFilter, ExcludedQuestion, FieldMapping, select_exam_jsonl
 from medtune.evaluation.predictions import read_predictions, score_prediction
-from medtune.evaluation.types import ExamQuestion, Status
+from medtune.exam.files import AnswerOverrides, ExamFilter, ExcludedQuestion, FieldMapping, select_exam_jsonl
 from medtune.judge.questions import read_answers, read_questions
+from medtune.vocabulary import ExamQuestion, Status
 from test_bad_inputs import Case, Expect, Produced, produce
 
 # --- the files a case writes --------------------------------------------------------------------------

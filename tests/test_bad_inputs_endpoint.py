@@ -32,12 +32,12 @@ from conftest import cli
 from medtune.config.exam_schema import EndpointConfig, EvalConfig
 from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.config.schema import PromptConfig
-from medtune.evaluation.prompting import exam_prompt
-from medtune.evaluation.scoring import score_response
-from medtune.evaluation.types import ExamQuestion, Status
+from medtune.exam.prompting import exam_prompt
+from medtune.exam.scoring import score_response
 from medtune.llm import http
 from medtune.llm.backend import ChatRequest, EndpointError, EndpointGenerator
 from medtune.secrets import MASK, mask, register
+from medtune.vocabulary import ExamQuestion, Status
 
 CHAT = PromptConfig(name="chat", chat=True, template="{instruction}\n\n{input}", answer_marker="Answer:")
 QUESTIONS = [

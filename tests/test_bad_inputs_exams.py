@@ -4,7 +4,7 @@ A key written as the text of one choice is read as its letter, and said once in 
 and the first file:line); one whose text fits several letters (twins, a text that also reads as
 letters, a number that may be a position) leaves its question out, naming the text and the letters.
 A question whose choices repeat a text is left out where the key is one of the twins, and scored,
-with a warning, where it is not (see medtune.evaluation.choice_texts). Each is checked where the
+with a warning, where it is not (see medtune.data.choice_texts). Each is checked where the
 exam is read (`select_exam`, as evaluate.py composes it), in an evaluation's metrics, and once
 through the real evaluate.py.
 """
@@ -34,7 +34,7 @@ def write_exam(path: Path, items: list[dict]) -> Path:
 def select(compose, tmp_path):
     """select(items) -> the ExamSelection evaluate.py would score for an exam=jsonl file of `items`."""
     from medtune.config.eval_schema import EvalRunConfig
-    from medtune.evaluation.exam_loading import select_exam
+    from medtune.exam.loading import select_exam
     from medtune.jobs import to_typed
 
     def _select(items: list[dict]):

@@ -28,9 +28,9 @@ from medtune.data.readers import data_files, iter_json_objects, read_records
 from medtune.data.text_corpus import read_documents
 from medtune.data.token_examples import read_token_examples
 from medtune.errors import ConfigError, DataError
-from medtune.evaluation.exam_loading import select_exam
 from medtune.evaluation.predictions import read_predictions
-from medtune.evaluation.prompting import read_fewshot
+from medtune.exam.loading import select_exam
+from medtune.exam.prompting import read_fewshot
 from medtune.judge.questions import read_answers, read_questions
 
 # Each reader as train.py, evaluate.py, generate_qa.py or judge.py calls it; `folders` says whether a
@@ -203,7 +203,7 @@ def test_train_py_refuses_dev_zero_as_its_dataset_at_once(tmp_path):
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "file", "missing"])
 def test_an_igakuqa_root_that_is_no_folder_says_what_it_is_and_what_the_root_holds(kind, tmp_path, fifo):
-    from medtune.evaluation.exams import read_igakuqa
+    from medtune.exam.files import read_igakuqa
 
     if kind == "fifo":
         root = fifo

@@ -14,8 +14,8 @@ from medtune.evaluation.ensemble import (
     permuted,
     plan_variants,
 )
-from medtune.evaluation.scoring import score_response
-from medtune.evaluation.types import ExamQuestion, Status
+from medtune.exam.scoring import score_response
+from medtune.vocabulary import ExamQuestion, Status
 
 QUESTION = ExamQuestion(
     qid="Q1",

@@ -29,10 +29,10 @@ from conftest import CONF, REPO
 from medtune.config.exam_schema import EndpointApi, EndpointConfig, EvalConfig
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError
-from medtune.evaluation.generation import finish_response
-from medtune.evaluation.prompting import exam_prompt
-from medtune.evaluation.types import ExamQuestion
+from medtune.exam.prompting import exam_prompt
 from medtune.llm.backend import EndpointError
+from medtune.llm.generation import finish_response
+from medtune.vocabulary import ExamQuestion
 
 CHAT = PromptConfig(
     name="chat",

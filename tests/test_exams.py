@@ -17,8 +17,7 @@ import pytest
 
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.errors import DataError
-from medtune.evaluation.exam_loading import exclusion_summary, load_exam, select_exam
-from medtune.evaluation.exams import (
+from medtune.exam.files import (
     REASON_KINDS,
     AnswerOverrides,
     ExamFilter,
@@ -33,8 +32,9 @@ from medtune.evaluation.exams import (
     select_sample_exam,
     shuffle_choices,
 )
-from medtune.evaluation.scoring import score_letters
-from medtune.evaluation.types import Status
+from medtune.exam.loading import exclusion_summary, load_exam, select_exam
+from medtune.exam.scoring import score_letters
+from medtune.vocabulary import Status
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / os.environ.get("MEDTUNE_SHARED", "../shared")).resolve() / "data"
@@ -651,8 +651,8 @@ def test_shared_a_later_year_with_choices_in_a_figure(tmp_path: Path):
 def test_a_question_with_thirty_choices_loads_with_numbered_labels_and_scores(tmp_path):
     """Past 26 choices the labels are numbers: nothing indexes past z (it used to raise IndexError)."""
     from medtune.data.readers import format_choices
-    from medtune.evaluation.exams import FieldMapping, select_exam_jsonl
-    from medtune.evaluation.scoring import score_response
+    from medtune.exam.files import FieldMapping, select_exam_jsonl
+    from medtune.exam.scoring import score_response
 
     choices = [f"option number {i}" for i in range(1, 31)]
     path = tmp_path / "wide.jsonl"

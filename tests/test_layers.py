@@ -1,10 +1,18 @@
-"""The package's layering: no import cycles anywhere in src/medtune, and medtune.config at the bottom.
+"""The package's layering, tested as drawn. Imports are read from the source (every `import`
+statement, module level or inside a function), so an import hidden in a function counts too.
 
-Imports are read from the source (every `import` statement, module level or inside a function), so a
-cycle hidden behind a lazy import counts too. The layers, bottom up:
+The packages, bottom up (`LEVELS`):
 
-    config (schemas, generic validation) -> rules (per job) -> jobs -> entry
-    tasks (training, evaluation, qa, judge, sweep) are imported by the entry layer only, by name.
+    config < vocabulary < data < exam, modeling < llm < tasks (training, evaluation, qa, judge, sweep)
+
+config holds the schemas and generic validation; vocabulary the words every layer shares (choice
+labels, a question, a scored answer); data the training and exam files as records; exam the exam's
+files, prompts, answer reading and scoring; modeling the models and adapters; llm every way to reach
+a model (generation, log-likelihoods, endpoints, the server). A package imports only packages on a
+lower level: peers on one level never import each other, so no task imports another task. Tasks are
+reached from the entry layer only, by name (`medtune.jobs`), never by an import statement. The
+utilities beside the levels (errors, io, storage, reporting, tracking, ...) are held to one rule:
+no import cycle, between modules or between packages.
 """
 
 from __future__ import annotations
@@ -18,6 +26,15 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TASK_PACKAGES = ("medtune.training", "medtune.evaluation", "medtune.qa", "medtune.judge", "medtune.sweep")
+LEVELS = [
+    ("config",),
+    ("vocabulary",),
+    ("data",),
+    ("exam", "modeling"),
+    ("llm",),
+    tuple(name.removeprefix("medtune.") for name in TASK_PACKAGES),
+]
+LEVEL_OF = {package: level for level, packages in enumerate(LEVELS) for package in packages}
 
 
 def module_name(path: Path) -> str:
@@ -141,3 +158,71 @@ def test_importing_medtune_config_loads_no_task_module():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert set(config_modules) <= set(loaded)
     assert [m for m in loaded if not m.startswith("medtune.config") and m not in ("medtune", "medtune.errors")] == []
+
+
+def package_of(module: str) -> str:
+    """The top-level package (or module) under medtune that `module` belongs to."""
+    return module.split(".")[1] if "." in module else module
+
+
+def level_breaches(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from one levelled package into another on the same or a higher level."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        source = package_of(module)
+        for target in sorted(targets):
+            into = package_of(target)
+            if source != into and source in LEVEL_OF and into in LEVEL_OF and LEVEL_OF[into] >= LEVEL_OF[source]:
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        source = package_of(module)
+        packages.setdefault(source, set()).update(package_of(t) for t in targets if package_of(t) != source)
+    for targets in list(packages.values()):
+        for target in targets:
+            packages.setdefault(target, set())
+    return packages
+
+
+def test_every_package_on_a_level_exists():
+    assert {name for name in LEVEL_OF} <= {package_of(m) for m in MODULES}
+
+
+def test_the_level_check_finds_planted_breaches():
+    planted = {
+        "medtune.data.readers": {"medtune.exam.files"},  # up a level
+        "medtune.training.task": {"medtune.evaluation.task"},  # a task importing a task
+        "medtune.exam.files": {"medtune.modeling.load"},  # a peer on its own level
+        "medtune.llm.backend": {"medtune.data.readers", "medtune.errors"},  # down, and a utility: fine
+    }
+    assert level_breaches(planted) == [
+        "medtune.data.readers -> medtune.exam.files",
+        "medtune.exam.files -> medtune.modeling.load",
+        "medtune.training.task -> medtune.evaluation.task",
+    ]
+
+
+def test_packages_import_only_packages_on_lower_levels():
+    found = level_breaches(GRAPH)
+    assert not found, "imports against the levels (see the module docstring):\n" + "\n".join(found)
+
+
+def test_no_task_module_is_imported_outside_the_tasks():
+    """The entry layer reaches a task by its name (medtune.jobs), so no import statement names one."""
+    found = [
+        f"{module} -> {target}"
+        for module, targets in sorted(GRAPH.items())
+        if not module.startswith(TASK_PACKAGES)
+        for target in sorted(targets)
+        if target.startswith(TASK_PACKAGES)
+    ]
+    assert not found, found
+
+
+def test_no_import_cycle_between_packages():
+    found = cycles(package_graph(GRAPH))
+    assert not found, "package-level import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF
 from medtune.config.eval_schema import LoglikTarget
-from medtune.evaluation.loglik import (
+from medtune.llm.loglik import (
     choice_logprobs,
     choice_logprobs_unshared,
     continuations,
@@ -22,7 +22,7 @@ from medtune.evaluation.loglik import (
     score_choices,
     shared_token_logprobs,
 )
-from medtune.evaluation.types import ExamQuestion
+from medtune.vocabulary import ExamQuestion
 
 QUESTION = ExamQuestion(
     qid="t-1",
@@ -218,8 +218,8 @@ def test_real_models_score_the_same_with_a_shared_prefix(tiny_cache, model_name,
     from medtune.config.schema import AdapterConfig, HardwareConfig, ModelConfig, PromptConfig
     from medtune.config.store import register_configs
     from medtune.data.templates import encode_prompt
-    from medtune.evaluation.exam_loading import load_exam
-    from medtune.evaluation.prompting import build_prompt, read_fewshot
+    from medtune.exam.loading import load_exam
+    from medtune.exam.prompting import build_prompt, read_fewshot
     from medtune.modeling.description import resolve_checkpoint
     from medtune.modeling.load import load_base_model, load_tokenizer
 

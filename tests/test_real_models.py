@@ -86,7 +86,7 @@ def test_chat_prompt_renders_system_question_choices_and_trains_on_the_response_
 
     from medtune.data.readers import InstructionRecord
     from medtune.data.tokenize import encode_records
-    from medtune.evaluation.prompting import answer_text, build_prompt, read_fewshot
+    from medtune.exam.prompting import answer_text, build_prompt, read_fewshot
     from test_data import load_prompt
 
     prompt = load_prompt("chat")

@@ -12,14 +12,14 @@ import difflib
 import pytest
 from rapidfuzz import fuzz
 
-from medtune.evaluation.parsing import answer_segment, split_parts
-from medtune.evaluation.scoring import (
+from medtune.exam.parsing import answer_segment, split_parts
+from medtune.exam.scoring import (
     aggregate,
     score_letters,
     score_response,
     similarity_fn,
 )
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Similarity, Status
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Similarity, Status
 
 UREA_CYCLE = ExamQuestion(
     qid="T-01",

@@ -18,8 +18,8 @@ import pytest
 
 from medtune.data.readers import format_choices
 from medtune.evaluation.records import prediction_row, scored_from_row
-from medtune.evaluation.scoring import aggregate, score_letters, score_response
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status, choice_labels
+from medtune.exam.scoring import aggregate, score_letters, score_response
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status, choice_labels
 
 CORPUS = Path(__file__).parent / "data" / "answer_corpus.jsonl"
 CORPUS_LINES = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -598,9 +598,9 @@ def generate(spec: dict) -> dict:
 
     from medtune.config.exam_schema import EvalConfig, ExamConfig
     from medtune.config.schema import Accelerator, AdapterConfig, HardwareConfig, PromptConfig
-    from medtune.evaluation.exam_loading import load_exam
-    from medtune.evaluation.generation import generate_responses
-    from medtune.evaluation.prompting import build_prompt, read_fewshot
+    from medtune.exam.loading import load_exam
+    from medtune.exam.prompting import build_prompt, read_fewshot
+    from medtune.llm.generation import generate_responses
     from medtune.modeling.load import load_base_model, load_tokenizer
 
     def typed(cls, yaml: Path):

@@ -16,7 +16,7 @@
 #                  13.0 there) and the 63 KB CPU library: about 1.8 MB.
 #   hydra-core, omegaconf, antlr4-python3-runtime (4.9.3 is an sdist only: built into a wheel here)
 #                  train.py / evaluate.py are Hydra apps.
-#   rapidfuzz      medtune.evaluation.scoring imports it at module level (evaluate.py, exam scoring).
+#   rapidfuzz      medtune.exam.scoring imports it at module level (evaluate.py, exam scoring).
 #   fallback/peft  installed there only if the image's peft is missing or older than medtune needs.
 #   liger-kernel   train.kernels=liger (pure Python, 0.9 MB; its Triton kernels need the triton that comes
 #                  with the image's CUDA torch). The version of requirements-gpu.txt.

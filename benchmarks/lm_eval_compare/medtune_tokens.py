@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/lm_eval_compare/medtune_tokens.py CHECKPOINT DOCS.jsonl OUT.json
 
-Runs medtune's own `choice_logprobs` (src/medtune/evaluation/loglik.py) with a stand-in model that
+Runs medtune's own `choice_logprobs` (src/medtune/llm/loglik.py) with a stand-in model that
 records the rows it is given instead of computing them, so what is recorded is exactly the code
 path of `evaluate.py eval=loglik`. For every choice: the full token sequence (prompt + option, no
 padding) and how many of its last tokens are scored (the option's tokens).
@@ -40,8 +40,8 @@ def main() -> None:
 
     from medtune.config.eval_schema import LoglikTarget
     from medtune.data.templates import encode_prompt
-    from medtune.evaluation.loglik import choice_logprobs_unshared, continuations
-    from medtune.evaluation.types import ExamQuestion
+    from medtune.llm.loglik import choice_logprobs_unshared, continuations
+    from medtune.vocabulary import ExamQuestion
 
     checkpoint, docs_path, out_path = sys.argv[1:4]
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)  # what medtune's load_tokenizer loads

@@ -46,7 +46,7 @@ ROOT = HERE.parents[1]
 TASK = "medtune_medqa_loglik"
 DOCS = "medtune_medqa.jsonl"
 MODEL = "smollm2_135m"
-LETTERS = "abcdefghijklmnopqrstuvwxyz"  # medtune.evaluation.types.LETTERS
+LETTERS = "abcdefghijklmnopqrstuvwxyz"  # medtune.vocabulary.LETTERS
 
 sys.path.insert(0, str(HERE))
 from harness_tokens import request_pairs  # noqa: E402  (standard library only at import time)

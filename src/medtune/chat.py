@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError, ModelUnavailableError
-from medtune.evaluation.generation import STOP_STRINGS
+from medtune.llm.generation import STOP_STRINGS
 
 HELP = (
     "Each message is answered on its own: the prompt template is single-turn, so there is no history "
@@ -176,7 +176,7 @@ def respond(chat: ChatModel, prompt_text: str, decoding: Decoding, write: Callab
     """Generate one response to a rendered prompt, streaming it through `write`; return its text."""
     import torch
 
-    from medtune.evaluation.generation import GenerationStats, encode_left_padded
+    from medtune.llm.generation import GenerationStats, encode_left_padded
 
     model, tokenizer = chat.model, chat.tokenizer
     positions = getattr(model.config, "max_position_embeddings", None) or 2048

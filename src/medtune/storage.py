@@ -20,6 +20,16 @@ from pathlib import Path
 
 from medtune.errors import MedtuneError
 
+
+def human_bytes(count: float) -> str:
+    """A byte count as people read it: 512 bytes, 1.5 KiB, 3.2 GiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 READ_ONLY = {errno.EROFS}
 NO_PERMISSION = {errno.EACCES, errno.EPERM}
@@ -77,8 +87,6 @@ def storage_problem(error: BaseException, directory: Path) -> str | None:
 
 def free_space(directory: Path) -> str:
     """'<n> free there now', from the nearest existing folder; '' when even that cannot be read."""
-    from medtune.modeling.readable import human_bytes
-
     folder = Path(directory)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -24,10 +24,10 @@ from typing import Any, Iterator
 
 from medtune.config.schema import DatasetFormat
 from medtune.data.answers import AnswerProblem, read_answer_key
+from medtune.data.choice_texts import AmbiguousAnswer, letters_for_texts
 from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError
-from medtune.evaluation.choice_texts import AmbiguousAnswer, letters_for_texts
-from medtune.evaluation.types import choice_labels
+from medtune.vocabulary import choice_labels
 
 CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SKIPPED_SUFFIXES = ("_metadata.jsonl", "_translate.jsonl", "qa_progress.jsonl")  # side files, not records

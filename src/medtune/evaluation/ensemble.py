@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _valid(votes: Sequence[Vote], strict: bool) -> list[tuple[str, ...]]:
 
 def combine(question: ExamQuestion, votes: Sequence[Vote]) -> tuple[ScoredAnswer, dict[str, Any]]:
     """The question's answer by majority vote (both readings) and what the row records about the votes."""
-    from medtune.evaluation.scoring import score_letters
+    from medtune.exam.scoring import score_letters
 
     paper_answer, paper_count = majority(_valid(votes, strict=False))
     strict_answer, strict_count = majority(_valid(votes, strict=True))

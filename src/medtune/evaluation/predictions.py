@@ -7,8 +7,8 @@ from pathlib import Path
 from medtune.data.file_checks import check_data_file
 from medtune.data.readers import describe_value, iter_json_objects
 from medtune.errors import DataError
-from medtune.evaluation.scoring import score_letters
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+from medtune.exam.scoring import score_letters
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 
 def prediction_files(path: Path, system: str | None) -> list[Path]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
 from medtune.jsonl_store import read_jsonl
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 
 def prediction_row(question: ExamQuestion, prompt: str, output: str, scored: ScoredAnswer) -> dict[str, Any]:

@@ -27,11 +27,10 @@ from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
 from medtune.config.job import JobContext, Workspace
 from medtune.errors import ConfigError, DataError
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
-from medtune.evaluation.exam_loading import ExamSelection, exclusion_summary, select_exam
-from medtune.evaluation.prompting import exam_prompt, read_fewshot
 from medtune.evaluation.records import prediction_row
-from medtune.evaluation.scoring import aggregate, score_letters, score_response
-from medtune.evaluation.types import ExamQuestion, ScoredAnswer, Status
+from medtune.exam.loading import ExamSelection, exclusion_summary, select_exam
+from medtune.exam.prompting import exam_prompt, read_fewshot
+from medtune.exam.scoring import aggregate, score_letters, score_response
 from medtune.finished import HeldResults, present, settle, written_at
 from medtune.io import write_json_atomic
 from medtune.jsonl_store import (
@@ -48,6 +47,7 @@ from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
 from medtune.run_dir import TrainRunDir
 from medtune.storage import storage_guard
+from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 PARTIAL = "predictions.partial.jsonl"
 FINAL = "predictions.jsonl"
@@ -358,7 +358,7 @@ def generate_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, sh
 
 def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shots) -> None:
     """The likeliest choice(s) of every variant, from one shared-prefix pass each; no generation."""
-    from medtune.evaluation.loglik import pick_choices, score_choices
+    from medtune.llm.loglik import pick_choices, score_choices
     from medtune.reporting.progress_bar import progress_bar
 
     for slot, variant in enumerate(progress_bar(collector.variants(), desc="log-likelihood", unit="prompt")):
@@ -447,7 +447,7 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
     if not replay and (cfg.eval.samples > 1 or cfg.eval.shuffles > 1):
         metrics["ensemble"] = ensemble_summary(rows, cfg.eval.samples, cfg.eval.shuffles)
     if not replay and cfg.eval.mode == EvalMode.loglik:
-        from medtune.evaluation.loglik import letter_distribution
+        from medtune.llm.loglik import letter_distribution
 
         # Position bias is about the labels the model saw: with shuffles, each vote's shown pick.
         picks = [

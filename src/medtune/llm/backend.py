@@ -72,7 +72,7 @@ class LocalGenerator:
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
         from medtune.config.exam_schema import EvalConfig
-        from medtune.evaluation.generation import generate_responses
+        from medtune.llm.generation import generate_responses
 
         settings = EvalConfig(
             batch_size=self.cfg.batch_size,

@@ -225,7 +225,7 @@ class BatchWorker:
     def run_group(self, decoding: Decoding, group: list[Job]) -> None:
         import torch
 
-        from medtune.evaluation.generation import generate_responses
+        from medtune.llm.generation import generate_responses
 
         prompts = [p for job in group for p in job.prompts]
         texts = [""] * len(prompts)

@@ -15,6 +15,7 @@ from pathlib import Path
 from medtune.config.schema import AdapterKind, TrainRunConfig
 from medtune.errors import ModelUnavailableError
 from medtune.run_dir import TrainRunDir
+from medtune.storage import human_bytes
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
@@ -24,14 +25,6 @@ def describe_failure(error: BaseException, path: Path) -> str:
     size = path.stat().st_size if path.is_file() else 0
     text = (str(error).strip().splitlines() or [""])[0][:200]
     return f"{human_bytes(size)}; {type(error).__name__}: {text or 'the file ends early'}"
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 def safetensors_problem(path: Path) -> str | None:

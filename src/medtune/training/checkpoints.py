@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 
 from medtune.errors import MedtuneError
-from medtune.modeling.readable import archive_problem, file_problem, human_bytes
-from medtune.storage import errors_in_chain
+from medtune.modeling.readable import archive_problem, file_problem
+from medtune.storage import errors_in_chain, human_bytes
 
 FINGERPRINT_FILE = "medtune_fingerprint.json"  # medtune's own file, written into a checkpoint last
 TRAINER_STATE = "trainer_state.json"

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from medtune.config.schema import TrainRunConfig
 from medtune.distributed import is_main_process
-from medtune.evaluation.types import ExamQuestion
+from medtune.vocabulary import ExamQuestion
 
 
 class ExamAccuracyCallback(TrainerCallback):
@@ -29,14 +29,14 @@ class ExamAccuracyCallback(TrainerCallback):
     def measure(self, model, step: int) -> dict[str, Any]:
         """Answer every question with `model` and score it; logged as exam/* at `step`."""
         from medtune.config.exam_schema import EvalConfig, EvalMode
-        from medtune.evaluation.generation import generate_responses
-        from medtune.evaluation.loglik import (
+        from medtune.exam.prompting import build_prompt
+        from medtune.exam.scoring import aggregate, score_letters, score_response
+        from medtune.llm.generation import generate_responses
+        from medtune.llm.loglik import (
             choice_logprobs,
             continuations,
             pick_choices,
         )
-        from medtune.evaluation.prompting import build_prompt
-        from medtune.evaluation.scoring import aggregate, score_letters, score_response
 
         settings = self.cfg.exam_eval
         prompts = [build_prompt(self.cfg.prompt, q, [], self.tokenizer) for q in self.questions]
@@ -90,7 +90,7 @@ class ExamAccuracyCallback(TrainerCallback):
         import torch
 
         from medtune.data.tokenize import PadCollator, encode_records
-        from medtune.evaluation.prompting import answer_text, question_record
+        from medtune.exam.prompting import answer_text, question_record
 
         records = [question_record(q, answer_text(q)) for q in self.questions if q.choices]
         if not records:

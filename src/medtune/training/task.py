@@ -313,7 +313,7 @@ def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
                 "run evaluate.py run=<this run dir> afterwards."
             )
         return None
-    from medtune.evaluation.exam_loading import load_exam
+    from medtune.exam.loading import load_exam
     from medtune.training.exam_callback import ExamAccuracyCallback
 
     return ExamAccuracyCallback(cfg, load_exam(cfg.exam), tokenizer, tracker, run_dir)

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Callable, Protocol, Sequence
 
 from medtune.config.eval_schema import EvalBackend, EvalConfig, EvalRunConfig
-from medtune.evaluation.prompting import ExamPrompt
+from medtune.exam.prompting import ExamPrompt
 
 OnBatch = Callable[[list[int], list[str]], None]
 

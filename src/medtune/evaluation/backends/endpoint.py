@@ -24,9 +24,9 @@ from typing import Any, Optional, Sequence
 from medtune.config.exam_schema import EndpointApi, EndpointConfig, EvalConfig
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError
-from medtune.evaluation.generation import STOP_STRINGS, finish_response
-from medtune.evaluation.prompting import ExamPrompt
+from medtune.exam.prompting import ExamPrompt
 from medtune.llm.backend import EndpointError
+from medtune.llm.generation import STOP_STRINGS, finish_response
 from medtune.llm.http import (
     CONNECTION,
     RATE_LIMITED,

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from medtune.config.eval_schema import EvalConfig, EvalRunConfig
 from medtune.config.schema import PromptConfig
-from medtune.evaluation.prompting import ExamPrompt
+from medtune.exam.prompting import ExamPrompt
 
 
 def load_eval_model(cfg: EvalRunConfig):
@@ -51,7 +51,7 @@ class HfBackend:
         return prompt.render(self.tokenizer)
 
     def generate(self, prompts: Sequence[ExamPrompt], on_batch, progress: bool = True) -> None:
-        from medtune.evaluation.generation import generate_responses
+        from medtune.llm.generation import generate_responses
 
         max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
         generate_responses(

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from medtune.config.eval_schema import EvalConfig, EvalRunConfig
 from medtune.config.schema import ModelConfig, PromptConfig
 from medtune.errors import ConfigError
-from medtune.evaluation.prompting import ExamPrompt
+from medtune.exam.prompting import ExamPrompt
 
 CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch keeps what is done
 
@@ -90,7 +90,7 @@ def vllm_model(cfg: EvalRunConfig) -> VllmModel:
 
 def sampling_params(settings: EvalConfig, stop_ids: list[int]) -> dict[str, Any]:
     """vLLM SamplingParams arguments for eval.* decoding (greedy = temperature 0)."""
-    from medtune.evaluation.generation import STOP_STRINGS
+    from medtune.llm.generation import STOP_STRINGS
 
     params: dict[str, Any] = {
         "n": 1,

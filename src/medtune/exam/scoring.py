@@ -1,11 +1,11 @@
 """Scoring: judge a model response to an exam question (Algorithm 1) and aggregate the results.
 
-`score_response` reads the final answer (see `medtune.evaluation.parsing`) twice. The paper's
+`score_response` reads the final answer (see `medtune.exam.parsing`) twice. The paper's
 reading (Algorithm 1) matches each part of it to a choice — by its label when it has one, else by
 the choice text most similar to it, above `threshold` — and judges the set of matched letters: a
 different number of answers than the question asks for is invalid, a set equal to the gold set
 (or an accepted alternative) is correct, anything else is wrong. The strict reading (see
-`medtune.evaluation.strict`) counts only what the response commits to — marked labels, or choice
+`medtune.exam.strict`) counts only what the response commits to — marked labels, or choice
 text at `strict_threshold` or above — and is judged the same way. It also computes JMedLoRA's
 Exact match and Gestalt score.
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from rapidfuzz import fuzz
 
-from medtune.evaluation.parsing import (
+from medtune.exam.parsing import (
     LocatedAnswer,
     Part,
     Reading,
@@ -43,8 +43,8 @@ from medtune.evaluation.parsing import (
     normalize,
     read_statement,
 )
-from medtune.evaluation.strict import best_choice, folded_choices, strict_commitment
-from medtune.evaluation.types import (
+from medtune.exam.strict import best_choice, folded_choices, strict_commitment
+from medtune.vocabulary import (
     ExamQuestion,
     ScoredAnswer,
     Similarity,

@@ -20,13 +20,13 @@ module decides what the final answer *is* and cuts it into parts, the way a care
 
 Every step reads in time linear in the response's length, whatever it holds (a 20k-character
 loop of "not A not B", long runs of spaces or line breaks, thousands of labels): no pattern is tried
-from every position of a long text (negations: `medtune.evaluation.negations`), and positions of
+from every position of a long text (negations: `medtune.exam.negations`), and positions of
 lines and sentences are found once and bisected. Before scoring, evaluation cuts each response to
 what `eval.max_new_tokens` allows (`medtune.llm.response_limit`).
 
 Labels follow `choice_labels`: letters a..z up to 26 choices, numbers 1..n beyond. Matching the
-parts to choices and judging them is left to `medtune.evaluation.scoring` (the paper's reading)
-and `medtune.evaluation.strict` (the strict one).
+parts to choices and judging them is left to `medtune.exam.scoring` (the paper's reading)
+and `medtune.exam.strict` (the strict one).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medtune.evaluation.negations import drop_negations
-from medtune.evaluation.types import LETTERS, choice_labels
+from medtune.exam.negations import drop_negations
+from medtune.vocabulary import LETTERS, choice_labels
 
 # Answer markers the answer follows. Longer ones come first: "answer is" wins over "answer".
 _LEAD_MARKER_RE = re.compile(

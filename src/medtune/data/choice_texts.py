@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medtune.data.answers import AnswerProblem, read_answer_key
-from medtune.evaluation.types import ExamQuestion, choice_labels
+from medtune.vocabulary import ExamQuestion, choice_labels
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from medtune.data.templates import (
     require_chat_template,
 )
 from medtune.errors import DataError
-from medtune.evaluation.types import ExamQuestion, choice_labels
+from medtune.vocabulary import ExamQuestion, choice_labels
 
 
 def answer_text(question: ExamQuestion) -> str:

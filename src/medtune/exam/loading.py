@@ -10,6 +10,7 @@ have the same text (the key is neither) are each said once in a warning (`warn_c
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError
-from medtune.evaluation.exams import (
+from medtune.exam.files import (
     AnswerOverrides,
     ExamFilter,
     ExamSelection,
@@ -30,7 +31,7 @@ from medtune.evaluation.exams import (
     select_sample_exam,
     shuffle_choices,
 )
-from medtune.evaluation.types import ExamQuestion
+from medtune.vocabulary import ExamQuestion
 
 __all__ = [
     "ExamSelection",
@@ -116,8 +117,6 @@ def _year_folders(root: Path) -> list[str]:
 def warn_choice_texts(exam_name: str, selection: ExamSelection) -> None:
     """One warning for the keys the exam file wrote as choice text (how many, and the first), one for the
     questions scored although two of their choices have the same text."""
-    from medtune.rules.common import warn
-
     if selection.answers_from_text:
         read = selection.answers_from_text
         first, many = read[0], len(read) > 1
@@ -147,3 +146,8 @@ def exclusion_summary(excluded: Sequence[ExcludedQuestion]) -> dict[str, Any]:
         "by_reason": dict(sorted(Counter(x.kind for x in excluded).items())),
         "questions": [{"id": x.qid, "source": x.source, "reason": x.reason, "kind": x.kind} for x in excluded],
     }
+
+
+def warn(message: str) -> None:
+    """A problem of the exam file that does not stop the run: printed once, before any model loads."""
+    print(f"medtune: warning: {message}", file=sys.stderr, flush=True)

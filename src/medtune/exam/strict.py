@@ -2,7 +2,7 @@
 
 Algorithm 1 maps any part of the final answer to its most similar choice, so a hedge, a negation,
 a bare restatement of the question or plain gibberish can still land on the right choice. The
-strict reading asks of every answer statement (see `medtune.evaluation.parsing`) what it commits
+strict reading asks of every answer statement (see `medtune.exam.parsing`) what it commits
 to:
 
 - marked labels ("c.", "(c)", "Answer: c", "option c", "a, c"), unless offered as alternatives
@@ -18,7 +18,7 @@ to:
 The final statement must commit, and every statement that commits must name the same answer: a
 response that says "The answer is c" and later "The answer is a" has not committed to either,
 unless the last one is an explicit "Final answer:" / "最終的な答え", which settles it.
-Judging the committed labels against the key is left to `medtune.evaluation.scoring`.
+Judging the committed labels against the key is left to `medtune.exam.scoring`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medtune.evaluation.parsing import LocatedAnswer, Part, Reading, Statement, fold, read_statement
-from medtune.evaluation.types import ExamQuestion
+from medtune.exam.parsing import LocatedAnswer, Part, Reading, Statement, fold, read_statement
+from medtune.vocabulary import ExamQuestion
 
 SimilarityFn = Callable[[str, str], float]
 

@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from medtune.data.answers import AnswerProblem, AnswerSets, check_labels, is_number, label_span, read_answer_key
-from medtune.data.readers import bundled_sample_dir, describe_value, iter_json_objects
-from medtune.errors import DataError
-from medtune.evaluation.choice_texts import (
+from medtune.data.choice_texts import (
     AmbiguousAnswer,
     AnswerFromText,
     RepeatedChoices,
     letters_for_texts,
     repeated_choices,
 )
-from medtune.evaluation.types import ExamQuestion, choice_labels
+from medtune.data.readers import bundled_sample_dir, describe_value, iter_json_objects
+from medtune.errors import DataError
+from medtune.vocabulary import ExamQuestion, choice_labels
 
 ESSENTIAL_BLOCKS = frozenset({"B", "E"})  # IgakuQA's "hisshu" blocks
 SIDE_SUFFIXES = ("_metadata", "_translate")

@@ -24,7 +24,7 @@ from typing import Any
 
 from medtune.config.eval_schema import LoglikTarget
 from medtune.data.templates import encode_prompt, has_special_prefix
-from medtune.evaluation.types import ExamQuestion, choice_labels
+from medtune.vocabulary import ExamQuestion, choice_labels
 
 
 @dataclass(frozen=True)
