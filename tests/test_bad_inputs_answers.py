@@ -392,6 +392,7 @@ def test_smollm2s_real_answers_with_a_pathological_tail_are_scored(tmp_path, tin
                 assert tailed["status"] == "invalid" and tailed["reason"].startswith("rules out")
 
 
+@pytest.mark.slow
 def test_guarded_reports_a_hang_as_a_failure(monkeypatch):
     """The hang guard itself: a reader that never returns fails the test instead of hanging the suite."""
     monkeypatch.setattr(sys.modules[__name__], "HANG_GUARD_S", 2)

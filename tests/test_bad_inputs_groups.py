@@ -59,6 +59,7 @@ def test_help_lists_only_the_scripts_own_groups_then_its_top_level_keys(script):
     assert f"python {script} --cfg job shows every key with its value" in text
 
 
+@pytest.mark.slow
 def test_help_shows_the_chosen_option_and_keeps_the_options_of_each_group():
     text = cli("evaluate.py", "exam=igakuqa", "--help").stdout
     assert "exam (now igakuqa): igakuqa, jjsimqa, jsonl, medqa_en, sample, sample_en" in text

@@ -315,6 +315,7 @@ def endpoint_eval(tmp_path: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @needs_namespaces
 def test_a_disk_that_fills_up_during_an_evaluation_is_a_message(tmp_path):
     out = tmp_path / "disk" / "ev"
@@ -332,6 +333,7 @@ def test_a_disk_that_fills_up_during_an_evaluation_is_a_message(tmp_path):
     )
 
 
+@pytest.mark.slow
 @needs_namespaces
 def test_a_directory_that_turns_read_only_during_an_evaluation_keeps_the_answers_so_far(tmp_path):
     out = tmp_path / "disk" / "ev"

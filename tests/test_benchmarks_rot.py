@@ -59,6 +59,7 @@ def test_the_benchmarks_import_medtune_names_that_exist():
     assert not missing, "benchmark scripts import names medtune no longer has:\n" + "\n".join(missing)
 
 
+@pytest.mark.slow
 def test_lm_eval_compare_token_check_runs_on_the_tiny_model(typed, tiny_cache, tmp_path):
     from medtune.modeling.description import resolve_checkpoint
 

@@ -523,6 +523,7 @@ systems:
 """
 
 
+@pytest.mark.slow
 def test_a_sweep_system_is_evaluated_live_through_an_endpoint(serve, tmp_path):
     """The paper's GPT-4 row can be asked live: a sweep system with eval=endpoint (here the tiny model served)."""
     url = serve()

@@ -151,6 +151,7 @@ def test_shuffled_choices_move_the_gold_answers(run_eval, tmp_path):
     assert sum(gold["plain"][q] != gold["shuffled"][q] for q in gold["plain"]) > 20
 
 
+@pytest.mark.slow
 def test_evaluating_a_training_run_joins_its_wandb_group(run_train, run_eval):
     trained = run_train(["train.max_steps=4", "train.eval_steps=0", "exam_eval.enabled=false"], name="trained")
     metrics = run_eval([f"run={trained.run_dir}", "eval.max_new_tokens=8"], name="eval-of-run")

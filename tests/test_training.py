@@ -65,6 +65,7 @@ def test_tiny_model_trains_and_its_adapter_reloads_exactly(run_train, adapter):
     torch.testing.assert_close(probe_logits(reloaded_model, tokenizer), trained, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_losses_config_and_names(run_train):
     result = run_train(
         ["train.max_steps=12", "train.logging_steps=3", "adapter.r=4"],
