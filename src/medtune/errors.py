@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -58,3 +59,8 @@ class Preempted(MedtuneError):
         super().__init__(message)
         self.signum = signum
         self.previous_handler = previous_handler  # the handler medtune replaced (submitit's requeue)
+
+
+def warn(message: str) -> None:
+    """A problem that does not stop the run, said once on stderr: `medtune: warning: <message>`."""
+    print(f"medtune: warning: {message}", file=sys.stderr, flush=True)

@@ -10,7 +10,6 @@ have the same text (the key is neither) are each said once in a warning (`warn_c
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.data.file_checks import check_data_file
-from medtune.errors import DataError
+from medtune.errors import DataError, warn
 from medtune.exam.files import (
     AnswerOverrides,
     ExamFilter,
@@ -146,8 +145,3 @@ def exclusion_summary(excluded: Sequence[ExcludedQuestion]) -> dict[str, Any]:
         "by_reason": dict(sorted(Counter(x.kind for x in excluded).items())),
         "questions": [{"id": x.qid, "source": x.source, "reason": x.reason, "kind": x.kind} for x in excluded],
     }
-
-
-def warn(message: str) -> None:
-    """A problem of the exam file that does not stop the run: printed once, before any model loads."""
-    print(f"medtune: warning: {message}", file=sys.stderr, flush=True)

@@ -36,7 +36,7 @@ def duration(seconds: float) -> str:
 
 
 class PlainProgress:
-    """tqdm's interface (update, close, iteration, `with`) as plain lines for redirected output."""
+    """The part of tqdm's interface medtune uses (update, close, iteration, `with`), as plain lines."""
 
     def __init__(
         self,
@@ -61,7 +61,6 @@ class PlainProgress:
         self.disable = disable
         self.stream = stream
         self.every_seconds = every_seconds
-        self.lines: list[str] = []
         self._started = time.monotonic()
         self._last_line_at: float | None = None
         self._closed = False
@@ -89,9 +88,6 @@ class PlainProgress:
             self._write(self.status(now, final=False))
             self._last_line_at = now
 
-    def set_postfix(self, *args: object, **kwargs: object) -> None:
-        """Accepted for tqdm's sake; a plain line holds only the count and the times."""
-
     def close(self) -> None:
         if self._closed:
             return
@@ -115,7 +111,6 @@ class PlainProgress:
     def _write(self, line: str) -> None:
         if self.disable:
             return
-        self.lines.append(line)
         stream = self.stream or sys.stderr
         print(line, file=stream, flush=True)
 

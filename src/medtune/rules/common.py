@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from typing import Any
+
+from medtune.errors import warn  # noqa: F401  (the rules' warnings: printed once, before any model loads)
 
 # Step counts. The 70B paper trains 3000 steps (Table 4, global batch 16: 48,000 examples), and the
 # published medical instruction-tuning runs we know stay below 10^5 steps. 10^7 steps is over 3,000
@@ -17,11 +18,6 @@ MAX_STEPS_HARD = 10**7
 MAX_STEPS_SOFT = 10**5
 PAPER_STEPS = 3000
 SEED_BOUND = 2**32  # numpy's and torch's seeds are unsigned 32-bit: 0 .. 4294967295
-
-
-def warn(message: str) -> None:
-    """A problem that does not stop the run: printed once, before any model loads."""
-    print(f"medtune: warning: {message}", file=sys.stderr, flush=True)
 
 
 def check_seed(cfg: Any) -> list[str]:

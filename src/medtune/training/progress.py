@@ -12,27 +12,15 @@ It replaces transformers' own display (MedtuneTrainer removes it), which printed
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from datetime import timedelta
 
 from transformers import TrainerCallback
 
+from medtune.reporting.progress_bar import duration, on_a_terminal
+
 EVERY_SECONDS = 10.0
 QUIET_SECONDS = 60.0
-
-
-def on_a_terminal() -> bool:
-    """stdout is a terminal with a width (a pseudo-terminal of width 0 would draw an empty bar)."""
-    try:
-        return sys.stdout.isatty() and os.get_terminal_size(sys.stdout.fileno()).columns > 0
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def duration(seconds: float) -> str:
-    return str(timedelta(seconds=max(0, round(seconds))))
 
 
 class TrainingProgress(TrainerCallback):
@@ -59,7 +47,7 @@ class TrainingProgress(TrainerCallback):
         if not state.is_world_process_zero:
             return
         if self.interactive is None:
-            self.interactive = on_a_terminal()
+            self.interactive = on_a_terminal(sys.stdout)
         now = time.monotonic()
         self._started = self._last_line_at = now
         self._first_step = state.global_step
