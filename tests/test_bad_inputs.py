@@ -32,7 +32,7 @@ from medtune.errors import (
     ModelUnavailableError,
     TrainingDivergedError,
 )
-from medtune.exam.files import ExcludedQuestion
+from medtune.exam.records import ExcludedQuestion
 
 # --- what a case is ------------------------------------------------------------------------------
 

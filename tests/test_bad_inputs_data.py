@@ -26,7 +26,10 @@ import pytest
 from medtune.data.readers import read_records
 from medtune.errors import DataError
 from medtune.evaluation.predictions import read_predictions, score_prediction
-from medtune.exam.files import AnswerOverrides, ExamFilter, ExcludedQuestion, FieldMapping, select_exam_jsonl
+from medtune.exam.jsonl_exam import select_exam_jsonl
+from medtune.exam.overrides import AnswerOverrides
+from medtune.exam.records import ExcludedQuestion, FieldMapping
+from medtune.exam.selection import ExamFilter
 from medtune.judge.questions import read_answers, read_questions
 from medtune.vocabulary import ExamQuestion, Status
 from test_bad_inputs import Case, Expect, Produced, produce

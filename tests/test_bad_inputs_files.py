@@ -24,7 +24,8 @@ import pytest
 from conftest import cli
 from medtune.config.exam_schema import ExamConfig, ExamFormat
 from medtune.data.file_checks import DEFAULT_MAX_GB, MAX_GB_VARIABLE, check_data_file
-from medtune.data.readers import data_files, iter_json_objects, read_records
+from medtune.data.json_files import iter_json_objects
+from medtune.data.readers import data_files, read_records
 from medtune.data.text_corpus import read_documents
 from medtune.data.token_examples import read_token_examples
 from medtune.errors import ConfigError, DataError
@@ -203,7 +204,7 @@ def test_train_py_refuses_dev_zero_as_its_dataset_at_once(tmp_path):
 
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "file", "missing"])
 def test_an_igakuqa_root_that_is_no_folder_says_what_it_is_and_what_the_root_holds(kind, tmp_path, fifo):
-    from medtune.exam.files import read_igakuqa
+    from medtune.exam.igakuqa import read_igakuqa
 
     if kind == "fifo":
         root = fifo

@@ -17,23 +17,13 @@ import pytest
 
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.errors import DataError
-from medtune.exam.files import (
-    REASON_KINDS,
-    AnswerOverrides,
-    ExamFilter,
-    ExcludedQuestion,
-    FieldMapping,
-    load_overrides,
-    read_exam_jsonl,
-    read_igakuqa,
-    read_sample_exam,
-    select_exam_jsonl,
-    select_igakuqa,
-    select_sample_exam,
-    shuffle_choices,
-)
+from medtune.exam.igakuqa import read_igakuqa, select_igakuqa
+from medtune.exam.jsonl_exam import read_exam_jsonl, read_sample_exam, select_exam_jsonl, select_sample_exam
 from medtune.exam.loading import exclusion_summary, load_exam, select_exam
+from medtune.exam.overrides import AnswerOverrides, load_overrides
+from medtune.exam.records import REASON_KINDS, ExcludedQuestion, FieldMapping
 from medtune.exam.scoring import score_letters
+from medtune.exam.selection import ExamFilter, shuffle_choices
 from medtune.vocabulary import Status
 
 REPO = Path(__file__).resolve().parents[1]
@@ -651,7 +641,8 @@ def test_shared_a_later_year_with_choices_in_a_figure(tmp_path: Path):
 def test_a_question_with_thirty_choices_loads_with_numbered_labels_and_scores(tmp_path):
     """Past 26 choices the labels are numbers: nothing indexes past z (it used to raise IndexError)."""
     from medtune.data.readers import format_choices
-    from medtune.exam.files import FieldMapping, select_exam_jsonl
+    from medtune.exam.jsonl_exam import select_exam_jsonl
+    from medtune.exam.records import FieldMapping
     from medtune.exam.scoring import score_response
 
     choices = [f"option number {i}" for i in range(1, 31)]

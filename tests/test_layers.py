@@ -194,14 +194,14 @@ def test_every_package_on_a_level_exists():
 
 def test_the_level_check_finds_planted_breaches():
     planted = {
-        "medtune.data.readers": {"medtune.exam.files"},  # up a level
+        "medtune.data.readers": {"medtune.exam.igakuqa"},  # up a level
         "medtune.training.task": {"medtune.evaluation.task"},  # a task importing a task
-        "medtune.exam.files": {"medtune.modeling.load"},  # a peer on its own level
+        "medtune.exam.igakuqa": {"medtune.modeling.load"},  # a peer on its own level
         "medtune.llm.backend": {"medtune.data.readers", "medtune.errors"},  # down, and a utility: fine
     }
     assert level_breaches(planted) == [
-        "medtune.data.readers -> medtune.exam.files",
-        "medtune.exam.files -> medtune.modeling.load",
+        "medtune.data.readers -> medtune.exam.igakuqa",
+        "medtune.exam.igakuqa -> medtune.modeling.load",
         "medtune.training.task -> medtune.evaluation.task",
     ]
 

@@ -29,7 +29,7 @@ _ALTERNATIVES = re.compile(r"(?<!\s)\s+or(?:\s+|$)", re.IGNORECASE)
 
 
 class AnswerProblem(ValueError):
-    """Why a key cannot be read: `kind` (as `medtune.exam.files.REASON_KINDS` counts it) and the label.
+    """Why a key cannot be read: `kind` (as `medtune.exam.records.REASON_KINDS` counts it) and the label.
 
     Kinds: `empty_answer` (nothing given), `answer_outside_choices` (a label of the question's scheme
     beyond its choices, e.g. "f" of five), `unparsable_answer` (not a label of the scheme at all,

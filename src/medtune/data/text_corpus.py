@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from medtune.data.file_checks import check_data_file
-from medtune.data.readers import iter_json_objects
+from medtune.data.json_files import iter_json_objects
 from medtune.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".md")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medtune.data.readers import data_files, iter_json_objects
+from medtune.data.json_files import iter_json_objects
+from medtune.data.readers import data_files
 from medtune.data.tokenize import IGNORE_INDEX, EncodingStats
 from medtune.errors import DataError
 

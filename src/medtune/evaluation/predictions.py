@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medtune.data.file_checks import check_data_file
-from medtune.data.readers import describe_value, iter_json_objects
+from medtune.data.json_files import describe_value, iter_json_objects
 from medtune.errors import DataError
 from medtune.exam.scoring import score_letters
 from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status

@@ -18,18 +18,11 @@ from typing import Any
 from medtune.config.eval_schema import ExamConfig, ExamFormat
 from medtune.data.file_checks import check_data_file
 from medtune.errors import DataError, warn
-from medtune.exam.files import (
-    AnswerOverrides,
-    ExamFilter,
-    ExamSelection,
-    ExcludedQuestion,
-    FieldMapping,
-    load_overrides,
-    select_exam_jsonl,
-    select_igakuqa,
-    select_sample_exam,
-    shuffle_choices,
-)
+from medtune.exam.igakuqa import select_igakuqa
+from medtune.exam.jsonl_exam import select_exam_jsonl, select_sample_exam
+from medtune.exam.overrides import AnswerOverrides, load_overrides
+from medtune.exam.records import ExcludedQuestion, FieldMapping
+from medtune.exam.selection import ExamFilter, ExamSelection, shuffle_choices
 from medtune.vocabulary import ExamQuestion
 
 __all__ = [

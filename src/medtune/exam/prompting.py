@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from medtune.config.schema import PromptConfig
-from medtune.data.readers import InstructionRecord, format_choices, iter_json_objects
+from medtune.data.json_files import iter_json_objects
+from medtune.data.readers import InstructionRecord, format_choices
 from medtune.data.templates import (
     apply_chat_template,
     chat_messages,

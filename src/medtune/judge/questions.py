@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from medtune.data.readers import describe_value, iter_json_objects, text_field
+from medtune.data.json_files import describe_value, iter_json_objects, text_field
 from medtune.errors import DataError
 
 # The paper's nine categories, in the order of its Tables III and IV.

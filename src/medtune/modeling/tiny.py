@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 
 from medtune.config.schema import ArchitectureConfig
-from medtune.data.readers import bundled_sample_files, iter_json_objects
+from medtune.data.json_files import iter_json_objects
+from medtune.data.readers import bundled_sample_files
 from medtune.io import folder_mode
 
 BUILDER_VERSION = 1
