@@ -365,7 +365,7 @@ def test_smollm2s_real_answers_with_a_pathological_tail_are_scored(tmp_path, tin
     outputs = json.dumps([row["output"] for row in rows])
     read = guarded(
         f"""
-        from medtune.exam.parsing import locate_answer
+        from medtune.exam.answer_location import locate_answer
         from medtune.llm.response_limit import ResponseLimit
         outputs = json.loads({outputs!r})
         limit = ResponseLimit(48, "eval.max_new_tokens", lambda message: None)

@@ -17,9 +17,10 @@ from conftest import CONF, TINY_TRAIN_DEFAULTS
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.exam_schema import ExamAggregate
 from medtune.config.schema import TrainRunConfig
+from medtune.exam.aggregation import BREAKDOWNS, aggregate
 from medtune.exam.loading import select_exam
 from medtune.exam.overrides import bundled_overrides_path
-from medtune.exam.scoring import BREAKDOWNS, aggregate, score_letters
+from medtune.exam.scoring import score_letters
 from medtune.rules.language import PROMPT_FOR_LANGUAGE, check_prompt_language
 
 IGAKUQA_BREAKDOWNS = ["points", "essential", "block", "category", "kinki"]

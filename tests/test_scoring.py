@@ -12,9 +12,10 @@ import difflib
 import pytest
 from rapidfuzz import fuzz
 
-from medtune.exam.parsing import answer_segment, split_parts
+from medtune.exam.aggregation import aggregate
+from medtune.exam.answer_location import answer_segment
+from medtune.exam.parsing import split_parts
 from medtune.exam.scoring import (
-    aggregate,
     score_letters,
     score_response,
     similarity_fn,

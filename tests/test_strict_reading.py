@@ -18,7 +18,8 @@ import pytest
 
 from medtune.data.readers import format_choices
 from medtune.evaluation.records import prediction_row, scored_from_row
-from medtune.exam.scoring import aggregate, score_letters, score_response
+from medtune.exam.aggregation import aggregate
+from medtune.exam.scoring import score_letters, score_response
 from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status, choice_labels
 
 CORPUS = Path(__file__).parent / "data" / "answer_corpus.jsonl"

@@ -28,9 +28,10 @@ from medtune.config.job import JobContext, Workspace
 from medtune.errors import ConfigError, DataError
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
 from medtune.evaluation.records import prediction_row
+from medtune.exam.aggregation import aggregate
 from medtune.exam.loading import ExamSelection, exclusion_summary, select_exam
 from medtune.exam.prompting import exam_prompt, read_fewshot
-from medtune.exam.scoring import aggregate, score_letters, score_response
+from medtune.exam.scoring import score_letters, score_response
 from medtune.finished import HeldResults, present, settle, written_at
 from medtune.io import write_json_atomic
 from medtune.jsonl_store import (

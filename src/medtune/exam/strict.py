@@ -28,7 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from medtune.exam.parsing import LocatedAnswer, Part, Reading, Statement, fold, read_statement
+from medtune.exam.answer_forms import fold
+from medtune.exam.answer_location import LocatedAnswer, Statement
+from medtune.exam.parsing import Part, Reading, read_statement
 from medtune.vocabulary import ExamQuestion
 
 SimilarityFn = Callable[[str, str], float]

@@ -29,8 +29,9 @@ class ExamAccuracyCallback(TrainerCallback):
     def measure(self, model, step: int) -> dict[str, Any]:
         """Answer every question with `model` and score it; logged as exam/* at `step`."""
         from medtune.config.exam_schema import EvalConfig, EvalMode
+        from medtune.exam.aggregation import aggregate
         from medtune.exam.prompting import build_prompt
-        from medtune.exam.scoring import aggregate, score_letters, score_response
+        from medtune.exam.scoring import score_letters, score_response
         from medtune.llm.generation import generate_responses
         from medtune.llm.loglik import (
             choice_logprobs,
