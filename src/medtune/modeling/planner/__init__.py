@@ -8,7 +8,8 @@ training path actually does with each tensor. The modules import downward only:
 * `counting`: the meta-device model and its exact parameter counts;
 * `dtypes`: byte units and which dtype each kind of tensor has at run time;
 * `memory`: quantized weight bytes, ZeRO sharding, weights, optimizer states, gradients, buffers;
-* `activations`: what autograd saves per decoder layer, per family and attention implementation;
+* `layer_activations`: what autograd saves per decoder layer, per family and attention implementation;
+* `activations`: those layers, the head and the backward summed for one micro batch;
 * `budget`: the step's total per GPU, whether it fits (`verdict`), and `plan(cfg)` for a run config;
 * `rendering`: `format_plan(plan)` for the console, `plan_text` as plain text.
 
