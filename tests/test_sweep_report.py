@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from medtune.reporting.intervals import correct_map, paired_difference, wilson
 from medtune.reporting.stats import Contingency, contingency, mcnemar_exact
 from medtune.reporting.sweep_report import (
     CellOutcome,
+    compare_pairs,
     plot_figure2,
     print_table2,
     read_statuses,
     table2_rows,
+    table3_markdown,
     write_report,
     write_table2,
 )
@@ -194,11 +197,11 @@ def test_write_table2_markdown_and_csv(tmp_path):
     md_path, csv_path = write_table2(table2_rows(_grid()), tmp_path)
     md = md_path.read_text(encoding="utf-8").splitlines()
     assert md[0] == (
-        "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement "
+        "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | 95% interval | Improvement "
         "| Strict invalid | Strict accuracy |"
     )
     # Metrics written before the strict reading existed show "-" in its columns.
-    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | (#1-1) +0.177 | - | - |" in md
+    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | [0.314, 0.426] | (#1-1) +0.177 | - | - |" in md
     with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["improvement"] == "" and rows[0]["reference"] == ""
@@ -221,7 +224,10 @@ def test_table2_carries_the_strict_reading_beside_the_paper_one(tmp_path):
     rows = table2_rows(cells)
     assert rows[0]["strict_invalid"] == 40 and math.isclose(rows[0]["strict_accuracy"], 80 / 277)
     md_path, csv_path = write_table2(rows, tmp_path)
-    assert "| 3-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | - | 40 | 0.289 |" in md_path.read_text()
+    assert (
+        "| 3-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | [0.314, 0.426] | - | 40 | 0.289 |"
+        in md_path.read_text()
+    )
     with csv_path.open(newline="", encoding="utf-8") as handle:
         assert list(csv.DictReader(handle))[0]["strict_correct"] == "80"
 
@@ -314,3 +320,70 @@ def test_write_report_end_to_end(tmp_path):
 def test_figure2_without_finished_cells_is_still_a_png(tmp_path):
     path = plot_figure2([CellOutcome("a", status="failed", error="boom")], tmp_path / "fig.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------- intervals (issue 21)
+
+
+def test_table2_rows_carry_wilson_intervals_for_both_readings(tmp_path):
+    strict = {"correct": 80, "invalid": 40, "wrong": 157, "accuracy": 80 / 277, "n": 277}
+    cells = [CellOutcome("s", label="3-1 (A)", status="done", metrics={**_metrics(102, 2, 173), "strict": strict})]
+    row = table2_rows(cells)[0]
+    paper, strict_interval = wilson(102, 277), wilson(80, 277)
+    assert (row["accuracy_low"], row["accuracy_high"]) == (paper.low, paper.high)
+    assert row["accuracy_se"] == pytest.approx(math.sqrt(102 / 277 * 175 / 277 / 277))
+    assert (row["strict_accuracy_low"], row["strict_accuracy_high"]) == (strict_interval.low, strict_interval.high)
+    _, csv_path = write_table2([row], tmp_path)
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        saved = list(csv.DictReader(handle))[0]
+    assert float(saved["accuracy_low"]) == pytest.approx(0.3136, abs=1e-4)  # worked by hand: 0.370033 - 0.056440
+    assert float(saved["accuracy_high"]) == pytest.approx(0.4265, abs=1e-4)
+
+
+def test_improvement_over_the_reference_gets_a_paired_interval_when_both_predictions_exist(tmp_path):
+    base, tuned = {}, {}
+    for i in range(60):  # the tuned cell gains 3 questions and loses 2: within noise
+        base[f"q{i}"] = "correct" if i % 2 else "wrong"
+        tuned[f"q{i}"] = base[f"q{i}"]
+    for i in (0, 2, 4):
+        tuned[f"q{i}"] = "correct"
+    for i in (1, 3):
+        tuned[f"q{i}"] = "invalid"
+    cells = [
+        CellOutcome(
+            "base",
+            label="1-1",
+            status="done",
+            metrics=_metrics(30, 0, 30),
+            predictions_path=_write_predictions(tmp_path / "base.jsonl", base),
+        ),
+        CellOutcome(
+            "tuned",
+            label="1-2",
+            reference="base",
+            status="done",
+            metrics=_metrics(31, 2, 27),
+            predictions_path=_write_predictions(tmp_path / "tuned.jsonl", tuned),
+        ),
+    ]
+    row = table2_rows(cells)[1]
+    expected = paired_difference(correct_map(base), correct_map(tuned))
+    assert (row["improvement_low"], row["improvement_high"]) == (expected.low, expected.high)
+    assert row["improvement_low"] < 0 < row["improvement_high"]
+    assert row["improvement_verdict"] == "within noise"
+    assert row["improvement_text"] == f"+0.017 [{expected.low:+.3f}, {expected.high:+.3f}] within noise"
+
+
+def test_table3_gives_the_paired_difference_and_says_when_it_is_beyond_noise(tmp_path):
+    pred_a, pred_b = _paper_pair(tmp_path)
+    cells = [
+        CellOutcome("a", label="2-1 (A)", status="done", metrics=_metrics(31, 0, 6), predictions_path=pred_a),
+        CellOutcome("b", label="4-1 (A)", status="done", metrics=_metrics(13, 0, 24), predictions_path=pred_b),
+    ]
+    compared, _ = compare_pairs([("a", "b")], {c.name: c for c in cells})
+    pair = compared[0]
+    # 37 shared questions: B - A = (1 - 19) / 37 on the discordant ones
+    assert pair["difference"] == pytest.approx(-18 / 37)
+    assert pair["difference_high"] < 0 and not pair["within_noise"]
+    assert "so 2-1 (A) is better beyond noise (McNemar p = 4.005e-05)" in pair["difference_text"]
+    assert "Paired bootstrap (95%, questions resampled): 4-1 (A) - 2-1 (A) = -0.486" in table3_markdown(compared, [])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from medtune.reporting.intervals import Interval, PairedDifference, correct_map, paired_difference, wilson
 from medtune.reporting.stats import contingency, format_p
 
 DONE = "done"
@@ -30,13 +31,21 @@ ROW_COLUMNS = (
     "wrong",
     "n",
     "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "accuracy_se",
     "improvement",
+    "improvement_low",
+    "improvement_high",
+    "improvement_verdict",
     "reference",
     "improvement_text",
     "strict_correct",
     "strict_invalid",
     "strict_wrong",
     "strict_accuracy",
+    "strict_accuracy_low",
+    "strict_accuracy_high",
 )
 MD_HEADER = (
     "Cell",
@@ -47,6 +56,7 @@ MD_HEADER = (
     "Invalid",
     "Wrong",
     "Accuracy",
+    "95% interval",
     "Improvement",
     "Strict invalid",
     "Strict accuracy",
@@ -94,10 +104,34 @@ def _counts(cell: CellOutcome) -> dict[str, Any]:
     accuracy = m.get("accuracy")
     accuracy = float(accuracy) if accuracy is not None else (correct / n if n else 0.0)
     counts = {"correct": correct, "invalid": invalid, "wrong": wrong, "n": n, "accuracy": accuracy}
+    interval = _accuracy_interval(correct, n, accuracy)
+    counts.update(accuracy_low=interval.low, accuracy_high=interval.high, accuracy_se=interval.standard_error)
     strict = m.get("strict") or {}  # the strict reading; absent from metrics written before it existed
     for key in ("correct", "invalid", "wrong", "accuracy"):
         counts[f"strict_{key}"] = strict.get(key)
+    counts["strict_accuracy_low"] = counts["strict_accuracy_high"] = None
+    if strict.get("correct") is not None:
+        strict_n = int(strict.get("n", n))
+        strict_interval = wilson(int(strict["correct"]), strict_n)
+        counts.update(strict_accuracy_low=strict_interval.low, strict_accuracy_high=strict_interval.high)
     return counts
+
+
+def _accuracy_interval(correct: int, n: int, accuracy: float) -> Interval:
+    """Wilson's interval of correct / n. When the evaluator's accuracy is not correct / n (questions
+    voided or counted another way), the interval is shifted to sit around that accuracy."""
+    interval = wilson(min(correct, n), n)
+    shift = accuracy - interval.value
+    if abs(shift) < 1e-12:
+        return interval
+    return Interval(
+        accuracy,
+        max(0.0, interval.low + shift),
+        min(1.0, interval.high + shift),
+        interval.standard_error,
+        "wilson",
+        n,
+    )
 
 
 def _strict_text(row: Mapping[str, Any], key: str) -> str:
@@ -107,20 +141,46 @@ def _strict_text(row: Mapping[str, Any], key: str) -> str:
     return f"{value:.3f}" if key == "accuracy" else str(value)
 
 
+def _interval_text(row: Mapping[str, Any]) -> str:
+    return f"[{row['accuracy_low']:.3f}, {row['accuracy_high']:.3f}]"
+
+
 def _short_label(cell: CellOutcome) -> str:
     # The paper cites a reference by its cell number only ("#1-1"), not with the prompt "(A)".
     return cell.display.split()[0] if cell.display.split() else cell.name
 
 
-def _improvement(cell: CellOutcome, accuracy: float, index: Mapping[str, CellOutcome]) -> tuple[float | None, str]:
+def _usable_reference(cell: CellOutcome, index: Mapping[str, CellOutcome]) -> CellOutcome | None:
+    ref = index.get(cell.reference) if cell.reference else None
+    return ref if ref is not None and ref.status == DONE and ref.metrics is not None else None
+
+
+def _improvement(
+    cell: CellOutcome, accuracy: float, index: Mapping[str, CellOutcome], paired: PairedDifference | None
+) -> tuple[float | None, str]:
     if not cell.reference:
         return None, "-"
-    ref = index.get(cell.reference)
-    if ref is None or ref.status != DONE or ref.metrics is None:
+    ref = _usable_reference(cell, index)
+    if ref is None:
         return None, f"- (reference {cell.reference} missing)"
     delta = accuracy - _counts(ref)["accuracy"]
     text = f"{delta:+.3f}"
+    if paired is not None:
+        text += f" [{paired.low:+.3f}, {paired.high:+.3f}]" + (" within noise" if paired.within_noise else "")
     return delta, text if cell.natural_reference else f"(#{_short_label(ref)}) {text}"
+
+
+def _predictions_of(cell: CellOutcome) -> Path | None:
+    path = cell.predictions_path
+    return Path(path) if path is not None and Path(path).is_file() else None
+
+
+def _paired_with_reference(cell: CellOutcome, ref: CellOutcome) -> PairedDifference | None:
+    """The cell minus its reference on the questions both answered, when both predictions files exist."""
+    mine, theirs = _predictions_of(cell), _predictions_of(ref)
+    if mine is None or theirs is None:
+        return None
+    return paired_difference(correct_map(read_statuses(theirs)), correct_map(read_statuses(mine)))
 
 
 def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
@@ -131,7 +191,9 @@ def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
         if cell.status != DONE:
             continue
         counts = _counts(cell)
-        improvement, text = _improvement(cell, counts["accuracy"], index)
+        ref = _usable_reference(cell, index)
+        paired = _paired_with_reference(cell, ref) if ref is not None else None
+        improvement, text = _improvement(cell, counts["accuracy"], index, paired)
         rows.append(
             {
                 "cell": cell.name,
@@ -141,6 +203,9 @@ def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
                 "prompt": cell.prompt,
                 **counts,
                 "improvement": improvement,
+                "improvement_low": paired.low if paired else None,
+                "improvement_high": paired.high if paired else None,
+                "improvement_verdict": paired.verdict() if paired else None,
                 "reference": cell.reference,
                 "improvement_text": text,
             }
@@ -154,7 +219,7 @@ def _md_cell(value: Any) -> str:
 
 
 def table2_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 7) + "|"]
+    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 8) + "|"]
     for row in rows:
         values = (
             row["label"],
@@ -165,6 +230,7 @@ def table2_markdown(rows: Sequence[dict]) -> str:
             row["invalid"],
             row["wrong"],
             f"{row['accuracy']:.3f}",
+            _interval_text(row),
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
@@ -212,6 +278,7 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
             str(row["invalid"]),
             str(row["wrong"]),
             f"{row['accuracy']:.3f}",
+            _interval_text(row),
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
@@ -237,7 +304,11 @@ def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
                 color="tab:blue" if delta >= 0 else "tab:red",
                 label="improvement" if delta >= 0 else "decline",
             )
-        ax.text(x, max(accuracy, base) + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
+        # The 95% interval of the cell's accuracy (Wilson), drawn at the top of its bar.
+        below, above = accuracy - row["accuracy_low"], row["accuracy_high"] - accuracy
+        ax.errorbar(x, accuracy, yerr=[[below], [above]], fmt="none", ecolor="black", capsize=3, linewidth=1)
+        top = max(row["accuracy_high"], base)
+        ax.text(x, top + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
 
 
 def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
@@ -260,7 +331,7 @@ def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
         ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("accuracy")
-    ax.set_title("Figure 2: accuracy and improvement over the reference")
+    ax.set_title("Figure 2: accuracy (95% interval) and improvement over the reference")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
@@ -304,7 +375,9 @@ def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutc
         if problems:
             skipped.append({"a": a, "b": b, "reason": "; ".join(problems)})
             continue
-        table = contingency(read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path))
+        a_status, b_status = read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path)
+        table = contingency(a_status, b_status)
+        paired = paired_difference(correct_map(a_status), correct_map(b_status))
         compared.append(
             {
                 "a": a,
@@ -317,6 +390,12 @@ def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutc
                 "neither": table.neither,
                 "n": table.n,
                 "p_value": table.p_value(),
+                "difference": paired.difference,
+                "difference_low": paired.low,
+                "difference_high": paired.high,
+                "difference_standard_error": paired.standard_error,
+                "within_noise": paired.within_noise,
+                "difference_text": paired.words(index[a].display, index[b].display),
                 "table": table,
             }
         )
@@ -332,6 +411,7 @@ def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
             f"{pair['n']} questions answered by both; exact McNemar on "
             f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n"
         )
+        parts.append(f"Paired bootstrap (95%, questions resampled): {_md_cell(pair['difference_text'])}.\n")
     if skipped:
         parts.append("## Skipped pairs\n")
         parts.extend(f"- {p['a']} vs {p['b']}: {p['reason']}" for p in skipped)
