@@ -15,14 +15,13 @@ import pytest
 
 from medtune.reporting.intervals import correct_map, paired_difference, wilson
 from medtune.reporting.stats import Contingency, contingency, mcnemar_exact
+from medtune.reporting.paired_report import compare_pairs, read_statuses, table3_markdown
+from medtune.reporting.seed_summary import seed_rows
 from medtune.reporting.sweep_report import (
     CellOutcome,
-    compare_pairs,
     plot_figure2,
     print_table2,
-    read_statuses,
     table2_rows,
-    table3_markdown,
     write_report,
     write_table2,
 )
@@ -387,3 +386,56 @@ def test_table3_gives_the_paired_difference_and_says_when_it_is_beyond_noise(tmp
     assert pair["difference_high"] < 0 and not pair["within_noise"]
     assert "so 2-1 (A) is better beyond noise (McNemar p = 4.005e-05)" in pair["difference_text"]
     assert "Paired bootstrap (95%, questions resampled): 4-1 (A) - 2-1 (A) = -0.486" in table3_markdown(compared, [])
+
+
+# ---------------------------------------------------------------- seeds (issue 21)
+
+
+def _seeded_grid() -> list[CellOutcome]:
+    cells = [
+        CellOutcome("base", label="1-1", model="Llama 2", tuning="none", status="done", metrics=_metrics(53, 40, 184))
+    ]
+    for seed, correct in ((1, 80), (2, 89), (3, 95)):
+        cells.append(
+            CellOutcome(
+                f"tuned__seed{seed}",
+                label="1-2",
+                model="Llama 2",
+                tuning="qlora",
+                reference="base",
+                status="done",
+                metrics=_metrics(correct, 10, 277 - 10 - correct),
+                base="tuned",
+                seed=seed,
+            )
+        )
+    return cells
+
+
+def test_seeds_fold_into_mean_and_sample_standard_deviation_per_cell():
+    rows = table2_rows(_seeded_grid())
+    assert [row["label"] for row in rows] == ["1-1", "1-2 seed 1", "1-2 seed 2", "1-2 seed 3"]
+    folded = {row["cell"]: row for row in seed_rows(rows)}
+    tuned = folded["tuned"]
+    values = [80 / 277, 89 / 277, 95 / 277]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    assert tuned["seeds"] == [1, 2, 3] and tuned["n_seeds"] == 3
+    assert tuned["accuracy_mean"] == pytest.approx(mean) and tuned["accuracy_sd"] == pytest.approx(sd)
+    assert tuned["accuracy_per_seed"] == pytest.approx(values)
+    assert tuned["improvement_mean"] == pytest.approx(mean - 53 / 277)
+    assert folded["base"]["n_seeds"] == 1 and folded["base"]["accuracy_sd"] == 0.0
+
+
+def test_seeded_table2_shows_mean_sd_and_every_seed_in_md_csv_and_figure(tmp_path):
+    summary = write_report(_seeded_grid(), [], tmp_path, title="seeds")
+    md = (tmp_path / "table2.md").read_text(encoding="utf-8")
+    assert "| 1-2 | Llama 2 | qlora |  | 3 | 0.318 ± 0.027 | 0.289 (s1), 0.321 (s2), 0.343 (s3) |" in md
+    assert "### Every seed" in md and "| 1-2 seed 2 |" in md
+    with (tmp_path / "table2_seeds.csv").open(newline="", encoding="utf-8") as handle:
+        saved = {row["cell"]: row for row in csv.DictReader(handle)}
+    assert saved["tuned"]["seeds"] == "1 2 3" and float(saved["tuned"]["accuracy_sd"]) == pytest.approx(
+        0.0273, abs=1e-4
+    )
+    assert [row["cell"] for row in summary["seed_rows"]] == ["base", "tuned"]
+    assert (tmp_path / "figure2.png").read_bytes().startswith(b"\x89PNG")

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+from medtune.io import write_json_atomic, write_text_atomic
+from medtune.reporting.figure2 import draw_figure2
 from medtune.reporting.intervals import Interval, PairedDifference, correct_map, paired_difference, wilson
-from medtune.reporting.stats import contingency, format_p
+from medtune.reporting.paired_report import compare_pairs, read_statuses, table3_markdown
+from medtune.reporting.seed_summary import has_seeds, seed_csv, seed_markdown, seed_rows
 
 DONE = "done"
 ROW_COLUMNS = (
     "cell",
+    "base",
+    "seed",
     "label",
     "model",
     "tuning",
@@ -78,10 +81,13 @@ class CellOutcome:
     predictions_path: Path | None = None
     error: str = ""
     natural_reference: bool = True
+    base: str = ""  # the declared cell this is one seed of (sweep.seeds); "" when it runs once
+    seed: int | None = None
 
     @property
     def display(self) -> str:
-        return self.label or self.name
+        shown = self.label or self.base or self.name
+        return f"{shown} seed {self.seed}" if self.seed is not None else shown
 
 
 def _index(cells: Sequence[CellOutcome]) -> dict[str, CellOutcome]:
@@ -197,6 +203,9 @@ def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
         rows.append(
             {
                 "cell": cell.name,
+                "base": cell.base or cell.name,
+                "seed": cell.seed,
+                "base_label": cell.label or cell.base or cell.name,
                 "label": cell.display,
                 "model": cell.model,
                 "tuning": cell.tuning,
@@ -253,7 +262,12 @@ def write_table2(rows: Sequence[dict], out_dir: Path) -> tuple[Path, Path]:
     """table2.md for people (shaped like the paper) and table2.csv for programs (every column)."""
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "table2.md", out_dir / "table2.csv"
-    write_text_atomic(md_path, table2_markdown(rows))
+    markdown = table2_markdown(rows)
+    if has_seeds(rows):  # the seeds folded into one row per cell first, every run below
+        folded = seed_rows(rows)
+        markdown = seed_markdown(folded) + "\n### Every seed\n\n" + markdown
+        write_text_atomic(out_dir / "table2_seeds.csv", seed_csv(folded))
+    write_text_atomic(md_path, markdown)
     write_text_atomic(csv_path, table2_csv(rows))
     return md_path, csv_path
 
@@ -286,137 +300,9 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
     console.print(table)
 
 
-def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
-    for x, row in enumerate(rows):
-        accuracy, delta = row["accuracy"], row["improvement"]
-        base = accuracy if delta is None else accuracy - delta
-        if delta is None and row["reference"]:
-            # Tuned but its reference is gone: do not pass the bar off as an untuned base.
-            ax.bar(x, base, color="white", edgecolor="gray", hatch="//", label="reference missing")
-        else:
-            ax.bar(x, base, color="lightgray", edgecolor="gray", label="reference / untuned")
-        if delta is not None:
-            # A negative height draws downward from the reference, so a decline stays visible on the gray bar.
-            ax.bar(
-                x,
-                delta,
-                bottom=base,
-                color="tab:blue" if delta >= 0 else "tab:red",
-                label="improvement" if delta >= 0 else "decline",
-            )
-        # The 95% interval of the cell's accuracy (Wilson), drawn at the top of its bar.
-        below, above = accuracy - row["accuracy_low"], row["accuracy_high"] - accuracy
-        ax.errorbar(x, accuracy, yerr=[[below], [above]], fmt="none", ecolor="black", capsize=3, linewidth=1)
-        top = max(row["accuracy_high"], base)
-        ax.text(x, top + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
-
-
 def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
-    """Accuracy per finished cell: the reference's accuracy in gray, the change from it in colour."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = table2_rows(cells)
-    # A bare Figure on an Agg canvas: no pyplot, so no global backend switch and no GUI.
-    fig = Figure(figsize=(max(4.0, 0.8 * len(rows) + 2.0), 4.0))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if rows:
-        _draw_bars(ax, rows)
-        ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=45, ha="right", fontsize=8)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))  # one legend entry per kind, not per bar
-        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left")
-    else:
-        ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Figure 2: accuracy (95% interval) and improvement over the reference")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
-
-
-def read_statuses(path: Path) -> dict[str, str]:
-    """Question id -> status from predictions.jsonl; only a torn last line (a crash) is forgiven."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    statuses: dict[str, str] = {}
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not JSON") from None
-        # A resumed evaluation may repeat an id; the later line is the one it kept.
-        statuses[str(row["id"])] = row["status"]
-    return statuses
-
-
-def _pair_problem(name: str, index: Mapping[str, CellOutcome]) -> str:
-    cell = index.get(name)
-    if cell is None:
-        return f"{name}: no such cell"
-    if cell.status != DONE:
-        return f"{name}: {cell.status}" + (f" ({cell.error})" if cell.error else "")
-    if cell.predictions_path is None or not Path(cell.predictions_path).is_file():
-        return f"{name}: no predictions file"
-    return ""
-
-
-def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutcome]) -> tuple[list[dict], list[dict]]:
-    """(compared, skipped): the contingency and McNemar p of each pair whose two cells are usable."""
-    compared, skipped = [], []
-    for a, b in pairs:
-        problems = [p for p in (_pair_problem(a, index), _pair_problem(b, index)) if p]
-        if problems:
-            skipped.append({"a": a, "b": b, "reason": "; ".join(problems)})
-            continue
-        a_status, b_status = read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path)
-        table = contingency(a_status, b_status)
-        paired = paired_difference(correct_map(a_status), correct_map(b_status))
-        compared.append(
-            {
-                "a": a,
-                "b": b,
-                "a_label": index[a].display,
-                "b_label": index[b].display,
-                "both_correct": table.both_correct,
-                "a_only": table.a_only,
-                "b_only": table.b_only,
-                "neither": table.neither,
-                "n": table.n,
-                "p_value": table.p_value(),
-                "difference": paired.difference,
-                "difference_low": paired.low,
-                "difference_high": paired.high,
-                "difference_standard_error": paired.standard_error,
-                "within_noise": paired.within_noise,
-                "difference_text": paired.words(index[a].display, index[b].display),
-                "table": table,
-            }
-        )
-    return compared, skipped
-
-
-def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
-    parts = ["# Table 3: paired correctness\n"]
-    for pair in compared:
-        parts.append(f"## {_md_cell(pair['a_label'])} vs {_md_cell(pair['b_label'])}\n")
-        parts.append(pair["table"].to_markdown(pair["a_label"], pair["b_label"]))
-        parts.append(
-            f"{pair['n']} questions answered by both; exact McNemar on "
-            f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n"
-        )
-        parts.append(f"Paired bootstrap (95%, questions resampled): {_md_cell(pair['difference_text'])}.\n")
-    if skipped:
-        parts.append("## Skipped pairs\n")
-        parts.extend(f"- {p['a']} vs {p['b']}: {p['reason']}" for p in skipped)
-        parts.append("")
-    return "\n".join(parts)
+    """Figure 2 of the finished cells (`reporting.figure2`)."""
+    return draw_figure2(table2_rows(cells), path)
 
 
 def _unfinished(cells: Sequence[CellOutcome]) -> list[dict]:
@@ -455,6 +341,7 @@ def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]],
         "rows": rows,
         "pairs": [{k: v for k, v in pair.items() if k != "table"} for pair in compared],
         "skipped_pairs": skipped,
+        "seed_rows": seed_rows(rows) if has_seeds(rows) else [],
         "best": best["cell"] if best else None,
         "best_accuracy": best["accuracy"] if best else None,
         "failed": [u for u in unfinished if u["status"] == "failed"],
