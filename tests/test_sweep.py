@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, cli
 from medtune.tracking.offline import find_offline_runs, read_offline_run
@@ -136,3 +137,57 @@ def test_a_killed_sweep_resumes_retries_failures_and_summarises(tmp_path, tiny_c
     runs = [read_offline_run(p) for p in find_offline_runs(sweep_dir)]
     assert {r.group for r in runs} == {"sweep-mini"}
     assert {"train", "eval", "sweep-summary"} <= {r.job_type for r in runs}
+
+
+SEEDED_SWEEP = """
+name: seeded
+description: one tuned cell, two seeds
+common_train: [model=tiny, dataset=sample, prompt=alpaca, exam=sample, train.max_steps=3, train.eval_steps=0,
+               exam_eval.enabled=false, "paths.cache_dir={cache}"]
+common_evaluate: [eval=loglik, exam.max_questions=6, "paths.cache_dir={cache}"]
+seeds: [1, 2]
+pairs: [[tuned, base]]
+cells:
+  base: {{label: base, model: tiny, tuning: none, prompt: A, evaluate: []}}
+  tuned: {{label: tuned, model: tiny, tuning: lora, prompt: A, train: [adapter=lora], evaluate: [], reference: base}}
+"""
+
+
+def test_seeds_run_each_training_cell_once_per_seed_in_the_dry_run():
+    result = cli("sweep.py", "sweep=smoke", "sweep.seeds=[7,8]", "sweep.dry_run=true")
+    assert result.returncode == 0, result.stderr[-2000:]
+    # 4 untuned cells run once, 4 tuned cells twice
+    for seed in (7, 8):
+        assert f"tiny-qlora-A__seed{seed}" in result.stdout
+        assert f"seed={seed}" in result.stdout
+    assert "tiny-none-A__seed" not in result.stdout
+    repeated = cli("sweep.py", "sweep=smoke", "sweep.seeds=[7,7]", "sweep.dry_run=true")
+    assert repeated.returncode == 2
+    assert "sweep.seeds=[7, 7] repeats [7]: each seed runs once" in repeated.stderr
+
+
+@pytest.mark.slow
+def test_a_seeded_sweep_reports_mean_and_spread_over_its_seeds(tmp_path, tiny_cache):
+    conf = tmp_path / "conf" / "sweep"
+    conf.mkdir(parents=True)
+    (conf / "seeded.yaml").write_text(SEEDED_SWEEP.format(cache=tiny_cache))
+    args = [
+        "sweep.py",
+        "sweep=seeded",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        f"paths.output_root={tmp_path}",
+    ]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep_dir = tmp_path / "sweeps" / "seeded"
+    done = {n: r["status"] for n, r in records(sweep_dir).items()}
+    assert done == {"base": "done", "tuned__seed1": "done", "tuned__seed2": "done"}
+    seeds = sorted(yaml.safe_load(p.read_text())["seed"] for p in (sweep_dir / "train").glob("*/config.yaml"))
+    assert seeds == [1, 2]  # one training per seed, each with its seed
+    report = sweep_dir / "report"
+    folded = (report / "table2_seeds.csv").read_text().splitlines()
+    assert folded[0].startswith("cell,label") and len(folded) == 3
+    assert "| tuned |" in (report / "table2.md").read_text() and "### Every seed" in (report / "table2.md").read_text()
+    table3 = (report / "table3.md").read_text()
+    assert "tuned seed 1 vs base" in table3 and "tuned seed 2 vs base" in table3
+    assert "Paired bootstrap (95%, questions resampled)" in table3

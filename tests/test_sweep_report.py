@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from medtune.reporting.intervals import correct_map, paired_difference, wilson
 from medtune.reporting.stats import Contingency, contingency, mcnemar_exact
+from medtune.reporting.paired_report import compare_pairs, read_statuses, table3_markdown
+from medtune.reporting.seed_summary import seed_rows
 from medtune.reporting.sweep_report import (
     CellOutcome,
     plot_figure2,
     print_table2,
-    read_statuses,
     table2_rows,
     write_report,
     write_table2,
@@ -194,11 +196,11 @@ def test_write_table2_markdown_and_csv(tmp_path):
     md_path, csv_path = write_table2(table2_rows(_grid()), tmp_path)
     md = md_path.read_text(encoding="utf-8").splitlines()
     assert md[0] == (
-        "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | Improvement "
+        "| Cell | Model | Tuning | Prompt | Correct | Invalid | Wrong | Accuracy | 95% interval | Improvement "
         "| Strict invalid | Strict accuracy |"
     )
     # Metrics written before the strict reading existed show "-" in its columns.
-    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | (#1-1) +0.177 | - | - |" in md
+    assert "| 2-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | [0.314, 0.426] | (#1-1) +0.177 | - | - |" in md
     with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows[0]["improvement"] == "" and rows[0]["reference"] == ""
@@ -221,7 +223,10 @@ def test_table2_carries_the_strict_reading_beside_the_paper_one(tmp_path):
     rows = table2_rows(cells)
     assert rows[0]["strict_invalid"] == 40 and math.isclose(rows[0]["strict_accuracy"], 80 / 277)
     md_path, csv_path = write_table2(rows, tmp_path)
-    assert "| 3-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | - | 40 | 0.289 |" in md_path.read_text()
+    assert (
+        "| 3-1 (A) | Swallow 70B | none | A | 102 | 2 | 173 | 0.368 | [0.314, 0.426] | - | 40 | 0.289 |"
+        in md_path.read_text()
+    )
     with csv_path.open(newline="", encoding="utf-8") as handle:
         assert list(csv.DictReader(handle))[0]["strict_correct"] == "80"
 
@@ -314,3 +319,123 @@ def test_write_report_end_to_end(tmp_path):
 def test_figure2_without_finished_cells_is_still_a_png(tmp_path):
     path = plot_figure2([CellOutcome("a", status="failed", error="boom")], tmp_path / "fig.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+# ---------------------------------------------------------------- intervals (issue 21)
+
+
+def test_table2_rows_carry_wilson_intervals_for_both_readings(tmp_path):
+    strict = {"correct": 80, "invalid": 40, "wrong": 157, "accuracy": 80 / 277, "n": 277}
+    cells = [CellOutcome("s", label="3-1 (A)", status="done", metrics={**_metrics(102, 2, 173), "strict": strict})]
+    row = table2_rows(cells)[0]
+    paper, strict_interval = wilson(102, 277), wilson(80, 277)
+    assert (row["accuracy_low"], row["accuracy_high"]) == (paper.low, paper.high)
+    assert row["accuracy_se"] == pytest.approx(math.sqrt(102 / 277 * 175 / 277 / 277))
+    assert (row["strict_accuracy_low"], row["strict_accuracy_high"]) == (strict_interval.low, strict_interval.high)
+    _, csv_path = write_table2([row], tmp_path)
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        saved = list(csv.DictReader(handle))[0]
+    assert float(saved["accuracy_low"]) == pytest.approx(0.3136, abs=1e-4)  # worked by hand: 0.370033 - 0.056440
+    assert float(saved["accuracy_high"]) == pytest.approx(0.4265, abs=1e-4)
+
+
+def test_improvement_over_the_reference_gets_a_paired_interval_when_both_predictions_exist(tmp_path):
+    base, tuned = {}, {}
+    for i in range(60):  # the tuned cell gains 3 questions and loses 2: within noise
+        base[f"q{i}"] = "correct" if i % 2 else "wrong"
+        tuned[f"q{i}"] = base[f"q{i}"]
+    for i in (0, 2, 4):
+        tuned[f"q{i}"] = "correct"
+    for i in (1, 3):
+        tuned[f"q{i}"] = "invalid"
+    cells = [
+        CellOutcome(
+            "base",
+            label="1-1",
+            status="done",
+            metrics=_metrics(30, 0, 30),
+            predictions_path=_write_predictions(tmp_path / "base.jsonl", base),
+        ),
+        CellOutcome(
+            "tuned",
+            label="1-2",
+            reference="base",
+            status="done",
+            metrics=_metrics(31, 2, 27),
+            predictions_path=_write_predictions(tmp_path / "tuned.jsonl", tuned),
+        ),
+    ]
+    row = table2_rows(cells)[1]
+    expected = paired_difference(correct_map(base), correct_map(tuned))
+    assert (row["improvement_low"], row["improvement_high"]) == (expected.low, expected.high)
+    assert row["improvement_low"] < 0 < row["improvement_high"]
+    assert row["improvement_verdict"] == "within noise"
+    assert row["improvement_text"] == f"+0.017 [{expected.low:+.3f}, {expected.high:+.3f}] within noise"
+
+
+def test_table3_gives_the_paired_difference_and_says_when_it_is_beyond_noise(tmp_path):
+    pred_a, pred_b = _paper_pair(tmp_path)
+    cells = [
+        CellOutcome("a", label="2-1 (A)", status="done", metrics=_metrics(31, 0, 6), predictions_path=pred_a),
+        CellOutcome("b", label="4-1 (A)", status="done", metrics=_metrics(13, 0, 24), predictions_path=pred_b),
+    ]
+    compared, _ = compare_pairs([("a", "b")], {c.name: c for c in cells})
+    pair = compared[0]
+    # 37 shared questions: B - A = (1 - 19) / 37 on the discordant ones
+    assert pair["difference"] == pytest.approx(-18 / 37)
+    assert pair["difference_high"] < 0 and not pair["within_noise"]
+    assert "so 2-1 (A) is better beyond noise (McNemar p = 4.005e-05)" in pair["difference_text"]
+    assert "Paired bootstrap (95%, questions resampled): 4-1 (A) - 2-1 (A) = -0.486" in table3_markdown(compared, [])
+
+
+# ---------------------------------------------------------------- seeds (issue 21)
+
+
+def _seeded_grid() -> list[CellOutcome]:
+    cells = [
+        CellOutcome("base", label="1-1", model="Llama 2", tuning="none", status="done", metrics=_metrics(53, 40, 184))
+    ]
+    for seed, correct in ((1, 80), (2, 89), (3, 95)):
+        cells.append(
+            CellOutcome(
+                f"tuned__seed{seed}",
+                label="1-2",
+                model="Llama 2",
+                tuning="qlora",
+                reference="base",
+                status="done",
+                metrics=_metrics(correct, 10, 277 - 10 - correct),
+                base="tuned",
+                seed=seed,
+            )
+        )
+    return cells
+
+
+def test_seeds_fold_into_mean_and_sample_standard_deviation_per_cell():
+    rows = table2_rows(_seeded_grid())
+    assert [row["label"] for row in rows] == ["1-1", "1-2 seed 1", "1-2 seed 2", "1-2 seed 3"]
+    folded = {row["cell"]: row for row in seed_rows(rows)}
+    tuned = folded["tuned"]
+    values = [80 / 277, 89 / 277, 95 / 277]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    assert tuned["seeds"] == [1, 2, 3] and tuned["n_seeds"] == 3
+    assert tuned["accuracy_mean"] == pytest.approx(mean) and tuned["accuracy_sd"] == pytest.approx(sd)
+    assert tuned["accuracy_per_seed"] == pytest.approx(values)
+    assert tuned["improvement_mean"] == pytest.approx(mean - 53 / 277)
+    assert folded["base"]["n_seeds"] == 1 and folded["base"]["accuracy_sd"] == 0.0
+
+
+def test_seeded_table2_shows_mean_sd_and_every_seed_in_md_csv_and_figure(tmp_path):
+    summary = write_report(_seeded_grid(), [], tmp_path, title="seeds")
+    md = (tmp_path / "table2.md").read_text(encoding="utf-8")
+    assert "| 1-2 | Llama 2 | qlora |  | 3 | 0.318 ± 0.027 | 0.289 (s1), 0.321 (s2), 0.343 (s3) |" in md
+    assert "### Every seed" in md and "| 1-2 seed 2 |" in md
+    with (tmp_path / "table2_seeds.csv").open(newline="", encoding="utf-8") as handle:
+        saved = {row["cell"]: row for row in csv.DictReader(handle)}
+    assert saved["tuned"]["seeds"] == "1 2 3" and float(saved["tuned"]["accuracy_sd"]) == pytest.approx(
+        0.0273, abs=1e-4
+    )
+    assert [row["cell"] for row in summary["seed_rows"]] == ["base", "tuned"]
+    assert (tmp_path / "figure2.png").read_bytes().startswith(b"\x89PNG")

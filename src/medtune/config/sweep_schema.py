@@ -55,6 +55,10 @@ class SweepConfig:
     launcher: str = "basic"  # hydra/launcher option that runs the cells: basic, parallel, slurm_a100, ...
     train_command: List[str] = field(default_factory=list)  # [] = this Python; e.g. [torchrun, --nproc_per_node=4]
     dry_run: bool = False
+    # Each cell that trains runs once per seed (train.py and evaluate.py get seed=<s>); Table 2 and
+    # Figure 2 then report mean ± standard deviation and every seed's value. []: once, with the
+    # composed seed.
+    seeds: List[int] = field(default_factory=list)
     search: SearchConfig = field(default_factory=SearchConfig)
 
 

@@ -1,5 +1,11 @@
 """Prompt templates: fill `{instruction}` and `{input}` in one pass (record text is never re-parsed).
 
+A multiple-choice template may say how many choices the question has: `{choice_count}` (digits, as
+"{choice_count}つの選択肢") or `{choice_count_word}` (English, as "the {choice_count_word} options").
+The number is counted from the record's lettered choice lines (`a. ...`, `b. ...`), so a 4-choice
+MedQA question is told "four" and a 5-choice IgakuQA one "five"; a record with no lettered choices
+under such a template is refused, naming the record.
+
 With `prompt.chat=true` the filled template becomes the user turn of the tokenizer's own chat
 template (after `prompt.system`), so an instruct model is prompted the way it was trained. The
 rendered text then already holds the model's special tokens, so it is tokenized without adding
@@ -13,9 +19,15 @@ from typing import Any
 
 from medtune.config.schema import PromptConfig
 from medtune.data.readers import InstructionRecord
-from medtune.errors import ConfigError
+from medtune.errors import ConfigError, DataError
+from medtune.vocabulary import choice_labels
 
-PLACEHOLDER = re.compile(r"\{(instruction|input)\}")
+PLACEHOLDER = re.compile(r"\{(instruction|input|choice_count|choice_count_word)\}")
+COUNT_PLACEHOLDERS = ("{choice_count}", "{choice_count_word}")
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+).split()
 PROBE = "\u2063medtune-response\u2063"  # an answer no template rewrites, to find where a response sits
 
 
@@ -28,7 +40,29 @@ def fill_template(prompt: PromptConfig, record: InstructionRecord) -> str:
     elif extra.strip() and "{input}" not in template:
         instruction, extra = f"{instruction}\n{extra}", ""  # templates without an input block carry it inline
     values = {"instruction": instruction, "input": extra}
+    if any(placeholder in template for placeholder in COUNT_PLACEHOLDERS):
+        count = choice_count(record)
+        if count == 0:
+            raise DataError(
+                f"{record.source}: prompt={prompt.name} states how many choices a question has "
+                f"({' or '.join(COUNT_PLACEHOLDERS)}), but this record has no lettered choices (lines 'a. ...', "
+                "'b. ...') in its input. Use a prompt without a choice count for free-form records (e.g. "
+                "prompt=alpaca), or give the record its choices."
+            )
+        values["choice_count"] = str(count)
+        values["choice_count_word"] = NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else str(count)
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def choice_count(record: InstructionRecord) -> int:
+    """How many lettered choices the record's input lists: the longest run a, b, c, ... from its first line
+    (or 1, 2, 3, ... past 26 choices, as `format_choices` writes them)."""
+    lines = [line.strip() for line in record.input.splitlines() if line.strip()]
+    for count in range(len(lines), 0, -1):
+        labels = choice_labels(count)
+        if all(line.startswith(f"{label}. ") or line == f"{label}." for label, line in zip(labels, lines)):
+            return count
+    return 0
 
 
 def render_prompt(

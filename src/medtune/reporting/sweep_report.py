@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtune.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from medtune.reporting.stats import contingency, format_p
+from medtune.io import write_json_atomic, write_text_atomic
+from medtune.reporting.figure2 import draw_figure2
+from medtune.reporting.intervals import Interval, PairedDifference, correct_map, paired_difference, wilson
+from medtune.reporting.paired_report import compare_pairs, read_statuses, table3_markdown
+from medtune.reporting.seed_summary import has_seeds, seed_csv, seed_markdown, seed_rows
 
 DONE = "done"
 ROW_COLUMNS = (
     "cell",
+    "base",
+    "seed",
     "label",
     "model",
     "tuning",
@@ -30,13 +34,21 @@ ROW_COLUMNS = (
     "wrong",
     "n",
     "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "accuracy_se",
     "improvement",
+    "improvement_low",
+    "improvement_high",
+    "improvement_verdict",
     "reference",
     "improvement_text",
     "strict_correct",
     "strict_invalid",
     "strict_wrong",
     "strict_accuracy",
+    "strict_accuracy_low",
+    "strict_accuracy_high",
 )
 MD_HEADER = (
     "Cell",
@@ -47,6 +59,7 @@ MD_HEADER = (
     "Invalid",
     "Wrong",
     "Accuracy",
+    "95% interval",
     "Improvement",
     "Strict invalid",
     "Strict accuracy",
@@ -68,10 +81,13 @@ class CellOutcome:
     predictions_path: Path | None = None
     error: str = ""
     natural_reference: bool = True
+    base: str = ""  # the declared cell this is one seed of (sweep.seeds); "" when it runs once
+    seed: int | None = None
 
     @property
     def display(self) -> str:
-        return self.label or self.name
+        shown = self.label or self.base or self.name
+        return f"{shown} seed {self.seed}" if self.seed is not None else shown
 
 
 def _index(cells: Sequence[CellOutcome]) -> dict[str, CellOutcome]:
@@ -94,10 +110,34 @@ def _counts(cell: CellOutcome) -> dict[str, Any]:
     accuracy = m.get("accuracy")
     accuracy = float(accuracy) if accuracy is not None else (correct / n if n else 0.0)
     counts = {"correct": correct, "invalid": invalid, "wrong": wrong, "n": n, "accuracy": accuracy}
+    interval = _accuracy_interval(correct, n, accuracy)
+    counts.update(accuracy_low=interval.low, accuracy_high=interval.high, accuracy_se=interval.standard_error)
     strict = m.get("strict") or {}  # the strict reading; absent from metrics written before it existed
     for key in ("correct", "invalid", "wrong", "accuracy"):
         counts[f"strict_{key}"] = strict.get(key)
+    counts["strict_accuracy_low"] = counts["strict_accuracy_high"] = None
+    if strict.get("correct") is not None:
+        strict_n = int(strict.get("n", n))
+        strict_interval = wilson(int(strict["correct"]), strict_n)
+        counts.update(strict_accuracy_low=strict_interval.low, strict_accuracy_high=strict_interval.high)
     return counts
+
+
+def _accuracy_interval(correct: int, n: int, accuracy: float) -> Interval:
+    """Wilson's interval of correct / n. When the evaluator's accuracy is not correct / n (questions
+    voided or counted another way), the interval is shifted to sit around that accuracy."""
+    interval = wilson(min(correct, n), n)
+    shift = accuracy - interval.value
+    if abs(shift) < 1e-12:
+        return interval
+    return Interval(
+        accuracy,
+        max(0.0, interval.low + shift),
+        min(1.0, interval.high + shift),
+        interval.standard_error,
+        "wilson",
+        n,
+    )
 
 
 def _strict_text(row: Mapping[str, Any], key: str) -> str:
@@ -107,20 +147,46 @@ def _strict_text(row: Mapping[str, Any], key: str) -> str:
     return f"{value:.3f}" if key == "accuracy" else str(value)
 
 
+def _interval_text(row: Mapping[str, Any]) -> str:
+    return f"[{row['accuracy_low']:.3f}, {row['accuracy_high']:.3f}]"
+
+
 def _short_label(cell: CellOutcome) -> str:
     # The paper cites a reference by its cell number only ("#1-1"), not with the prompt "(A)".
     return cell.display.split()[0] if cell.display.split() else cell.name
 
 
-def _improvement(cell: CellOutcome, accuracy: float, index: Mapping[str, CellOutcome]) -> tuple[float | None, str]:
+def _usable_reference(cell: CellOutcome, index: Mapping[str, CellOutcome]) -> CellOutcome | None:
+    ref = index.get(cell.reference) if cell.reference else None
+    return ref if ref is not None and ref.status == DONE and ref.metrics is not None else None
+
+
+def _improvement(
+    cell: CellOutcome, accuracy: float, index: Mapping[str, CellOutcome], paired: PairedDifference | None
+) -> tuple[float | None, str]:
     if not cell.reference:
         return None, "-"
-    ref = index.get(cell.reference)
-    if ref is None or ref.status != DONE or ref.metrics is None:
+    ref = _usable_reference(cell, index)
+    if ref is None:
         return None, f"- (reference {cell.reference} missing)"
     delta = accuracy - _counts(ref)["accuracy"]
     text = f"{delta:+.3f}"
+    if paired is not None:
+        text += f" [{paired.low:+.3f}, {paired.high:+.3f}]" + (" within noise" if paired.within_noise else "")
     return delta, text if cell.natural_reference else f"(#{_short_label(ref)}) {text}"
+
+
+def _predictions_of(cell: CellOutcome) -> Path | None:
+    path = cell.predictions_path
+    return Path(path) if path is not None and Path(path).is_file() else None
+
+
+def _paired_with_reference(cell: CellOutcome, ref: CellOutcome) -> PairedDifference | None:
+    """The cell minus its reference on the questions both answered, when both predictions files exist."""
+    mine, theirs = _predictions_of(cell), _predictions_of(ref)
+    if mine is None or theirs is None:
+        return None
+    return paired_difference(correct_map(read_statuses(theirs)), correct_map(read_statuses(mine)))
 
 
 def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
@@ -131,16 +197,24 @@ def table2_rows(cells: Sequence[CellOutcome]) -> list[dict]:
         if cell.status != DONE:
             continue
         counts = _counts(cell)
-        improvement, text = _improvement(cell, counts["accuracy"], index)
+        ref = _usable_reference(cell, index)
+        paired = _paired_with_reference(cell, ref) if ref is not None else None
+        improvement, text = _improvement(cell, counts["accuracy"], index, paired)
         rows.append(
             {
                 "cell": cell.name,
+                "base": cell.base or cell.name,
+                "seed": cell.seed,
+                "base_label": cell.label or cell.base or cell.name,
                 "label": cell.display,
                 "model": cell.model,
                 "tuning": cell.tuning,
                 "prompt": cell.prompt,
                 **counts,
                 "improvement": improvement,
+                "improvement_low": paired.low if paired else None,
+                "improvement_high": paired.high if paired else None,
+                "improvement_verdict": paired.verdict() if paired else None,
                 "reference": cell.reference,
                 "improvement_text": text,
             }
@@ -154,7 +228,7 @@ def _md_cell(value: Any) -> str:
 
 
 def table2_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 7) + "|"]
+    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 8) + "|"]
     for row in rows:
         values = (
             row["label"],
@@ -165,6 +239,7 @@ def table2_markdown(rows: Sequence[dict]) -> str:
             row["invalid"],
             row["wrong"],
             f"{row['accuracy']:.3f}",
+            _interval_text(row),
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
@@ -187,7 +262,12 @@ def write_table2(rows: Sequence[dict], out_dir: Path) -> tuple[Path, Path]:
     """table2.md for people (shaped like the paper) and table2.csv for programs (every column)."""
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "table2.md", out_dir / "table2.csv"
-    write_text_atomic(md_path, table2_markdown(rows))
+    markdown = table2_markdown(rows)
+    if has_seeds(rows):  # the seeds folded into one row per cell first, every run below
+        folded = seed_rows(rows)
+        markdown = seed_markdown(folded) + "\n### Every seed\n\n" + markdown
+        write_text_atomic(out_dir / "table2_seeds.csv", seed_csv(folded))
+    write_text_atomic(md_path, markdown)
     write_text_atomic(csv_path, table2_csv(rows))
     return md_path, csv_path
 
@@ -212,6 +292,7 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
             str(row["invalid"]),
             str(row["wrong"]),
             f"{row['accuracy']:.3f}",
+            _interval_text(row),
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
@@ -219,124 +300,9 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
     console.print(table)
 
 
-def _draw_bars(ax: Any, rows: Sequence[dict]) -> None:
-    for x, row in enumerate(rows):
-        accuracy, delta = row["accuracy"], row["improvement"]
-        base = accuracy if delta is None else accuracy - delta
-        if delta is None and row["reference"]:
-            # Tuned but its reference is gone: do not pass the bar off as an untuned base.
-            ax.bar(x, base, color="white", edgecolor="gray", hatch="//", label="reference missing")
-        else:
-            ax.bar(x, base, color="lightgray", edgecolor="gray", label="reference / untuned")
-        if delta is not None:
-            # A negative height draws downward from the reference, so a decline stays visible on the gray bar.
-            ax.bar(
-                x,
-                delta,
-                bottom=base,
-                color="tab:blue" if delta >= 0 else "tab:red",
-                label="improvement" if delta >= 0 else "decline",
-            )
-        ax.text(x, max(accuracy, base) + 0.01, f"{accuracy:.3f}", ha="center", va="bottom", fontsize=8)
-
-
 def plot_figure2(cells: Sequence[CellOutcome], path: Path) -> Path:
-    """Accuracy per finished cell: the reference's accuracy in gray, the change from it in colour."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = table2_rows(cells)
-    # A bare Figure on an Agg canvas: no pyplot, so no global backend switch and no GUI.
-    fig = Figure(figsize=(max(4.0, 0.8 * len(rows) + 2.0), 4.0))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if rows:
-        _draw_bars(ax, rows)
-        ax.set_xticks(range(len(rows)), [row["label"] for row in rows], rotation=45, ha="right", fontsize=8)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))  # one legend entry per kind, not per bar
-        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper left")
-    else:
-        ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Figure 2: accuracy and improvement over the reference")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    path = Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
-
-
-def read_statuses(path: Path) -> dict[str, str]:
-    """Question id -> status from predictions.jsonl; only a torn last line (a crash) is forgiven."""
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    statuses: dict[str, str] = {}
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not JSON") from None
-        # A resumed evaluation may repeat an id; the later line is the one it kept.
-        statuses[str(row["id"])] = row["status"]
-    return statuses
-
-
-def _pair_problem(name: str, index: Mapping[str, CellOutcome]) -> str:
-    cell = index.get(name)
-    if cell is None:
-        return f"{name}: no such cell"
-    if cell.status != DONE:
-        return f"{name}: {cell.status}" + (f" ({cell.error})" if cell.error else "")
-    if cell.predictions_path is None or not Path(cell.predictions_path).is_file():
-        return f"{name}: no predictions file"
-    return ""
-
-
-def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutcome]) -> tuple[list[dict], list[dict]]:
-    """(compared, skipped): the contingency and McNemar p of each pair whose two cells are usable."""
-    compared, skipped = [], []
-    for a, b in pairs:
-        problems = [p for p in (_pair_problem(a, index), _pair_problem(b, index)) if p]
-        if problems:
-            skipped.append({"a": a, "b": b, "reason": "; ".join(problems)})
-            continue
-        table = contingency(read_statuses(index[a].predictions_path), read_statuses(index[b].predictions_path))
-        compared.append(
-            {
-                "a": a,
-                "b": b,
-                "a_label": index[a].display,
-                "b_label": index[b].display,
-                "both_correct": table.both_correct,
-                "a_only": table.a_only,
-                "b_only": table.b_only,
-                "neither": table.neither,
-                "n": table.n,
-                "p_value": table.p_value(),
-                "table": table,
-            }
-        )
-    return compared, skipped
-
-
-def table3_markdown(compared: Sequence[dict], skipped: Sequence[dict]) -> str:
-    parts = ["# Table 3: paired correctness\n"]
-    for pair in compared:
-        parts.append(f"## {_md_cell(pair['a_label'])} vs {_md_cell(pair['b_label'])}\n")
-        parts.append(pair["table"].to_markdown(pair["a_label"], pair["b_label"]))
-        parts.append(
-            f"{pair['n']} questions answered by both; exact McNemar on "
-            f"b={pair['a_only']}, c={pair['b_only']}: p = {format_p(pair['p_value'])}\n"
-        )
-    if skipped:
-        parts.append("## Skipped pairs\n")
-        parts.extend(f"- {p['a']} vs {p['b']}: {p['reason']}" for p in skipped)
-        parts.append("")
-    return "\n".join(parts)
+    """Figure 2 of the finished cells (`reporting.figure2`)."""
+    return draw_figure2(table2_rows(cells), path)
 
 
 def _unfinished(cells: Sequence[CellOutcome]) -> list[dict]:
@@ -375,6 +341,7 @@ def write_report(cells: Sequence[CellOutcome], pairs: Sequence[tuple[str, str]],
         "rows": rows,
         "pairs": [{k: v for k, v in pair.items() if k != "table"} for pair in compared],
         "skipped_pairs": skipped,
+        "seed_rows": seed_rows(rows) if has_seeds(rows) else [],
         "best": best["cell"] if best else None,
         "best_accuracy": best["accuracy"] if best else None,
         "failed": [u for u in unfinished if u["status"] == "failed"],

@@ -58,6 +58,10 @@ def check_step_count(steps: int) -> list[str]:
     return []
 
 
+# What data.templates.fill_template fills; the choice counts come from the record's lettered choices.
+FILLED_PLACEHOLDERS = ("instruction", "input", "choice_count", "choice_count_word")
+
+
 def check_prompt(cfg: Any) -> list[str]:
     """The prompt's templates reach the model with {instruction} and {input} filled, nothing else."""
     problems = []
@@ -70,10 +74,11 @@ def check_prompt(cfg: Any) -> list[str]:
                 f"prompt={cfg.prompt.name}: {key} has no {{instruction}} placeholder, so the question "
                 "would never reach the model; add {instruction} (and {input} for choices or context)."
             )
-        unknown = sorted(set(re.findall(r"\{([A-Za-z_]\w*)\}", template)) - {"instruction", "input"})
+        unknown = sorted(set(re.findall(r"\{([A-Za-z_]\w*)\}", template)) - set(FILLED_PLACEHOLDERS))
         if unknown:
+            filled = ", ".join(f"{{{name}}}" for name in FILLED_PLACEHOLDERS)
             problems.append(
                 f"prompt={cfg.prompt.name}: {key} has {{{unknown[0]}}}, a placeholder medtune never fills (it fills "
-                "{instruction} and {input} only); rename it, or it reaches the model as literal text."
+                f"{filled} only); rename it, or it reaches the model as literal text."
             )
     return problems

@@ -13,6 +13,7 @@ one (`evaluate.1.log`, `evaluate.2.log`, ... oldest first).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -43,8 +44,67 @@ def read_cell_record(sweep_dir: Path, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"status": "pending"}
 
 
-def all_cells(sweep: SweepConfig) -> dict[str, CellConfig]:
+SEED_MARK = "__seed"  # a cell run once per seed of sweep.seeds is named <cell>__seed<seed>
+
+
+def declared_cells(sweep: SweepConfig) -> dict[str, CellConfig]:
+    """The cells and published systems as the sweep file names them."""
     return {**sweep.cells, **sweep.systems}
+
+
+def seeded_name(name: str, seed: int) -> str:
+    return f"{name}{SEED_MARK}{seed}"
+
+
+def split_seed(name: str) -> tuple[str, int | None]:
+    """(declared cell, seed) of a cell name; seed None for a cell that runs once."""
+    base, mark, seed = name.rpartition(SEED_MARK)
+    if mark and base and seed.lstrip("-").isdigit():
+        return base, int(seed)
+    return name, None
+
+
+def runs_per_seed(sweep: SweepConfig, cell: CellConfig) -> bool:
+    """Cells that train run once per seed; a cell that trains nothing (an untuned base, a published
+    system's predictions) gives the same answers for every training seed, so it runs once."""
+    return bool(sweep.seeds) and cell.train is not None
+
+
+def all_cells(sweep: SweepConfig) -> dict[str, CellConfig]:
+    """Every cell that runs: the declared ones, each training cell once per seed of `sweep.seeds`
+    (its train.py and evaluate.py get `seed=<seed>`; a reference that also runs per seed is the
+    run of the same seed)."""
+    declared = declared_cells(sweep)
+    cells: dict[str, CellConfig] = {}
+    for name, cell in declared.items():
+        if not runs_per_seed(sweep, cell):
+            cells[name] = cell
+            continue
+        for seed in sweep.seeds:
+            reference = cell.reference
+            if reference in declared and runs_per_seed(sweep, declared[reference]):
+                reference = seeded_name(reference, seed)
+            cells[seeded_name(name, seed)] = dataclasses.replace(
+                cell,
+                train=[*(cell.train or []), f"seed={seed}"],
+                evaluate=[*cell.evaluate, f"seed={seed}"],
+                reference=reference,
+            )
+    return cells
+
+
+def all_pairs(sweep: SweepConfig) -> list[tuple[str, str]]:
+    """sweep.pairs with each cell that runs per seed replaced by its runs, seed by seed."""
+    declared = declared_cells(sweep)
+    pairs: list[tuple[str, str]] = []
+    for a, b in map(tuple, sweep.pairs):
+        seeded = [runs_per_seed(sweep, declared[x]) if x in declared else False for x in (a, b)]
+        if not any(seeded):
+            pairs.append((a, b))
+            continue
+        for seed in sweep.seeds:
+            pairs.append(tuple(seeded_name(x, seed) if s else x for x, s in zip((a, b), seeded)))
+    return pairs
 
 
 def pending_cells(sweep: SweepConfig, sweep_dir: Path) -> list[str]:

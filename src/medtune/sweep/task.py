@@ -26,11 +26,14 @@ from medtune.io import write_text_atomic
 from medtune.reporting.console import console
 from medtune.sweep.cells import (
     all_cells,
+    all_pairs,
     cell_dir,
+    declared_cells,
     evaluate_command,
     pending_cells,
     read_cell_record,
     run_cell,
+    split_seed,
     train_dir_of,
     train_overrides,
 )
@@ -85,7 +88,7 @@ def sweep(cfg: SweepRunConfig, job: JobContext, scripts: Path) -> float | None:
 
 
 def check_cells(sweep: SweepConfig) -> None:
-    cells = all_cells(sweep)
+    cells = declared_cells(sweep)
     problems = [
         f"sweep.cells.{name}.reference={cell.reference} names no cell of sweep={sweep.name}"
         for name, cell in cells.items()
@@ -96,6 +99,9 @@ def check_cells(sweep: SweepConfig) -> None:
         for a, b in map(tuple, sweep.pairs)
         if a not in cells or b not in cells
     ]
+    repeated = sorted({seed for seed in sweep.seeds if list(sweep.seeds).count(seed) > 1})
+    if repeated:
+        problems.append(f"sweep.seeds={list(sweep.seeds)} repeats {repeated}: each seed runs once; list each once.")
     if not cells and sweep.search.n_trials <= 0:
         problems.append(f"sweep={sweep.name} has no cells and no search (sweep.search.n_trials).")
     if problems:
@@ -230,9 +236,12 @@ def summarize(sweep_dir: Path, cfg: SweepRunConfig, job: JobContext) -> dict[str
         record = read_cell_record(sweep_dir, name)
         eval_dir = Path(record["eval_dir"]) if record.get("eval_dir") else None
         metrics = (eval_dir / "metrics.json") if eval_dir else None
+        base, seed = split_seed(name)
         outcomes.append(
             CellOutcome(
                 name=name,
+                base=base,
+                seed=seed,
                 label=cell.label,
                 model=cell.model,
                 tuning=cell.tuning,
@@ -245,7 +254,7 @@ def summarize(sweep_dir: Path, cfg: SweepRunConfig, job: JobContext) -> dict[str
                 error=record.get("error", ""),
             )
         )
-    pairs = [tuple(p) for p in spec.pairs]
+    pairs = all_pairs(spec)
     summary = write_report(outcomes, pairs, sweep_dir / "report", title=f"sweep {spec.name}: {spec.description}")
     accuracies = [o.metrics["accuracy"] for o in outcomes if o.metrics]
     summary["best_accuracy"] = max(accuracies, default=0.0)
@@ -284,6 +293,12 @@ def log_report(tracker, summary: dict[str, Any], report_dir: Path) -> None:
         "improvement_text",
     ]
     tracker.log_table("sweep/table2", columns, [[row.get(c) for c in columns] for row in rows])
+    seed_rows = summary.get("seed_rows") or []
+    if seed_rows:
+        seed_columns = ["cell", "label", "seeds", "accuracy_mean", "accuracy_sd", "accuracy_per_seed"]
+        tracker.log_table(
+            "sweep/table2_seeds", seed_columns, [[str(row.get(c)) for c in seed_columns] for row in seed_rows]
+        )
     tracker.log_image("sweep/figure2", report_dir / "figure2.png")
     best = summary.get("best")
     tracker.summarize(

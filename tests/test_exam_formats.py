@@ -1,0 +1,55 @@
+"""Issue 21 item 6: public medical exams in other shapes read right (choice counts, Chinese, context, keys)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from medtune.config.schema import PromptConfig
+from medtune.data.readers import InstructionRecord, format_choices
+from medtune.data.templates import choice_count, fill_template
+from medtune.errors import DataError
+from medtune.exam.prompting import exam_prompt
+from medtune.vocabulary import ExamQuestion
+
+
+def _prompt(name: str) -> PromptConfig:
+    import yaml
+
+    data = yaml.safe_load((REPO / "conf" / "prompt" / f"{name}.yaml").read_text(encoding="utf-8"))
+    return PromptConfig(**{k: v for k, v in data.items() if k in PromptConfig.__dataclass_fields__})
+
+
+def _question(n_choices: int) -> ExamQuestion:
+    return ExamQuestion(
+        qid="q1",
+        question="Which vitamin deficiency causes scurvy?",
+        choices=tuple(f"choice {i}" for i in range(n_choices)),
+        answers=("a",),
+    )
+
+
+@pytest.mark.parametrize(("n", "word"), [(4, "four"), (5, "five"), (3, "three")])
+def test_prompt_a_in_english_names_the_questions_own_number_of_choices(n, word):
+    text = exam_prompt(_prompt("medpalm2_cot_en"), _question(n), []).text
+    assert f"Output a single option from the {word} options" in text
+    assert "{choice_count" not in text
+
+
+def test_prompt_a_in_japanese_counts_in_digits():
+    text = exam_prompt(_prompt("medpalm2_cot"), _question(4), []).text
+    assert "4つの選択肢から1つを出力してください" in text
+    assert exam_prompt(_prompt("alpaca_cot"), _question(5), []).text.count("5つの選択肢") == 1
+
+
+def test_choice_count_reads_lettered_lines_and_numbers_past_26():
+    assert choice_count(InstructionRecord("q", format_choices(["x", "y", "z", "w"]), "", "f:1")) == 4
+    assert choice_count(InstructionRecord("q", format_choices([str(i) for i in range(30)]), "", "f:2")) == 30
+    assert choice_count(InstructionRecord("q", "a. only one\nthen free text", "", "f:3")) == 1
+    assert choice_count(InstructionRecord("q", "", "", "f:4")) == 0
+
+
+def test_a_record_without_choices_under_a_counting_prompt_is_refused_naming_it():
+    with pytest.raises(DataError, match=r"train\.jsonl:7: prompt=medpalm2_cot_en states how many choices") as error:
+        fill_template(_prompt("medpalm2_cot_en"), InstructionRecord("Explain scurvy.", "", "", "train.jsonl:7"))
+    assert "prompt=alpaca" in str(error.value)
