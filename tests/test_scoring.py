@@ -20,6 +20,7 @@ from medtune.exam.scoring import (
     score_response,
     similarity_fn,
 )
+from medtune.reporting.intervals import wilson
 from medtune.vocabulary import ExamQuestion, ScoredAnswer, Similarity, Status
 
 UREA_CYCLE = ExamQuestion(
@@ -378,8 +379,15 @@ def test_aggregate_hand_computed():
     metrics = aggregate(questions, results)
     assert metrics.pop("exact_match") == pytest.approx(2 / 5)
     assert metrics.pop("gestalt_score") == pytest.approx(2.75 / 5)
+    # 95% intervals: Wilson for each reading's accuracy, a question bootstrap for the points score
+    assert metrics.pop("accuracy_interval") == wilson(2, 5).to_dict()
+    points = metrics.pop("points_interval")
+    assert points["value"] == pytest.approx(4 / 7) and points["method"] == "bootstrap"
+    assert 0.0 <= points["low"] < 4 / 7 < points["high"] <= 1.0
+    strict = metrics.pop("strict")
+    assert strict.pop("accuracy_interval") == wilson(1, 5).to_dict()
     # The strict reading: answers left without strict fields read the same as the paper's.
-    assert metrics.pop("strict") == {"n": 5, "correct": 1, "invalid": 2, "wrong": 2, "accuracy": 1 / 5}
+    assert strict == {"n": 5, "correct": 1, "invalid": 2, "wrong": 2, "accuracy": 1 / 5}
     assert metrics.pop("strict_accuracy") == 1 / 5
     assert metrics.pop("paper_minus_strict") == pytest.approx(1 / 5)
     assert metrics == {
@@ -410,6 +418,8 @@ def test_aggregate_of_nothing_and_of_mismatched_lengths():
     empty = aggregate([], [])
     assert (empty["n"], empty["accuracy"], empty["exact_match"], empty["gestalt_score"]) == (0, 0.0, 0.0, 0.0)
     assert empty["essential"]["accuracy"] == 0.0 and empty["by_block"] == {}
+    assert (empty["accuracy_interval"]["low"], empty["accuracy_interval"]["high"]) == (0.0, 1.0)
+    assert empty["strict"].pop("accuracy_interval")["high"] == 1.0
     assert empty["strict"] == {"n": 0, "correct": 0, "invalid": 0, "wrong": 0, "accuracy": 0.0}
     assert (empty["strict_accuracy"], empty["paper_minus_strict"]) == (0.0, 0.0)
     with pytest.raises(ValueError):

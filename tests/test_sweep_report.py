@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from medtune.reporting.intervals import correct_map, paired_difference, wilson
-from medtune.reporting.stats import Contingency, contingency, mcnemar_exact
 from medtune.reporting.paired_report import compare_pairs, read_statuses, table3_markdown
 from medtune.reporting.seed_summary import seed_rows
+from medtune.reporting.stats import Contingency, contingency, mcnemar_exact
 from medtune.reporting.sweep_report import (
     CellOutcome,
     plot_figure2,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from medtune.reporting.intervals import bootstrap_ratio, wilson
 from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 
@@ -74,6 +75,8 @@ def aggregate(
     points (and points inside the other tallies), essential / general, by_block, by_category, kinki.
     `strict` holds the strict reading's counts, `strict_accuracy` its accuracy and
     `paper_minus_strict` how much higher the paper's reading scores (negative when it is lower).
+    Each accuracy carries its 95% interval (`accuracy_interval`: Wilson; `points_interval`: bootstrap
+    over questions, seeded), so a reader sees how much a difference of a few points can mean.
     """
     if len(questions) != len(results):
         raise ValueError(f"{len(questions)} questions but {len(results)} results")
@@ -91,8 +94,13 @@ def aggregate(
         exact_match=sum(r.exact_match for r in results) / n if n else 0.0,
         gestalt_score=sum(r.gestalt_score for r in results) / n if n else 0.0,
     )
+    summary["accuracy_interval"] = wilson(summary["correct"], n).to_dict()
+    if with_points:
+        earned = [q.points if r.status is Status.correct else 0 for q, r in pairs]
+        summary["points_interval"] = bootstrap_ratio(earned, [q.points for q, _ in pairs]).to_dict()
     summary.update(_breakdowns(pairs, chosen, with_points))
     strict = _strict_tally(results)
+    strict["accuracy_interval"] = wilson(strict["correct"], n).to_dict()
     summary.update(
         strict=strict,
         strict_accuracy=strict["accuracy"],

@@ -120,6 +120,14 @@ def print_exam_before_after(cfg: TrainRunConfig, summary: dict[str, Any]) -> Non
     console.print(table)
 
 
+def _accuracy_cell(tally: dict[str, Any]) -> str:
+    """`0.412 [0.355, 0.471]`: the accuracy and its 95% interval (metrics written before intervals: the value)."""
+    interval = tally.get("accuracy_interval")
+    if not interval:
+        return f"{tally['accuracy']:.3f}"
+    return f"{tally['accuracy']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
 def _points(row: dict[str, Any]) -> str:
     """The points cell, e.g. 56/74; empty for an exam without points (`points` not in exam.aggregates)."""
     return f"{row['points']}/{row['points_total']}" if "points" in row else ""
@@ -130,7 +138,7 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
     the questions left out."""
     title = f"{metrics.get('system', '')} on {metrics['exam']} ({metrics['mode']}, prompt {metrics['prompt']})"
     table = Table(title=title)
-    for column in ("reading", "n", "correct", "invalid", "wrong", "accuracy", "points", "exact match", "Gestalt"):
+    for column in ("reading", "n", "correct", "invalid", "wrong", "accuracy [95%]", "points", "exact match", "Gestalt"):
         table.add_column(column, justify="right")
     table.add_row(
         "paper (Algorithm 1)",
@@ -138,7 +146,7 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
         _fmt(metrics["correct"]),
         _fmt(metrics["invalid"]),
         _fmt(metrics["wrong"]),
-        f"{metrics['accuracy']:.3f}",
+        _accuracy_cell(metrics),
         _points(metrics),
         f"{metrics['exact_match']:.3f}",
         f"{metrics['gestalt_score']:.3f}",
@@ -151,7 +159,7 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
             _fmt(strict["correct"]),
             _fmt(strict["invalid"]),
             _fmt(strict["wrong"]),
-            f"{strict['accuracy']:.3f}",
+            _accuracy_cell(strict),
             "",
             "",
             "",

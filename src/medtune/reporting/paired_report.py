@@ -6,13 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from medtune.reporting.intervals import correct_map, paired_difference
 from medtune.reporting.stats import contingency, format_p
-
-if TYPE_CHECKING:
-    from medtune.reporting.sweep_report import CellOutcome
 
 DONE = "done"
 
@@ -37,7 +34,7 @@ def read_statuses(path: Path) -> dict[str, str]:
     return statuses
 
 
-def _pair_problem(name: str, index: Mapping[str, CellOutcome]) -> str:
+def _pair_problem(name: str, index: Mapping[str, Any]) -> str:
     cell = index.get(name)
     if cell is None:
         return f"{name}: no such cell"
@@ -48,7 +45,7 @@ def _pair_problem(name: str, index: Mapping[str, CellOutcome]) -> str:
     return ""
 
 
-def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, CellOutcome]) -> tuple[list[dict], list[dict]]:
+def compare_pairs(pairs: Sequence[tuple[str, str]], index: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
     """(compared, skipped): the contingency and McNemar p of each pair whose two cells are usable."""
     compared, skipped = [], []
     for a, b in pairs:
