@@ -180,7 +180,7 @@ def test_the_prompts_the_rule_names_exist_in_their_language_and_every_option_sta
         assert OmegaConf.load(CONF / "prompt" / f"{name}.yaml").language == language
     for group in ("prompt", "exam"):
         for path in (CONF / group).glob("*.yaml"):
-            assert OmegaConf.load(path).get("language") in ("ja", "en", "vi"), path
+            assert OmegaConf.load(path).get("language") in ("ja", "en", "zh", "vi"), path
 
 
 # ---------------------------------------------------------------- neutral defaults for a new exam

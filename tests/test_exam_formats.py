@@ -53,3 +53,42 @@ def test_a_record_without_choices_under_a_counting_prompt_is_refused_naming_it()
     with pytest.raises(DataError, match=r"train\.jsonl:7: prompt=medpalm2_cot_en states how many choices") as error:
         fill_template(_prompt("medpalm2_cot_en"), InstructionRecord("Explain scurvy.", "", "", "train.jsonl:7"))
     assert "prompt=alpaca" in str(error.value)
+
+
+# ---------------------------------------------------------------- Chinese
+
+
+def test_chinese_prompts_count_the_choices_and_use_the_chinese_worked_examples():
+    from medtune.exam.prompting import read_fewshot
+
+    shots = read_fewshot(None, "zh")
+    assert len(shots) == 6 and "川崎病" in shots[5].explanation
+    text = exam_prompt(_prompt("medpalm2_cot_zh"), _question(4), shots[:1]).text
+    assert "最后从4个选项中选出一个作为答案" in text
+    assert "答案: b. 缺铁性贫血" in text  # the worked example ends at the prompt's answer marker
+    assert "从5个选项中" in exam_prompt(_prompt("alpaca_cot_zh"), _question(5), []).text
+
+
+@pytest.mark.parametrize(
+    ("response", "picked"),
+    [
+        ("维生素C缺乏导致坏血病。\n答案：b. choice 1", ("b",)),
+        ("逐步分析如下……最终答案是C", ("c",)),
+        ("答案为 d", ("d",)),
+        ("答案: a", ("a",)),
+    ],
+)
+def test_chinese_answer_statements_are_read(response, picked):
+    from medtune.exam.scoring import score_response
+
+    assert score_response(_question(5), response).parsed == picked
+
+
+def test_a_chinese_exam_with_a_japanese_prompt_is_refused_naming_the_chinese_prompt(compose):
+    from omegaconf import OmegaConf
+
+    from medtune.rules.language import check_prompt_language
+
+    cfg = OmegaConf.to_object(compose(["exam=jsonl", "exam.path=/tmp/x.jsonl", "exam.language=zh"], "evaluate"))
+    problems = check_prompt_language(cfg)
+    assert problems and "e.g. prompt=medpalm2_cot_zh" in problems[0]

@@ -34,7 +34,7 @@ from medtune.vocabulary import LETTERS, choice_labels
 _LEAD_MARKER_RE = re.compile(
     r"(?:\b(?:final\s+answer(?:\s+(?:is|was))?|(?:correct|best|right)\s+(?:option|choice)\s+is|answers?\s+(?:is|are)"
     r"|answer)\b"
-    r"|答え|解答|正解|答|đáp\s*án)\s*(?:[:：]|は)?",
+    r"|答え|解答|正解|正确答案|最终答案|答案|答|đáp\s*án)\s*(?:[:：]|は|是|为)?",
     re.IGNORECASE,
 )
 # A label (or "option c") followed by "is correct": the answer comes before this marker.
@@ -45,7 +45,7 @@ _TAIL_MARKER_RE = re.compile(
 )
 # Words before a closing marker that carry no answer: "so c is the answer", "c is the correct answer".
 _LEADING_WORDS_RE = re.compile(r"^(?:so|thus|therefore|hence|overall|in\s+conclusion|i\s+think)\b[,\s]*", re.I)
-_FINAL_RE = re.compile(r"final|最終", re.I)
+_FINAL_RE = re.compile(r"final|最終|最终", re.I)
 _TRAILING_COPULA_RE = re.compile(
     r"(?<!\s)\s+(?:is|are|was|would\s+be)(?:\s+the)?(?:\s+(?:correct|right|best|final|most\s+likely))?$", re.I
 )

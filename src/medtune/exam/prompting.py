@@ -86,8 +86,12 @@ def build_prompt(prompt: PromptConfig, question: ExamQuestion, shots: list[ExamQ
     return exam_prompt(prompt, question, shots).render(tokenizer)
 
 
+# Bundled worked examples per language; any other language gets the English ones.
+FEWSHOT_LANGUAGES = ("ja", "en", "zh")
+
+
 def bundled_fewshot_file(language: str) -> Path:
-    name = "fewshot_ja.jsonl" if language == "ja" else "fewshot_en.jsonl"
+    name = f"fewshot_{language if language in FEWSHOT_LANGUAGES else 'en'}.jsonl"
     return Path(str(resources.files("medtune") / "resources" / name))
 
 

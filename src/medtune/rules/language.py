@@ -14,7 +14,7 @@ from medtune.config.exam_schema import ExamConfig
 
 # One bundled prompt per language, named in the refusal as the way out (a test checks each against
 # conf/prompt/<name>.yaml).
-PROMPT_FOR_LANGUAGE = {"ja": "medpalm2_cot", "en": "medpalm2_cot_en", "vi": "vi_chat"}
+PROMPT_FOR_LANGUAGE = {"ja": "medpalm2_cot", "en": "medpalm2_cot_en", "zh": "medpalm2_cot_zh", "vi": "vi_chat"}
 
 
 def exam_language(exam: ExamConfig) -> Optional[str]:
