@@ -218,5 +218,8 @@ def test_an_igakuqa_root_that_is_no_folder_says_what_it_is_and_what_the_root_hol
     with never_opened(fifo), pytest.raises(DataError) as refused:
         read_igakuqa(root, [2018])
     message = str(refused.value)
+    if kind == "file":  # a JSONL file is most likely an exam for exam=jsonl: say so
+        assert f"exam.path={root} is a single file" in message and f"use exam=jsonl exam.path={root}" in message
+        return
     what = "does not exist" if kind == "missing" else "is not a folder"
     assert f"exam.path={root} {what}" in message and "the folder that holds 2018/" in message, message

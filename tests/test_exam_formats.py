@@ -92,3 +92,21 @@ def test_a_chinese_exam_with_a_japanese_prompt_is_refused_naming_the_chinese_pro
     cfg = OmegaConf.to_object(compose(["exam=jsonl", "exam.path=/tmp/x.jsonl", "exam.language=zh"], "evaluate"))
     problems = check_prompt_language(cfg)
     assert problems and "e.g. prompt=medpalm2_cot_zh" in problems[0]
+
+
+# ---------------------------------------------------------------- a single file given to exam=igakuqa
+
+
+@pytest.mark.parametrize("years", [None, "[2018]"])
+def test_igakuqa_given_a_single_file_points_to_exam_jsonl(tmp_path, compose, years):
+    from omegaconf import OmegaConf
+
+    from medtune.exam.loading import select_exam
+
+    path = tmp_path / "medqa_test.jsonl"
+    path.write_text('{"problem_id": "1", "problem_text": "Q?", "choices": ["x", "y"], "answer": ["a"]}\n')
+    overrides = ["exam=igakuqa", f"exam.path={path}", *([f"exam.years={years}"] if years else ["exam.years=[]"])]
+    cfg = OmegaConf.to_object(compose(overrides, "evaluate"))
+    with pytest.raises(DataError, match=r"is a single file, but exam=igakuqa reads a folder") as error:
+        select_exam(cfg.exam)
+    assert f"use exam=jsonl exam.path={path}" in str(error.value)

@@ -346,6 +346,14 @@ QOG = FieldMapping(question="q", choices="opts", answer="gold")
             r"'opts' is a list, expected a list of strings",
         ),
         ({"q": "Pick", "opts": FIVE, "gold": "a", "points": "x"}, "bad_points", r"points \('points'\) is 'x'"),
+        # "NA" is not the letters n and a: the key says the question has none
+        (
+            {"q": "Pick", "opts": FIVE, "gold": "NA"},
+            "no_answer_key",
+            r"'gold' is 'NA': the record says it has no answer key",
+        ),
+        ({"q": "Pick", "opts": FIVE, "gold": "N/A"}, "no_answer_key", r"cannot be scored and is left out"),
+        ({"q": "Pick", "opts": FIVE, "gold": " なし "}, "no_answer_key", r"no answer key"),
         (
             {"q": "Pick", "opts": FIVE, "gold": "a", "text_only": "yes"},
             "bad_text_only",

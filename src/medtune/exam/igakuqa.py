@@ -75,6 +75,11 @@ def read_igakuqa(
 def _block_files(root: Path, year: str, blocks: set[str]) -> list[Path]:
     """The year's exam files in block order; only `blocks` when given, so only their side files are read."""
     folder = root / year
+    if root.is_file() and root.suffix == ".jsonl":
+        raise DataError(
+            f"exam.path={root} is a single file, but exam=igakuqa reads a folder of year folders ({year}/, ...). "
+            f"To evaluate this file, use exam=jsonl exam.path={root} (and exam.language=<its language>)."
+        )
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a folder (IgakuQA is a folder of year folders)"
         raise DataError(

@@ -96,6 +96,11 @@ def load_exam(exam: ExamConfig) -> list[ExamQuestion]:
 
 
 def _year_folders(root: Path) -> list[str]:
+    if root.is_file() and root.suffix == ".jsonl":
+        raise DataError(
+            f"exam.path={root} is a single file, but exam=igakuqa reads a folder of year folders (2018/, ...). "
+            f"To evaluate this file, use exam=jsonl exam.path={root} (and exam.language=<its language>)."
+        )
     if not root.is_dir():
         raise DataError(f"{root}: no such IgakuQA folder; point exam.path at the folder that holds the year folders.")
     years = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.isdigit())

@@ -38,6 +38,7 @@ REASON_KINDS = {
     "duplicate_choices": "two or more choices have the same text (case and spaces aside) and the key names one",
     "ambiguous_answer": "a gold answer written as text that fits more than one choice letter",
     "empty_answer": "the answer is empty",
+    "no_answer_key": "the key says the question has none (NA, N/A, none, なし, 无): it cannot be scored",
     "answer_outside_choices": "an answer letter beyond the question's choices",
     "unparsable_answer": "an answer that is not choice letters (or, with no choices, not a number)",
     "bad_explanation": "an explanation that is not text",
@@ -188,6 +189,7 @@ def _read_question(
         _check_id(item, fields.id)
         question = _question_text(item[fields.question], fields.question)
         choices = _choices(item[fields.choices], fields.choices)
+        _check_key_exists(item[fields.answer], len(choices), fields.answer)
         answer, texts = _answer_letters(item[fields.answer], choices, fields.answer)
         sets = _answer_sets(answer, len(choices), fields.answer)
         text_only = item.get(fields.text_only, True)
@@ -212,6 +214,23 @@ def _read_question(
         explanation=explanation,
         source=where,
     ), from_text
+
+
+# How exams write "there is no key" (a withdrawn or disputed question). "NA" would otherwise read as the
+# letters n and a; it is read as letters only where n is a choice label (14 or more choices).
+NO_KEY_WORDS = frozenset({"na", "n/a", "n.a.", "none", "no answer", "unknown", "なし", "解なし", "不明", "无", "無"})
+
+
+def _check_key_exists(value: Any, n_choices: int, key: str) -> None:
+    if not isinstance(value, str):
+        return
+    word = " ".join(value.split()).casefold()
+    if word in NO_KEY_WORDS and not (word == "na" and n_choices >= 14):
+        raise QuestionProblem(
+            "no_answer_key",
+            f"{key!r} is {value!r}: the record says it has no answer key, so the question cannot be scored "
+            "and is left out (give its key to score it)",
+        )
 
 
 def _answer_letters(value: Any, choices: tuple[str, ...], key: str) -> tuple[Any, list[str]]:
