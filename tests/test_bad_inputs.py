@@ -148,6 +148,11 @@ def exam_item(answer, choices=CHOICES, qid="T-01") -> dict:
     return {"problem_id": qid, "problem_text": "Which is a symptom of influenza?", "choices": choices, "answer": answer}
 
 
+# The exams these cases write are in English: say so (exam=jsonl states ja unless told, and a file in
+# another language than stated is refused once read).
+ENGLISH = ("exam.language=en", "prompt=medpalm2_cot_en")
+
+
 def exam_exclusions(u: User, items: list[dict], *overrides: str, needs_choice_text: bool = True) -> Produced:
     """evaluate.py exam=jsonl on `items`: the questions medtune leaves out, one `file:line: reason` a line.
 
@@ -160,7 +165,9 @@ def exam_exclusions(u: User, items: list[dict], *overrides: str, needs_choice_te
 
     path = u.jsonl("exam.jsonl", items)
     cfg = to_typed(
-        u.compose(*u.paths(), "logger=none", "exam=jsonl", f"exam.path={path}", *overrides, config="evaluate"),
+        u.compose(
+            *u.paths(), "logger=none", "exam=jsonl", f"exam.path={path}", *ENGLISH, *overrides, config="evaluate"
+        ),
         EvalRunConfig,
     )
     selection = select_exam(cfg.exam, needs_choice_text=needs_choice_text)

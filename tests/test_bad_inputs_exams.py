@@ -25,6 +25,9 @@ def item(qid: str, answer, choices=DRUGS, **extra) -> dict:
     return {"problem_id": qid, "problem_text": f"Question {qid}?", "choices": choices, "answer": answer, **extra}
 
 
+ENGLISH = ("exam.language=en", "prompt=medpalm2_cot_en")  # the exams written here are in English
+
+
 def write_exam(path: Path, items: list[dict]) -> Path:
     path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
     return path
@@ -39,7 +42,7 @@ def select(compose, tmp_path):
 
     def _select(items: list[dict]):
         path = write_exam(tmp_path / "exam.jsonl", items)
-        overrides = [f"paths.output_root={tmp_path}", "logger=none", "exam=jsonl", f"exam.path={path}"]
+        overrides = [f"paths.output_root={tmp_path}", "logger=none", "exam=jsonl", f"exam.path={path}", *ENGLISH]
         return select_exam(to_typed(compose(overrides, config_name="evaluate"), EvalRunConfig).exam)
 
     return _select
@@ -140,7 +143,9 @@ def check_run(out: Path, metrics: dict) -> None:
 
 def test_an_evaluation_scores_them_as_said(run_eval, tmp_path):
     path = write_exam(tmp_path / "exam.jsonl", EXAM)
-    metrics = run_eval(["exam=jsonl", f"exam.path={path}", "eval.max_new_tokens=8", "logger=none"], name="eval")
+    metrics = run_eval(
+        ["exam=jsonl", f"exam.path={path}", *ENGLISH, "eval.max_new_tokens=8", "logger=none"], name="eval"
+    )
     check_run(tmp_path / "eval", metrics)
 
 
@@ -152,6 +157,7 @@ def test_evaluate_py_warns_lists_and_counts_them(tmp_path, tiny_cache):
         "evaluate.py",
         "exam=jsonl",
         f"exam.path={path}",
+        *ENGLISH,
         "eval.max_new_tokens=8",
         "logger=none",
         f"paths.output_root={tmp_path}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import REPO
@@ -110,3 +112,46 @@ def test_igakuqa_given_a_single_file_points_to_exam_jsonl(tmp_path, compose, yea
     with pytest.raises(DataError, match=r"is a single file, but exam=igakuqa reads a folder") as error:
         select_exam(cfg.exam)
     assert f"use exam=jsonl exam.path={path}" in str(error.value)
+
+
+# ---------------------------------------------------------------- the stated language against the text
+
+
+@pytest.mark.parametrize(
+    ("texts", "language"),
+    [
+        (["A 45-year-old man presents with chest pain radiating to the left arm.", "Aspirin", "Heparin"], "en"),
+        (["45歳の男性。左腕に放散する胸痛を主訴に来院した。心電図でST上昇を認める。", "アスピリン"], "ja"),
+        (["45岁男性，胸痛放射至左臂，心电图示ST段抬高。最可能的诊断是什么？", "阿司匹林", "肝素"], "zh"),
+        (["Bệnh nhân nam 45 tuổi đau ngực lan ra cánh tay trái, điện tâm đồ có ST chênh lên.", "Aspirin"], "vi"),
+        (["short"], None),
+    ],
+)
+def test_the_questions_language_is_read_from_their_script(texts, language):
+    from medtune.exam.text_language import detect_language
+
+    assert detect_language(texts).language == language
+
+
+def test_an_english_file_under_exam_jsonl_stated_japanese_is_refused_with_the_fix(tmp_path, compose):
+    from omegaconf import OmegaConf
+
+    from medtune.exam.loading import select_exam
+
+    path = tmp_path / "medqa.jsonl"
+    record = {
+        "problem_id": "1",
+        "problem_text": "A 23-year-old woman has fever and a new heart murmur. What is the next step?",
+        "choices": ["Blood cultures", "Echocardiography later", "Discharge", "Antipyretics only"],
+        "answer": ["a"],
+    }
+    path.write_text(json.dumps(record) + "\n")
+    cfg = OmegaConf.to_object(compose(["exam=jsonl", f"exam.path={path}"], "evaluate"))
+    assert cfg.exam.language == "ja"  # exam=jsonl's default statement
+    with pytest.raises(DataError, match=r"states exam.language=ja, but its questions read as en") as error:
+        select_exam(cfg.exam)
+    assert "Set exam.language=en and pick a prompt in en" in str(error.value)
+    stated_right = OmegaConf.to_object(compose(["exam=jsonl", f"exam.path={path}", "exam.language=en"], "evaluate"))
+    assert [q.qid for q in select_exam(stated_right.exam).questions] == ["1"]
+    kept = ["exam=jsonl", f"exam.path={path}", "exam.allow_prompt_language_mismatch=true"]
+    assert len(select_exam(OmegaConf.to_object(compose(kept, "evaluate")).exam).questions) == 1

@@ -23,6 +23,7 @@ from medtune.exam.jsonl_exam import select_exam_jsonl, select_sample_exam
 from medtune.exam.overrides import AnswerOverrides, load_overrides
 from medtune.exam.records import ExcludedQuestion, FieldMapping
 from medtune.exam.selection import ExamFilter, ExamSelection, shuffle_choices
+from medtune.exam.text_language import check_stated_language
 from medtune.vocabulary import ExamQuestion
 
 __all__ = [
@@ -70,6 +71,8 @@ def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelecti
         selection = select_exam_jsonl(_data_path(exam.path, "exam.path"), fields, filt, overrides, needs_choice_text)
     if exam.shuffle_choices:
         selection = dataclasses.replace(selection, questions=shuffle_choices(selection.questions, exam.shuffle_seed))
+    if not exam.english:  # IgakuQA's English translation states no language of its own
+        check_stated_language(exam.name, exam.language, exam.allow_prompt_language_mismatch, selection.questions)
     warn_choice_texts(exam.name, selection)
     return selection
 
