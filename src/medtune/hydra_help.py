@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -214,8 +215,12 @@ def help_text(root: DictConfig) -> str:
         lines += help_lines(schema, container, help_width())
     lines += [
         "",
-        f"python {script} --cfg job shows every key with its value (add --resolve to resolve them); "
-        f"python {script} --hydra-help shows Hydra's own flags and groups (hydra/launcher=..., hydra/sweeper=...).",
+        *textwrap.wrap(
+            f"python {script} --cfg job shows every key with its value (add --resolve to resolve them); "
+            f"python {script} --hydra-help shows Hydra's own flags and groups (hydra/launcher=..., hydra/sweeper=...).",
+            help_width(),
+            break_on_hyphens=False,
+        ),
     ]
     return "\n".join(lines) + "\n"
 
