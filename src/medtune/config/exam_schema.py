@@ -162,7 +162,9 @@ class EvalConfig:
     )
     shuffles: int = help_field(1, "Choice-shuffle ensemble: each question asked under this many orders of its choices.")
     ensemble_seed: int = help_field(0, "Seeds the permutations of eval.shuffles.")
-    batch_size: int = help_field(8, "Prompts per forward pass in this process (unused by the endpoint backend).")
+    batch_size: int = help_field(
+        8, "backend=hf, mode=generate: prompts generated together (loglik, endpoint and vllm do not use it)."
+    )
     max_new_tokens: int = help_field(256, "The most tokens generated per answer.")
     do_sample: bool = help_field(False, "true: sample (eval.temperature, top_k, top_p); false: greedy decoding.")
     temperature: float = help_field(1.0, "Sampling temperature (with sampling only).")
@@ -203,7 +205,7 @@ class ExamEvalConfig:
         0, "Worked examples before each question (0 or more); the check asks with none for now, whatever this says."
     )
     max_new_tokens: int = help_field(48, "The most tokens generated per answer (mode=generate).")
-    batch_size: int = help_field(16, "Questions per forward pass.")
+    batch_size: int = help_field(16, "Questions per batch, for the generated answers and the answer loss.")
     keep_best: bool = help_field(
         True, "With every_steps > 0: save the adapter with the best exam accuracy in best_adapter/."
     )

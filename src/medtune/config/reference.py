@@ -205,7 +205,7 @@ def readme_blocks() -> dict[str, str]:
         blocks[script] = details(f"{script}: run-level keys", docs)
     for name, (section, text, scripts) in sections.items():
         docs = list(key_docs(section, f"{name}."))
-        blocks[name] = details(f"{name}.*: {text.rstrip('.')} ({', '.join(scripts)})", docs)
+        blocks[name] = details(f"{name}.* ({', '.join(scripts)}): {text}", docs)
     return blocks
 
 

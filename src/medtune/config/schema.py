@@ -305,7 +305,10 @@ class HardwareConfig:
         None, "Memory of one device in GiB for the memory plan; null = read from the GPU at run time, or unknown."
     )
     compute_dtype: DType = help_field(
-        DType.float32, "The dtype training computes in (autocast on a GPU; DeepSpeed's bf16 / fp16)."
+        DType.float32,
+        "The mixed-precision dtype (bf16 / fp16 of the Trainer and DeepSpeed): on a GPU with 16-bit model weights, "
+        "or bfloat16 autocast on a CPU (hardware=cpu_bf16). A quantized base computes in "
+        "adapter.quantization.compute_dtype instead.",
     )
     max_model_params_billion: Optional[float] = help_field(
         None, "Refuse models larger than this many billion parameters (a CPU cannot train 70B); null = no limit."
@@ -441,7 +444,7 @@ class TrainRunConfig:
         "token of raw text (dataset=medical_text).",
     )
     task_name: str = help_field("train", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")
-    seed: int = help_field(42, "Seeds data order, initialisation and sampling.")
+    seed: int = help_field(42, "Seeds the adapter's initial weights, the data order and the mixture's draws.")
     dry_run: bool = help_field(False, "true: validate and describe the run and its memory plan; load no weights.")
     resume: ResumeMode = help_field(
         ResumeMode.auto,
@@ -470,7 +473,7 @@ class TrainRunConfig:
         help="The optimisation schedule and how steps compute (schedule=<option> sets some).", factory=TrainingConfig
     )
     exam: ExamConfig = help_field(
-        help="The exam whose accuracy training reports before and after (exam=<option>).", factory=ExamConfig
+        help="The exam asked (exam=<option>); training reports its accuracy before and after.", factory=ExamConfig
     )
     exam_eval: ExamEvalConfig = help_field(
         help="When and how training's exam check asks the exam.", factory=ExamEvalConfig
