@@ -98,7 +98,9 @@ class ExamConfig:
     breakdowns. An exam's own assumptions (IgakuQA's paper subset, the ministry's key corrections, its
     points and blocks) live in its conf/exam/<name>.yaml."""
 
-    name: str = help_field(MISSING, "The exam option's name (exam=<name>); names evaluations and reports.")
+    name: str = help_field(
+        MISSING, "The exam option's name (exam=<name>): in reports, messages and an evaluation's default output dir."
+    )
     format: ExamFormat = help_field(
         ExamFormat.jsonl,
         "igakuqa (<path>/<year>/<exam>-<block>.jsonl with optional *_metadata.jsonl), jsonl (one file or a folder "
