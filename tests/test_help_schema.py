@@ -128,6 +128,13 @@ def test_help_lists_the_scripts_own_keys_with_their_help_and_composed_values(scr
     assert all(len(line) <= 100 for line in text.splitlines()), "the key help stays within 100 columns"
 
 
+def test_help_lines_show_no_value_for_the_keys_of_a_user_named_entry():
+    lines = help_lines(SCHEMAS["sweep_schema"], {"sweep": {"cells": {"a": {"label": "1-1"}, "b": {}}}}, width=100)
+    assert any(line.startswith("  sweep.cells={a, b} ") for line in lines)
+    label = next(line for line in lines if line.startswith("  sweep.cells.<name>.label"))
+    assert label.split()[0] == "sweep.cells.<name>.label" and "Table 2" in label
+
+
 def test_help_lines_wrap_to_the_terminal_width():
     lines = help_lines(SCHEMAS["evaluate_schema"], {"eval": {"num_shots": 3}}, width=80)
     assert all(len(line) <= 80 for line in lines)

@@ -138,13 +138,15 @@ def help_lines(schema: type, composed: dict[str, Any], width: int = 100) -> list
             lines += entry(f"{doc.key}.*", f"{doc.help} The same keys as {doc.same_as}.*.", width)
         elif doc.kind == "section":
             lines += entry(f"{doc.key}.*", doc.help, width)
+        elif ENTRY in doc.key:  # its value differs from entry to entry
+            lines += entry(doc.key, full_help(doc), width)
         else:
             lines += entry(f"{doc.key}={value_at(composed, doc)}", full_help(doc), width)
     return lines
 
 
 def value_at(composed: dict[str, Any], doc: KeyDoc) -> str:
-    """The composed value of `doc.key` (a user-named entry's keys show the schema's default)."""
+    """The composed value of `doc.key`; the schema's default where the composed config has no such key."""
     node: Any = composed
     for part in doc.key.split("."):
         if not isinstance(node, dict) or part not in node:
