@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK ?= requirements-lock.txt
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu run test test-fast lint format lock clean
+.PHONY: install install-gpu run test test-fast lint format docs lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ format: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The README's key tables, from the help each schema field carries (a test fails while they are stale).
+docs: install
+	$(BIN)/python -m medtune.config.reference --write README.md
 
 # Re-resolve the newest releases that pyproject.toml allows, in a scratch venv, and pin them.
 # Review the diff of requirements-lock.txt, run `make test`, and commit both together.

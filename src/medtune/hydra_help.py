@@ -4,7 +4,8 @@ Hydra's own `--help` lists every folder of conf/ as a group of every script, and
 config. medtune's (`hydra.help.template: ${medtune_help:}` in conf/hydra/default.yaml and
 conf/hydra/sweep.yaml; the resolver is registered by `medtune.config.store.register_configs`) lists
 the groups the script's primary config composes, each with its options and the one chosen, then its
-top-level keys: run-level keys with their values, sections with the names of their keys.
+top-level keys: run-level keys with their values, sections with the names of their keys; then every
+key with its composed value and its help, from the schema's field metadata (`medtune.config.reference`).
 
 `owners` says which other scripts take a group or a top-level key, and `other_script_problem` words
 the message for an override of another script's group or key (`python evaluate.py dataset=sample`:
@@ -16,7 +17,9 @@ primary config's defaults list (conf/<job>.yaml), its keys those of its typed sc
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from medtune.config.reference import help_lines
+from medtune.config.store import SCHEMAS
 from medtune.override_shape import keys_at, override_for, quoted_list, shell_quoted
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"  # the repository's configs (editable install)
@@ -204,12 +209,25 @@ def help_text(root: DictConfig) -> str:
             continue
         section = isinstance(value, dict) and value
         lines.append(f"{key}.*: {', '.join(section_keys(value))}" if section else f"{key}: {shown(value)}")
+    schema = SCHEMAS.get(f"{hc.job.config_name or name}_schema")
+    if schema is not None:
+        lines += ["", "== Keys and their help (key=value: the value this command composes) ==", ""]
+        lines += help_lines(schema, container, help_width())
     lines += [
         "",
-        f"python {script} --cfg job shows every key with its value (add --resolve to resolve them); "
-        f"python {script} --hydra-help shows Hydra's own flags and groups (hydra/launcher=..., hydra/sweeper=...).",
+        *textwrap.wrap(
+            f"python {script} --cfg job shows every key with its value (add --resolve to resolve them); "
+            f"python {script} --hydra-help shows Hydra's own flags and groups (hydra/launcher=..., hydra/sweeper=...).",
+            help_width(),
+            break_on_hyphens=False,
+        ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def help_width() -> int:
+    """The terminal's columns, kept between 80 and 100 (100 when the output is not a terminal)."""
+    return max(80, min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
 def header(conf: Path, config_name: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
@@ -18,6 +18,7 @@ from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluat
     LoglikTarget,
     Similarity,
 )
+from medtune.config.field_help import help_field
 from medtune.config.schema import (
     AdapterConfig,
     HardwareConfig,
@@ -37,19 +38,35 @@ class PredictionsFormat(str, Enum):
 class EvalRunConfig:
     """The whole `evaluate.py` config."""
 
-    task_name: str = "evaluate"
-    seed: int = 42
-    optimized_metric: str = "accuracy"  # what the job returns to a Hydra sweeper (a key of metrics.json)
-    overwrite: bool = False  # true: replace an evaluation made with other settings in the output dir (deletes it)
-    run: Optional[str] = None  # a train.py run dir: its base model and adapter are evaluated
-    predictions: Optional[str] = None  # score an IgakuQA-style predictions file (or folder); no model
-    system_name: Optional[str] = None  # how a predictions file is named in reports, e.g. gpt4
-    predictions_format: PredictionsFormat = PredictionsFormat.igakuqa
-    model: ModelConfig = field(default_factory=ModelConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    exam: ExamConfig = field(default_factory=ExamConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    task_name: str = help_field("evaluate", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")
+    seed: int = help_field(42, "Seeds sampled decoding.")
+    optimized_metric: str = help_field("accuracy", "What the job returns to a Hydra sweeper: a key of metrics.json.")
+    overwrite: bool = help_field(
+        False, "true: replace an evaluation made with other settings in the output dir (deletes it)."
+    )
+    run: Optional[str] = help_field(
+        None, "A train.py run dir: its base model and adapter are evaluated, in the prompt it was trained with."
+    )
+    predictions: Optional[str] = help_field(
+        None, "Score an IgakuQA-style predictions file (or folder) instead of asking a model."
+    )
+    system_name: Optional[str] = help_field(None, "How a predictions file is named in reports, e.g. gpt4.")
+    predictions_format: PredictionsFormat = help_field(
+        PredictionsFormat.igakuqa,
+        'How predictions are read: igakuqa (evaluate_main.py\'s rule: split on ",", compare verbatim) or lenient '
+        '(trimmed, letters normalised: "a, B" reads as a,b).',
+    )
+    model: ModelConfig = help_field(
+        help="The base model asked (model=<option>); run= names its own.", factory=ModelConfig
+    )
+    adapter: AdapterConfig = help_field(
+        help="The adapter's settings (adapter=<option>; none = the untuned base).", factory=AdapterConfig
+    )
+    prompt: PromptConfig = help_field(
+        help="The template questions are asked in (prompt=<option>).", factory=PromptConfig
+    )
+    hardware: HardwareConfig = help_field(help="The machine (hardware=<option>).", factory=HardwareConfig)
+    logger: LoggerConfig = help_field(help="Experiment tracking (logger=<option>).", factory=LoggerConfig)
+    exam: ExamConfig = help_field(help="The exam asked (exam=<option>).", factory=ExamConfig)
+    eval: EvalConfig = help_field(help="How the exam is asked and read (eval=<option>).", factory=EvalConfig)
+    paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)

@@ -8,9 +8,10 @@ The judge is a `GeneratorConfig` too: a local model or an OpenAI-compatible endp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
+from medtune.config.field_help import help_field
 from medtune.config.generator_schema import GeneratorConfig
 from medtune.config.schema import HardwareConfig, LoggerConfig, ModelConfig, PathsConfig, PromptConfig
 
@@ -25,24 +26,50 @@ class JudgeSystemConfig:
     """One of the two systems. Set one source: answers, model_path, generator.run or generator.url
     (with generator.kind=endpoint); none of them means the composed `model=` with `prompt=`."""
 
-    name: Optional[str] = None  # its column in the table; null = the answers file's, run's or model's name
-    answers: Optional[str] = None  # JSONL {"id", "answer"} (or Vicuna's {"question_id", "text"}); nothing generated
-    model_path: Optional[str] = None  # a local checkpoint, untuned, prompted with the composed prompt=
-    generator: GeneratorConfig = field(default_factory=paper_decoding)
+    name: Optional[str] = help_field(
+        None, "The system's column in the table; null = the answers file's, run's or model's name."
+    )
+    answers: Optional[str] = help_field(
+        None, 'A JSONL of answers {"id", "answer"} (or Vicuna\'s {"question_id", "text"}), judged as is.'
+    )
+    model_path: Optional[str] = help_field(None, "A local checkpoint, untuned, asked in the composed prompt=.")
+    generator: GeneratorConfig = help_field(
+        help="How the system's answers are generated (the paper's decoding by default).", factory=paper_decoding
+    )
 
 
 @dataclass
 class JudgeConfig:
-    questions: Optional[str] = None  # JSONL {"id", "category", "question", "reference"?}; null = the bundled set
-    categories: List[str] = field(default_factory=list)  # [] = every category of the question file
-    max_questions: Optional[int] = None  # the first N questions (after the category filter)
-    a: JudgeSystemConfig = field(default_factory=JudgeSystemConfig)  # the paper's left column: the untuned base
-    b: JudgeSystemConfig = field(default_factory=JudgeSystemConfig)  # the paper's right column: the tuned model
-    judge: GeneratorConfig = field(default_factory=GeneratorConfig)  # who scores: kind=endpoint + url, or a local model
-    swap: bool = True  # judge both orders and average, to cancel the judge's preference for a position
-    with_reference: bool = False  # show the question's reference answer to the judge (not in the paper's prompt)
-    min_score: float = 1.0  # the rubric's 1-10 scale; scores outside [min_score, 10] count as unparsable
-    output_dir: Optional[str] = None  # null = the run dir; an earlier judge run's dir continues it
+    questions: Optional[str] = help_field(
+        None, 'A JSONL of {"id", "category", "question", "reference"?}; null = the bundled Vietnamese set.'
+    )
+    categories: List[str] = help_field(
+        help="Categories to ask; [] = every category of the question file.", factory=list
+    )
+    max_questions: Optional[int] = help_field(
+        None, "Ask only the first N questions (after the category filter); null = all."
+    )
+    a: JudgeSystemConfig = help_field(
+        help="System a, the paper's left column (the untuned base).", factory=JudgeSystemConfig
+    )
+    b: JudgeSystemConfig = help_field(
+        help="System b, the paper's right column (the tuned model).", factory=JudgeSystemConfig
+    )
+    judge: GeneratorConfig = help_field(
+        help="Who scores: kind=endpoint with a url, or a local model.", factory=GeneratorConfig
+    )
+    swap: bool = help_field(
+        True, "true: judge both orders and average, to cancel the judge's preference for a position."
+    )
+    with_reference: bool = help_field(
+        False, "true: show the question's reference answer to the judge (not in the paper's prompt)."
+    )
+    min_score: float = help_field(
+        1.0, "The rubric's lowest score (scale up to 10); scores outside [min_score, 10] count as unparsable."
+    )
+    output_dir: Optional[str] = help_field(
+        None, "Where answers and judgments go; null = the run dir. An earlier judge run's dir continues it."
+    )
 
 
 @dataclass
@@ -50,13 +77,22 @@ class JudgeRunConfig:
     """The whole `judge.py` config: the composed model and prompt (an untuned system a, or a local judge),
     the machine, the judging settings and the run keys."""
 
-    task_name: str = "judge"
-    seed: int = 42
-    optimized_metric: str = "judge/b_total"  # what the job returns to a Hydra sweeper (a key of metrics.json)
-    overwrite: bool = False  # true: replace judgments made with other settings in the output dir (deletes them)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    hardware: HardwareConfig = field(default_factory=HardwareConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
+    task_name: str = help_field("judge", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")
+    seed: int = help_field(42, "Seeds the sampled answers generated in this process.")
+    optimized_metric: str = help_field(
+        "judge/b_total", "What the job returns to a Hydra sweeper: a key of metrics.json."
+    )
+    overwrite: bool = help_field(
+        False, "true: replace judgments made with other settings in the output dir (deletes them)."
+    )
+    model: ModelConfig = help_field(
+        help="The composed model: system a without another source, and a local judge (model=<option>).",
+        factory=ModelConfig,
+    )
+    prompt: PromptConfig = help_field(
+        help="The template untuned systems are asked in; a run uses its own (prompt=<option>).", factory=PromptConfig
+    )
+    hardware: HardwareConfig = help_field(help="The machine (hardware=<option>).", factory=HardwareConfig)
+    logger: LoggerConfig = help_field(help="Experiment tracking (logger=<option>).", factory=LoggerConfig)
+    judge: JudgeConfig = help_field(help="The questions, the two systems and the judge.", factory=JudgeConfig)
+    paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)
