@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from medtune.errors import DataError
 from medtune.vocabulary import ExamQuestion
 
-MIN_LETTERS = 40  # fewer letters than this over the questions: too little text to tell
+MIN_LETTERS = 20  # fewer letters (or kana, Han characters) than this over the questions: too little to tell
 SAMPLE_QUESTIONS = 200
 VIETNAMESE_LETTERS = frozenset("ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ")
 
