@@ -155,3 +155,31 @@ def test_an_english_file_under_exam_jsonl_stated_japanese_is_refused_with_the_fi
     assert [q.qid for q in select_exam(stated_right.exam).questions] == ["1"]
     kept = ["exam=jsonl", f"exam.path={path}", "exam.allow_prompt_language_mismatch=true"]
     assert len(select_exam(OmegaConf.to_object(compose(kept, "evaluate")).exam).questions) == 1
+
+
+# ---------------------------------------------------------------- a passage with the question (PubMedQA)
+
+
+def test_a_context_field_reaches_the_prompt_before_the_question(tmp_path, compose):
+    from omegaconf import OmegaConf
+
+    from medtune.exam.loading import select_exam
+
+    path = tmp_path / "pubmedqa.jsonl"
+    abstract = ["BACKGROUND: Statins lower LDL cholesterol.", "RESULTS: Events fell by a quarter in 4,000 patients."]
+    records = [
+        {"problem_id": "p1", "problem_text": "Do statins reduce events?", "choices": ["yes", "no", "maybe"],
+         "answer": "a", "CONTEXTS": abstract},
+        {"problem_id": "p2", "problem_text": "Is the trial blinded?", "choices": ["yes", "no", "maybe"],
+         "answer": "c", "CONTEXTS": {"not": "text"}},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    overrides = ["exam=jsonl", f"exam.path={path}", "exam.language=en", "exam.fields.context=CONTEXTS"]
+    selection = select_exam(OmegaConf.to_object(compose(overrides, "evaluate")).exam)
+    (question,) = selection.questions
+    assert question.context == "\n\n".join(abstract)
+    (excluded,) = selection.excluded
+    assert excluded.kind == "bad_context" and "expected text or a list of texts" in excluded.reason
+    text = exam_prompt(_prompt("medpalm2_cot_en"), question, []).text
+    assert text.index("RESULTS: Events fell") < text.index("Do statins reduce events?") < text.index("c. maybe")
+    assert "from the three options" in text

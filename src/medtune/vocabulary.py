@@ -46,6 +46,7 @@ class ExamQuestion:
     text_only: bool = True
     explanation: str = ""
     source: str = ""  # file:line
+    context: str = ""  # a passage the question is about (an abstract, a vignette), shown before it
 
     @property
     def is_numeric(self) -> bool:

@@ -90,6 +90,11 @@ class ExamFieldsConfig:
     answer: str = help_field("answer", "The field holding the gold answer (letters, or a choice's text, or a number).")
     points: str = help_field("points", "The field holding a question's points (if the exam weighs questions).")
     text_only: str = help_field("text_only", "The field saying whether a question has no image.")
+    context: str = help_field(
+        "context",
+        "The field holding a passage the question is about (PubMedQA's abstract, a case vignette); absent: none. "
+        "Text, or a list of texts joined by blank lines; the prompt shows it before the question.",
+    )
 
 
 @dataclass

@@ -66,7 +66,7 @@ def select_exam(exam: ExamConfig, needs_choice_text: bool = True) -> ExamSelecti
             root, years, filt, english=exam.english, overrides=overrides, needs_choice_text=needs_choice_text
         )
     else:
-        names = ("id", "question", "choices", "answer", "points", "text_only")
+        names = ("id", "question", "choices", "answer", "points", "text_only", "context")
         fields = FieldMapping(**{k: getattr(exam.fields, k) for k in names})
         selection = select_exam_jsonl(_data_path(exam.path, "exam.path"), fields, filt, overrides, needs_choice_text)
     if exam.shuffle_choices:

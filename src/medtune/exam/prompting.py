@@ -34,7 +34,10 @@ def answer_text(question: ExamQuestion) -> str:
 
 
 def question_record(question: ExamQuestion, response: str = "") -> InstructionRecord:
-    return InstructionRecord(question.question, format_choices(list(question.choices)), response, question.source)
+    """The question as a prompt record: its passage (if any) then the question as the instruction, the
+    lettered choices as the input."""
+    instruction = f"{question.context}\n\n{question.question}" if question.context else question.question
+    return InstructionRecord(instruction, format_choices(list(question.choices)), response, question.source)
 
 
 def worked_answer(prompt: PromptConfig, example: ExamQuestion) -> str:

@@ -42,6 +42,7 @@ REASON_KINDS = {
     "answer_outside_choices": "an answer letter beyond the question's choices",
     "unparsable_answer": "an answer that is not choice letters (or, with no choices, not a number)",
     "bad_explanation": "an explanation that is not text",
+    "bad_context": "a context (passage) that is not text or a list of texts",
     "bad_points": "points that are not a whole number",
     "bad_text_only": "a text_only flag that is not true or false",
     "no_translation": "english=True and the _translate file has no record for the question",
@@ -97,6 +98,7 @@ class FieldMapping:
     points: str = "points"  # absent: 1
     text_only: str = "text_only"  # absent: True
     explanation: str = "explanation"  # absent: ""
+    context: str = "context"  # absent: ""
 
 
 def exam_items(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -199,6 +201,7 @@ def _read_question(
             )
         points = _points(item.get(fields.points, 1), fields.points)
         explanation = _explanation(item.get(fields.explanation), fields.explanation)
+        context = _context(item.get(fields.context), fields.context)
     except QuestionProblem as problem:
         raise QuestionProblem(problem.kind, problem.reason, where) from None
     qid = _record_id(item, where, fields)
@@ -213,6 +216,7 @@ def _read_question(
         text_only=text_only,
         explanation=explanation,
         source=where,
+        context=context,
     ), from_text
 
 
@@ -309,6 +313,19 @@ def _points(value: Any, key: str) -> int:
             "bad_points", f"points ({key!r}) is {describe_value(value)}, expected a whole number such as 1 or 3"
         )
     return int(float(value))
+
+
+def _context(value: Any, key: str) -> str:
+    """The passage: text, or a list of texts (PubMedQA's CONTEXTS) joined by blank lines; absent or null: ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list) and all(isinstance(part, str) for part in value):
+        return "\n\n".join(part.strip() for part in value if part.strip())
+    raise QuestionProblem(
+        "bad_context", f"the context ({key!r}) is {describe_value(value)}, expected text or a list of texts"
+    )
 
 
 def _explanation(value: Any, key: str) -> str:
