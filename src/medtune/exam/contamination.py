@@ -14,9 +14,10 @@ them) and gets one flag, the strongest that applies:
 
 Why 20 characters for Japanese and Chinese. IgakuQA's 2018 questions run to 219 characters in
 Japanese and 122 words in their English translation: 1.8 characters a word, so 13 words are about
-23 characters. Shorter n-grams catch the exam's boilerplate in unrelated questions: against the 460
-JJSimQA questions, 48 of IgakuQA's 400 share a 13-character n-gram (するようになったため来院した,
-呼吸音に異常を認めない), 23 a 15-character one, 2 an 18-character one and none a 20-character one.
+23 characters. Shorter n-grams catch common phrasing in unrelated questions: against the 460 JJSimQA
+questions, 57 of IgakuQA's 400 share a 13-character n-gram (について正しいのはどれか1つ選べ), 25 a
+15-character one, 2 an 18-character one (呼吸音にfinecracklesを聴取する) and none a 20-character one
+(benchmarks/results/contamination_real_data.md).
 Character n-grams without a single Han or kana character (an English term spelled out inside
 Japanese) are not indexed: they are two or three words, far below the 13-word rule.
 
