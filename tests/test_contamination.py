@@ -526,3 +526,24 @@ def test_speed_benchmark_smoke_mode(tmp_path):
     report = out.read_text(encoding="utf-8")
     assert "| exact | 3 | exact 3 |" in report and "| ngram | 3 | ngram 3 |" in report
     assert "Questions not planted but flagged: 0 of 51." in report
+
+
+@pytest.mark.parametrize("offset", range(8))
+def test_a_shared_span_of_exactly_n_units_is_found_at_any_position(offset):
+    """Texts are probed at every 4th position only; a span of exactly 13 words or 20 characters shared
+    with a question is still found wherever it starts in the text (and one unit shorter is not)."""
+    stem_en = " ".join(f"w{i}" for i in range(30))
+    stem_ja = "".join(chr(0x4E00 + i) for i in range(40))  # 40 distinct Han characters
+    questions = [question("en", stem_en, ["x", "y"]), question("ja", stem_ja, ["甲", "乙"])]
+    filler_en, filler_ja = " ".join(f"f{i}" for i in range(offset)), "ぬ" * offset
+    span_en, span_ja = " ".join(f"w{i}" for i in range(5, 18)), stem_ja[7:27]
+    texts = [
+        TrainingText("en.txt:1", f"{filler_en} {span_en} tail words"),
+        TrainingText("ja.txt:1", f"{filler_ja}{span_ja}ぬぬ"),
+        TrainingText("short.txt:1", f"{filler_en} {' '.join(span_en.split()[:12])} | {filler_ja}{span_ja[:19]}"),
+    ]
+    report = audit_contamination(questions, texts).by_id()
+    assert (report["en"].flag, report["en"].ngram_matches, report["en"].closest.source) == (Flag.ngram, 1, "en.txt:1")
+    assert (report["ja"].flag, report["ja"].ngram_matches, report["ja"].closest.source) == (Flag.ngram, 1, "ja.txt:1")
+    only_short = audit_contamination(questions, texts[2:]).by_id()
+    assert only_short["en"].ngram_matches == 0 and only_short["ja"].ngram_matches == 0

@@ -15,7 +15,8 @@ exam text wherever it is, so a record of any shape is read for its text, never r
 - any other record: its string values (and strings inside lists), in field order.
 
 `run_training_texts(cfg)` reads the files a training run reads (`training_data_for(cfg).source_files()`),
-`worked_example_texts(exam)` the worked examples an exam's prompt shows before each question.
+`worked_example_texts(exam)` the worked examples an exam's prompt shows before each question. The exam
+side is the questions medtune scores: `medtune.exam.loading.load_exam(cfg.exam)`.
 """
 
 from __future__ import annotations
