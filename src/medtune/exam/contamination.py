@@ -90,7 +90,11 @@ class ContaminationConfig:
         default=0.01, metadata={"help": "n-grams in more than max(3, this share) of the questions are not indexed"}
     )
     warn_fraction: float = field(
-        default=0.0, metadata={"help": "warn when more than this fraction of the questions is contaminated"}
+        default=0.01,
+        metadata={
+            "help": "warn when more than this fraction of the questions is contaminated (0.01: accuracy "
+            "could be a point too high; 0: warn at the first)"
+        },
     )
     excerpt_chars: int = field(default=200, metadata={"help": "characters of the closest record shown"})
 
