@@ -31,7 +31,8 @@ from medtune.config.exam_schema import ExamConfig  # noqa: E402
 from medtune.exam.contamination import ContaminationConfig, audit_contamination  # noqa: E402
 from medtune.exam.contamination_sources import question_text, training_texts, worked_example_texts  # noqa: E402
 from medtune.exam.contamination_text import normalise  # noqa: E402
-from medtune.exam.files import ExamFilter, select_igakuqa  # noqa: E402
+from medtune.exam.igakuqa import select_igakuqa  # noqa: E402
+from medtune.exam.selection import ExamFilter  # noqa: E402
 
 FLAGS = ("clean", "exact", "ngram", "near_duplicate")
 

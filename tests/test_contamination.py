@@ -503,7 +503,8 @@ def test_settings_out_of_range_are_refused_together():
 
 
 def test_an_exam_audited_against_its_own_file_is_exact_everywhere(shared_data):
-    from medtune.exam.files import ExamFilter, select_igakuqa
+    from medtune.exam.igakuqa import select_igakuqa
+    from medtune.exam.selection import ExamFilter
 
     root = shared_data / "data" / "igakuqa"
     everything = ExamFilter(text_only=False, min_answers=0, max_answers=99, require_choices=False, blocks=["A"])

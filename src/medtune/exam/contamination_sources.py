@@ -28,7 +28,8 @@ from typing import Any
 from medtune.config.exam_schema import ExamConfig
 from medtune.config.schema import TrainRunConfig
 from medtune.data.file_checks import check_data_file
-from medtune.data.readers import SKIPPED_SUFFIXES, format_choices, iter_json_objects, read_utf8_text
+from medtune.data.json_files import iter_json_objects, read_utf8_text
+from medtune.data.readers import SKIPPED_SUFFIXES, format_choices
 from medtune.data.text_corpus import JSON_SUFFIXES, TEXT_SUFFIXES
 from medtune.data.training_data import training_data_for
 from medtune.errors import DataError
