@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
+from medtune.config.contamination_schema import ContaminationConfig
 from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluate.py's modules)
     EndpointApi,
     EndpointConfig,
@@ -69,4 +70,8 @@ class EvalRunConfig:
     logger: LoggerConfig = help_field(help="Experiment tracking (logger=<option>).", factory=LoggerConfig)
     exam: ExamConfig = help_field(help="The exam asked (exam=<option>).", factory=ExamConfig)
     eval: EvalConfig = help_field(help="How the exam is asked and read (eval=<option>).", factory=EvalConfig)
+    contamination: ContaminationConfig = help_field(
+        help="Audit of the training data (run=, contamination.files) against the exam.",
+        factory=ContaminationConfig,
+    )
     paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)

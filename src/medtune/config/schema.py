@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import MISSING
 
+from medtune.config.contamination_schema import ContaminationConfig
 from medtune.config.exam_schema import ExamConfig, ExamEvalConfig
 from medtune.config.field_help import help_field
 from medtune.config.training_schema import (  # noqa: F401  (re-exported: medtune.config.schema names them all)
@@ -372,6 +373,9 @@ class TrainRunConfig:
     )
     exam_eval: ExamEvalConfig = help_field(
         help="When and how training's exam check asks the exam.", factory=ExamEvalConfig
+    )
+    contamination: ContaminationConfig = help_field(
+        help="The audit of the training data against the exam before its check.", factory=ContaminationConfig
     )
     pretrain: PretrainConfig = help_field(help="Blocks of raw text for task=pretrain.", factory=PretrainConfig)
     paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)

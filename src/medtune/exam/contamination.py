@@ -40,12 +40,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any, NamedTuple
 
 from rapidfuzz import fuzz
 
+from medtune.config.contamination_schema import ContaminationConfig
 from medtune.errors import ConfigError
 from medtune.exam.contamination_report import ClosestRecord, ContaminationReport, Flag, QuestionContamination
 from medtune.exam.contamination_text import (
@@ -64,56 +65,6 @@ from medtune.exam.contamination_text import (
     word_ngrams,
 )
 from medtune.vocabulary import ExamQuestion
-
-
-@dataclass
-class ContaminationConfig:
-    """The contamination audit's thresholds (the defaults are explained in the module docstring)."""
-
-    ngram_words: int = field(default=13, metadata={"help": "words per n-gram for space-separated text (GPT-3: 13)"})
-    ngram_chars: int = field(default=20, metadata={"help": "characters per n-gram for Japanese and Chinese text"})
-    min_ngram_matches: int = field(
-        default=1, metadata={"help": "n-grams of a question one training text must hold to flag it `ngram`"}
-    )
-    shingle_words: int = field(default=3, metadata={"help": "words per short shingle (near-duplicate candidates)"})
-    shingle_chars: int = field(default=5, metadata={"help": "characters per short shingle for CJK questions"})
-    candidate_share: float = field(
-        default=0.3, metadata={"help": "share of a question's short shingles a text needs to be compared with it"}
-    )
-    similarity_threshold: float = field(
-        default=85.0, metadata={"help": "rapidfuzz similarity (0-100) from which a text is a near-duplicate"}
-    )
-    cjk_share: float = field(
-        default=0.3, metadata={"help": "share of Han/kana letters from which a question is compared by characters"}
-    )
-    boilerplate_share: float = field(
-        default=0.01, metadata={"help": "n-grams in more than max(3, this share) of the questions are not indexed"}
-    )
-    warn_fraction: float = field(
-        default=0.01,
-        metadata={
-            "help": "warn when more than this fraction of the questions is contaminated (0.01: accuracy "
-            "could be a point too high; 0: warn at the first)"
-        },
-    )
-    excerpt_chars: int = field(default=200, metadata={"help": "characters of the closest record shown"})
-
-    def problems(self) -> list[str]:
-        """Every setting out of its range, as `contamination.<key>=<value>: ...` sentences."""
-        found = []
-        for key in ("ngram_words", "ngram_chars", "min_ngram_matches", "shingle_words", "shingle_chars"):
-            if getattr(self, key) < 1:
-                found.append(f"contamination.{key}={getattr(self, key)}: must be 1 or more.")
-        for key in ("candidate_share", "cjk_share", "boilerplate_share", "warn_fraction"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                found.append(f"contamination.{key}={getattr(self, key)}: a fraction, give a value from 0 to 1.")
-        if not 0.0 <= self.similarity_threshold <= 100.0:
-            found.append(
-                f"contamination.similarity_threshold={self.similarity_threshold}: rapidfuzz scores run 0-100; "
-                "give a value in that range (e.g. 85)."
-            )
-        return found
-
 
 KINDS = ("word", "char", "word_shingle", "char_shingle")
 NGRAM_KINDS = ("word", "char")
