@@ -71,7 +71,7 @@ class EvalRunConfig:
     exam: ExamConfig = help_field(help="The exam asked (exam=<option>).", factory=ExamConfig)
     eval: EvalConfig = help_field(help="How the exam is asked and read (eval=<option>).", factory=EvalConfig)
     contamination: ContaminationConfig = help_field(
-        help="Audit of the training data (run=, contamination.files) against the exam.",
+        help="The training data audited against the exam (run=, .files).",
         factory=ContaminationConfig,
     )
     paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)

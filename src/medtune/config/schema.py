@@ -375,7 +375,7 @@ class TrainRunConfig:
         help="When and how training's exam check asks the exam.", factory=ExamEvalConfig
     )
     contamination: ContaminationConfig = help_field(
-        help="The audit of the training data against the exam before its check.", factory=ContaminationConfig
+        help="The training data audited against the exam, before its check.", factory=ContaminationConfig
     )
     pretrain: PretrainConfig = help_field(help="Blocks of raw text for task=pretrain.", factory=PretrainConfig)
     paths: PathsConfig = help_field(help="Where outputs, caches and the shared data are.", factory=PathsConfig)
