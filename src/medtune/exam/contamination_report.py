@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from medtune.reporting.intervals import wilson
+
 
 class Flag(str, Enum):
     clean = "clean"
@@ -117,6 +119,11 @@ def accuracy_by_contamination(report: ContaminationReport, statuses: Mapping[str
         groups["all"].append(correct)
         groups["contaminated" if verdicts[qid].contaminated else "clean"].append(correct)
     return {
-        name: {"n": len(values), "correct": sum(values), "accuracy": sum(values) / len(values) if values else None}
+        name: {
+            "n": len(values),
+            "correct": sum(values),
+            "accuracy": sum(values) / len(values) if values else None,
+            "accuracy_interval": wilson(sum(values), len(values)).to_dict() if values else None,
+        }
         for name, values in groups.items()
     }
