@@ -488,10 +488,14 @@ def test_summary_warning_and_accuracy_by_contamination(tmp_path):
     assert row["contamination"] == "near_duplicate" and row["closest_training_record"]["source"] == f"{files[0]}:6"
     statuses = {q.qid: "correct" if i % 2 == 0 else "wrong" for i, q in enumerate(EN.values())}
     split = accuracy_by_contamination(report, statuses)
-    assert split["all"] == {"n": 7, "correct": 4, "accuracy": 4 / 7}
+    counts = {name: {k: group[k] for k in ("n", "correct", "accuracy")} for name, group in split.items()}
+    assert counts["all"] == {"n": 7, "correct": 4, "accuracy": 4 / 7}
     # contaminated: verbatim (correct), respaced (wrong), reordered (correct), partial (wrong), near (correct)
-    assert split["contaminated"] == {"n": 5, "correct": 3, "accuracy": 0.6}
-    assert split["clean"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert counts["contaminated"] == {"n": 5, "correct": 3, "accuracy": 0.6}
+    assert counts["clean"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    # Wilson 95% for 3 of 5, by hand: (0.6 + 1.9208/5 -+ 1.96 sqrt(0.048 + 0.038416)) / 1.76832
+    interval = split["contaminated"]["accuracy_interval"]
+    assert interval["low"] == pytest.approx(0.2307, abs=1e-4) and interval["high"] == pytest.approx(0.8824, abs=1e-4)
     with pytest.raises(ValueError, match="'other'"):
         accuracy_by_contamination(report, {"other": "correct"})
 
