@@ -216,3 +216,11 @@ class ExamEvalConfig:
     keep_best: bool = help_field(
         True, "With every_steps > 0: save the adapter with the best exam accuracy in best_adapter/."
     )
+    retention: List[str] = help_field(
+        help="Other exams asked before and after beside `exam` (conf/exam options, e.g. [medqa_en]): what a run "
+        "loses on them while it learns the target exam.",
+        factory=list,
+    )
+    retention_max_questions: Optional[int] = help_field(
+        None, "Ask only the first this many questions of each retention exam (null = all)."
+    )

@@ -16,7 +16,7 @@ if not console.is_terminal:  # logs and pipes: wide enough for Table 2 and whole
     console.width = 140
 
 
-def _fmt(value: Any) -> str:
+def format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -32,7 +32,7 @@ def print_plan(cfg: TrainRunConfig, job: JobContext, described) -> None:
     table.add_column("value")
     table.add_row("model", f"{cfg.model.name} ({described.origin}; {described.model_type})")
     count = described.num_parameters()
-    table.add_row(f"parameters ({described.counted_from})", _fmt(count) if count else "unknown")
+    table.add_row(f"parameters ({described.counted_from})", format_number(count) if count else "unknown")
     for note in described.notes:
         table.add_row("note", note)
     adapter = cfg.adapter
@@ -60,66 +60,6 @@ def print_plan(cfg: TrainRunConfig, job: JobContext, described) -> None:
     console.print(table)
 
 
-def print_summary(cfg: TrainRunConfig, job: JobContext, summary: dict[str, Any]) -> None:
-    table = Table(title=f"medtune train: {cfg.model.name} + {cfg.adapter.name} on {cfg.dataset.name}")
-    table.add_column("metric", style="bold")
-    table.add_column("value", justify="right")
-    for key in (
-        "train/loss_first",
-        "train/loss_last",
-        "eval/loss_before",
-        "eval/loss_after",
-        "train/steps",
-        "train/tokens_per_second",
-        "train/peak_memory_mib",
-        "train/seconds",
-        "model/trainable_params",
-        "data/train_kept",
-        "data/train_dropped_long_targets",
-        "data/train_truncated_inputs",
-        "exam/best_accuracy",
-        "exam/best_step",
-    ):
-        if summary.get(key) is not None:
-            table.add_row(key, _fmt(summary[key]))
-    console.print(table)
-    print_exam_before_after(cfg, summary)
-    if "exam/accuracy_after" in summary and cfg.exam.name == "sample" and cfg.dataset.name == "sample":
-        console.print(
-            "[yellow]Note: the bundled sample exam is part of the bundled training set, so exam accuracy here "
-            "measures memorisation of leaked questions (the 70B paper's ablation D.1), not medical skill.[/yellow]"
-        )
-    saved = "model" if cfg.adapter.kind == AdapterKind.full else "adapter"
-    kept = (
-        sorted(p.name + ("/" if p.is_dir() else "") for p in job.run_dir.iterdir() if not p.name.startswith("."))
-        if job.run_dir.is_dir()
-        else [saved]
-    )
-    console.print(f"run dir: [bold]{job.run_dir}[/bold]  ({', '.join(kept)})")
-
-
-def print_exam_before_after(cfg: TrainRunConfig, summary: dict[str, Any]) -> None:
-    """The exam check of a training run, before and after, side by side."""
-    if summary.get("exam/accuracy_after") is None:
-        return
-    n = summary.get("exam/n")
-    table = Table(title=f"exam={cfg.exam.name} ({n} questions), prompt={cfg.prompt.name}: before and after training")
-    for column in ("", "before", "after"):
-        table.add_column(column, justify="right" if column else "left")
-    rows = (
-        ("accuracy (paper reading)", "exam/accuracy_before", "exam/accuracy_after"),
-        ("invalid answers (paper reading)", "exam/invalid_before", "exam/invalid_after"),
-        ("accuracy (strict reading)", "exam/strict_accuracy_before", "exam/strict_accuracy_after"),
-        ("invalid answers (strict reading)", "exam/strict_invalid_before", "exam/strict_invalid_after"),
-        ("answer loss (gold answers)", "exam/answer_loss_before", "exam/answer_loss_after"),
-        ("eval loss (held-out records)", "eval/loss_before", "eval/loss_after"),
-    )
-    for label, before, after in rows:
-        if summary.get(before) is not None:
-            table.add_row(label, _fmt(summary[before]), _fmt(summary.get(after)))
-    console.print(table)
-
-
 def _accuracy_cell(tally: dict[str, Any]) -> str:
     """`0.412 [0.355, 0.471]`: the accuracy and its 95% interval (metrics written before intervals: the value)."""
     interval = tally.get("accuracy_interval")
@@ -142,10 +82,10 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
         table.add_column(column, justify="right")
     table.add_row(
         "paper (Algorithm 1)",
-        _fmt(metrics["n"]),
-        _fmt(metrics["correct"]),
-        _fmt(metrics["invalid"]),
-        _fmt(metrics["wrong"]),
+        format_number(metrics["n"]),
+        format_number(metrics["correct"]),
+        format_number(metrics["invalid"]),
+        format_number(metrics["wrong"]),
         _accuracy_cell(metrics),
         _points(metrics),
         f"{metrics['exact_match']:.3f}",
@@ -155,10 +95,10 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
     if strict:
         table.add_row(
             "strict",
-            _fmt(strict["n"]),
-            _fmt(strict["correct"]),
-            _fmt(strict["invalid"]),
-            _fmt(strict["wrong"]),
+            format_number(strict["n"]),
+            format_number(strict["correct"]),
+            format_number(strict["invalid"]),
+            format_number(strict["wrong"]),
             _accuracy_cell(strict),
             "",
             "",
@@ -176,7 +116,9 @@ def print_exam_metrics(metrics: dict[str, Any], out_dir) -> None:
         for column in ("block", "n", "correct", "accuracy", "points"):
             detail.add_column(column, justify="right")
         for block, row in sorted(blocks.items()):
-            detail.add_row(block, _fmt(row["n"]), _fmt(row["correct"]), f"{row['accuracy']:.3f}", _points(row))
+            detail.add_row(
+                block, format_number(row["n"]), format_number(row["correct"]), f"{row['accuracy']:.3f}", _points(row)
+            )
         console.print(detail)
     if metrics.get("kinki_questions"):
         console.print(

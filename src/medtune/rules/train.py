@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
+from medtune.config.exam_options import exam_option
 from medtune.config.schema import AdapterKind, AttentionKind, DatasetFormat, Kernels, Task, TrainRunConfig
+from medtune.errors import ConfigError
 from medtune.rules.common import check_learning_rate, check_prompt, check_seed, check_step_count
+from medtune.rules.language import check_prompt_language
 from medtune.rules.model import adopt_checkpoint_architecture, check_adapter, check_hardware, check_model
 
 
@@ -101,6 +105,35 @@ def check_exam_eval(cfg: TrainRunConfig) -> list[str]:
             problems.append(f"exam_eval.{key}={getattr(e, key)} must be positive (or exam_eval.enabled=false).")
     if e.num_shots < 0:
         problems.append(f"exam_eval.num_shots={e.num_shots} must be 0 or more.")
+    if e.retention_max_questions is not None and e.retention_max_questions <= 0:
+        problems.append(
+            f"exam_eval.retention_max_questions={e.retention_max_questions} must be positive, or null for all."
+        )
+    return problems + check_retention_exams(cfg)
+
+
+def check_retention_exams(cfg: TrainRunConfig) -> list[str]:
+    """Each retention exam is a conf/exam option, named once, not the target exam, in the prompt's language."""
+    names = list(cfg.exam_eval.retention)
+    problems = []
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        problems.append(f"exam_eval.retention names {', '.join(repeated)} more than once: name each exam once.")
+    if cfg.exam.name in names:
+        problems.append(
+            f"exam_eval.retention holds exam={cfg.exam.name}, the target exam itself: it is asked already; "
+            "name other exams (e.g. exam_eval.retention=[medqa_en])."
+        )
+    for name in dict.fromkeys(names):
+        try:
+            exam = exam_option(name, cfg.paths, "exam_eval.retention")
+        except ConfigError as error:
+            problems.extend(error.problems)
+            continue
+        problems.extend(
+            problem.replace(f"exam={exam.name}", f"exam_eval.retention's {exam.name}")
+            for problem in check_prompt_language(SimpleNamespace(exam=exam, prompt=cfg.prompt, exam_eval=cfg.exam_eval))
+        )
     return problems
 
 

@@ -1,7 +1,7 @@
 """Exam accuracy during training: before the first step, every N steps, after the last; best adapter kept.
 
-The model answers the exam with the training prompt (no worked examples, short greedy answers)
-and Algorithm 1 scores it, so the number is the same kind the evaluation reports.
+What is asked and how it is scored: `medtune.training.exam_check`; what is reported from it:
+`medtune.training.exam_report`.
 """
 
 from __future__ import annotations
@@ -9,91 +9,60 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 from medtune.config.schema import TrainRunConfig
+from medtune.data.tokenize import PadCollator, encode_records
 from medtune.distributed import is_main_process
+from medtune.exam.prompting import answer_text, question_record
+from medtune.training.exam_check import CheckedExam, measure
 from medtune.vocabulary import ExamQuestion
 
 
 class ExamAccuracyCallback(TrainerCallback):
-    def __init__(self, cfg: TrainRunConfig, questions: list[ExamQuestion], tokenizer, tracker, run_dir: Path):
+    def __init__(self, cfg: TrainRunConfig, exams: list[CheckedExam], tokenizer, tracker, run_dir: Path):
         self.cfg = cfg
-        self.questions = questions
+        self.exams = exams
         self.tokenizer = tokenizer
         self.tracker = tracker
         self.run_dir = run_dir
-        self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
 
-    def measure(self, model, step: int) -> dict[str, Any]:
-        """Answer every question with `model` and score it; logged as exam/* at `step`."""
-        from medtune.config.exam_schema import EvalConfig, EvalMode
-        from medtune.exam.aggregation import aggregate
-        from medtune.exam.prompting import build_prompt
-        from medtune.exam.scoring import score_letters, score_response
-        from medtune.llm.generation import generate_responses
-        from medtune.llm.loglik import (
-            choice_logprobs,
-            continuations,
-            pick_choices,
-        )
+    @property
+    def target(self) -> CheckedExam:
+        return self.exams[0]
 
-        settings = self.cfg.exam_eval
-        prompts = [build_prompt(self.cfg.prompt, q, [], self.tokenizer) for q in self.questions]
-        scored: list[Any] = [None] * len(self.questions)
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The target exam's rows, one per asking."""
+        return [m.row() for m in self.target.measurements]
+
+    def measure(self, model, step: int) -> dict[str, Any]:
+        """Ask every exam of the check with `model`; logged as exam/* (the target) and retention/<name>/*
+        at `step`. Returns the target's row."""
         was_training = model.training
         model.eval()
-        if settings.mode == EvalMode.generate:
-            decoding = EvalConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+        try:
+            for exam in self.exams:
+                measurement = measure(self.cfg, model, self.tokenizer, exam, step)
+                measurement.answer_loss = self.answer_loss(model, exam.questions)
+                exam.measurements.append(measurement)
+                row = measurement.row()
+                self.tracker.log(
+                    {f"{exam.prefix}{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step
+                )
+        finally:
+            if was_training:
+                model.train()
+        return self.target.measurements[-1].row()
 
-            def keep(indices, texts):
-                for i, text in zip(indices, texts):
-                    scored[i] = score_response(self.questions[i], text)
-
-            positions = getattr(model.config, "max_position_embeddings", 2048)
-            from medtune.data.templates import stop_token_ids
-
-            generate_responses(
-                model,
-                self.tokenizer,
-                prompts,
-                decoding,
-                positions,
-                keep,
-                progress=False,
-                stop_ids=stop_token_ids(self.tokenizer, self.cfg.prompt),
-            )
-        else:
-            for i, (question, prompt) in enumerate(zip(self.questions, prompts)):
-                scores = choice_logprobs(model, self.tokenizer, prompt, continuations(question, "letter"), False)
-                scored[i] = score_letters(question, pick_choices(question, scores))
-        if was_training:
-            model.train()
-        metrics = aggregate(self.questions, scored)
-        strict = metrics.get("strict") or {}
-        row = {
-            "step": step,
-            **{k: metrics[k] for k in ("accuracy", "correct", "invalid", "wrong", "n")},
-            "strict_accuracy": strict.get("accuracy"),
-            "strict_invalid": strict.get("invalid"),
-            "answer_loss": self.answer_loss(model),
-        }
-        self.history.append(row)
-        self.tracker.log({f"exam/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
-        return row
-
-    def answer_loss(self, model) -> float | None:
+    def answer_loss(self, model, questions: list[ExamQuestion]) -> float | None:
         """Mean loss of the gold answers (`b. <choice>`, as training writes them) after each exam prompt.
 
         Unlike accuracy it moves with small models that answer at chance, so it is the honest
         before/after signal when the exam is held out from training."""
-        import torch
-
-        from medtune.data.tokenize import PadCollator, encode_records
-        from medtune.exam.prompting import answer_text, question_record
-
-        records = [question_record(q, answer_text(q)) for q in self.questions if q.choices]
+        records = [question_record(q, answer_text(q)) for q in questions if q.choices]
         if not records:
             return None
         limits = self.cfg.train

@@ -12,8 +12,11 @@ from medtune.config.job import JobContext, Workspace
 from medtune.config.schema import AdapterKind, Quantization, TrainRunConfig
 from medtune.distributed import ensure_process_group, is_main_process, leaving_process_group
 from medtune.quiet import quiet_third_party
-from medtune.reporting.console import console, print_plan, print_summary
+from medtune.reporting.console import console, print_plan
+from medtune.reporting.exam_check_console import print_contamination
+from medtune.reporting.train_console import print_summary
 from medtune.run_dir import TrainRunDir
+from medtune.training.exam_report import exam_summary, write_exam_check
 
 
 @dataclass
@@ -216,7 +219,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
     trainer.length_sampler = length_sampler
     trainer.stamp_checkpoint = FingerprintWriter(current, guard).write
     attach(trainer, speed, cfg)
-    exam_before = exam.measure(trainer.model, 0) if exam and resume_from is None else None
+    if exam and resume_from is None:
+        exam.measure(trainer.model, 0)
     preemption.install()
     try:
         # evaluates at the start (eval_on_start) and at the last step, DeepSpeed or not
@@ -228,7 +232,8 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
         raise preemption.preempted(str(Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}"))
     eval_losses = callback.series("eval/loss")
     eval_before, eval_after = (eval_losses[0], eval_losses[-1]) if len(eval_losses) >= 2 else (None, None)
-    exam_after = exam.measure(trainer.model, trainer.state.global_step) if exam else None
+    if exam:
+        exam.measure(trainer.model, trainer.state.global_step)
 
     saved = save_outputs(trainer, tokenizer, cfg, run_dir, checkpoint, tracker.group)
     losses = callback.series("train/loss")
@@ -250,13 +255,15 @@ def _train(cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, 
         **data_stats,
         **speed.summary(),
         **auto_batch,
-        **exam_summary(cfg, exam, exam_before, exam_after),
+        **(exam_summary(exam.exams, exam.best) if exam else {}),
         **zero3_sharding(trainer.model),
         "saved": str(saved),
     }
     tracker.summarize({k: v for k, v in summary.items() if v is not None})
     if is_main_process():
         TrainRunDir(run_dir).write_summary(summary)
+        if exam:
+            write_exam_check(run_dir, exam.exams)
         # An earlier attempt in this run dir may have failed (run_claim.write_failure_record); this one did not.
         TrainRunDir(run_dir).clear_failure()
         print_summary(cfg, job, summary)
@@ -313,32 +320,13 @@ def exam_callback(cfg: TrainRunConfig, tokenizer, tracker, run_dir: Path):
                 "run evaluate.py run=<this run dir> afterwards."
             )
         return None
-    from medtune.exam.loading import load_exam
     from medtune.training.exam_callback import ExamAccuracyCallback
+    from medtune.training.exam_check import checked_exams
 
-    return ExamAccuracyCallback(cfg, load_exam(cfg.exam), tokenizer, tracker, run_dir)
-
-
-def exam_summary(cfg: TrainRunConfig, exam, before: dict | None, after: dict | None) -> dict[str, Any]:
-    if exam is None or before is None or after is None:
-        return {}
-    summary = {
-        "exam/name": cfg.exam.name,
-        "exam/accuracy_before": before["accuracy"],
-        "exam/accuracy_after": after["accuracy"],
-        "exam/invalid_before": before["invalid"],
-        "exam/invalid_after": after["invalid"],
-        "exam/strict_accuracy_before": before.get("strict_accuracy"),
-        "exam/strict_accuracy_after": after.get("strict_accuracy"),
-        "exam/strict_invalid_before": before.get("strict_invalid"),
-        "exam/strict_invalid_after": after.get("strict_invalid"),
-        "exam/n": after["n"],
-        "exam/answer_loss_before": before.get("answer_loss"),
-        "exam/answer_loss_after": after.get("answer_loss"),
-    }
-    if exam.best is not None:
-        summary.update({"exam/best_accuracy": exam.best["accuracy"], "exam/best_step": exam.best["step"]})
-    return summary
+    exams = checked_exams(cfg)
+    if is_main_process():
+        print_contamination(exams)
+    return ExamAccuracyCallback(cfg, exams, tokenizer, tracker, run_dir)
 
 
 def save_outputs(trainer, tokenizer, cfg: TrainRunConfig, run_dir: Path, checkpoint: str, group: str | None) -> Path:
