@@ -18,6 +18,7 @@ from medtune.config.eval_schema import EvalConfig, EvalRunConfig
 from medtune.config.schema import ModelConfig, PromptConfig
 from medtune.errors import ConfigError
 from medtune.exam.prompting import ExamPrompt
+from medtune.llm.protocol import InOrder, OnBatch, no_loglikelihood
 
 CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch keeps what is done
 
@@ -172,9 +173,12 @@ class VllmBackend:
     def render(self, prompt: ExamPrompt) -> str:
         return prompt.render(self.tokenizer)
 
-    def generate(self, prompts: Sequence[ExamPrompt], on_batch, progress: bool = True) -> None:
-        from medtune.evaluation.backends.endpoint import server_response
+    def generate(
+        self, prompts: Sequence[ExamPrompt], on_batch: Optional[OnBatch] = None, progress: bool = True
+    ) -> list[str]:
+        from medtune.llm.generation import finish_response
 
+        kept = InOrder(len(prompts), on_batch)
         max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
         for start in range(0, len(prompts), CHUNK):
             indices = list(range(start, min(start + CHUNK, len(prompts))))
@@ -183,8 +187,12 @@ class VllmBackend:
                 for i in indices
             ]
             outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress, lora_request=self.lora_request)
-            texts = [server_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
-            on_batch(indices, texts)
+            texts = [finish_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
+            kept(indices, texts)
+        return kept.texts
+
+    def loglikelihood(self, prompt, question, target):
+        raise no_loglikelihood(self.name)
 
     def close(self) -> None:
         self.llm = None
