@@ -44,7 +44,9 @@ def render_chat_request(tokenizer, request: ChatRequest, prompt: Optional[Prompt
 
 
 class HfModel:
-    """A transformers model and its tokenizer, answering requests in batches."""
+    """A transformers model and its tokenizer, answering requests in batches. It changes neither (a
+    training loop's exam check may wrap the model it trains): prompts are left-padded by
+    `generate_responses` whatever the tokenizer's padding side."""
 
     def __init__(
         self,
@@ -59,8 +61,6 @@ class HfModel:
     ):
         self.model, self.tokenizer, self.settings, self.prompt, self.name = model, tokenizer, settings, prompt, name
         self.stop_token_ids, self.answer_marker, self.system_prompt = stop_ids, answer_marker, system_prompt
-        self.tokenizer.padding_side = "left"
-        self.model.eval()
 
     def render(self, request: Request) -> str:
         if isinstance(request, ChatRequest):
@@ -164,6 +164,8 @@ class LocalGenerator(HfModel):
             system_prompt=cfg.system_prompt,
         )
         self.cfg = cfg
+        self.tokenizer.padding_side = "left"
+        self.model.eval()
 
     def stop_ids(self) -> list[int]:
         """EOS, and the chat template's end of turn when the requests go through it (read now: the
