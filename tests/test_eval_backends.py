@@ -542,3 +542,48 @@ def test_a_sweep_system_is_evaluated_live_through_an_endpoint(serve, tmp_path):
     metrics = json.loads((tmp_path / "sweeps" / "live" / "cells" / "served" / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 4 and metrics["backend"] == "endpoint" and metrics["system"] == "tiny"
     assert "strict" in metrics
+
+
+# -- one protocol for every way to reach a model ---------------------------------------------------------------
+
+
+def test_every_access_speaks_the_one_protocol():
+    import inspect
+
+    from medtune.llm.endpoint import EndpointBackend, EndpointGenerator
+    from medtune.llm.hf import HfBackend, LocalGenerator
+    from medtune.llm.protocol import ModelAccess
+    from medtune.llm.vllm import VllmBackend
+
+    methods = ("render", "generate", "loglikelihood", "close")
+    wanted = {name: list(inspect.signature(getattr(ModelAccess, name)).parameters) for name in methods}
+    for access in (HfBackend, LocalGenerator, VllmBackend, EndpointBackend, EndpointGenerator):
+        for method in methods:
+            assert list(inspect.signature(getattr(access, method)).parameters) == wanted[method], (access, method)
+
+
+def test_an_endpoint_gives_no_loglikelihoods_and_the_hf_access_answers_chat_requests(tiny_generator):
+    from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
+    from medtune.errors import MedtuneError
+    from medtune.llm.endpoint import EndpointGenerator
+    from medtune.llm.hf import HfBackend
+    from medtune.llm.loglik import score_choices
+    from medtune.llm.protocol import ChatRequest
+
+    generator = EndpointGenerator(GeneratorConfig(kind=GeneratorKind.endpoint, url="http://127.0.0.1:9/v1"))
+    with pytest.raises(MedtuneError, match="eval=loglik needs eval.backend=hf"):
+        generator.loglikelihood("Q", QUESTIONS[0], "letter")
+    hf = HfBackend(tiny_generator.model, tiny_generator.tokenizer, EvalConfig(max_new_tokens=4), PLAIN)
+    prompt = prompts_of(PLAIN, QUESTIONS[:1])[0].render() + "Answer:"
+    scores = hf.loglikelihood(prompt, QUESTIONS[0], "both")
+    assert scores == score_choices(tiny_generator.model, tiny_generator.tokenizer, prompt, QUESTIONS[0], "both")
+    assert len(scores.letter) == len(scores.text) == len(QUESTIONS[0].choices)
+    handed: dict[int, str] = {}
+    requests = [ChatRequest("Name an organ."), prompts_of(PLAIN, QUESTIONS[:1])[0]]
+    texts = hf.generate(requests, lambda i, t: handed.update(zip(i, t)), progress=False)
+    assert handed == dict(enumerate(texts)) and len(texts) == 2  # in order, and each handed over once
+    from medtune.data.readers import InstructionRecord
+    from medtune.data.templates import render_prompt
+
+    # a chat request to an exam's access reads in the exam's prompt template, as a trained run's would
+    assert hf.render(requests[0]) == render_prompt(PLAIN, InstructionRecord("Name an organ.", "", "", "t"))

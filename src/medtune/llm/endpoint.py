@@ -245,17 +245,17 @@ class EndpointBackend(EndpointClient):
         if self.api == EndpointApi.completions:
             self.read, self.what = completion_text, "a text completion"
 
-    def render(self, prompt: Request) -> str:
+    def render(self, request: Request) -> str:
         """The prompt text (completions), or the chat messages as indented JSON (chat)."""
         if self.api == EndpointApi.completions:
-            return prompt.text
-        return json.dumps(chat_messages_of(prompt), ensure_ascii=False, indent=1)
+            return request.text
+        return json.dumps(chat_messages_of(request), ensure_ascii=False, indent=1)
 
-    def body(self, prompt: Request) -> dict[str, Any]:
+    def body(self, request: Request) -> dict[str, Any]:
         if self.api == EndpointApi.chat:
-            content: dict[str, Any] = {"messages": chat_messages_of(prompt)}
+            content: dict[str, Any] = {"messages": chat_messages_of(request)}
         else:
-            content = {"prompt": prompt.text}
+            content = {"prompt": request.text}
         return {"model": self.endpoint.model, **content, **decoding_fields(self.settings)}
 
     def finish(self, text: str) -> str:

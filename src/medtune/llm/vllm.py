@@ -170,20 +170,20 @@ class VllmBackend:
         positions = getattr(model_config, "max_position_embeddings", 4096)
         return cls(llm, tokenizer, settings, cfg.prompt, lora_request, positions)
 
-    def render(self, prompt: ExamPrompt) -> str:
-        return prompt.render(self.tokenizer)
+    def render(self, request: ExamPrompt) -> str:
+        return request.render(self.tokenizer)
 
     def generate(
-        self, prompts: Sequence[ExamPrompt], on_batch: Optional[OnBatch] = None, progress: bool = True
+        self, requests: Sequence[ExamPrompt], on_batch: Optional[OnBatch] = None, progress: bool = True
     ) -> list[str]:
         from medtune.llm.generation import finish_response
 
-        kept = InOrder(len(prompts), on_batch)
+        kept = InOrder(len(requests), on_batch)
         max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
-        for start in range(0, len(prompts), CHUNK):
-            indices = list(range(start, min(start + CHUNK, len(prompts))))
+        for start in range(0, len(requests), CHUNK):
+            indices = list(range(start, min(start + CHUNK, len(requests))))
             inputs = [
-                {"prompt_token_ids": prompt_ids(self.tokenizer, self.render(prompts[i]), max_prompt_tokens)}
+                {"prompt_token_ids": prompt_ids(self.tokenizer, self.render(requests[i]), max_prompt_tokens)}
                 for i in indices
             ]
             outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress, lora_request=self.lora_request)
