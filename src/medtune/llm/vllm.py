@@ -18,6 +18,7 @@ from medtune.config.eval_schema import EvalConfig, EvalRunConfig
 from medtune.config.schema import ModelConfig, PromptConfig
 from medtune.errors import ConfigError
 from medtune.exam.prompting import ExamPrompt
+from medtune.llm.generation import finish_response
 from medtune.llm.protocol import InOrder, OnBatch, no_loglikelihood
 
 CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch keeps what is done
@@ -176,8 +177,6 @@ class VllmBackend:
     def generate(
         self, requests: Sequence[ExamPrompt], on_batch: Optional[OnBatch] = None, progress: bool = True
     ) -> list[str]:
-        from medtune.llm.generation import finish_response
-
         kept = InOrder(len(requests), on_batch)
         max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
         for start in range(0, len(requests), CHUNK):
