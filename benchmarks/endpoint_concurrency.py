@@ -81,10 +81,10 @@ def main() -> int:
 
     from medtune.config.exam_schema import EndpointConfig, EvalConfig, ExamConfig
     from medtune.config.schema import PromptConfig
-    from medtune.evaluation.backends.endpoint import EndpointBackend
     from medtune.exam.loading import load_exam
     from medtune.exam.prompting import exam_prompt, read_fewshot
     from medtune.exam.scoring import score_response
+    from medtune.llm.endpoint import EndpointBackend
 
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     exam = typed(ExamConfig, REPO / "conf/exam/sample_en.yaml")

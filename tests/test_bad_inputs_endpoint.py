@@ -34,8 +34,9 @@ from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.config.schema import PromptConfig
 from medtune.exam.prompting import exam_prompt
 from medtune.exam.scoring import score_response
-from medtune.llm import http
-from medtune.llm.backend import ChatRequest, EndpointError, EndpointGenerator
+from medtune.llm import http, openai_api
+from medtune.llm.endpoint import EndpointGenerator
+from medtune.llm.protocol import ChatRequest, EndpointError
 from medtune.secrets import MASK, mask, register
 from medtune.vocabulary import ExamQuestion, Status
 
@@ -104,7 +105,7 @@ def chat_answer(content) -> bytes:
 
 
 def backend(url: str, **keys):
-    from medtune.evaluation.backends.endpoint import EndpointBackend
+    from medtune.llm.endpoint import EndpointBackend
 
     settings = {"backoff_s": 0.01, "max_retries": 0, "timeout_s": 5.0, "concurrency": 1, **keys}
     return EndpointBackend(EndpointConfig(url=url, **settings), SETTINGS, CHAT)
@@ -273,7 +274,7 @@ def test_a_long_retry_after_is_capped_and_the_line_says_so():
         text = http.post_json(
             server.url + "/chat/completions",
             {},
-            http.chat_message_text,
+            openai_api.chat_message_text,
             retry=http.RetryPolicy(max_retries=3, max_backoff_s=0.2),
             notify=lines.append,
         )

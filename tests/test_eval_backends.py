@@ -30,8 +30,8 @@ from medtune.config.exam_schema import EndpointApi, EndpointConfig, EvalConfig
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError
 from medtune.exam.prompting import exam_prompt
-from medtune.llm.backend import EndpointError
 from medtune.llm.generation import finish_response
+from medtune.llm.protocol import EndpointError
 from medtune.vocabulary import ExamQuestion
 
 CHAT = PromptConfig(
@@ -69,7 +69,7 @@ def endpoint(url: str, **keys) -> EndpointConfig:
 
 
 def backend_for(url: str, prompt: PromptConfig = CHAT, settings: EvalConfig = SETTINGS, **keys):
-    from medtune.evaluation.backends.endpoint import EndpointBackend
+    from medtune.llm.endpoint import EndpointBackend
 
     return EndpointBackend(endpoint(url, **keys), settings, prompt)
 
@@ -105,7 +105,7 @@ def retry_waits(monkeypatch) -> list[float]:
                 waits.append(timeout)
             return super().wait(timeout)
 
-    import medtune.evaluation.backends.endpoint as endpoint
+    import medtune.llm.endpoint as endpoint
 
     monkeypatch.setattr(endpoint.threading, "Event", RecordingEvent)
     return waits
@@ -217,7 +217,7 @@ def test_the_completions_api_sends_the_rendered_text_and_records_it():
 
 
 def test_a_server_text_is_cut_where_the_hf_backend_stops_generating():
-    from medtune.evaluation.backends.endpoint import server_response
+    from medtune.llm.endpoint import server_response
 
     # hf stops at the first complete answer line; a server writes on, maybe a second answer line
     assert server_response("Kidneys filter.\nAnswer: b. kidney\nAlso:\nAnswer: c. heart\n", "Answer:") == (
@@ -229,7 +229,7 @@ def test_a_server_text_is_cut_where_the_hf_backend_stops_generating():
 
 
 def test_sampling_settings_travel_as_request_fields():
-    from medtune.evaluation.backends.endpoint import decoding_fields
+    from medtune.llm.endpoint import decoding_fields
 
     sampled = EvalConfig(do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.2, max_new_tokens=8)
     assert decoding_fields(sampled) == {
@@ -248,7 +248,7 @@ def test_vllm_without_a_gpu_or_vllm_is_refused_with_the_alternatives(monkeypatch
     import torch
 
     from medtune.config.eval_schema import EvalRunConfig
-    from medtune.evaluation.backends.vllm import VllmBackend
+    from medtune.llm.vllm import VllmBackend
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError) as error:
@@ -271,7 +271,7 @@ CHATML = (
 @pytest.fixture(scope="module")
 def tiny_generator(tiny_cache):
     from medtune.config.generator_schema import GeneratorConfig
-    from medtune.llm.backend import make_generator
+    from medtune.llm.access import make_generator
     from medtune.llm.server import model_config
 
     return make_generator(GeneratorConfig(), model_config("tiny", CONF), cache_dir=tiny_cache)
@@ -301,7 +301,7 @@ def serve(tiny_generator):
 
 
 def hf_texts(generator, prompt: PromptConfig, prompts, settings: EvalConfig) -> dict[int, str]:
-    from medtune.evaluation.backends.hf import HfBackend
+    from medtune.llm.hf import HfBackend
 
     texts = {}
     HfBackend(generator.model, generator.tokenizer, settings, prompt).generate(
@@ -542,3 +542,48 @@ def test_a_sweep_system_is_evaluated_live_through_an_endpoint(serve, tmp_path):
     metrics = json.loads((tmp_path / "sweeps" / "live" / "cells" / "served" / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 4 and metrics["backend"] == "endpoint" and metrics["system"] == "tiny"
     assert "strict" in metrics
+
+
+# -- one protocol for every way to reach a model ---------------------------------------------------------------
+
+
+def test_every_access_speaks_the_one_protocol():
+    import inspect
+
+    from medtune.llm.endpoint import EndpointBackend, EndpointGenerator
+    from medtune.llm.hf import HfBackend, LocalGenerator
+    from medtune.llm.protocol import ModelAccess
+    from medtune.llm.vllm import VllmBackend
+
+    methods = ("render", "generate", "loglikelihood", "close")
+    wanted = {name: list(inspect.signature(getattr(ModelAccess, name)).parameters) for name in methods}
+    for access in (HfBackend, LocalGenerator, VllmBackend, EndpointBackend, EndpointGenerator):
+        for method in methods:
+            assert list(inspect.signature(getattr(access, method)).parameters) == wanted[method], (access, method)
+
+
+def test_an_endpoint_gives_no_loglikelihoods_and_the_hf_access_answers_chat_requests(tiny_generator):
+    from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
+    from medtune.errors import MedtuneError
+    from medtune.llm.endpoint import EndpointGenerator
+    from medtune.llm.hf import HfBackend
+    from medtune.llm.loglik import score_choices
+    from medtune.llm.protocol import ChatRequest
+
+    generator = EndpointGenerator(GeneratorConfig(kind=GeneratorKind.endpoint, url="http://127.0.0.1:9/v1"))
+    with pytest.raises(MedtuneError, match="eval=loglik needs eval.backend=hf"):
+        generator.loglikelihood("Q", QUESTIONS[0], "letter")
+    hf = HfBackend(tiny_generator.model, tiny_generator.tokenizer, EvalConfig(max_new_tokens=4), PLAIN)
+    prompt = prompts_of(PLAIN, QUESTIONS[:1])[0].render() + "Answer:"
+    scores = hf.loglikelihood(prompt, QUESTIONS[0], "both")
+    assert scores == score_choices(tiny_generator.model, tiny_generator.tokenizer, prompt, QUESTIONS[0], "both")
+    assert len(scores.letter) == len(scores.text) == len(QUESTIONS[0].choices)
+    handed: dict[int, str] = {}
+    requests = [ChatRequest("Name an organ."), prompts_of(PLAIN, QUESTIONS[:1])[0]]
+    texts = hf.generate(requests, lambda i, t: handed.update(zip(i, t)), progress=False)
+    assert handed == dict(enumerate(texts)) and len(texts) == 2  # in order, and each handed over once
+    from medtune.data.readers import InstructionRecord
+    from medtune.data.templates import render_prompt
+
+    # a chat request to an exam's access reads in the exam's prompt template, as a trained run's would
+    assert hf.render(requests[0]) == render_prompt(PLAIN, InstructionRecord("Name an organ.", "", "", "t"))

@@ -243,7 +243,7 @@ def test_a_rubric_following_judge_gives_the_exact_category_table(run_judge, stan
 
 
 def test_endpoint_down_keeps_the_judgments_made_and_the_rerun_finishes(run_judge, stand_in, answer_files, tmp_path):
-    from medtune.llm.backend import EndpointError
+    from medtune.llm.protocol import EndpointError
 
     out = tmp_path / "judge"
     flaky = stand_in(fail_after=5)

@@ -197,7 +197,7 @@ def test_the_level_check_finds_planted_breaches():
         "medtune.data.readers": {"medtune.exam.igakuqa"},  # up a level
         "medtune.training.task": {"medtune.evaluation.task"},  # a task importing a task
         "medtune.exam.igakuqa": {"medtune.modeling.load"},  # a peer on its own level
-        "medtune.llm.backend": {"medtune.data.readers", "medtune.errors"},  # down, and a utility: fine
+        "medtune.llm.hf": {"medtune.data.readers", "medtune.errors"},  # down, and a utility: fine
     }
     assert level_breaches(planted) == [
         "medtune.data.readers -> medtune.exam.igakuqa",
@@ -226,3 +226,43 @@ def test_no_task_module_is_imported_outside_the_tasks():
 def test_no_import_cycle_between_packages():
     found = cycles(package_graph(GRAPH))
     assert not found, "package-level import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_llm_imports_no_task_package():
+    """Model access sits below every task: evaluation, QA generation, the judge and training reach a
+    model through medtune.llm, never the other way round."""
+    found = sorted(
+        f"{module} -> {target}"
+        for module, targets in GRAPH.items()
+        if package_of(module) == "llm"
+        for target in targets
+        if target.startswith(TASK_PACKAGES)
+    )
+    assert not found, found
+    assert {"medtune.llm.protocol", "medtune.llm.hf", "medtune.llm.vllm", "medtune.llm.endpoint"} <= set(MODULES)
+
+
+def test_the_evaluation_has_no_backends_of_its_own():
+    """The exam backends live in medtune.llm (one protocol, `medtune.llm.protocol`); none is left behind."""
+    assert not (SRC / "medtune" / "evaluation" / "backends").exists()
+    assert not [m for m in MODULES if m.split(".")[:3] == ["medtune", "evaluation", "backends"]]
+
+
+def test_one_http_client_speaks_to_servers():
+    """Every request to a server goes through medtune.llm.http: no other module opens HTTP connections."""
+    clients = sorted(
+        module
+        for module, path in MODULES.items()
+        if any(
+            isinstance(node, (ast.Import, ast.ImportFrom))
+            and any(name in ("urllib.request", "http.client", "requests", "httpx") for name in imported_names(node))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert clients == ["medtune.llm.http", "medtune.llm.http_deadline"], clients
+
+
+def imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    return [node.module or ""]

@@ -531,7 +531,9 @@ def test_a_tiny_generator_taught_the_qa_requests_writes_pairs_that_train_a_model
     from medtune.data.readers import InstructionRecord
     from medtune.data.templates import render_prompt
     from medtune.jobs import to_typed
-    from medtune.llm.backend import ChatRequest, LocalGenerator, make_generator
+    from medtune.llm.access import make_generator
+    from medtune.llm.hf import LocalGenerator
+    from medtune.llm.protocol import ChatRequest
     from medtune.modeling.description import resolve_checkpoint
     from medtune.modeling.load import load_tokenizer
     from medtune.modeling.trained import load_run_config

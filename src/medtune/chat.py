@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError, ModelUnavailableError
 from medtune.llm.generation import STOP_STRINGS
+from medtune.llm.hf import render_chat_request
+from medtune.llm.protocol import ChatRequest
 
 HELP = (
     "Each message is answered on its own: the prompt template is single-turn, so there is no history "
@@ -127,18 +129,9 @@ def render(prompt: PromptConfig, message: str, system: str | None = None, tokeni
     """The text the model reads: the message in the run's template, after the system text if any.
 
     A run trained with a chat prompt answers through the tokenizer's chat template; `system`
-    then replaces the prompt's own system text."""
-    import dataclasses
-
-    from medtune.data.readers import InstructionRecord
-    from medtune.data.templates import render_prompt
-
-    record = InstructionRecord(instruction=message, input="", output="", source="chat")
-    if prompt.chat:
-        chosen = dataclasses.replace(prompt, system=system.strip()) if system and system.strip() else prompt
-        return render_prompt(chosen, record, tokenizer)
-    text = render_prompt(prompt, record)
-    return f"{system.strip()}\n\n{text}" if system and system.strip() else text
+    then replaces the prompt's own system text. Rendered as the `hf` access renders a chat request."""
+    system = system.strip() if system and system.strip() else None
+    return render_chat_request(tokenizer, ChatRequest(message, system), prompt, "chat")
 
 
 def _stop_prefix_length(text: str) -> int:

@@ -273,7 +273,7 @@ def resume_rows(out: Path, settings: dict[str, Any]) -> dict[str, dict]:
 def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Path) -> list[dict]:
     import torch
 
-    from medtune.evaluation.backends import open_backend
+    from medtune.llm.access import open_backend
 
     done = resume_rows(out, decisive_settings(cfg))
     todo = [q for q in questions if q.qid not in done]
@@ -359,7 +359,7 @@ def generate_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, sh
 
 def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shots) -> None:
     """The likeliest choice(s) of every variant, from one shared-prefix pass each; no generation."""
-    from medtune.llm.loglik import pick_choices, score_choices
+    from medtune.llm.loglik import pick_choices
     from medtune.reporting.progress_bar import progress_bar
 
     for slot, variant in enumerate(progress_bar(collector.variants(), desc="log-likelihood", unit="prompt")):
@@ -373,7 +373,7 @@ def loglik_answers(cfg: EvalRunConfig, backend, collector: AnswerCollector, shot
             )
             collector.add(slot, Vote(variant, "", scored))
             continue
-        scores = score_choices(backend.model, backend.tokenizer, prompt, variant.question, cfg.eval.loglik_target)
+        scores = backend.loglikelihood(prompt, variant.question, cfg.eval.loglik_target)
         letters = pick_choices(variant.question, scores.deciding)
         extra = {"choice_logprobs": scores.deciding}
         if scores.letter is not None and scores.text is not None:

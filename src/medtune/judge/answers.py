@@ -152,7 +152,7 @@ def answer_rows(system: System, answers: dict[str, str], key: str) -> list[dict]
 
 
 def load_system_generator(system: System, cfg: JudgeRunConfig):
-    from medtune.llm.backend import make_generator
+    from medtune.llm.access import make_generator
 
     g, cache, key = system.cfg.generator, cfg.paths.cache_dir, f"judge.{system.role}.generator"
     if system.source in ("endpoint", "run"):  # a run answers in its own template
@@ -168,7 +168,7 @@ def load_system_generator(system: System, cfg: JudgeRunConfig):
 def generate_answers(
     system: System, todo: list[JudgeQuestion], cfg: JudgeRunConfig, store: JsonlStore, key: str, answers: dict[str, str]
 ) -> None:
-    from medtune.llm.backend import ChatRequest, EndpointError
+    from medtune.llm.protocol import ChatRequest, EndpointError
     from medtune.reporting.progress_bar import progress_bar
 
     with console.status(f"Loading {system.name}"):

@@ -148,7 +148,7 @@ def run_judgments(
 ) -> list[dict]:
     """Every pairing's judgment row, in order: reused when an earlier run judged the same answers.
     `make_judge()` gives the judge's generator; it is called only when something is left to judge."""
-    from medtune.llm.backend import ChatRequest, EndpointError
+    from medtune.llm.protocol import ChatRequest, EndpointError
     from medtune.reporting.progress_bar import progress_bar
 
     earlier = earlier_judgments(out, settings)

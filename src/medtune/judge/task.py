@@ -99,7 +99,7 @@ def metrics(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_judge(cfg: JudgeRunConfig):
-    from medtune.llm.backend import make_generator
+    from medtune.llm.access import make_generator
     from medtune.reporting.console import console
 
     with console.status("Loading the judge"):

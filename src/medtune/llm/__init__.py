@@ -1,1 +1,1 @@
-"""Text generators behind one interface: a local model or an OpenAI-compatible endpoint, and a server."""
+"""Every way to reach a model, below every task: one protocol (`protocol.py`) with hf, vllm and endpoint implementations, the one HTTP client, and a server."""

@@ -1,7 +1,7 @@
 """JSON over HTTP for OpenAI-compatible servers: one POST, retried with backoff (standard library only).
 
-Both endpoint clients use it: `EndpointGenerator` (judge, QA generation) and the evaluation's
-`EndpointBackend`. Connection errors, timeouts, 429 and 5xx answers are retried, waiting
+medtune's one HTTP client: every endpoint access (`medtune.llm.endpoint`: an exam's
+`EndpointBackend`, a judge's or QA generator's `EndpointGenerator`) posts through it. Connection errors, timeouts, 429 and 5xx answers are retried, waiting
 `backoff_s`, then twice as long each time (capped), or what a `Retry-After` asks (capped too, and
 said on the console); any other 4xx is final (a bad request or a bad key does not get better).
 Keys come from the environment only, and never appear in a message (`medtune.secrets.mask`).
@@ -16,8 +16,6 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
-import os
-import socket
 import sys
 import threading
 import time
@@ -27,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Callable, Optional, TypeVar
 
-from medtune.errors import ConfigError
+from medtune.llm.http_deadline import Deadline, opener
 from medtune.secrets import mask, register
 
 T = TypeVar("T")
@@ -82,10 +80,6 @@ class RequestFailed(Exception):
         self.kind = kind or (CANCELLED if cancelled else kind_of_status(status))
 
 
-class ShapeError(ValueError):
-    """A JSON answer that is not what an OpenAI-compatible server sends (the message says where)."""
-
-
 def kind_of_status(status: Optional[int]) -> str:
     if status is None:
         return CONNECTION
@@ -98,164 +92,11 @@ def kind_of_status(status: Optional[int]) -> str:
     return NOT_OPENAI
 
 
-def read_api_key(env_name: Optional[str], key: str) -> Optional[str]:
-    """The key in the environment variable `env_name` names (None when none is named); `key` is the
-    config key that names it, e.g. eval.endpoint.api_key_env, for the message when it is not set.
-    The value is registered as a secret: no message, record or log shows it from now on."""
-    if not env_name:
-        return None
-    value = os.environ.get(env_name)
-    if not value:
-        raise ConfigError(
-            [
-                f"{key}={env_name}: that environment variable is not set; "
-                f"export {env_name}=<key> (keys never go in configs)."
-            ]
-        )
-    register(value)
-    return value
-
-
-# -- the shapes of OpenAI-compatible answers --------------------------------------------------------
-
-
-def _first_choice(answer: Any) -> dict:
-    if not isinstance(answer, dict):
-        raise ShapeError(f"the JSON is a {type(answer).__name__}, not an object with 'choices'")
-    if "choices" not in answer:
-        raise ShapeError(f"the JSON object has no 'choices' (its keys: {sorted(answer)[:8]})")
-    choices = answer["choices"]
-    if not isinstance(choices, list) or not choices:
-        raise ShapeError(f"'choices' is {json.dumps(choices)[:60]}, not a list with one choice")
-    if not isinstance(choices[0], dict):
-        raise ShapeError(f"choices[0] is a {type(choices[0]).__name__}, not an object")
-    return choices[0]
-
-
-def content_text(content: Any, where: str) -> Optional[str]:
-    """A message's content as text: a string, null (None), or a list of parts such as
-    [{"type": "text", "text": "..."}] joined; any other shape is a ShapeError naming `where`."""
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for index, part in enumerate(content):
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif isinstance(part, dict) and part.get("type") not in (None, "text"):
-                continue  # a part that is not text (an image, a tool call): nothing to read
-            else:
-                raise ShapeError(f"{where}[{index}] is {json.dumps(part)[:60]}, not a text part")
-        return "".join(texts)
-    raise ShapeError(f"{where} is a {type(content).__name__} ({json.dumps(content)[:60]}), not text")
-
-
-def chat_message_text(answer: Any) -> Optional[str]:
-    """The text of a `/chat/completions` answer; None when the server sent none (null content)."""
-    choice = _first_choice(answer)
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        raise ShapeError("choices[0] has no 'message' object")
-    if "content" not in message:
-        raise ShapeError(f"choices[0].message has no 'content' (its keys: {sorted(message)[:8]})")
-    return content_text(message["content"], "choices[0].message.content")
-
-
-def completion_text(answer: Any) -> Optional[str]:
-    """The text of a `/completions` answer; None when the server sent none."""
-    choice = _first_choice(answer)
-    if "text" not in choice:
-        raise ShapeError(f"choices[0] has no 'text' (its keys: {sorted(choice)[:8]})")
-    return content_text(choice["text"], "choices[0].text")
-
-
 def quote(body: bytes, chars: int = QUOTE_CHARS) -> str:
     """The start of a body as a message quotes it: one line, masked, cut to `chars` characters."""
     text = mask(body[: 64 * chars].decode("utf-8", "replace"))  # masked before the cut below
     text = " ".join(text.split())
     return repr(text[:chars] + ("…" if len(text) > chars else ""))
-
-
-# -- one attempt under a deadline -------------------------------------------------------------------
-
-
-class Deadline:
-    """Cuts an attempt's connection when its time is over, whatever phase it is in: a watchdog timer
-    shuts the socket down, which wakes a blocked connect, header or body read at once."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.expired = False
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._sockets.clear()
-
-    def watch(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            expired = self.expired
-        if expired:
-            self._shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            self._shut(sock)
-
-    @staticmethod
-    def _shut(sock: socket.socket) -> None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed, or detached by TLS (the wrapped socket is watched too)
-            pass
-
-
-def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
-    """urllib's opener (proxies from the environment, TLS) whose connections `deadline` watches."""
-
-    def watched(base: type) -> type:
-        class Watched(base):
-            def connect(self):
-                create = self._create_connection
-
-                def create_and_watch(*args, **kwargs):
-                    sock = create(*args, **kwargs)
-                    deadline.watch(sock)
-                    return sock
-
-                self._create_connection = create_and_watch
-                super().connect()
-                deadline.watch(self.sock)  # the TLS socket over it, for HTTPS
-
-        return Watched
-
-    class HTTP(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(watched(http.client.HTTPConnection), req)
-
-    handlers: list[Any] = [HTTP()]
-    if hasattr(http.client, "HTTPSConnection"):
-
-        class HTTPS(urllib.request.HTTPSHandler):
-            def https_open(self, req):
-                return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
-
-        handlers.append(HTTPS())
-    return urllib.request.build_opener(*handlers)
 
 
 class BodyTooLarge(Exception):
@@ -358,7 +199,7 @@ def post_json(
             raise RequestFailed(f"{url} is not an http:// or https:// URL ({error})", 0, kind=REFUSED) from None
         with Deadline(timeout_s) as deadline:
             try:
-                with _opener(deadline).open(request, timeout=timeout_s) as response:
+                with opener(deadline).open(request, timeout=timeout_s) as response:
                     raw = read_body(response, max_body_bytes)
                 if deadline.expired:  # the watchdog cut the body short: what was read is not the answer
                     raise TimeoutError
@@ -439,34 +280,3 @@ def waiting_line(url: str, status: int, wait: float, asked: Optional[float], ret
     else:
         why = "as the server's Retry-After asks"
     return f"endpoint {url}: {what}; waiting {wait:g} s ({why}), then retry {attempt} of {retry.max_retries}."
-
-
-def advice(failed: RequestFailed, prefix: str, model_key: str, has_key: bool, key_env: Optional[str]) -> str:
-    """What to try for a request that failed for good; `prefix` is how the config names the endpoint
-    (eval.endpoint, judge.judge, qa.generator) and `model_key` its model field."""
-    if failed.kind == RATE_LIMITED:
-        return (
-            f"rate limited: lower {prefix}.concurrency (or raise {prefix}.max_retries to wait longer), then "
-            "rerun the same command"
-        )
-    if failed.kind == TIMEOUT:
-        return f"raise {prefix}.timeout_s or check the server, then rerun the same command"
-    if failed.kind in (NOT_OPENAI, TOO_LARGE):
-        return (
-            f"check that {prefix}.url is the API root of an OpenAI-compatible server (it usually ends in /v1), "
-            "not a web page, a login page or a proxy in between"
-        )
-    if failed.status in (401, 403):
-        where = (
-            f"the key in ${key_env} ({prefix}.api_key_env)"
-            if has_key
-            else f"a key: set {prefix}.api_key_env=<VARIABLE>"
-        )
-        return f"the server refused the credentials; check {where}"
-    if failed.status == 404:
-        return f"check that {prefix}.url is the API root (it usually ends in /v1) and that the server offers this API"
-    if failed.kind == REFUSED:
-        return f"the server refused the request; check {model_key} and the decoding settings it may not support"
-    return (
-        f"check that the server is running at {prefix}.url (or raise {prefix}.max_retries), then rerun the same command"
-    )

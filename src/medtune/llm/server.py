@@ -20,58 +20,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
 
 from medtune.config.generator_schema import GeneratorConfig
-from medtune.llm.backend import ChatRequest, LocalGenerator
+from medtune.llm.access import make_generator
+from medtune.llm.batching import WAIT_GAPS, BatchWorker
+from medtune.llm.hf import LocalGenerator
+from medtune.llm.server_requests import (
+    MAX_CHOICES,
+    BadRequest,
+    Decoding,
+    cut_at_stops,
+    number,
+    read_messages,
+    read_stops,
+    split_messages,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # the repository's Hydra configs (editable install)
-MAX_CHOICES = 16  # most `n` a request may ask for
-WAIT_GAPS = 4  # a batch waits for late requests at most this many --batch-wait-ms in all
-
-
-class BadRequest(ValueError):
-    """A request this server cannot answer as sent (a 400 reply with this message)."""
-
-
-def message_text(content: Any) -> str:
-    """A message's content: a string, or OpenAI's list of parts (the text parts, joined)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
-        )
-    raise BadRequest(f"a message's content must be a string or a list of text parts, not {type(content).__name__}")
-
-
-def read_messages(body: dict) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("expected 'messages': a non-empty list of {role, content}")
-    read = []
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-            raise BadRequest("every message needs a role of system, user or assistant")
-        read.append({"role": message["role"], "content": message_text(message.get("content"))})
-    return read
-
-
-def split_messages(messages: list[dict]) -> ChatRequest:
-    """System messages become the system text; user and assistant turns are joined in order (for a
-    model that has no chat template, or a run trained on a plain template)."""
-    system = "\n".join(m.get("content") or "" for m in messages if m.get("role") == "system") or None
-    turns = [m.get("content") or "" for m in messages if m.get("role") != "system"]
-    return ChatRequest(user="\n\n".join(turns), system=system)
 
 
 def chat_prompt(generator: LocalGenerator, messages: list[dict[str, str]]) -> str:
@@ -87,191 +56,6 @@ def chat_prompt(generator: LocalGenerator, messages: list[dict[str, str]]) -> st
     if system and not any(m["role"] == "system" for m in messages):
         messages = [{"role": "system", "content": system}, *messages]
     return apply_chat_template(generator.tokenizer, messages)
-
-
-def number(
-    body: dict,
-    key: str,
-    kind: type,
-    default: Any,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-) -> Any:
-    """body[key] as `kind` within bounds (None or absent: `default`); BadRequest otherwise."""
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-        raise BadRequest(f"'{key}' must be a number{' (a whole one)' if kind is int else ''}, not {value!r}")
-    value = kind(value)
-    if low is not None and (value < low or (low_open and value == low)):
-        raise BadRequest(f"'{key}'={value} must be {'above' if low_open else 'at least'} {low}")
-    if high is not None and value > high:
-        raise BadRequest(f"'{key}'={value} must be at most {high}")
-    return value
-
-
-def read_stops(body: dict) -> tuple[str, ...]:
-    stop = body.get("stop")
-    if stop is None:
-        return ()
-    stops = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-        raise BadRequest("'stop' must be a string or a list of strings")
-    return tuple(s for s in stops if s)
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """The settings that decide a generation; requests with equal settings share a batch."""
-
-    max_tokens: int
-    temperature: float = 0.0  # 0 = greedy
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    repetition_penalty: float = 1.0
-    seed: Optional[int] = None
-    stop_ids: tuple[int, ...] = ()
-
-    @classmethod
-    def of(cls, body: dict, default_max_tokens: int, stop_ids: list[int]) -> Decoding:
-        temperature = number(body, "temperature", float, 0.0, low=0.0)
-        top_p = number(body, "top_p", float, None, low=0.0, high=1.0, low_open=True)
-        top_k = number(body, "top_k", int, None)
-        return cls(
-            max_tokens=number(body, "max_tokens", int, default_max_tokens, low=1),
-            temperature=temperature,
-            top_p=top_p if temperature > 0 and top_p not in (None, 1.0) else None,
-            top_k=top_k if temperature > 0 and top_k not in (None, 0, -1) else None,
-            repetition_penalty=number(body, "repetition_penalty", float, 1.0, low=0.0, low_open=True),
-            seed=number(body, "seed", int, None),
-            stop_ids=tuple(stop_ids),
-        )
-
-    def settings(self, batch_size: int):
-        """These settings as the EvalConfig `generate_responses` reads."""
-        from medtune.config.exam_schema import EvalConfig
-
-        return EvalConfig(
-            batch_size=batch_size,
-            max_new_tokens=self.max_tokens,
-            do_sample=self.temperature > 0,
-            temperature=self.temperature if self.temperature > 0 else 1.0,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            repetition_penalty=self.repetition_penalty,
-        )
-
-
-@dataclass
-class Job:
-    """One request's prompts (n copies each), waiting for the worker."""
-
-    prompts: list[str]
-    decoding: Decoding
-    done: threading.Event = field(default_factory=threading.Event)
-    texts: list[str] = field(default_factory=list)
-    error: Optional[str] = None
-
-
-class BatchWorker:
-    """One thread owns the model: it takes the requests waiting (up to `max_batch`; while others keep
-    arriving less than `wait_s` apart, it waits for them, at most WAIT_GAPS * `wait_s` in all), and
-    runs one batched `generate_responses` per group of requests with equal decoding settings.
-    Handler threads block in `submit` until theirs is done."""
-
-    def __init__(self, model, tokenizer, max_batch: int = 8, wait_s: float = 0.005):
-        self.model, self.tokenizer, self.max_batch, self.wait_s = model, tokenizer, max(1, max_batch), wait_s
-        self.jobs: queue.Queue[Optional[Job]] = queue.Queue()
-        self.counts = {"requests": 0, "batches": 0, "prompts": 0, "largest_batch": 0}
-        self.thread = threading.Thread(target=self.run, name="medtune-batcher", daemon=True)
-        self.thread.start()
-
-    def submit(self, prompts: list[str], decoding: Decoding) -> list[str]:
-        job = Job(prompts, decoding)
-        self.jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise RuntimeError(job.error)
-        return job.texts
-
-    def take(self) -> Optional[list[Job]]:
-        """The next jobs to run together (None: the worker is closing)."""
-        first = self.jobs.get()
-        if first is None:
-            return None
-        taken, deadline = [first], time.monotonic() + WAIT_GAPS * self.wait_s
-        while len(taken) < self.max_batch:
-            timeout = min(self.wait_s, deadline - time.monotonic())
-            try:
-                job = self.jobs.get(timeout=timeout) if timeout > 0 else self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self.jobs.put(None)  # close after this batch
-                break
-            taken.append(job)
-        return taken
-
-    def run(self) -> None:
-        while (jobs := self.take()) is not None:
-            groups: dict[Decoding, list[Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.decoding, []).append(job)
-            for decoding, group in groups.items():
-                self.run_group(decoding, group)
-
-    def run_group(self, decoding: Decoding, group: list[Job]) -> None:
-        import torch
-
-        from medtune.llm.generation import generate_responses
-
-        prompts = [p for job in group for p in job.prompts]
-        texts = [""] * len(prompts)
-
-        def keep(indices: list[int], outputs: list[str]) -> None:
-            for index, text in zip(indices, outputs):
-                texts[index] = text
-
-        try:
-            if decoding.seed is not None:
-                torch.manual_seed(decoding.seed)
-            max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
-            generate_responses(
-                self.model,
-                self.tokenizer,
-                prompts,
-                decoding.settings(len(prompts)),
-                max_positions,
-                keep,
-                progress=False,
-                stop_ids=list(decoding.stop_ids),
-            )
-        except Exception as error:  # the request fails (a 500), the server stays up
-            for job in group:
-                job.error = f"generation failed: {error.__class__.__name__}: {error}"
-                job.done.set()
-            return
-        self.counts["requests"] += len(group)
-        self.counts["batches"] += 1
-        self.counts["prompts"] += len(prompts)
-        self.counts["largest_batch"] = max(self.counts["largest_batch"], len(prompts))
-        start = 0
-        for job in group:
-            job.texts = texts[start : start + len(job.prompts)]
-            start += len(job.prompts)
-            job.done.set()
-
-    def close(self) -> None:
-        self.jobs.put(None)
-        self.thread.join(timeout=5)
-
-
-def cut_at_stops(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    """`text` up to the first of `stops` (the stop itself excluded), and whether one was found."""
-    positions = [p for p in (text.find(s) for s in stops) if p >= 0]
-    return (text[: min(positions)], True) if positions else (text, False)
 
 
 class Completions:
@@ -401,7 +185,6 @@ def model_config(name: str, conf_dir: Path):
 
 
 def load_generator(args) -> LocalGenerator:
-    from medtune.llm.backend import make_generator
     from medtune.quiet import quiet_third_party
 
     quiet_third_party(cpu_only=True)

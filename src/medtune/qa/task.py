@@ -98,7 +98,7 @@ def responses(
     generator, kind: GeneratorKind, chunks: list[Chunk], template: str, n: int, width: int
 ) -> Iterator[tuple[Chunk, str]]:
     """(chunk, response) in chunk order; endpoint requests overlap, `width` at a time."""
-    from medtune.llm.backend import ChatRequest
+    from medtune.llm.protocol import ChatRequest
 
     def request(chunk: Chunk) -> ChatRequest:
         return ChatRequest(user=render(template, chunk.text, n))
@@ -308,7 +308,7 @@ def dry_run(cfg, template: str, documents) -> None:
 
 
 def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
-    from medtune.llm.backend import make_generator
+    from medtune.llm.access import make_generator
     from medtune.reporting.progress_bar import progress_bar
     from medtune.tracking.wandb_run import flatten
 

@@ -18,6 +18,8 @@ from medtune.config.eval_schema import EvalConfig, EvalRunConfig
 from medtune.config.schema import ModelConfig, PromptConfig
 from medtune.errors import ConfigError
 from medtune.exam.prompting import ExamPrompt
+from medtune.llm.generation import finish_response
+from medtune.llm.protocol import InOrder, OnBatch, no_loglikelihood
 
 CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch keeps what is done
 
@@ -169,22 +171,27 @@ class VllmBackend:
         positions = getattr(model_config, "max_position_embeddings", 4096)
         return cls(llm, tokenizer, settings, cfg.prompt, lora_request, positions)
 
-    def render(self, prompt: ExamPrompt) -> str:
-        return prompt.render(self.tokenizer)
+    def render(self, request: ExamPrompt) -> str:
+        return request.render(self.tokenizer)
 
-    def generate(self, prompts: Sequence[ExamPrompt], on_batch, progress: bool = True) -> None:
-        from medtune.evaluation.backends.endpoint import server_response
-
+    def generate(
+        self, requests: Sequence[ExamPrompt], on_batch: Optional[OnBatch] = None, progress: bool = True
+    ) -> list[str]:
+        kept = InOrder(len(requests), on_batch)
         max_prompt_tokens = max(8, self.max_positions - self.settings.max_new_tokens)
-        for start in range(0, len(prompts), CHUNK):
-            indices = list(range(start, min(start + CHUNK, len(prompts))))
+        for start in range(0, len(requests), CHUNK):
+            indices = list(range(start, min(start + CHUNK, len(requests))))
             inputs = [
-                {"prompt_token_ids": prompt_ids(self.tokenizer, self.render(prompts[i]), max_prompt_tokens)}
+                {"prompt_token_ids": prompt_ids(self.tokenizer, self.render(requests[i]), max_prompt_tokens)}
                 for i in indices
             ]
             outputs = self.llm.generate(inputs, self.sampling, use_tqdm=progress, lora_request=self.lora_request)
-            texts = [server_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
-            on_batch(indices, texts)
+            texts = [finish_response(output.outputs[0].text, self.prompt.answer_marker) for output in outputs]
+            kept(indices, texts)
+        return kept.texts
+
+    def loglikelihood(self, prompt, question, target):
+        raise no_loglikelihood(self.name)
 
     def close(self) -> None:
         self.llm = None
