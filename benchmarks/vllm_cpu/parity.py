@@ -14,8 +14,10 @@
    change in the machine's load hits both alike; each round's seconds are kept.
 4. Per question: the prompt token ids each backend sends (hf's `encode_prompt`, vllm's `prompt_ids`, each
    through its own tokenizer and rendering) are the same; the answer texts (cut by the same
-   `finish_response`) are the same; their token ids are the same (else the first token that differs);
-   and each backend gives the same text in every round.
+   `finish_response`) are the same, and each backend gives the same text in every round; and the raw
+   greedy token ids of both models (the loaded hf model's `generate` one prompt at a time, vLLM's
+   `LLM.generate`) on those prompt ids, --max-new-tokens or up to the end of turn, with no stop string
+   or answer-line cut, are the same (else the first token that differs).
 5. Writes --out (benchmarks/results/vllm_cpu_parity.md; --smoke writes nothing unless --out is given)
    and exits 1 when any question disagrees.
 
@@ -137,28 +139,57 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def compare(questions, prompts, opened, texts) -> list[dict]:
-    """One row per question: prompt ids, texts and text token ids of hf vs vllm, and each one's rounds."""
+def sent_ids(opened, prompts) -> tuple[list[list[int]], list[bool]]:
+    """The prompt token ids hf sends (its `encode_prompt`) and, per prompt, whether vllm's `prompt_ids` (through
+    its own tokenizer and rendering) are the same."""
     from medtune.data.templates import encode_prompt
     from medtune.evaluation.backends.vllm import prompt_ids
 
     hf, vllm = opened["hf"], opened["vllm"]
-    tokenizer = hf.tokenizer
+    ids = [encode_prompt(hf.tokenizer, hf.render(p)) for p in prompts]
+    same = [prompt_ids(vllm.tokenizer, vllm.render(p), 10**9) == i for p, i in zip(prompts, ids)]
+    return ids, same
+
+
+def greedy_ids(opened, ids: list[list[int]], max_new_tokens: int) -> dict[str, list[list[int]]]:
+    """The raw greedy token ids of both backends' models for the same prompt ids: max_new_tokens tokens or up to the
+    end of turn, no stop strings and no answer-line cut (hf one prompt at a time, so without padding)."""
+    import torch
+    from vllm import SamplingParams
+
+    hf, vllm = opened["hf"], opened["vllm"]
+    stops = list(hf.stop_ids)
+    out = {"hf": [], "vllm": []}
+    with torch.no_grad():
+        for prompt in ids:
+            generated = hf.model.generate(
+                torch.tensor([prompt]),
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=hf.tokenizer.pad_token_id,
+            )
+            out["hf"].append(generated[0, len(prompt) :].tolist())
+    params = SamplingParams(n=1, max_tokens=max_new_tokens, temperature=0.0, stop_token_ids=stops)
+    answers = vllm.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+    out["vllm"] = [list(a.outputs[0].token_ids) for a in answers]
+    return out
+
+
+def compare(questions, texts, ids, same_prompt, raw) -> list[dict]:
+    """One row per question: prompt ids, answer texts and raw greedy ids of hf vs vllm, and each one's rounds."""
     rows = []
-    for i, (question, prompt) in enumerate(zip(questions, prompts)):
-        hf_ids = encode_prompt(hf.tokenizer, hf.render(prompt))
-        vllm_ids = prompt_ids(vllm.tokenizer, vllm.render(prompt), 10**9)
+    for i, question in enumerate(questions):
         hf_text, vllm_text = texts["hf"][0][i], texts["vllm"][0][i]
-        hf_tokens = tokenizer(hf_text, add_special_tokens=False)["input_ids"]
-        vllm_tokens = tokenizer(vllm_text, add_special_tokens=False)["input_ids"]
         rows.append(
             {
                 "qid": question.qid,
-                "prompt_tokens": len(hf_ids),
-                "same_prompt_ids": hf_ids == vllm_ids,
+                "prompt_tokens": len(ids[i]),
+                "same_prompt_ids": same_prompt[i],
                 "same_text": hf_text == vllm_text,
-                "answer_tokens": (len(hf_tokens), len(vllm_tokens)),
-                "first_difference": first_difference(hf_tokens, vllm_tokens),
+                "generated": (len(raw["hf"][i]), len(raw["vllm"][i])),
+                "first_difference": first_difference(raw["hf"][i], raw["vllm"][i]),
                 "steady": all(round_texts[i] == texts[name][0][i] for name in BACKENDS for round_texts in texts[name]),
                 "hf": hf_text,
                 "vllm": vllm_text,
@@ -172,8 +203,13 @@ def cell(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def agrees(row: dict) -> bool:
+    return row["same_prompt_ids"] and row["same_text"] and row["first_difference"] is None and row["steady"]
+
+
 def report(args, settings: dict[str, str], versions: str, load_s: dict, seconds: dict, rows: list[dict]) -> str:
-    agree = sum(r["same_text"] and r["same_prompt_ids"] for r in rows)
+    agree = sum(agrees(r) for r in rows)
+    same_ids = sum(r["first_difference"] is None for r in rows)
     command = "benchmarks/vllm_cpu/.venv/bin/python benchmarks/vllm_cpu/parity.py " + shlex.join(sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -190,9 +226,10 @@ def report(args, settings: dict[str, str], versions: str, load_s: dict, seconds:
             else "compiled (its CPU default, inductor)."
         ),
         "",
-        f"**Agreement: {agree}/{len(rows)} questions** with the same prompt token ids and the same answer text "
-        f"(so the same answer token ids); every backend gave the same texts in each of its {args.rounds} rounds: "
-        f"{all(r['steady'] for r in rows)}.",
+        f"**Agreement: {agree}/{len(rows)} questions**: the same prompt token ids, the same answer text through "
+        f"medtune's `generate` (each backend the same in all {args.rounds} rounds) and the same raw greedy token ids "
+        f"({same_ids}/{len(rows)} alike: up to {args.max_new_tokens} tokens from both models on the same prompt ids, "
+        "with no stop string and no answer-line cut, hf without padding).",
         "",
         "| backend | load (s) | "
         + " | ".join(f"round {k + 1} (s)" for k in range(args.rounds))
@@ -210,7 +247,7 @@ def report(args, settings: dict[str, str], versions: str, load_s: dict, seconds:
         "'finalize_loading', so it compiles at every start); hf generates in batches of eval.batch_size "
         "with left padding, vLLM schedules all questions together.",
         "",
-        "| question | prompt tokens | same prompt ids | same text | answer tokens (hf, vllm) | first differing token | answer (hf) | answer (vllm, when it differs) |",
+        "| question | prompt tokens | same prompt ids | same text | raw greedy tokens (hf, vllm) | first differing raw token | answer (hf) | answer (vllm, when it differs) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
@@ -218,7 +255,7 @@ def report(args, settings: dict[str, str], versions: str, load_s: dict, seconds:
         first = "" if r["first_difference"] is None else str(r["first_difference"])
         lines.append(
             f"| {r['qid']} | {r['prompt_tokens']} | {r['same_prompt_ids']} | {r['same_text']} | "
-            f"{r['answer_tokens'][0]}, {r['answer_tokens'][1]} | {first} | {cell(r['hf'])} | {differs} |"
+            f"{r['generated'][0]}, {r['generated'][1]} | {first} | {cell(r['hf'])} | {differs} |"
         )
     lines += [
         "",
@@ -258,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                 texts[name].append(answered)
                 seconds[name].append(took)
                 print(f"{name}: {len(prompts)} questions in {took:.1f} s", flush=True)
-        rows = compare(questions, prompts, opened, texts)
+        ids, same_prompt = sent_ids(opened, prompts)
+        rows = compare(questions, texts, ids, same_prompt, greedy_ids(opened, ids, args.max_new_tokens))
     finally:
         for backend in opened.values():
             backend.close()
@@ -271,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
-    agreed = all(r["same_text"] and r["same_prompt_ids"] and r["steady"] for r in rows)
-    return 0 if agreed else 1
+    return 0 if all(agrees(r) for r in rows) else 1
 
 
 if __name__ == "__main__":  # vLLM starts its engine core with spawn: the child re-imports this file
