@@ -28,7 +28,8 @@ PARTIAL = "predictions.partial.jsonl"
 FINAL = "predictions.jsonl"
 STATE = "eval_state.json"
 METRICS = "metrics.json"
-RESULT_FILES = (METRICS, FINAL, PARTIAL, STATE)  # what overwrite=true deletes
+RELIABILITY = "reliability.png"  # the reliability diagram (evaluation.calibration)
+RESULT_FILES = (METRICS, FINAL, PARTIAL, STATE, RELIABILITY)  # what overwrite=true deletes
 
 
 def held_results(cfg: EvalRunConfig, out: Path) -> HeldResults | None:

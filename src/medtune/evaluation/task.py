@@ -23,6 +23,8 @@ from typing import Any
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
 from medtune.config.job import JobContext, Workspace
 from medtune.errors import ConfigError
+from medtune.evaluation.calibration import RELIABILITY, calibration_metrics, print_calibration, tracked
+from medtune.evaluation.contamination import audit_scored, contamination_metrics, marked_rows, print_contamination
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
 from medtune.evaluation.records import prediction_row
 from medtune.evaluation.state import (  # noqa: F401  (PARTIAL, STATE: read by tests and tools from here)
@@ -39,6 +41,7 @@ from medtune.evaluation.state import (  # noqa: F401  (PARTIAL, STATE: read by t
     resume_rows,
 )
 from medtune.exam.aggregation import aggregate
+from medtune.exam.contamination_report import ContaminationReport
 from medtune.exam.loading import ExamSelection, exclusion_summary, select_exam
 from medtune.exam.prompting import exam_prompt, read_fewshot
 from medtune.exam.scoring import score_letters, score_response
@@ -148,11 +151,12 @@ def evaluate_into(cfg: EvalRunConfig, out: Path, tracker) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         selection = select_questions(cfg)
         questions = selection.questions
+        audit = audit_scored(cfg, questions)  # before any answer: a bad training file stops it at once
         if cfg.predictions:
             rows = score_predictions_file(cfg, questions)
         else:
             rows = answer_questions(cfg, questions, out)
-        return finish(cfg, selection, rows, out, tracker)
+        return finish(cfg, selection, rows, out, tracker, audit)
 
 
 def training_group(cfg: EvalRunConfig) -> str | None:
@@ -296,7 +300,14 @@ def system_name(cfg: EvalRunConfig) -> str:
     return cfg.model.name
 
 
-def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: Path, tracker) -> dict[str, Any]:
+def finish(
+    cfg: EvalRunConfig,
+    selection: ExamSelection,
+    rows: list[dict],
+    out: Path,
+    tracker,
+    audit: ContaminationReport | None = None,
+) -> dict[str, Any]:
     from medtune.evaluation.records import scored_from_row
 
     questions = selection.questions
@@ -328,6 +339,12 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
             for v in r.get("votes") or [{"shown": r["parsed"]}]
         ]
         metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
+    if audit is not None:
+        rows = marked_rows(rows, audit)
+        metrics["contamination"] = contamination_metrics(audit, rows, cfg.exam.name)
+    calibration = calibration_metrics(cfg, rows, out, f"{metrics['system']} on {cfg.exam.name} ({metrics['mode']})")
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if not replay:
         check_state_unchanged(out, fingerprint(cfg))
     else:  # what the replay was made with, for a later command in this directory to compare with
@@ -336,8 +353,13 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
     write_jsonl_atomic(out / FINAL, rows)
     write_json_atomic(out / METRICS, metrics)
     (out / PARTIAL).unlink(missing_ok=True)
-    tracker.summarize(flatten(metrics, "exam/", sep="/"))
+    tracker.summarize(flatten(tracked(metrics), "exam/", sep="/"))
     tracker.log_predictions(rows)
     tracker.log_status_chart(metrics)
+    if calibration is not None:
+        tracker.log_image("exam/reliability", out / RELIABILITY)
     print_exam_metrics(metrics, out)
+    if audit is not None:
+        print_contamination(metrics["contamination"])
+    print_calibration(cfg, calibration)
     return metrics
