@@ -84,8 +84,9 @@ class ContaminationReport:
             "warn": fraction > self.warn_fraction,
         }
 
-    def warning(self, exam_name: str) -> str | None:
-        """The loud message when the contaminated fraction is above `warn_fraction`, else None."""
+    def warning(self, exam_name: str, rows_file: str = "predictions.jsonl") -> str | None:
+        """The loud message when the contaminated fraction is above `warn_fraction`, else None; `rows_file`
+        is the file that names each question's closest record."""
         summary = self.summary()
         if not summary["warn"]:
             return None
@@ -97,7 +98,7 @@ class ContaminationReport:
             f"({100 * summary['contaminated_fraction']:.1f}%, above contamination.warn_fraction={self.warn_fraction}) "
             f"appear in the training data ({flags}); the first, {first.qid}, in {where}. Accuracy on this exam "
             "overstates the model: report the clean questions' accuracy, or remove those training records "
-            "(predictions.jsonl names each question's closest one)."
+            f"({rows_file} names each question's closest one)."
         )
 
 
