@@ -223,3 +223,42 @@ def test_table2_gets_ece_and_brier_columns_where_metrics_have_them():
     assert csv_lines[2].endswith(",0.1234,0.2345,votes") and csv_lines[1].endswith(",,,")
     plain = table2_markdown(table2_rows(cells[:1])).splitlines()[0]
     assert plain.endswith("| Strict invalid | Strict accuracy |")  # no calibrated cell: no such columns
+
+
+@pytest.mark.slow
+def test_a_training_runs_own_data_is_audited_by_evaluate_and_by_contamination_py(run_train, run_eval, tmp_path, capsys):
+    # dataset=sample (the suite's default) holds the sample exam itself: every question is a copy
+    trained = run_train(["train.max_steps=2", "train.eval_steps=0", "exam_eval.enabled=false"], name="trained")
+    metrics = run_eval(
+        [f"run={trained.run_dir}", "eval=loglik", "exam.max_questions=5", "logger=none"], name="eval-of-run"
+    )
+    block = metrics["contamination"]
+    assert block["by_flag"]["exact"] == 5 and block["accuracy"]["clean"]["n"] == 0
+    assert block["accuracy"]["clean"]["accuracy"] is None and block["warning"]
+    out = trained.run_dir / "eval" / f"sample_{metrics['prompt']}_loglik"
+    rows = rows_of(out / "predictions.jsonl")
+    assert all(row["closest_training_record"]["source"].split("/")[-1].startswith("exam_") for row in rows.values())
+
+    audit = tmp_path / "audit"
+    done = cli(
+        "contamination.py", f"run={trained.run_dir}", "contamination.worked_examples=false", f"hydra.run.dir={audit}"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((audit / "contamination.json").read_text())
+    assert summary["contaminated"] == summary["questions"] == 40
+    assert summary["sources"] == [f"the training data of run={trained.run_dir}"]
+
+    # Evaluated where its training data is not (moved, another machine): a warning, no audit, the answers
+    config = trained.run_dir / "config.yaml"
+    dataset = "dataset:\n  name: sample\n  path: null"
+    assert dataset in config.read_text()
+    config.write_text(
+        config.read_text().replace(dataset, f"dataset:\n  name: sample\n  path: {tmp_path / 'gone.jsonl'}")
+    )
+    capsys.readouterr()
+    moved = run_eval(
+        [f"run={trained.run_dir}", "eval=loglik", "exam.max_questions=2", "logger=none", "overwrite=true"],
+        name="eval-moved",
+    )
+    assert "contamination" not in moved and moved["n"] == 2
+    assert f"run={trained.run_dir}'s training data cannot be read here" in flat(capsys.readouterr().out)

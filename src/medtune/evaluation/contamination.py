@@ -1,7 +1,8 @@
 """evaluate.py's contamination audit: the scored questions against the training data.
 
 It runs when there is training data to audit: the files run=<train run dir> trained on (read from
-the run's config.yaml) and/or contamination.files; with eval.num_shots > 0 and
+the run's config.yaml; where they cannot be read on this machine, a warning and no audit of them)
+and/or contamination.files; with eval.num_shots > 0 and
 contamination.worked_examples, the worked examples the prompt shows are audited beside them.
 contamination.enabled=false turns it off. Every scored question gets its verdict
 (`medtune.exam.contamination`):
@@ -22,9 +23,11 @@ from typing import Any
 from rich.table import Table
 
 from medtune.config.eval_schema import EvalRunConfig
+from medtune.data.training_data import training_data_for
+from medtune.errors import DataError
 from medtune.exam.contamination import TrainingText, audit_contamination
 from medtune.exam.contamination_report import ContaminationReport, accuracy_by_contamination
-from medtune.exam.contamination_sources import run_training_texts, training_texts, worked_example_texts
+from medtune.exam.contamination_sources import training_files, training_texts, worked_example_texts
 from medtune.reporting.console import console
 from medtune.run_dir import TrainRunDir
 from medtune.vocabulary import ExamQuestion
@@ -39,8 +42,10 @@ def audit_sources(cfg: EvalRunConfig) -> tuple[list[str], list[Iterator[Training
     if not settings.enabled:
         return names, streams
     if cfg.run:
-        names.append(f"the training data of run={cfg.run}")
-        streams.append(run_training_texts(TrainRunDir(cfg.run).read_config()))
+        texts = readable_run_texts(cfg.run)
+        if texts is not None:
+            names.append(f"the training data of run={cfg.run}")
+            streams.append(texts)
     if settings.files:
         names.append(f"contamination.files={list(settings.files)}")
         streams.append(training_texts(settings.files))
@@ -49,6 +54,22 @@ def audit_sources(cfg: EvalRunConfig) -> tuple[list[str], list[Iterator[Training
         names.append(f"the prompt's {shots} worked example(s)")
         streams.append(islice(worked_example_texts(cfg.exam), shots))
     return names, streams
+
+
+def readable_run_texts(run: str) -> Iterator[TrainingText] | None:
+    """The texts of the files run= trained on; None, with a warning, where they cannot be read here (an
+    evaluation on another machine than the training's): the evaluation goes on without that audit."""
+    try:
+        trained = TrainRunDir(run).read_config()
+        files = training_files(training_data_for(trained).source_files())
+    except (DataError, OSError) as error:
+        console.print(
+            f"[yellow]run={run}'s training data cannot be read here ({error}); it is not audited for "
+            "contamination. contamination.files=[<a copy of it>] audits a copy; contamination.enabled=false "
+            "turns the audit off.[/yellow]"
+        )
+        return None
+    return training_texts(files, trained.dataset.text_field)
 
 
 def audit_scored(cfg: EvalRunConfig, questions: list[ExamQuestion]) -> ContaminationReport | None:
