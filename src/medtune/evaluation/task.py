@@ -10,7 +10,11 @@ the same directory answers only the questions still missing. At the end `predict
 `metrics.json` are written atomically, then the partial file is removed. A directory that holds an
 evaluation made with other settings (finished, or interrupted) is refused before anything is written,
 unless overwrite=true (`check_existing`); a full or read-only directory is a message that says which
-answers were kept (`medtune.storage`).
+answers were kept (`medtune.storage`). Those files and settings are `medtune.evaluation.state`.
+
+With training data to audit (run=, contamination.files) every scored question carries its
+contamination verdict (`medtune.evaluation.contamination`); answers with a confidence (loglik,
+votes) are scored for calibration (`medtune.evaluation.calibration`).
 """
 
 from __future__ import annotations
