@@ -86,7 +86,7 @@ class ContaminationReport:
 
     def warning(self, exam_name: str, rows_file: str = "predictions.jsonl") -> str | None:
         """The loud message when the contaminated fraction is above `warn_fraction`, else None; `rows_file`
-        is the file that names each question's closest record."""
+        is the file whose rows name each question's closest training record."""
         summary = self.summary()
         if not summary["warn"]:
             return None
