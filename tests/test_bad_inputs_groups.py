@@ -32,6 +32,7 @@ GROUPS = {
     "judge.py": ["model", "prompt", "hardware", "logger", "paths"],
     "generate_qa.py": ["model", "hardware", "logger", "paths", "experiment"],
     "sweep.py": ["logger", "sweep", "paths"],
+    "contamination.py": ["logger", "exam", "paths"],
 }
 # A few of each script's top-level keys as --help shows them (a value, or a section's key names).
 KEYS = {
@@ -40,6 +41,7 @@ KEYS = {
     "judge.py": ["optimized_metric: judge/b_total", "judge.*: questions, categories"],
     "generate_qa.py": ["dry_run: false", "qa.*: documents"],
     "sweep.py": ["summarize: null", "sweep.*: name, description", "cells.*, systems.*"],
+    "contamination.py": ["run: null", "show: 10", "contamination.*: enabled, files, worked_examples"],
 }
 GROUP_LINE = re.compile(r"^(\S+) \(now [^)]*\): ", re.MULTILINE)
 
@@ -107,9 +109,9 @@ OTHER_SCRIPTS = [
     (
         ["judge.py", "exam=sample"],
         [
-            "exam=sample: `exam` is a config group of train.py and evaluate.py, not judge.py",
+            "exam=sample: `exam` is a config group of train.py, evaluate.py and contamination.py, not judge.py",
             "judge.py's questions are open ones, given with judge.questions=<file>",
-            "run it with train.py or evaluate.py: python train.py exam=sample.",
+            "run it with train.py, evaluate.py or contamination.py: python train.py exam=sample.",
         ],
     ),
     (

@@ -45,7 +45,13 @@ def test_exam_eval_mode_judge_is_no_longer_a_value():
 
 @pytest.mark.parametrize(
     "script,config_name",
-    [("train.py", "train"), ("evaluate.py", "evaluate"), ("generate_qa.py", "generate_qa"), ("judge.py", "judge")],
+    [
+        ("train.py", "train"),
+        ("evaluate.py", "evaluate"),
+        ("generate_qa.py", "generate_qa"),
+        ("judge.py", "judge"),
+        ("contamination.py", "contamination"),
+    ],
 )
 def test_every_entry_shares_the_paths_and_hydra_groups(compose, script, config_name):
     cfg = compose(["paths.output_root=/tmp/elsewhere"], config_name=config_name)

@@ -94,6 +94,11 @@ SCRIPTS = {
     "judge.py": ("judge.swap", "prompt.name=vi_chat", ["train.learning_rate", "eval.num_shots", "exam.name"]),
     "generate_qa.py": ("qa.chunk_tokens", "model.name=smollm2_135m", ["judge.swap", "prompt.name", "train.max_steps"]),
     "sweep.py": ("sweep.launcher", "sweep.name=smoke", ["model.name", "train.learning_rate", "eval.num_shots"]),
+    "contamination.py": (
+        "contamination.ngram_words",
+        "exam.name=sample",
+        ["model.name", "eval.num_shots", "train.seed"],
+    ),
 }
 
 

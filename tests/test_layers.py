@@ -3,7 +3,7 @@ statement, module level or inside a function), so an import hidden in a function
 
 The packages, bottom up (`LEVELS`):
 
-    config < vocabulary < data < exam, modeling < llm < tasks (training, evaluation, qa, judge, sweep)
+    config < vocabulary < data < exam, modeling < llm < tasks (training, evaluation, qa, judge, sweep, audit)
 
 config holds the schemas and generic validation; vocabulary the words every layer shares (choice
 labels, a question, a scored answer); data the training and exam files as records; exam the exam's
@@ -25,7 +25,14 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-TASK_PACKAGES = ("medtune.training", "medtune.evaluation", "medtune.qa", "medtune.judge", "medtune.sweep")
+TASK_PACKAGES = (
+    "medtune.training",
+    "medtune.evaluation",
+    "medtune.qa",
+    "medtune.judge",
+    "medtune.sweep",
+    "medtune.audit",
+)
 LEVELS = [
     ("config",),
     ("vocabulary",),

@@ -1,7 +1,7 @@
 """The jobs medtune runs, each with its schema, its rules and its task, for the entry layer.
 
     train.py        -> TRAIN          evaluate.py  -> EVALUATE       sweep.py -> SWEEP
-    generate_qa.py  -> GENERATE_QA    judge.py     -> JUDGE
+    generate_qa.py  -> GENERATE_QA    judge.py     -> JUDGE          contamination.py -> CONTAMINATION
 
 A job's task module (imported only when the job runs, so `--help` and `--cfg` stay fast) provides
 
@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig
 
+from medtune.config.audit_schema import ContaminationRunConfig
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.judge_schema import JudgeRunConfig
 from medtune.config.qa_schema import GenerateQARunConfig
@@ -30,6 +31,7 @@ from medtune.config.schema import TrainRunConfig
 from medtune.config.sweep_schema import SweepRunConfig
 from medtune.config.validate import typed_config
 from medtune.errors import ConfigError
+from medtune.rules import contamination as contamination_rules
 from medtune.rules import evaluate as evaluate_rules
 from medtune.rules import generate_qa as generate_qa_rules
 from medtune.rules import judge as judge_rules
@@ -99,8 +101,16 @@ JUDGE = Job(
     judge_rules.describe_model,
 )
 SWEEP = Job("sweep", "sweep.py", SweepRunConfig, "medtune.sweep.task")
+CONTAMINATION = Job(
+    "contamination",
+    "contamination.py",
+    ContaminationRunConfig,
+    "medtune.audit.task",
+    contamination_rules.RULES,
+    contamination_rules.RULES,
+)
 
-JOBS = (TRAIN, EVALUATE, GENERATE_QA, JUDGE, SWEEP)
+JOBS = (TRAIN, EVALUATE, GENERATE_QA, JUDGE, SWEEP, CONTAMINATION)
 
 
 def job_for(schema: type) -> Job:

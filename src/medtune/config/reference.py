@@ -172,6 +172,7 @@ def entry(left: str, text: str, width: int, column: int = 30) -> list[str]:
 
 def jobs() -> list[tuple[str, type]]:
     """Each entry script and its schema, in the order the README lists them."""
+    from medtune.config.audit_schema import ContaminationRunConfig
     from medtune.config.eval_schema import EvalRunConfig
     from medtune.config.judge_schema import JudgeRunConfig
     from medtune.config.qa_schema import GenerateQARunConfig
@@ -184,6 +185,7 @@ def jobs() -> list[tuple[str, type]]:
         ("judge.py", JudgeRunConfig),
         ("generate_qa.py", GenerateQARunConfig),
         ("sweep.py", SweepRunConfig),
+        ("contamination.py", ContaminationRunConfig),
     ]
 
 

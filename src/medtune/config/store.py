@@ -5,6 +5,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from medtune.config.audit_schema import ContaminationRunConfig
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.judge_schema import JudgeRunConfig
 from medtune.config.qa_schema import GenerateQARunConfig
@@ -17,6 +18,7 @@ SCHEMAS = {
     "sweep_schema": SweepRunConfig,
     "generate_qa_schema": GenerateQARunConfig,
     "judge_schema": JudgeRunConfig,
+    "contamination_schema": ContaminationRunConfig,
 }
 
 
@@ -45,7 +47,7 @@ def bundled(relative: str) -> str:
 
 
 def register_configs() -> None:
-    """Store the schemas that the primary configs (train, evaluate, sweep, generate_qa, judge) list first;
+    """Store the schemas that the primary configs (train, evaluate, sweep, generate_qa, judge, contamination) list first;
     safe to call twice."""
     for name, node in SCHEMAS.items():
         ConfigStore.instance().store(name=name, node=node)

@@ -10,51 +10,55 @@ the same directory answers only the questions still missing. At the end `predict
 `metrics.json` are written atomically, then the partial file is removed. A directory that holds an
 evaluation made with other settings (finished, or interrupted) is refused before anything is written,
 unless overwrite=true (`check_existing`); a full or read-only directory is a message that says which
-answers were kept (`medtune.storage`).
+answers were kept (`medtune.storage`). Those files and settings are `medtune.evaluation.state`.
+
+With training data to audit (run=, contamination.files) every scored question carries its
+contamination verdict (`medtune.evaluation.contamination`); answers with a confidence (loglik,
+votes) are scored for calibration (`medtune.evaluation.calibration`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig
 from medtune.config.job import JobContext, Workspace
-from medtune.errors import ConfigError, DataError
+from medtune.errors import ConfigError
+from medtune.evaluation.calibration import RELIABILITY, calibration_metrics, print_calibration, tracked
+from medtune.evaluation.contamination import audit_scored, contamination_metrics, marked_rows, print_contamination
 from medtune.evaluation.ensemble import Variant, Vote, combine, ensemble_summary, plan_variants
 from medtune.evaluation.records import prediction_row
+from medtune.evaluation.state import (  # noqa: F401  (PARTIAL, STATE: read by tests and tools from here)
+    FINAL,
+    METRICS,
+    PARTIAL,
+    STATE,
+    check_state_unchanged,
+    decisive_settings,
+    fingerprint,
+    held_results,
+    kept_answers,
+    predictions_store,
+    resume_rows,
+)
 from medtune.exam.aggregation import aggregate
+from medtune.exam.contamination_report import ContaminationReport
 from medtune.exam.loading import ExamSelection, exclusion_summary, select_exam
 from medtune.exam.prompting import exam_prompt, read_fewshot
 from medtune.exam.scoring import score_letters, score_response
-from medtune.finished import HeldResults, present, settle, written_at
+from medtune.finished import settle
 from medtune.io import write_json_atomic
-from medtune.jsonl_store import (
-    JsonlStore,
-    SettingsFile,
-    normalized,
-    read_jsonl,
-    settings_fingerprint,
-    write_jsonl_atomic,
-)
+from medtune.jsonl_store import SettingsFile, write_jsonl_atomic
 from medtune.llm.response_limit import ResponseLimit
-from medtune.nested import changes, flatten
+from medtune.nested import flatten
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_exam_metrics
 from medtune.run_dir import TrainRunDir
 from medtune.storage import storage_guard
 from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
-
-PARTIAL = "predictions.partial.jsonl"
-FINAL = "predictions.jsonl"
-STATE = "eval_state.json"
-METRICS = "metrics.json"
-RESULT_FILES = (METRICS, FINAL, PARTIAL, STATE)  # what overwrite=true deletes
 
 
 def workspace(cfg: EvalRunConfig, job: JobContext) -> tuple[EvalRunConfig, Workspace]:
@@ -80,67 +84,6 @@ def check_existing(cfg: EvalRunConfig, job: JobContext, directory: Path) -> Eval
     return cfg
 
 
-def held_results(cfg: EvalRunConfig, out: Path) -> HeldResults | None:
-    """The evaluation `out` holds, with how `cfg`'s decisive settings differ from the recorded ones."""
-    finished = (out / METRICS).is_file() and (out / FINAL).is_file()
-    answered = len(read_jsonl(out / PARTIAL).rows)
-    if not finished and not answered:
-        return None
-    try:
-        record = SettingsFile(out / STATE).read() or {}
-    except DataError:
-        record = {}
-    if "settings" in record:
-        changed = changes(record["settings"], normalized(decisive_settings(cfg)))
-    elif "fingerprint" in record:  # a state file of an earlier version
-        changed = (
-            []
-            if record["fingerprint"] == fingerprint(cfg)
-            else [f"fingerprint {record['fingerprint']!r} -> {fingerprint(cfg)!r}"]
-        )
-    else:
-        changed = [f"the settings it was made with: not recorded ({STATE} is missing or unreadable)"]
-    holds = (
-        finished_description(out)
-        if finished
-        else f"an interrupted evaluation ({answered} question(s) answered in {PARTIAL})"
-    )
-    return HeldResults(out, holds, changed, present(out, RESULT_FILES))
-
-
-def finished_description(out: Path) -> str:
-    """'a finished evaluation of <system> on exam=<exam> (accuracy 0.25 of 8 questions; metrics.json from <time>)'."""
-    try:
-        metrics = json.loads((out / METRICS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        metrics = {}
-    if not isinstance(metrics, dict):
-        metrics = {}
-    subject = f" of {metrics['system']}" if metrics.get("system") else ""
-    exam = f" on exam={metrics['exam']}" if metrics.get("exam") else ""
-    score = ""
-    if isinstance(metrics.get("accuracy"), (int, float)):
-        count = f" of {metrics['n']} questions" if isinstance(metrics.get("n"), int) else ""
-        score = f"accuracy {metrics['accuracy']:.3f}{count}; "
-    return f"a finished evaluation{subject}{exam} ({score}{METRICS} from {written_at(out / METRICS)})"
-
-
-def kept_answers(out: Path) -> str:
-    """What an evaluation stopped by a full or read-only disk leaves in `out`, for its message."""
-    try:
-        answered = len(read_jsonl(out / PARTIAL).rows)
-    except (OSError, DataError):
-        answered = 0
-    said = (
-        f"The {answered} question(s) answered before are kept in {out / PARTIAL}; the same command continues from them."
-        if answered
-        else "No answer had been saved yet."
-    )
-    if (out / METRICS).is_file():
-        said += f" {METRICS} and {FINAL} there are as they were (they are written whole or not at all)."
-    return said
-
-
 def run(cfg: EvalRunConfig, job: JobContext, tracker) -> dict[str, Any]:
     """The evaluate.py task: answer (or replay) and score the exam into the held output dir."""
     quiet_third_party(cpu_only=cfg.hardware.accelerator.value == "cpu")
@@ -158,36 +101,6 @@ def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
     if cfg.run and not cfg.predictions:
         return Path(cfg.run) / "eval" / f"{cfg.exam.name}_{cfg.prompt.name}_{cfg.eval.mode.value}"
     return job.run_dir
-
-
-# Settings that change how answers travel, not what they are: a resumed evaluation may differ in them.
-TRANSPORT_KEYS = ("batch_size", "output_dir")
-ENDPOINT_TRANSPORT_KEYS = ("concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env")
-
-
-def decisive_settings(cfg: EvalRunConfig) -> dict[str, Any]:
-    """What decides the answers: a resumed evaluation must have the same (recorded in eval_state.json)."""
-    container = OmegaConf.to_container(OmegaConf.structured(cfg))
-    decisive = {k: container[k] for k in ("run", "predictions", "model", "adapter", "prompt", "exam", "seed")}
-    decisive["eval"] = {k: v for k, v in container["eval"].items() if k not in TRANSPORT_KEYS}
-    endpoint = decisive["eval"].get("endpoint") or {}
-    decisive["eval"]["endpoint"] = {k: v for k, v in endpoint.items() if k not in ENDPOINT_TRANSPORT_KEYS}
-    return decisive
-
-
-def fingerprint(cfg: EvalRunConfig) -> str:
-    """The decisive settings' fingerprint, as eval_state.json records it."""
-    return settings_fingerprint(decisive_settings(cfg))
-
-
-def predictions_store(out: Path) -> JsonlStore:
-    """predictions.partial.jsonl, appended to question by question, finished as predictions.jsonl."""
-    return JsonlStore(
-        out / PARTIAL,
-        final=out / FINAL,
-        settings_at=SettingsFile(out / STATE),
-        fix="delete that line (the question is answered again), or delete the file to start over.",
-    )
 
 
 def with_run_prompt(cfg: EvalRunConfig, job: JobContext) -> EvalRunConfig:
@@ -242,32 +155,16 @@ def evaluate_into(cfg: EvalRunConfig, out: Path, tracker) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         selection = select_questions(cfg)
         questions = selection.questions
+        audit = audit_scored(cfg, questions)  # before any answer: a bad training file stops it at once
         if cfg.predictions:
             rows = score_predictions_file(cfg, questions)
         else:
             rows = answer_questions(cfg, questions, out)
-        return finish(cfg, selection, rows, out, tracker)
+        return finish(cfg, selection, rows, out, tracker, audit)
 
 
 def training_group(cfg: EvalRunConfig) -> str | None:
     return TrainRunDir(cfg.run).wandb_group() if cfg.run else None
-
-
-def resume_rows(out: Path, settings: dict[str, Any]) -> dict[str, dict]:
-    """Rows already answered by an interrupted evaluation in `out` with the same decisive settings."""
-    store = predictions_store(out)
-    rows = {
-        row["id"]: row
-        for row in store.open(
-            settings,
-            what="an interrupted evaluation",
-            fresh=f"evaluate into another directory (eval.output_dir=...) or delete {PARTIAL} and {STATE} there to "
-            "start over.",
-        )
-    }
-    if rows:
-        console.print(f"resuming: {len(rows)} questions already answered in {store.path}")
-    return rows
 
 
 def answer_questions(cfg: EvalRunConfig, questions: list[ExamQuestion], out: Path) -> list[dict]:
@@ -407,25 +304,14 @@ def system_name(cfg: EvalRunConfig) -> str:
     return cfg.model.name
 
 
-def check_state_unchanged(out: Path, key: str) -> None:
-    """Before the final write: eval_state.json must still name this evaluation's settings. Another
-    evaluation that wrote into `out` meanwhile (past the directory lock, e.g. from another machine)
-    would otherwise leave predictions.jsonl mixing two settings under one metrics.json."""
-    state_path = out / STATE
-    found = json.loads(state_path.read_text()).get("fingerprint") if state_path.is_file() else None
-    if found != key:
-        now = f"fingerprint {found}" if found else "no state file"
-        raise ConfigError(
-            [
-                f"{state_path} changed while this evaluation ran (it started with fingerprint {key}, the file now "
-                f"has {now}): another evaluation with different settings wrote into {out}, so its answers may be "
-                f"mixed with these and nothing was written. Evaluate into a directory of its own (eval.output_dir=...), "
-                f"or delete {out / PARTIAL} and {state_path} and run again."
-            ]
-        )
-
-
-def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: Path, tracker) -> dict[str, Any]:
+def finish(
+    cfg: EvalRunConfig,
+    selection: ExamSelection,
+    rows: list[dict],
+    out: Path,
+    tracker,
+    audit: ContaminationReport | None = None,
+) -> dict[str, Any]:
     from medtune.evaluation.records import scored_from_row
 
     questions = selection.questions
@@ -457,6 +343,12 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
             for v in r.get("votes") or [{"shown": r["parsed"]}]
         ]
         metrics["loglik_letters"] = letter_distribution([p for p, _ in picks], [n for _, n in picks])
+    if audit is not None:
+        rows = marked_rows(rows, audit)
+        metrics["contamination"] = contamination_metrics(audit, rows, cfg.exam.name)
+    calibration = calibration_metrics(cfg, rows, out, f"{metrics['system']} on {cfg.exam.name} ({metrics['mode']})")
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if not replay:
         check_state_unchanged(out, fingerprint(cfg))
     else:  # what the replay was made with, for a later command in this directory to compare with
@@ -465,8 +357,13 @@ def finish(cfg: EvalRunConfig, selection: ExamSelection, rows: list[dict], out: 
     write_jsonl_atomic(out / FINAL, rows)
     write_json_atomic(out / METRICS, metrics)
     (out / PARTIAL).unlink(missing_ok=True)
-    tracker.summarize(flatten(metrics, "exam/", sep="/"))
+    tracker.summarize(flatten(tracked(metrics), "exam/", sep="/"))
     tracker.log_predictions(rows)
     tracker.log_status_chart(metrics)
+    if calibration is not None:
+        tracker.log_image("exam/reliability", out / RELIABILITY)
     print_exam_metrics(metrics, out)
+    if audit is not None:
+        print_contamination(metrics["contamination"])
+    print_calibration(cfg, calibration)
     return metrics

@@ -49,6 +49,9 @@ ROW_COLUMNS = (
     "strict_accuracy",
     "strict_accuracy_low",
     "strict_accuracy_high",
+    "ece",
+    "brier",
+    "calibration_source",
 )
 MD_HEADER = (
     "Cell",
@@ -64,6 +67,7 @@ MD_HEADER = (
     "Strict invalid",
     "Strict accuracy",
 )
+CALIBRATION_HEADER = ("ECE", "Brier")  # added to the table when a cell's metrics.json has `calibration`
 
 
 @dataclass
@@ -120,6 +124,10 @@ def _counts(cell: CellOutcome) -> dict[str, Any]:
         strict_n = int(strict.get("n", n))
         strict_interval = wilson(int(strict["correct"]), strict_n)
         counts.update(strict_accuracy_low=strict_interval.low, strict_accuracy_high=strict_interval.high)
+    calibration = m.get("calibration") or {}  # loglik or voted answers only (evaluation.calibration)
+    counts.update(
+        ece=calibration.get("ece"), brier=calibration.get("brier"), calibration_source=calibration.get("source")
+    )
     return counts
 
 
@@ -227,8 +235,19 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def has_calibration(rows: Sequence[dict]) -> bool:
+    return any(row.get("ece") is not None for row in rows)
+
+
+def _calibration_cells(row: Mapping[str, Any]) -> tuple[str, str]:
+    ece, brier = row.get("ece"), row.get("brier")
+    return ("-", "-") if ece is None else (f"{ece:.3f}", f"{brier:.3f}")
+
+
 def table2_markdown(rows: Sequence[dict]) -> str:
-    lines = ["| " + " | ".join(MD_HEADER) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 8) + "|"]
+    calibrated = has_calibration(rows)
+    header = MD_HEADER + (CALIBRATION_HEADER if calibrated else ())
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * (len(header) - 4)) + "|"]
     for row in rows:
         values = (
             row["label"],
@@ -243,7 +262,7 @@ def table2_markdown(rows: Sequence[dict]) -> str:
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
-        )
+        ) + (_calibration_cells(row) if calibrated else ())
         lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -280,8 +299,9 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
     from medtune.reporting.console import console
 
     table = Table(title=title)
-    for column in MD_HEADER:
-        table.add_column(column, justify="right" if column in MD_HEADER[4:] else "left")
+    calibrated = has_calibration(rows)
+    for column in MD_HEADER + (CALIBRATION_HEADER if calibrated else ()):
+        table.add_column(column, justify="left" if column in MD_HEADER[:4] else "right")
     for row in rows:
         table.add_row(
             row["label"],
@@ -296,6 +316,7 @@ def print_table2(rows: Sequence[dict], title: str = "Table 2") -> None:
             row["improvement_text"],
             _strict_text(row, "invalid"),
             _strict_text(row, "accuracy"),
+            *(_calibration_cells(row) if calibrated else ()),
         )
     console.print(table)
 

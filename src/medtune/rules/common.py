@@ -1,11 +1,15 @@
-"""Rules more than one job applies: the seed, prompt templates, step counts and learning rates."""
+"""Rules more than one job applies: the seed, prompt templates, step counts, learning rates and the
+contamination audit's settings and files."""
 
 from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
+from medtune.config.contamination_schema import ContaminationConfig
+from medtune.data.file_checks import data_file_problem
 from medtune.errors import warn  # noqa: F401  (the rules' warnings: printed once, before any model loads)
 
 # Step counts. The 70B paper trains 3000 steps (Table 4, global batch 16: 48,000 examples), and the
@@ -81,4 +85,29 @@ def check_prompt(cfg: Any) -> list[str]:
                 f"prompt={cfg.prompt.name}: {key} has {{{unknown[0]}}}, a placeholder medtune never fills (it fills "
                 f"{filled} only); rename it, or it reaches the model as literal text."
             )
+    return problems
+
+
+def check_contamination_settings(cfg: Any) -> list[str]:
+    """Every contamination.* setting out of its range (`ContaminationConfig.problems`); none when it is off."""
+    settings: ContaminationConfig = cfg.contamination
+    return settings.problems() if settings.enabled else []
+
+
+def check_contamination_files(cfg: Any) -> list[str]:
+    """Each of contamination.files exists (a file of training text, or a folder of them)."""
+    settings: ContaminationConfig = cfg.contamination
+    if not settings.enabled:
+        return []
+    problems = []
+    for path in settings.files:
+        if not Path(path).exists():
+            problems.append(
+                f"contamination.files: {path} does not exist; give the paths of the training data to audit "
+                "(.jsonl, .json, .txt, .md files or folders of them), e.g. contamination.files=[data/train.jsonl]."
+            )
+        elif not Path(path).is_dir():
+            problem = data_file_problem(path, "contamination.files")
+            if problem:
+                problems.append(problem)
     return problems

@@ -1,5 +1,5 @@
 """evaluate.py's rules: what to evaluate (a run, a model, a predictions file), the exam, decoding,
-ensembles and the backend."""
+ensembles, the backend and the contamination audit's settings and files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, ExamFormat
 from medtune.data.file_checks import data_file_problem
-from medtune.rules.common import check_prompt, check_seed
+from medtune.rules.common import check_contamination_files, check_contamination_settings, check_prompt, check_seed
 from medtune.rules.language import check_prompt_language
 from medtune.rules.model import adopt_checkpoint_architecture, check_hardware, check_model
 from medtune.run_dir import check_train_run
@@ -149,7 +149,14 @@ def check_backend(cfg: EvalRunConfig) -> list[str]:
 
 
 # Rules that read the config alone: what a sweep checks for every cell before it starts.
-PORTABLE_RULES = (check_prompt, check_exam_language, check_decoding, check_ensemble, check_backend)
+PORTABLE_RULES = (
+    check_prompt,
+    check_exam_language,
+    check_decoding,
+    check_ensemble,
+    check_backend,
+    check_contamination_settings,
+)
 RULES = (
     check_seed,
     check_run_and_predictions,
@@ -161,4 +168,6 @@ RULES = (
     check_decoding,
     check_ensemble,
     check_backend,
+    check_contamination_settings,
+    check_contamination_files,
 )

@@ -9,7 +9,14 @@ from types import SimpleNamespace
 from medtune.config.exam_options import exam_option
 from medtune.config.schema import AdapterKind, AttentionKind, DatasetFormat, Kernels, Task, TrainRunConfig
 from medtune.errors import ConfigError
-from medtune.rules.common import check_learning_rate, check_prompt, check_seed, check_step_count
+from medtune.rules.common import (
+    check_contamination_files,
+    check_contamination_settings,
+    check_learning_rate,
+    check_prompt,
+    check_seed,
+    check_step_count,
+)
 from medtune.rules.language import check_prompt_language
 from medtune.rules.model import adopt_checkpoint_architecture, check_adapter, check_hardware, check_model
 
@@ -202,7 +209,15 @@ def check_speed_options(cfg: TrainRunConfig) -> list[str]:
 
 # Rules that read the config alone (not the machine, the model's files or the data's): what a
 # sweep checks for every cell before it starts.
-PORTABLE_RULES = (check_adapter, check_prompt, check_schedule, check_exam_eval, check_task, check_speed_options)
+PORTABLE_RULES = (
+    check_adapter,
+    check_prompt,
+    check_schedule,
+    check_exam_eval,
+    check_task,
+    check_speed_options,
+    check_contamination_settings,
+)
 RULES = (
     check_seed,
     check_adapter,
@@ -214,4 +229,6 @@ RULES = (
     check_exam_eval,
     check_task,
     check_speed_options,
+    check_contamination_settings,
+    check_contamination_files,
 )

@@ -87,6 +87,7 @@ class Tracker:
                 "agreement",
                 "block",
                 "category",
+                "contamination",
             ]
 
             def cell(row: dict[str, Any], column: str) -> str:

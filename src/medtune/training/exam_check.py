@@ -2,29 +2,30 @@
 questions, the contamination audit of the run's training data against them, and one `Measurement`
 per time it is asked (answers, statuses, confidences, totals).
 
-The model answers with the training prompt (no worked examples, short greedy answers, or the
-likeliest letter under exam_eval.mode=loglik) and Algorithm 1 scores it, so the numbers are the
+The model answers through the hf model access of `medtune.llm` with the training prompt (no worked
+examples, short greedy answers, or the likeliest letter under exam_eval.mode=loglik) and Algorithm 1 scores it, so the numbers are the
 same kind evaluate.py reports.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from medtune.config.exam_options import exam_option
-from medtune.config.exam_schema import EvalConfig, EvalMode, ExamConfig
+from medtune.config.exam_schema import EvalConfig, EvalMode, ExamConfig, LoglikTarget
 from medtune.config.schema import TrainRunConfig
 from medtune.data.templates import stop_token_ids
 from medtune.exam.aggregation import aggregate
 from medtune.exam.contamination import audit_contamination
 from medtune.exam.contamination_report import ContaminationReport
-from medtune.exam.contamination_sources import run_training_texts
+from medtune.exam.contamination_sources import run_training_texts, training_texts
 from medtune.exam.loading import load_exam
-from medtune.exam.prompting import build_prompt
+from medtune.exam.prompting import exam_prompt
 from medtune.exam.scoring import score_letters, score_response
-from medtune.llm.generation import generate_responses
-from medtune.llm.loglik import choice_logprobs, continuations, pick_choices
+from medtune.llm.hf import HfModel
+from medtune.llm.loglik import pick_choices
 from medtune.reporting.calibration import calibration, softmax
 from medtune.vocabulary import ExamQuestion, ScoredAnswer
 
@@ -96,7 +97,8 @@ class CheckedExam:
 
 
 def checked_exams(cfg: TrainRunConfig) -> list[CheckedExam]:
-    """The target exam and each retention exam, loaded, each audited against the run's training data."""
+    """The target exam and each retention exam, loaded, each audited against the run's training data
+    (and contamination.files)."""
     exams = [CheckedExam(cfg.exam, TARGET, load_exam(cfg.exam))]
     for name in cfg.exam_eval.retention:
         config = exam_option(name, cfg.paths, "exam_eval.retention")
@@ -105,34 +107,28 @@ def checked_exams(cfg: TrainRunConfig) -> list[CheckedExam]:
         exams.append(CheckedExam(config, RETENTION, load_exam(config)))
     if cfg.contamination.enabled:
         for exam in exams:
-            exam.contamination = audit_contamination(exam.questions, run_training_texts(cfg), cfg.contamination)
+            texts = chain(run_training_texts(cfg), training_texts(cfg.contamination.files))
+            exam.contamination = audit_contamination(exam.questions, texts, cfg.contamination)
     return exams
 
 
 def ask(cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion]) -> tuple[list[ScoredAnswer], list | None]:
-    """Every question answered by `model` and scored; with the loglik confidences under mode=loglik."""
+    """Every question answered by `model` through the hf model access and scored; with the loglik
+    confidences (the picked answer's share of the choices' probability) under mode=loglik."""
     settings = cfg.exam_eval
-    prompts = [build_prompt(cfg.prompt, q, [], tokenizer) for q in questions]
-    scored: list[Any] = [None] * len(questions)
-    confidences: list[float] | None = None
+    decoding = EvalConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
+    access = HfModel(model, tokenizer, decoding, cfg.prompt, "exam-check", stop_token_ids(tokenizer, cfg.prompt))
+    requests = [exam_prompt(cfg.prompt, q, []) for q in questions]
     if settings.mode == EvalMode.generate:
-        decoding = EvalConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
-
-        def keep(indices, texts):
-            for i, text in zip(indices, texts):
-                scored[i] = score_response(questions[i], text)
-
-        positions = getattr(model.config, "max_position_embeddings", 2048)
-        stops = stop_token_ids(tokenizer, cfg.prompt)
-        generate_responses(model, tokenizer, prompts, decoding, positions, keep, progress=False, stop_ids=stops)
-    else:
-        confidences = []
-        for i, (question, prompt) in enumerate(zip(questions, prompts)):
-            scores = choice_logprobs(model, tokenizer, prompt, continuations(question, "letter"), False)
-            picked = pick_choices(question, scores)
-            scored[i] = score_letters(question, picked)
-            shares = softmax(scores)
-            confidences.append(min(1.0, sum(shares[question.index_of(label)] for label in picked)))
+        texts = access.generate(requests, progress=False)
+        return [score_response(q, text) for q, text in zip(questions, texts)], None
+    scored, confidences = [], []
+    for question, request in zip(questions, requests):
+        scores = access.loglikelihood(access.render(request), question, LoglikTarget.letter).deciding
+        picked = pick_choices(question, scores)
+        scored.append(score_letters(question, picked))
+        shares = softmax(scores)
+        confidences.append(min(1.0, sum(shares[question.index_of(label)] for label in picked)))
     return scored, confidences
 
 
