@@ -94,7 +94,7 @@ def job_runner(job_name: str, compose, tmp_path, tiny_cache, default_dir: str):
 
     def _run(overrides=(), name: str = default_dir, choices: dict | None = None):
         overrides = [f"paths.output_root={tmp_path}", f"paths.cache_dir={tiny_cache}", *overrides]
-        cfg = spec.validate(compose(overrides, config_name=job_name))
+        cfg = spec.validate(compose(overrides, config_name=job_name), overrides)
         if choices is None and job_name == "train":
             choices = {"model": cfg.model.name, "adapter": cfg.adapter.name}
         job = JobContext(

@@ -162,7 +162,7 @@ def run_task(spec: Job, cfg: DictConfig) -> Any:
     if job.is_multirun:
         MULTIRUN.started(job)
     try:
-        typed = spec.validate(cfg)
+        typed = spec.validate(cfg, job.overrides)
         result = execute(spec, typed, job, claim)
         return objective(spec, typed, result)
     except Preempted as stop:

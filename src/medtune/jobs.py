@@ -36,6 +36,7 @@ from medtune.rules import evaluate as evaluate_rules
 from medtune.rules import generate_qa as generate_qa_rules
 from medtune.rules import judge as judge_rules
 from medtune.rules import train as train_rules
+from medtune.rules.resolve import command_line_overrides, resolve_evaluate
 
 Rule = Callable[[Any], list[str]]
 
@@ -48,15 +49,20 @@ class Job:
     task_module: str  # imported when the job runs
     rules: Sequence[Rule] = ()
     portable_rules: Sequence[Rule] = ()  # the rules that read the config alone: a sweep's preflight
+    resolve: Callable[[Any, Sequence[str]], Any] | None = None  # settles derived values before the rules
     describe: Rule | None = None  # reads the model's own config before the rules; returns problems
     aliases: Sequence[str] = field(default_factory=tuple)
 
     def task(self):
         return importlib.import_module(self.task_module)
 
-    def validate(self, cfg: DictConfig) -> Any:
-        """The composed config as `schema`, after every rule; all problems in one ConfigError."""
+    def validate(self, cfg: DictConfig, overrides: Sequence[str] | None = None) -> Any:
+        """The composed config as `schema`, resolved (`medtune.rules.resolve`, with the command line's
+        `overrides`: the running Hydra job's when None), then checked by every rule; all problems in
+        one ConfigError."""
         typed = typed_config(cfg, self.schema)
+        if self.resolve is not None:
+            typed = self.resolve(typed, command_line_overrides() if overrides is None else tuple(overrides))
         problems = self.describe(typed) if self.describe else []
         problems += [problem for rule in self.rules for problem in rule(typed)]
         if problems:
@@ -71,7 +77,7 @@ TRAIN = Job(
     "medtune.training.task",
     train_rules.RULES,
     train_rules.PORTABLE_RULES,
-    train_rules.describe_model,
+    describe=train_rules.describe_model,
 )
 EVALUATE = Job(
     "evaluate",
@@ -80,6 +86,7 @@ EVALUATE = Job(
     "medtune.evaluation.task",
     evaluate_rules.RULES,
     evaluate_rules.PORTABLE_RULES,
+    resolve_evaluate,
     evaluate_rules.describe_model,
 )
 GENERATE_QA = Job(
@@ -89,7 +96,7 @@ GENERATE_QA = Job(
     "medtune.qa.task",
     generate_qa_rules.RULES,
     generate_qa_rules.RULES_WITHOUT_MACHINE,
-    generate_qa_rules.describe_model,
+    describe=generate_qa_rules.describe_model,
 )
 JUDGE = Job(
     "judge",
@@ -98,7 +105,7 @@ JUDGE = Job(
     "medtune.judge.task",
     judge_rules.RULES,
     judge_rules.RULES,
-    judge_rules.describe_model,
+    describe=judge_rules.describe_model,
 )
 SWEEP = Job("sweep", "sweep.py", SweepRunConfig, "medtune.sweep.task")
 CONTAMINATION = Job(

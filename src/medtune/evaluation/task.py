@@ -19,7 +19,6 @@ votes) are scored for calibration (`medtune.evaluation.calibration`).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -63,9 +62,8 @@ from medtune.vocabulary import ExamQuestion, ScoredAnswer, Status
 
 def workspace(cfg: EvalRunConfig, job: JobContext) -> tuple[EvalRunConfig, Workspace]:
     """An evaluation holds its output dir (a run's eval/<exam>_<prompt>_<mode>/, eval.output_dir, or the
-    run dir) and one W&B run there, in its training run's group; with run= and no prompt= on the
-    command line it is asked in the run's own prompt."""
-    cfg = with_run_prompt(cfg, job)
+    run dir) and one W&B run there, in its training run's group. (With run= and no prompt= on the
+    command line, the resolve phase has put the run's own prompt in `cfg`: `medtune.rules.resolve`.)"""
     return cfg, Workspace(
         output_dir(cfg, job),
         setting="eval.output_dir",
@@ -101,21 +99,6 @@ def output_dir(cfg: EvalRunConfig, job: JobContext) -> Path:
     if cfg.run and not cfg.predictions:
         return Path(cfg.run) / "eval" / f"{cfg.exam.name}_{cfg.prompt.name}_{cfg.eval.mode.value}"
     return job.run_dir
-
-
-def with_run_prompt(cfg: EvalRunConfig, job: JobContext) -> EvalRunConfig:
-    """With run=<dir> and no prompt on the command line, the run is asked in the prompt it was trained with."""
-    if not cfg.run or any(o.split("=")[0].lstrip("+~").split(".")[0] == "prompt" for o in job.overrides):
-        return cfg
-    from medtune.modeling.trained import load_run_config
-
-    trained = load_run_config(Path(cfg.run)).prompt
-    if trained.name != cfg.prompt.name:
-        console.print(
-            f"run={cfg.run} was trained with prompt={trained.name}: evaluating with it "
-            f"(add prompt=<name> to choose another)"
-        )
-    return dataclasses.replace(cfg, prompt=trained)
 
 
 def select_questions(cfg: EvalRunConfig) -> ExamSelection:

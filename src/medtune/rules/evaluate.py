@@ -26,9 +26,12 @@ def check_run_and_predictions(cfg: EvalRunConfig) -> list[str]:
 
 
 def check_exam_language(cfg: EvalRunConfig) -> list[str]:
-    """The prompt is in the exam's language. With run= the run's own training prompt is used unless
-    prompt= is given (decided when the job starts), so the pairing is the run's, not checked here."""
-    return [] if cfg.run else check_prompt_language(cfg)
+    """The prompt is in the exam's language; with run= the prompt is the run's own unless prompt= is
+    given (settled by the resolve phase, `medtune.rules.resolve`), and it is checked the same way. A
+    run that is not trained yet (a sweep's preflight) has no prompt to check."""
+    if cfg.run and not Path(cfg.run).is_dir():
+        return []
+    return check_prompt_language(cfg)
 
 
 def loads_composed_model(cfg: EvalRunConfig) -> bool:
