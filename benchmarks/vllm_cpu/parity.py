@@ -143,7 +143,7 @@ def sent_ids(opened, prompts) -> tuple[list[list[int]], list[bool]]:
     """The prompt token ids hf sends (its `encode_prompt`) and, per prompt, whether vllm's `prompt_ids` (through
     its own tokenizer and rendering) are the same."""
     from medtune.data.templates import encode_prompt
-    from medtune.evaluation.backends.vllm import prompt_ids
+    from medtune.llm.vllm import prompt_ids
 
     hf, vllm = opened["hf"], opened["vllm"]
     ids = [encode_prompt(hf.tokenizer, hf.render(p)) for p in prompts]
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from medtune.evaluation.backends import open_backend
+    from medtune.llm.access import open_backend
 
     torch.set_num_threads(args.threads)
     configs = {name: eval_config(args, name) for name in BACKENDS}

@@ -50,7 +50,7 @@ from importlib.metadata import version
 import torch
 from vllm.platforms import current_platform
 
-from medtune.evaluation.backends.vllm import unavailable_reasons
+from medtune.llm.vllm import unavailable_reasons
 
 assert torch.version.cuda is None, f"torch {torch.__version__} is a CUDA build"
 assert current_platform.is_cpu(), f"vLLM's platform here is {current_platform.device_type!r}, not the CPU"
