@@ -76,8 +76,12 @@ def test_evaluate_multirun_groups_runs_and_shares_a_trial_key_across_seeds(tmp_p
         "evaluate.py", "-m", "seed=1,2", "eval=loglik", "exam.max_questions=3", f"paths.output_root={tmp_path}"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    runs = [read_offline_run(p) for p in find_offline_runs(tmp_path)]
+    every = [read_offline_run(p) for p in find_offline_runs(tmp_path)]
+    runs = [r for r in every if r.job_type != "seeds"]  # the multirun's seed summary is a run of its own
     assert len(runs) == 2 and len({r.group for r in runs}) == 1 and runs[0].group.startswith("evaluate-")
+    (summary,) = [r for r in every if r.job_type == "seeds"]
+    mean = sum(json.loads(p.read_text())["accuracy"] for p in tmp_path.glob("evaluate/multiruns/*/*/metrics.json")) / 2
+    assert summary.summary["seeds/accuracy_mean"] == pytest.approx(mean)
     assert {r.name for r in runs} == {
         "eval=loglik,exam.max_questions=3,seed=1",
         "eval=loglik,exam.max_questions=3,seed=2",

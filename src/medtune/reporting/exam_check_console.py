@@ -75,9 +75,9 @@ def _cell(summary: dict[str, Any], p: str, key: str, when: str) -> str:
 def print_exam_tables(summary: dict[str, Any], prompt: str, extra_rows: Sequence[tuple[str, str, str]] = ()) -> None:
     """Per exam, before and after with 95% intervals; then every after - before difference in words."""
     for p, name in prefixes(summary):
-        role = "target" if p == "exam/" else "retention"
         n = summary.get(f"{p}n")
-        table = Table(title=f"exam={name} ({role}, {n} questions), prompt={prompt}: before and after training")
+        role = "" if p == "exam/" else "retention, "
+        table = Table(title=f"exam={name} ({role}{n} questions), prompt={prompt}: before and after training")
         for column in ("", "before [95%]", "after [95%]"):
             table.add_column(column, justify="right" if column else "left")
         for label, key in ROWS:

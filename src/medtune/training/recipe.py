@@ -42,9 +42,9 @@ from medtune.training.exam_report import exam_summary, write_exam_check
 from medtune.training.guards import NonFiniteLossGuard
 from medtune.training.preemption import PreemptionCallback
 from medtune.training.progress import TrainingProgress
+from medtune.training.result import TrainResult
 from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
 from medtune.training.run_parts import (
-    TrainResult,
     data_summary,
     exam_callback,
     flops_per_token,

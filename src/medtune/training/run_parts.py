@@ -4,7 +4,6 @@ schedule in steps, FLOPs per token, the data counts of the summary, the exam che
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,6 @@ from medtune.reporting.exam_check_console import print_contamination
 from medtune.run_dir import TrainRunDir
 from medtune.training.exam_callback import ExamAccuracyCallback
 from medtune.training.exam_check import checked_exams
-
-
-@dataclass
-class TrainResult:
-    summary: dict[str, Any]
-    model: Any  # the trained model, still in memory (a PeftModel for LoRA)
-    tokenizer: Any
-    run_dir: Path
 
 
 def steps_for_epochs(epochs: float, rows: int, global_batch: int) -> int:

@@ -12,7 +12,7 @@ from medtune.distributed import is_main_process, leaving_process_group
 from medtune.quiet import quiet_third_party
 from medtune.reporting.console import console, print_plan
 from medtune.run_dir import TrainRunDir
-from medtune.training.run_parts import TrainResult
+from medtune.training.result import TrainResult
 
 
 def workspace(cfg: TrainRunConfig, job: JobContext) -> tuple[TrainRunConfig, Workspace | None]:
