@@ -11,7 +11,7 @@ Also: how many IgakuQA questions share a character n-gram with JJSimQA for n = 1
 evidence for the default of 20, see medtune.exam.contamination), and the questions most similar to a
 JJSimQA or MedQA record with the text of both, to judge the near-duplicate threshold.
 
-    /work/main/.venv/bin/python benchmarks/contamination_real_data.py   # MEDTUNE_SHARED names the data folder
+    .venv/bin/python benchmarks/contamination_real_data.py   # MEDTUNE_SHARED names the data folder
 
 Writes benchmarks/results/contamination_real_data.md (`--out`).
 """

@@ -21,8 +21,8 @@ near-duplicate (every 7th word or 11th character changed, so no 13-word / 20-cha
 5% as a long span of the stem inside a pretraining document. Flags on the other 85% are counted as
 false positives.
 
-    /work/main/.venv/bin/python benchmarks/contamination_speed/run.py           # minutes: data, then the audit
-    /work/main/.venv/bin/python benchmarks/contamination_speed/run.py --smoke   # seconds (tests run it)
+    .venv/bin/python benchmarks/contamination_speed/run.py           # minutes: data, then the audit
+    .venv/bin/python benchmarks/contamination_speed/run.py --smoke   # seconds (tests run it)
 
 Writes benchmarks/results/contamination_speed.md (`--out`; the smoke mode writes nothing unless given one).
 """
