@@ -16,10 +16,11 @@ import io
 import json
 import sys
 from pathlib import Path
-from statistics import mean, stdev
 from typing import Any, Sequence
 
 from omegaconf import OmegaConf
+
+from medtune.reporting.seed_summary import spread
 
 SUMMARY_FILES = ("train_summary.json", "metrics.json")  # train.py's, evaluate.py's
 TRAIN_KEYS = (
@@ -81,15 +82,12 @@ def fold_seeds(jobs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     folded = []
     for setting, runs in groups.items():
         keys = [k for k in reported_keys(runs[0]["summary"]) if all(_is_number(r["summary"].get(k)) for r in runs)]
-        values = {k: [float(r["summary"][k]) for r in runs] for k in keys}
+        spreads = {k: spread([r["summary"][k] for r in runs]) for k in keys}
         folded.append(
             {
                 "setting": setting,
                 "seeds": [r["seed"] for r in runs],
-                "metrics": {
-                    k: {"mean": mean(v), "sd": stdev(v) if len(v) > 1 else 0.0, "per_seed": v}
-                    for k, v in values.items()
-                },
+                "metrics": {k: {"mean": m, "sd": sd, "per_seed": v} for k, (m, sd, v) in spreads.items()},
             }
         )
     return folded

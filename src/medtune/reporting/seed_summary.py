@@ -38,7 +38,7 @@ def has_seeds(rows: Sequence[dict]) -> bool:
     return any(row.get("seed") is not None for row in rows)
 
 
-def _spread(values: list[float | None]) -> tuple[float | None, float | None, list[float] | None]:
+def spread(values: list[float | None]) -> tuple[float | None, float | None, list[float] | None]:
     if not values or any(v is None for v in values):
         return None, None, None
     numbers = [float(v) for v in values]
@@ -54,9 +54,9 @@ def seed_rows(rows: Sequence[dict]) -> list[dict[str, Any]]:
     for base, runs in groups.items():
         runs = sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
         first = runs[0]
-        accuracy = _spread([r["accuracy"] for r in runs])
-        strict = _spread([r.get("strict_accuracy") for r in runs])
-        improvement = _spread([r.get("improvement") for r in runs])
+        accuracy = spread([r["accuracy"] for r in runs])
+        strict = spread([r.get("strict_accuracy") for r in runs])
+        improvement = spread([r.get("improvement") for r in runs])
         folded.append(
             {
                 "cell": base,

@@ -9,16 +9,18 @@ same kind evaluate.py reports.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
+from medtune.config.contamination_schema import ContaminationConfig
 from medtune.config.exam_options import exam_option
 from medtune.config.exam_schema import EvalConfig, EvalMode, ExamConfig, LoglikTarget
 from medtune.config.schema import TrainRunConfig
 from medtune.data.templates import stop_token_ids
 from medtune.exam.aggregation import aggregate
-from medtune.exam.contamination import audit_contamination
+from medtune.exam.contamination import ExamIndex, TrainingText
 from medtune.exam.contamination_report import ContaminationReport
 from medtune.exam.contamination_sources import run_training_texts, training_texts
 from medtune.exam.loading import load_exam
@@ -106,10 +108,18 @@ def checked_exams(cfg: TrainRunConfig) -> list[CheckedExam]:
             config.max_questions = cfg.exam_eval.retention_max_questions
         exams.append(CheckedExam(config, RETENTION, load_exam(config)))
     if cfg.contamination.enabled:
-        for exam in exams:
-            texts = chain(run_training_texts(cfg), training_texts(cfg.contamination.files))
-            exam.contamination = audit_contamination(exam.questions, texts, cfg.contamination)
+        audit(exams, chain(run_training_texts(cfg), training_texts(cfg.contamination.files)), cfg.contamination)
     return exams
+
+
+def audit(exams: list[CheckedExam], texts: Iterable[TrainingText], settings: ContaminationConfig) -> None:
+    """Every exam indexed, then the training texts read once for all of them (not once per exam)."""
+    indexes = [ExamIndex(exam.questions, settings) for exam in exams]
+    for text in texts:
+        for index in indexes:
+            index.scan(text)
+    for exam, index in zip(exams, indexes):
+        exam.contamination = index.report()
 
 
 def ask(cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion]) -> tuple[list[ScoredAnswer], list | None]:
