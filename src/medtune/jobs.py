@@ -27,6 +27,7 @@ from medtune.config.audit_schema import ContaminationRunConfig
 from medtune.config.eval_schema import EvalRunConfig
 from medtune.config.judge_schema import JudgeRunConfig
 from medtune.config.qa_schema import GenerateQARunConfig
+from medtune.config.read_only import freeze
 from medtune.config.schema import TrainRunConfig
 from medtune.config.sweep_schema import SweepRunConfig
 from medtune.config.validate import typed_config
@@ -36,7 +37,7 @@ from medtune.rules import evaluate as evaluate_rules
 from medtune.rules import generate_qa as generate_qa_rules
 from medtune.rules import judge as judge_rules
 from medtune.rules import train as train_rules
-from medtune.rules.resolve import command_line_overrides, resolve_evaluate
+from medtune.rules.resolve import Step, command_line_overrides, described_model, micro_batch, run_prompt, settle
 
 Rule = Callable[[Any], list[str]]
 
@@ -49,8 +50,7 @@ class Job:
     task_module: str  # imported when the job runs
     rules: Sequence[Rule] = ()
     portable_rules: Sequence[Rule] = ()  # the rules that read the config alone: a sweep's preflight
-    resolve: Callable[[Any, Sequence[str]], Any] | None = None  # settles derived values before the rules
-    describe: Rule | None = None  # reads the model's own config before the rules; returns problems
+    resolve: Sequence[Step] = ()  # settle derived values before the rules (medtune.rules.resolve)
     aliases: Sequence[str] = field(default_factory=tuple)
 
     def task(self):
@@ -58,16 +58,15 @@ class Job:
 
     def validate(self, cfg: DictConfig, overrides: Sequence[str] | None = None) -> Any:
         """The composed config as `schema`, resolved (`medtune.rules.resolve`, with the command line's
-        `overrides`: the running Hydra job's when None), then checked by every rule; all problems in
-        one ConfigError."""
+        `overrides`: the running Hydra job's when None), checked by every rule (all problems in one
+        ConfigError), and frozen: the task receives it read-only."""
         typed = typed_config(cfg, self.schema)
-        if self.resolve is not None:
-            typed = self.resolve(typed, command_line_overrides() if overrides is None else tuple(overrides))
-        problems = self.describe(typed) if self.describe else []
+        overrides = command_line_overrides() if overrides is None else tuple(overrides)
+        typed, problems = settle(typed, overrides, self.resolve)
         problems += [problem for rule in self.rules for problem in rule(typed)]
         if problems:
             raise ConfigError(problems)
-        return typed
+        return freeze(typed)
 
 
 TRAIN = Job(
@@ -77,7 +76,7 @@ TRAIN = Job(
     "medtune.training.task",
     train_rules.RULES,
     train_rules.PORTABLE_RULES,
-    describe=train_rules.describe_model,
+    (described_model(train_rules.loads_model), micro_batch),
 )
 EVALUATE = Job(
     "evaluate",
@@ -86,8 +85,7 @@ EVALUATE = Job(
     "medtune.evaluation.task",
     evaluate_rules.RULES,
     evaluate_rules.PORTABLE_RULES,
-    resolve_evaluate,
-    evaluate_rules.describe_model,
+    (run_prompt, described_model(evaluate_rules.loads_composed_model)),
 )
 GENERATE_QA = Job(
     "generate_qa",
@@ -96,7 +94,7 @@ GENERATE_QA = Job(
     "medtune.qa.task",
     generate_qa_rules.RULES,
     generate_qa_rules.RULES_WITHOUT_MACHINE,
-    describe=generate_qa_rules.describe_model,
+    (described_model(generate_qa_rules.uses_composed_model),),
 )
 JUDGE = Job(
     "judge",
@@ -105,7 +103,7 @@ JUDGE = Job(
     "medtune.judge.task",
     judge_rules.RULES,
     judge_rules.RULES,
-    describe=judge_rules.describe_model,
+    (described_model(judge_rules.uses_composed_model),),
 )
 SWEEP = Job("sweep", "sweep.py", SweepRunConfig, "medtune.sweep.task")
 CONTAMINATION = Job(

@@ -8,11 +8,12 @@ from typing import Optional
 from medtune.config.contamination_schema import ContaminationConfig
 from medtune.config.exam_schema import ExamConfig
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 from medtune.config.schema import LoggerConfig, PathsConfig
 
 
 @dataclass
-class ContaminationRunConfig:
+class ContaminationRunConfig(ConfigNode):
     """The whole `contamination.py` config."""
 
     task_name: str = help_field(

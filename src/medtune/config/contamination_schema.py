@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import List
 
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 
 
 @dataclass
-class ContaminationConfig:
+class ContaminationConfig(ConfigNode):
     """Which exam questions appear in the training data, checked before the exam is scored."""
 
     enabled: bool = help_field(

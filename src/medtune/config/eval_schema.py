@@ -20,6 +20,7 @@ from medtune.config.exam_schema import (  # noqa: F401  (re-exported for evaluat
     Similarity,
 )
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 from medtune.config.schema import (
     AdapterConfig,
     HardwareConfig,
@@ -36,7 +37,7 @@ class PredictionsFormat(str, Enum):
 
 
 @dataclass
-class EvalRunConfig:
+class EvalRunConfig(ConfigNode):
     """The whole `evaluate.py` config."""
 
     task_name: str = help_field("evaluate", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")

@@ -9,6 +9,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 
 
 class Similarity(str, Enum):
@@ -39,7 +40,7 @@ class EndpointApi(str, Enum):
 
 
 @dataclass
-class EndpointConfig:
+class EndpointConfig(ConfigNode):
     """An OpenAI-compatible server for eval.backend=endpoint. The key never lives in a config."""
 
     url: Optional[str] = help_field(
@@ -81,7 +82,7 @@ class ExamAggregate(str, Enum):
 
 
 @dataclass
-class ExamFieldsConfig:
+class ExamFieldsConfig(ConfigNode):
     """Which JSON field holds what, for exam.format=jsonl."""
 
     id: str = help_field("problem_id", "The field holding a question's id.")
@@ -98,7 +99,7 @@ class ExamFieldsConfig:
 
 
 @dataclass
-class ExamConfig:
+class ExamConfig(ConfigNode):
     """One exam. The defaults suit any exam: every question, the keys as written, accuracy without
     breakdowns. An exam's own assumptions (IgakuQA's paper subset, the ministry's key corrections, its
     points and blocks) live in its conf/exam/<name>.yaml."""
@@ -151,7 +152,7 @@ class ExamConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(ConfigNode):
     mode: EvalMode = help_field(
         EvalMode.generate,
         "generate: the paper's protocol (generate, read the answer, Algorithm 1); loglik: the likeliest choice "
@@ -200,7 +201,7 @@ class EvalConfig:
 
 
 @dataclass
-class ExamEvalConfig:
+class ExamEvalConfig(ConfigNode):
     """Exam accuracy during training: before, every `every_steps` steps, and after."""
 
     enabled: bool = help_field(True, "false: no exam check during training.")

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Optional
 
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 
 
 class GeneratorKind(str, Enum):
@@ -19,7 +20,7 @@ class GeneratorKind(str, Enum):
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(ConfigNode):
     kind: GeneratorKind = help_field(
         GeneratorKind.local,
         "local: a model loaded in this process (the composed model.*, or generator.run); endpoint: an "

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from medtune.config.field_help import help_field
 from medtune.config.generator_schema import GeneratorConfig
+from medtune.config.read_only import ConfigNode
 from medtune.config.schema import HardwareConfig, LoggerConfig, ModelConfig, PathsConfig, PromptConfig
 
 
@@ -22,7 +23,7 @@ def paper_decoding() -> GeneratorConfig:
 
 
 @dataclass
-class JudgeSystemConfig:
+class JudgeSystemConfig(ConfigNode):
     """One of the two systems. Set one source: answers, model_path, generator.run or generator.url
     (with generator.kind=endpoint); none of them means the composed `model=` with `prompt=`."""
 
@@ -39,7 +40,7 @@ class JudgeSystemConfig:
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(ConfigNode):
     questions: Optional[str] = help_field(
         None, 'A JSONL of {"id", "category", "question", "reference"?}; null = the bundled Vietnamese set.'
     )
@@ -73,7 +74,7 @@ class JudgeConfig:
 
 
 @dataclass
-class JudgeRunConfig:
+class JudgeRunConfig(ConfigNode):
     """The whole `judge.py` config: the composed model and prompt (an untuned system a, or a local judge),
     the machine, the judging settings and the run keys."""
 

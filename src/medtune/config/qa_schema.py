@@ -7,11 +7,12 @@ from typing import Optional
 
 from medtune.config.field_help import help_field
 from medtune.config.generator_schema import GeneratorConfig
+from medtune.config.read_only import ConfigNode
 from medtune.config.schema import HardwareConfig, LoggerConfig, ModelConfig, PathsConfig
 
 
 @dataclass
-class QAGenerationConfig:
+class QAGenerationConfig(ConfigNode):
     documents: Optional[str] = help_field(
         None,
         'A file or folder of .txt / .md / .jsonl / .json documents ("text" field); null = the bundled sample article.',
@@ -46,7 +47,7 @@ class QAGenerationConfig:
 
 
 @dataclass
-class GenerateQARunConfig:
+class GenerateQARunConfig(ConfigNode):
     """The whole `generate_qa.py` config: the generator's model and machine, the QA settings, the run keys."""
 
     task_name: str = help_field("generate_qa", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")

@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from medtune.config.contamination_schema import ContaminationConfig
 from medtune.config.exam_schema import ExamConfig, ExamEvalConfig
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 from medtune.config.training_schema import (  # noqa: F401  (re-exported: medtune.config.schema names them all)
     AttentionKind,
     Kernels,
@@ -93,7 +94,7 @@ class WandbMode(str, Enum):
 
 
 @dataclass
-class ArchitectureConfig:
+class ArchitectureConfig(ConfigNode):
     """The numbers that define a decoder; enough to build it on the meta device with no download.
 
     A checkpoint on this machine overrides them with its own config.json (a disagreement is
@@ -119,7 +120,7 @@ class ArchitectureConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigNode):
     name: str = help_field(
         MISSING, "The model option's name (model=<name>), as the console, messages and evaluation reports name it."
     )
@@ -159,7 +160,7 @@ class ModelConfig:
 
 
 @dataclass
-class QuantizationConfig:
+class QuantizationConfig(ConfigNode):
     method: Quantization = help_field(
         Quantization.none, "How the frozen base is quantized (bitsandbytes): none, nf4 / fp4 (4-bit, QLoRA) or int8."
     )
@@ -173,7 +174,7 @@ class QuantizationConfig:
 
 
 @dataclass
-class AdapterConfig:
+class AdapterConfig(ConfigNode):
     name: str = help_field(MISSING, "The adapter option's name (adapter=<name>), as the console and messages name it.")
     kind: AdapterKind = help_field(
         AdapterKind.lora,
@@ -194,7 +195,7 @@ class AdapterConfig:
 
 
 @dataclass
-class MixtureSourceConfig:
+class MixtureSourceConfig(ConfigNode):
     """One source of a dataset mixture (the Vietnamese paper's Alpaca + GPT4All, Alpaca + ChatDoctor)."""
 
     path: Optional[str] = help_field(MISSING, "A file or folder of this source; null = the bundled sample files.")
@@ -206,7 +207,7 @@ class MixtureSourceConfig:
 
 
 @dataclass
-class DatasetConfig:
+class DatasetConfig(ConfigNode):
     name: str = help_field(MISSING, "The dataset option's name (dataset=<name>), as the console names it.")
     path: Optional[str] = help_field(
         MISSING, "A file or folder of records; null = the bundled sample files. Every option sets it (??? = yours)."
@@ -230,7 +231,7 @@ class DatasetConfig:
 
 
 @dataclass
-class PromptConfig:
+class PromptConfig(ConfigNode):
     name: str = help_field(
         MISSING, "The prompt option's name (prompt=<name>): in messages, and in an evaluation's default output dir."
     )
@@ -260,14 +261,14 @@ class PromptConfig:
 
 
 @dataclass
-class DeepSpeedConfig:
+class DeepSpeedConfig(ConfigNode):
     zero_stage: int = help_field(0, "DeepSpeed ZeRO stage: 0 = DeepSpeed off, 1, 2 or 3 (3 also shards parameters).")
     offload_optimizer: bool = help_field(False, "true: keep the optimizer state in CPU memory (ZeRO stage 1 or more).")
     offload_params: bool = help_field(False, "true: keep the parameters in CPU memory (ZeRO-3 only).")
 
 
 @dataclass
-class HardwareConfig:
+class HardwareConfig(ConfigNode):
     name: str = help_field(
         MISSING, "The hardware option's name (hardware=<name>), as the console and messages name it."
     )
@@ -299,7 +300,7 @@ class HardwareConfig:
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(ConfigNode):
     kind: LoggerKind = help_field(
         LoggerKind.wandb, "The experiment tracker: wandb or none (metrics still go to the run dir's files)."
     )
@@ -318,7 +319,7 @@ class LoggerConfig:
 
 
 @dataclass
-class PathsConfig:
+class PathsConfig(ConfigNode):
     output_root: str = help_field(
         "outputs", "Where run dirs, sweeps and the cache go: <output_root>/<task_name>/runs/."
     )
@@ -331,7 +332,7 @@ class PathsConfig:
 
 
 @dataclass
-class TrainRunConfig:
+class TrainRunConfig(ConfigNode):
     """The whole `train.py` config: one field per group plus run-level keys."""
 
     task: Task = help_field(

@@ -8,11 +8,12 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 from medtune.config.schema import LoggerConfig, PathsConfig
 
 
 @dataclass
-class CellConfig:
+class CellConfig(ConfigNode):
     """One row of the study: what trains (train.py overrides), how it is evaluated, what it is compared with."""
 
     label: str = help_field("", 'The row\'s name in Table 2, e.g. "3-2 (A)".')
@@ -33,7 +34,7 @@ class CellConfig:
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(ConfigNode):
     """An Optuna search: each trial is a cell built from `template` plus the sampled train overrides."""
 
     n_trials: int = help_field(0, "Optuna trials; 0 = no search: the grid of sweep.cells runs.")
@@ -48,7 +49,7 @@ class SearchConfig:
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(ConfigNode):
     name: str = help_field(MISSING, "The sweep's name (sweep=<name>); names its folder and W&B group sweep-<name>.")
     description: str = help_field("", "What the study is, in words; the report's title.")
     optimized_metric: str = help_field(
@@ -102,7 +103,7 @@ def every_evaluate(sweep: SweepConfig) -> list[str]:
 
 
 @dataclass
-class SweepRunConfig:
+class SweepRunConfig(ConfigNode):
     task_name: str = help_field("sweep", "The job's name in W&B group names; the sweep's folder is sweep.dir.")
     sweep: SweepConfig = help_field(help="The study: its cells, their overrides, the search.", factory=SweepConfig)
     cell: Optional[str] = help_field(None, "Set on the cell jobs a sweep launches: the cell to run.")

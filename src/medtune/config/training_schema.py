@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any, Optional
 
 from medtune.config.field_help import help_field
+from medtune.config.read_only import ConfigNode
 
 
 class OverlongPolicy(str, Enum):
@@ -53,7 +54,7 @@ class Optimizer(str, Enum):
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(ConfigNode):
     max_steps: int = help_field(60, "Optimizer steps to train; train.epochs, when set, replaces it.")
     epochs: Optional[float] = help_field(
         None, "Passes over the data; set: max_steps = ceil(epochs x train examples / global batch). null = max_steps."
@@ -120,7 +121,7 @@ class TrainingConfig:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(ConfigNode):
     """task=pretrain: documents joined with EOS and cut into blocks of `block_tokens` (no padding)."""
 
     block_tokens: int = help_field(768, "Tokens per training block (JMedLoRA's MedCALM: 768).")

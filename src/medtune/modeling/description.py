@@ -203,17 +203,7 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
             **base,
         )
     if model.source == ModelSource.embedded:
-        from medtune.modeling.embedded import embedded_gguf
-
-        file = embedded_gguf(model, cache_dir)
-        return _from_gguf(
-            model,
-            file,
-            cache_dir,
-            materialize,
-            "embedded",
-            f"{file.name} from the installed package {model.package_files[0].partition('/')[0]}",
-        )
+        return _from_package(model, cache_dir, materialize)
     located = gguf.split_gguf_path(model.path or "", model.gguf_file)
     if located is not None:
         file = located[0] / located[1]
@@ -228,6 +218,29 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
     if model.hub_id:
         return _from_hub(model)
     raise ModelUnavailableError(f"model={model.name} has neither model.path nor model.hub_id; set model.path.")
+
+
+def _from_package(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDescription:
+    from medtune.modeling import gguf
+    from medtune.modeling.embedded import embedded_gguf, embedded_gguf_if_ready
+
+    package = model.package_files[0].partition("/")[0] if model.package_files else "?"
+    file, parts = embedded_gguf_if_ready(model, cache_dir)
+    if file is None and not materialize:  # split chunks not joined yet: read the metadata from the parts
+        name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
+        return _with_config(
+            model,
+            "embedded",
+            f"{name} from the installed packages {package} ...",
+            None,
+            gguf.split_gguf_config(parts, name),
+            notes=(f"{name} is joined and converted to safetensors on the first real run",),
+        )
+    if materialize:
+        file = embedded_gguf(model, cache_dir)  # joined once, its digest checked
+    return _from_gguf(
+        model, file, cache_dir, materialize, "embedded", f"{file.name} from the installed package {package}"
+    )
 
 
 def _from_gguf(

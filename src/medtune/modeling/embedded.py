@@ -41,17 +41,9 @@ def package_file(spec: str, model: ModelConfig) -> Path:
 
 def embedded_gguf(model: ModelConfig, cache_dir: Path) -> Path:
     """The model's GGUF file: in place when it is one file, else its chunks joined once into the cache."""
-    if not model.package_files:
-        raise ModelUnavailableError(
-            f"model={model.name} has model.source=embedded but no model.package_files; list the package files "
-            "that hold its GGUF weights."
-        )
-    parts = [package_file(spec, model) for spec in model.package_files]
-    if len(parts) == 1:
-        target = parts[0]
-    else:
-        name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
-        target = Path(cache_dir) / "gguf" / (model.sha256 or model.name)[:16] / name
+    parts = embedded_parts(model)
+    target = parts[0] if len(parts) == 1 else joined_path(model, cache_dir)
+    if len(parts) > 1:
         if not target.is_file():
             join_parts(parts, target)
         elif model.sha256 and not digest_matches(target, model):
@@ -60,6 +52,36 @@ def embedded_gguf(model: ModelConfig, cache_dir: Path) -> Path:
     if model.sha256:
         check_digest(target, model)
     return target
+
+
+def embedded_parts(model: ModelConfig) -> list[Path]:
+    """The installed files that hold the model's GGUF, in order (one file, or its chunks)."""
+    if not model.package_files:
+        raise ModelUnavailableError(
+            f"model={model.name} has model.source=embedded but no model.package_files; list the package files "
+            "that hold its GGUF weights."
+        )
+    return [package_file(spec, model) for spec in model.package_files]
+
+
+def joined_path(model: ModelConfig, cache_dir: Path) -> Path:
+    """Where the chunks of a split GGUF are joined in the cache."""
+    name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
+    return Path(cache_dir) / "gguf" / (model.sha256 or model.name)[:16] / name
+
+
+def embedded_gguf_if_ready(model: ModelConfig, cache_dir: Path) -> tuple[Path | None, list[Path]]:
+    """(the model's GGUF file if it can be read as it is, else None; its parts), writing nothing: a split
+    file whose chunks are not joined yet (or whose join is stale) is None, and is read from its parts."""
+    parts = embedded_parts(model)
+    if len(parts) == 1:
+        if model.sha256:
+            check_digest(parts[0], model)
+        return parts[0], parts
+    target = joined_path(model, cache_dir)
+    if target.is_file() and (not model.sha256 or digest_matches(target, model)):
+        return target, parts
+    return None, parts
 
 
 def digest_matches(path: Path, model: ModelConfig) -> bool:

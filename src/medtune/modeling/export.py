@@ -21,7 +21,7 @@ records the measured difference).
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import shutil
 import time
@@ -87,11 +87,9 @@ def inference_hardware(hardware: HardwareConfig) -> HardwareConfig:
     """The run's hardware for one inference process: no DeepSpeed, and the CPU if its GPU is not here."""
     import torch
 
-    hardware = copy.deepcopy(hardware)
-    hardware.deepspeed = DeepSpeedConfig()
-    hardware.gradient_checkpointing = False
+    hardware = dataclasses.replace(hardware, deepspeed=DeepSpeedConfig(), gradient_checkpointing=False)
     if hardware.accelerator == Accelerator.cuda and not torch.cuda.is_available():
-        hardware.accelerator, hardware.device_name = Accelerator.cpu, "cpu"
+        hardware = dataclasses.replace(hardware, accelerator=Accelerator.cpu, device_name="cpu")
     return hardware
 
 

@@ -52,6 +52,19 @@ def gguf_config(gguf: Path):
     return config
 
 
+def split_gguf_config(parts: list[Path], name: str):
+    """The config of a GGUF file split in `parts`, read without joining them (nothing is written where
+    the model lives): the metadata and the tensor table sit at the start of the first part, so a sparse
+    temporary file holding that part's bytes, as long as the whole file, reads as the file itself."""
+    total = sum(part.stat().st_size for part in parts)
+    with tempfile.TemporaryDirectory(prefix="medtune-gguf-header-") as folder:
+        view = Path(folder) / name
+        with open(parts[0], "rb") as source, open(view, "wb") as out:
+            shutil.copyfileobj(source, out)
+            out.truncate(total)  # the rest reads as zeros and takes no disk space
+        return gguf_config(view)
+
+
 def converted_dir(gguf: Path, cache_dir: Path) -> Path:
     digest = remembered_digest(gguf)
     return Path(cache_dir) / "converted" / f"{gguf.stem}-{digest[:16]}"

@@ -9,7 +9,7 @@ from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, Exa
 from medtune.data.file_checks import data_file_problem
 from medtune.rules.common import check_contamination_files, check_contamination_settings, check_prompt, check_seed
 from medtune.rules.language import check_prompt_language
-from medtune.rules.model import adopt_checkpoint_architecture, check_hardware, check_model
+from medtune.rules.model import check_hardware, check_model
 from medtune.run_dir import check_train_run
 
 MAX_SHOTS = 5  # worked examples bundled per language, less the one a question may itself be
@@ -38,13 +38,6 @@ def loads_composed_model(cfg: EvalRunConfig) -> bool:
     """Whether this process loads the composed `model=`: not with run= (the run's own model loads),
     predictions= (a replay loads none) or an endpoint (the server holds it)."""
     return not (cfg.run or cfg.predictions or cfg.eval.backend == EvalBackend.endpoint)
-
-
-def describe_model(cfg: EvalRunConfig) -> list[str]:
-    """The checkpoint's own numbers replace the YAML ones before the rules, when the composed model loads."""
-    if not loads_composed_model(cfg):
-        return []
-    return adopt_checkpoint_architecture(cfg.model, cfg.paths.cache_dir, cfg.model.source.value != "tiny")
 
 
 def check_model_unless_run(cfg: EvalRunConfig) -> list[str]:

@@ -7,7 +7,6 @@ from medtune.config.generator_schema import GeneratorKind
 from medtune.config.qa_schema import GenerateQARunConfig, QAGenerationConfig
 from medtune.rules.common import check_seed
 from medtune.rules.model import (
-    adopt_checkpoint_architecture,
     check_model,
     check_run_dir,
     device_problems,
@@ -18,13 +17,6 @@ from medtune.rules.model import (
 def uses_composed_model(cfg: GenerateQARunConfig) -> bool:
     """A local generator without qa.generator.run is the composed `model=`."""
     return cfg.qa.generator.kind == GeneratorKind.local and not cfg.qa.generator.run
-
-
-def describe_model(cfg: GenerateQARunConfig) -> list[str]:
-    if not uses_composed_model(cfg):
-        return []
-    materialize = not cfg.dry_run and cfg.model.source.value != "tiny"
-    return adopt_checkpoint_architecture(cfg.model, cfg.paths.cache_dir, materialize)
 
 
 def check_qa_settings(qa: QAGenerationConfig) -> list[str]:

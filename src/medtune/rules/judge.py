@@ -9,7 +9,7 @@ from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.config.judge_schema import JudgeRunConfig, JudgeSystemConfig
 from medtune.data.file_checks import data_file_problem
 from medtune.rules.common import check_prompt, check_seed
-from medtune.rules.model import adopt_checkpoint_architecture, check_run_dir, device_problems
+from medtune.rules.model import check_run_dir, device_problems
 
 
 def check_generator(key: str, g: GeneratorConfig) -> list[str]:
@@ -86,12 +86,6 @@ def uses_composed_model(cfg: JudgeRunConfig) -> bool:
     system_a = not (a.answers or a.model_path or a.generator.run or a.generator.kind == GeneratorKind.endpoint)
     judge = cfg.judge.judge.kind == GeneratorKind.local and not cfg.judge.judge.run
     return system_a or judge
-
-
-def describe_model(cfg: JudgeRunConfig) -> list[str]:
-    if not uses_composed_model(cfg):
-        return []
-    return adopt_checkpoint_architecture(cfg.model, cfg.paths.cache_dir, cfg.model.source.value != "tiny")
 
 
 def check_devices(cfg: JudgeRunConfig) -> list[str]:

@@ -18,23 +18,6 @@ from medtune.errors import ModelUnavailableError
 from medtune.run_dir import check_train_run
 
 
-def adopt_checkpoint_architecture(model: ModelConfig, cache_dir: str, materialize: bool) -> list[str]:
-    """Describe `model` before the rules run: the checkpoint's own architecture numbers replace the
-    YAML ones in `model.architecture`. Returns the problem (a missing or unreadable model), never raises."""
-    from medtune.modeling.description import describe_model
-    from medtune.reporting.console import console
-
-    try:
-        described = describe_model(model, cache_dir, materialize=materialize)
-    except ModelUnavailableError as error:
-        return [str(error)]
-    for line in described.disagreements:
-        console.print(f"[yellow]note:[/yellow] {line}; the checkpoint's number is used.")
-    if described.from_checkpoint:
-        model.architecture = described.architecture
-    return []
-
-
 def check_adapter(cfg: Any) -> list[str]:
     a: AdapterConfig = cfg.adapter
     problems = []
@@ -152,7 +135,7 @@ def model_size(model: ModelConfig, cache_dir: str) -> tuple[int | None, str]:
     try:
         described = describe_model(model, cache_dir, materialize=False)
     except ModelUnavailableError:
-        described = None  # reported by adopt_checkpoint_architecture
+        described = None  # reported by the resolve phase (medtune.rules.resolve)
     if described is not None and described.from_checkpoint:
         return described.num_parameters(), described.counted_from
     if None in (model.architecture.hidden_size, model.architecture.num_layers):
@@ -165,7 +148,7 @@ def check_model(model: ModelConfig, *, dry_run: bool = False) -> list[str]:
     from medtune.modeling.description import hf_cache_has
 
     if model.path or model.source in (ModelSource.embedded, ModelSource.tiny):
-        return []  # found, read, converted or refused by the model description before the rules
+        return []  # found, read or refused by the model description (the resolve phase)
     if not model.hub_id:
         return [f"model={model.name} has neither model.path nor model.hub_id: set model.path=/path/to/checkpoint."]
     if dry_run or model.allow_download or hf_cache_has(model.hub_id, model.revision):

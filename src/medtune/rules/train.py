@@ -18,15 +18,12 @@ from medtune.rules.common import (
     check_step_count,
 )
 from medtune.rules.language import check_prompt_language
-from medtune.rules.model import adopt_checkpoint_architecture, check_adapter, check_hardware, check_model
+from medtune.rules.model import check_adapter, check_hardware, check_model
 
 
-def describe_model(cfg: TrainRunConfig) -> list[str]:
-    """The checkpoint's own numbers replace the YAML ones before the rules (adapter=none is refused below)."""
-    if cfg.adapter.kind == AdapterKind.none:
-        return []
-    materialize = not cfg.dry_run and cfg.model.source.value != "tiny"
-    return adopt_checkpoint_architecture(cfg.model, cfg.paths.cache_dir, materialize)
+def loads_model(cfg: TrainRunConfig) -> bool:
+    """Whether the run loads the model (adapter=none is refused by the rules, before any model is read)."""
+    return cfg.adapter.kind != AdapterKind.none
 
 
 def check_machine(cfg: TrainRunConfig) -> list[str]:

@@ -9,6 +9,7 @@ same kind evaluate.py reports.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -105,7 +106,7 @@ def checked_exams(cfg: TrainRunConfig) -> list[CheckedExam]:
     for name in cfg.exam_eval.retention:
         config = exam_option(name, cfg.paths, "exam_eval.retention")
         if cfg.exam_eval.retention_max_questions is not None:
-            config.max_questions = cfg.exam_eval.retention_max_questions
+            config = dataclasses.replace(config, max_questions=cfg.exam_eval.retention_max_questions)
         exams.append(CheckedExam(config, RETENTION, load_exam(config)))
     if cfg.contamination.enabled:
         audit(exams, chain(run_training_texts(cfg), training_texts(cfg.contamination.files)), cfg.contamination)

@@ -1,6 +1,6 @@
 """Training as a recipe: the steps of one train.py run, in the order they happen.
 
-    recipe = TrainingRecipe(cfg, job, tracker, auto_batch)
+    recipe = TrainingRecipe(cfg, job, tracker)
     recipe.setup_data()      # checkpoint, tokenizer, tokenized data, the schedule in steps, what to resume
     recipe.setup_model()     # distributed group, Trainer arguments, base model, kernels, adapter, speed path
     recipe.setup_trainer()   # callbacks (metrics, exam check, guards, preemption) and the Trainer
@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 from transformers import set_seed
 
@@ -45,6 +44,7 @@ from medtune.training.progress import TrainingProgress
 from medtune.training.result import TrainResult
 from medtune.training.resume import CHECKPOINTS, FingerprintWriter, checkpoint_to_resume, fingerprint
 from medtune.training.run_parts import (
+    batch_summary,
     data_summary,
     exam_callback,
     flops_per_token,
@@ -58,12 +58,12 @@ from medtune.training.trainer import MedtuneTrainer
 
 
 class TrainingRecipe:
-    def __init__(self, cfg: TrainRunConfig, job: JobContext, tracker, auto_batch: dict[str, Any]):
+    def __init__(self, cfg: TrainRunConfig, job: JobContext, tracker):
         self.cfg = cfg
         self.job = job
         self.run_dir = job.run_dir
         self.tracker = tracker
-        self.auto_batch = auto_batch
+        self.batch_plan = batch_summary(cfg)  # the micro batch (chosen by the resolve phase when auto) and its plan
         self.started = time.perf_counter()
 
     def run(self) -> TrainResult:
@@ -136,7 +136,7 @@ class TrainingRecipe:
                 "model/total_params": self.total,
                 **{f"model/{k}": v for k, v in described.summary().items()},
                 **self.speed.summary(),
-                **self.auto_batch,
+                **self.batch_plan,
             }
         )
         if not is_main_process():
@@ -227,7 +227,7 @@ class TrainingRecipe:
             "model/total_params": self.total,
             **self.data_stats,
             **self.speed.summary(),
-            **self.auto_batch,
+            **self.batch_plan,
             **(exam_summary(exam.exams, exam.best) if exam else {}),
             **zero3_sharding(trainer.model),
             "saved": str(saved),

@@ -102,3 +102,15 @@ def data_summary(cfg: TrainRunConfig, train_stats, eval_stats, packed_rows: int 
     if cfg.train.epochs is not None:
         stats["train/planned_steps"] = cfg.train.max_steps
     return stats
+
+
+def batch_summary(cfg: TrainRunConfig) -> dict[str, Any]:
+    """The micro batch a run uses, gradient checkpointing, and the memory the planner gives them."""
+    from medtune.modeling.planner.auto_batch import planned_memory
+
+    memory = planned_memory(cfg)
+    summary = {
+        "train/micro_batch_size": cfg.train.micro_batch_size,
+        "train/gradient_checkpointing": cfg.hardware.gradient_checkpointing,
+    }
+    return summary if memory is None else {**summary, "train/planned_memory_gib": memory.total / 2**30}

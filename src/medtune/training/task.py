@@ -35,7 +35,6 @@ def check_existing(cfg: TrainRunConfig, job: JobContext, directory: Path) -> Tra
 
 def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
     """The train.py task: the memory plan of a dry run, else a training run in the locked run dir."""
-    auto_batch = settle_micro_batch(cfg)
     if cfg.dry_run:
         from medtune.modeling.description import describe_model
         from medtune.modeling.planner import format_plan, plan
@@ -55,25 +54,7 @@ def run(cfg: TrainRunConfig, job: JobContext, tracker) -> TrainResult | None:
     if is_main_process() and not TrainRunDir(job.run_dir).has_config:
         save_run_config(cfg, job.run_dir)  # a new run dir: its config from the start (a continued one: below)
     with leaving_process_group():  # every rank ends in order, also on an error: each exits by itself
-        return TrainingRecipe(cfg, job, tracker, auto_batch.summary() if auto_batch is not None else {}).run()
-
-
-def settle_micro_batch(cfg: TrainRunConfig):
-    """train.micro_batch_size=auto: pick it (and gradient checkpointing) from the memory plan, and say so."""
-    from medtune.errors import ConfigError
-    from medtune.modeling.planner.auto_batch import resolve_micro_batch
-
-    if cfg.train.micro_batch_size != "auto":
-        return None
-    try:
-        with console.status("Planning the micro batch (train.micro_batch_size=auto)"):
-            choice = resolve_micro_batch(cfg)
-    except ValueError as error:
-        raise ConfigError([str(error)]) from error
-    if choice is not None and is_main_process():
-        color = "yellow" if choice.fits is False else "bold"
-        console.print(f"[{color}]{choice.line()}[/{color}]")
-    return choice
+        return TrainingRecipe(cfg, job, tracker).run()
 
 
 def metrics(result: TrainResult | None) -> dict[str, Any]:

@@ -104,11 +104,16 @@ def choose_micro_batch(cfg: TrainRunConfig) -> MicroBatchChoice:
     return MicroBatchChoice(micro, checkpointing, per_device // micro, memory, tuple(tried))
 
 
-def resolve_micro_batch(cfg: TrainRunConfig) -> MicroBatchChoice | None:
-    """Settle `train.micro_batch_size=auto` (and gradient checkpointing) in `cfg`; None when it is a number."""
-    if cfg.train.micro_batch_size != "auto":
+def planned_memory(cfg: TrainRunConfig) -> MemoryPlan | None:
+    """The memory plan of the run's own micro batch and checkpointing (None where it cannot be planned)."""
+    try:
+        return estimate_memory(
+            cfg.model.architecture,
+            cfg.adapter,
+            device_hardware(cfg.hardware),
+            step_shape(cfg),
+            cfg.model.dtype,
+            run_counts(cfg),
+        )
+    except Exception:  # a logged number never stops a run: no plan is logged instead
         return None
-    choice = choose_micro_batch(cfg)
-    cfg.train.micro_batch_size = choice.micro_batch_size
-    cfg.hardware.gradient_checkpointing = choice.gradient_checkpointing
-    return choice
