@@ -9,6 +9,11 @@ TORCH_SPEC ?= torch==2.13.0
 # the dependencies of medtune[dev] and the two embedded model packages. `make lock` rebuilds it.
 LOCK ?= requirements-lock.txt
 PYTEST_ARGS ?=
+# The suite runs one pytest-xdist worker per core (at most 4), a test file per worker at a time (a file's
+# module fixtures, e.g. a trained run, are built once); tests/conftest.py gives each its share of the cores.
+# `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 .PHONY: install install-gpu run test test-fast lint format docs lock clean
 
@@ -32,7 +37,7 @@ run: install
 	$(BIN)/python train.py
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # ruff: lint and the formatting check (CI runs both); `make format` rewrites the files.
 lint: install
@@ -44,7 +49,7 @@ format: install
 	$(BIN)/ruff format .
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The README's key tables, from the help each schema field carries (a test fails while they are stale).
 docs: install

@@ -40,6 +40,13 @@ def train_args(args) -> list[str]:
     return args[: at + 1] + flags + tiny_defaults(overrides)
 
 
+# Under pytest-xdist (`make test` runs one worker per core): each worker, and every process it starts,
+# computes on its share of the cores, so two workers do not fight over the same two (torch reads this
+# when it is first imported, after this file).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+
 # No test may reach a model hub or W&B servers.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -48,8 +55,48 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    """One tiny-model cache for the whole session: the checkpoint is built once."""
+    """One model cache for the whole session: the tiny checkpoint is built once, each real model's GGUF
+    converted once. Under pytest-xdist the workers share it (the cache is written for concurrent use:
+    a lock per conversion, atomic renames), so no worker converts a model another one has."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("cache")
+
+
+# The files that hold the suite's longest tests (measured with --durations on this 2-core machine: the
+# default SmolLM2 run, Gemma-3 conversion and loss paths, the server outage, the real-model LoRA runs).
+LONG_FILES = (
+    "test_cli.py",
+    "test_target_loss.py",
+    "test_eval_backends.py",
+    "test_loglik.py",
+    "test_real_models.py",
+    "test_resume.py",
+    "test_sweep.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Each file's tests kept together and in order, the long files first, then the files with the most
+    end-to-end (`slow`) tests: with one xdist worker per core (`--dist loadfile`) the long files start
+    at once and short ones fill in at the end, instead of one long file running alone last."""
+
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[file_of(item)] = slow.get(file_of(item), 0) + bool(item.get_closest_marker("slow"))
+    seen = {name: index for index, name in enumerate(dict.fromkeys(file_of(i) for i in items))}
+
+    def rank(item) -> tuple[int, int, int]:
+        name = Path(file_of(item)).name
+        long = LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+        return long, -slow[file_of(item)], seen[file_of(item)]
+
+    items.sort(key=rank)
 
 
 @pytest.fixture()

@@ -168,3 +168,50 @@ def test_a_multirun_over_seeds_ends_with_mean_sd_and_per_seed_values(tmp_path):
     assert summary_run.summary["seeds/exam/accuracy_after_mean"] == pytest.approx(after["mean"])
     job_run = read_offline_run(find_offline_runs(sweep_dir / "0")[0])
     assert summary_run.group == job_run.group
+
+
+def test_exam_eval_num_shots_puts_worked_examples_before_each_question(typed, tiny_cache):
+    """exam_eval.num_shots picks worked examples of each exam's language, as eval.num_shots does, and
+    the model is asked after them (a random-init model's letter scores move with its prompt)."""
+    from medtune.config.exam_schema import EvalConfig
+    from medtune.data.templates import stop_token_ids
+    from medtune.exam.prompting import exam_prompt
+    from medtune.llm.hf import HfModel
+    from medtune.modeling.description import resolve_checkpoint
+    from medtune.modeling.load import load_base_model, load_tokenizer
+    from medtune.training.exam_check import ask, checked_exams
+
+    cfg = typed(["exam_eval.num_shots=2", "exam_eval.mode=loglik", "contamination.enabled=false"])
+    (exam,) = checked_exams(cfg)
+    assert len(exam.shots) == 2 and all(shot.explanation for shot in exam.shots)
+    assert [shot.qid for shot in checked_exams(typed(["contamination.enabled=false"]))[0].shots] == []
+
+    checkpoint = resolve_checkpoint(cfg.model, tiny_cache)
+    tokenizer = load_tokenizer(checkpoint, cfg.model)
+    model = load_base_model(checkpoint, cfg.model, cfg.adapter, cfg.hardware)
+    access = HfModel(model, tokenizer, EvalConfig(), cfg.prompt, "check", stop_token_ids(tokenizer, cfg.prompt))
+    question = exam.questions[0]
+    rendered = access.render(exam_prompt(cfg.prompt, question, exam.shots))
+    assert (
+        rendered.index(exam.shots[0].question)
+        < rendered.index(exam.shots[1].question)
+        < rendered.index(question.question)
+    )
+    _, asked_with = ask(cfg, model, tokenizer, exam.questions[:4], exam.shots)
+    _, asked_without = ask(cfg, model, tokenizer, exam.questions[:4])
+    assert asked_with != asked_without
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["exam_eval.num_shots=6"], r"exam_eval\.num_shots=6 must be between 0 and 5"),
+        (
+            ["exam_eval.num_shots=1", "exam.fewshot_path=/nowhere/shots.jsonl"],
+            r"exam\.fewshot_path=/nowhere/shots\.jsonl does not exist \(exam_eval\.num_shots=1 reads it\)",
+        ),
+    ],
+)
+def test_exam_eval_num_shots_is_checked(typed, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        typed(overrides)

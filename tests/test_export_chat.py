@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from conftest import CONF, REPO, tiny_defaults
-from medtune.chat import decoding_from, make_streamer
+from medtune.chat import decoding_from
 from medtune.errors import ConfigError, ModelUnavailableError
+from medtune.llm.streaming import make_streamer
 from medtune.modeling.export import EXPORT_FILE, dequantize_bnb_layers, export_run, inference_hardware
 
 PROBE = "以下は医学知識に関する問題です。 A 54-year-old man presents with chest pain. Thưa bác sĩ"
@@ -265,3 +266,22 @@ def test_decoding_presets_and_flags():
     assert decoding_from("vi", temperature=0.7).top_k == 20
     with pytest.raises(ConfigError, match="--top-k only applies when sampling"):
         decoding_from("greedy", top_k=5)
+
+
+@pytest.mark.slow
+def test_chat_streams_through_the_generator_access_with_its_stop_tokens(lora_run):
+    """`medtune chat` reaches the model through medtune.llm's hf access, as a judge or a QA generator
+    reaches a run: the streamed text is the access's own answer to the same request."""
+    from medtune.chat import chat_request, load_chat_model, open_access
+    from medtune.llm.hf import generator_stop_ids
+
+    chat_model = load_chat_model(lora_run.run_dir)
+    access = open_access(chat_model, decoding_from("greedy", max_new_tokens=8))
+    request = chat_request("What is the first test for chest pain?", "  ")  # a blank system text is none
+    assert request.system is None
+    written: list[str] = []
+    streamed = access.stream(request, written.append)
+    assert streamed == "".join(written)
+    assert access.stop_token_ids == generator_stop_ids(chat_model.tokenizer, chat_model.prompt)
+    assert access.generate([request], progress=False) == [streamed]
+    assert "### Instruction:\nWhat is the first test for chest pain?" in access.render(request)

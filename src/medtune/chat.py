@@ -2,22 +2,23 @@
 
 The templates are single-turn (one instruction, one response), the format the model was trained
 on, so every message is answered on its own: no history is carried, and there is none to reset.
-Responses stream as they are generated and end at the template's next `###` block or at EOS.
+The model is reached through the `hf` access of `medtune.llm` (`LocalGenerator`), as a judge or a
+QA generator reaches a trained run: the same rendering, the same stop tokens (EOS, and a chat
+template's end of turn), streamed as it is generated and ended at the template's next `###` block.
 Decoding is greedy unless a temperature is given (`--preset vi`: the Vietnamese paper's sampling).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from medtune.config.generator_schema import GeneratorConfig, GeneratorKind
 from medtune.config.schema import PromptConfig
 from medtune.errors import ConfigError, ModelUnavailableError
-from medtune.llm.generation import STOP_STRINGS
-from medtune.llm.hf import render_chat_request
+from medtune.llm.hf import LocalGenerator
 from medtune.llm.protocol import ChatRequest
 
 HELP = (
@@ -48,22 +49,16 @@ class Decoding:
         if problems:
             raise ConfigError(problems)
 
-    def generate_kwargs(self, tokenizer) -> dict[str, Any]:
-        kwargs = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.temperature > 0,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "stop_strings": STOP_STRINGS,
-            "tokenizer": tokenizer,
-        }
-        if self.temperature > 0:
-            kwargs["temperature"] = self.temperature
-            if self.top_k is not None:
-                kwargs["top_k"] = self.top_k
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.repetition_penalty
-        return kwargs
+    def generator(self) -> GeneratorConfig:
+        """These settings as a local generator's (one message at a time)."""
+        return GeneratorConfig(
+            kind=GeneratorKind.local,
+            batch_size=1,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+        )
 
 
 PRESETS = {
@@ -125,68 +120,14 @@ def load_chat_model(path: Path) -> ChatModel:
     return ChatModel(model, tokenizer, cfg.prompt, f"{cfg.model.name} + {cfg.adapter.name} ({path})")
 
 
-def render(prompt: PromptConfig, message: str, system: str | None = None, tokenizer=None) -> str:
-    """The text the model reads: the message in the run's template, after the system text if any.
-
-    A run trained with a chat prompt answers through the tokenizer's chat template; `system`
-    then replaces the prompt's own system text. Rendered as the `hf` access renders a chat request."""
-    system = system.strip() if system and system.strip() else None
-    return render_chat_request(tokenizer, ChatRequest(message, system), prompt, "chat")
+def open_access(chat: ChatModel, decoding: Decoding) -> LocalGenerator:
+    """The loaded model as the `hf` access a local generator uses, with these decoding settings."""
+    return LocalGenerator(chat.model, chat.tokenizer, decoding.generator(), chat.prompt, name="chat")
 
 
-def _stop_prefix_length(text: str) -> int:
-    """Length of the longest end of `text` that could still grow into a stop string."""
-    return max((n for s in STOP_STRINGS for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
-
-
-def make_streamer(tokenizer, write: Callable[[str], Any]):
-    """A TextStreamer that writes only the response: no leading blanks, nothing from a stop string on."""
-    from transformers import TextStreamer
-
-    class ResponseStreamer(TextStreamer):
-        def __init__(self):
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
-            self.text, self.shown = "", ""
-
-        def on_finalized_text(self, text: str, stream_end: bool = False):
-            self.text += text
-            visible = self.text.lstrip()
-            stops = [visible.find(s) for s in STOP_STRINGS if s in visible]
-            if stops:
-                visible = visible[: min(stops)].rstrip()
-            elif stream_end:
-                visible = visible.rstrip()
-            else:  # hold back what may still become a stop string, and trailing blanks
-                visible = visible[: len(visible) - _stop_prefix_length(visible)].rstrip()
-            if len(visible) > len(self.shown) and visible.startswith(self.shown):
-                write(visible[len(self.shown) :])
-                self.shown = visible
-
-    return ResponseStreamer()
-
-
-def respond(chat: ChatModel, prompt_text: str, decoding: Decoding, write: Callable[[str], Any]) -> str:
-    """Generate one response to a rendered prompt, streaming it through `write`; return its text."""
-    import torch
-
-    from medtune.llm.generation import GenerationStats, encode_left_padded
-
-    model, tokenizer = chat.model, chat.tokenizer
-    positions = getattr(model.config, "max_position_embeddings", None) or 2048
-    ids, mask = encode_left_padded(
-        tokenizer, [prompt_text], max(8, positions - decoding.max_new_tokens), GenerationStats()
-    )
-    device = next(model.parameters()).device
-    streamer = make_streamer(tokenizer, write)
-    model.eval()
-    with torch.no_grad():
-        model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            streamer=streamer,
-            **decoding.generate_kwargs(tokenizer),
-        )
-    return streamer.shown
+def chat_request(message: str, system: str | None) -> ChatRequest:
+    """A message, after `system` if one is given (it then replaces a chat prompt's own system text)."""
+    return ChatRequest(message, system.strip() if system and system.strip() else None)
 
 
 def chat_loop(
@@ -215,6 +156,7 @@ def chat_loop(
         file=stderr,
         flush=True,
     )
+    access = open_access(chat, decoding)
     answered = 0
     while True:
         if interactive:
@@ -237,12 +179,13 @@ def chat_loop(
             continue
         if not interactive:
             write(f"you> {message}\n")
-        prompt_text = render(chat.prompt, message, system, chat.tokenizer)
+        request = chat_request(message, system)
+        prompt_text = access.render(request)
         if show_prompt:
             shown = prompt_text.rstrip("\n")
             write(f"----- prompt ({chat.prompt.name}) -----\n{shown}\n----- end of prompt -----\n")
         write("model> ")
-        respond(chat, prompt_text, decoding, write)
+        access.stream(request, write)
         write("\n")
         answered += 1
     return answered

@@ -210,7 +210,8 @@ class ExamEvalConfig(ConfigNode):
         EvalMode.generate, "generate (short greedy answers, read) or loglik (likeliest letter)."
     )
     num_shots: int = help_field(
-        0, "Worked examples before each question (0 or more); the check asks with none for now, whatever this says."
+        0,
+        "Worked examples before each question, 0-5 (as eval.num_shots: the exam language's bundled ones, or exam.fewshot_path).",
     )
     max_new_tokens: int = help_field(48, "The most tokens generated per answer (mode=generate).")
     batch_size: int = help_field(16, "Questions per batch, for the generated answers and the answer loss.")

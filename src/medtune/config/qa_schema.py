@@ -51,7 +51,9 @@ class GenerateQARunConfig(ConfigNode):
     """The whole `generate_qa.py` config: the generator's model and machine, the QA settings, the run keys."""
 
     task_name: str = help_field("generate_qa", "Names the output folder: <paths.output_root>/<task_name>/runs/<time>.")
-    seed: int = help_field(42, "The run's seed, 0 to 2^32 - 1 (QA generation does not seed its sampling with it).")
+    seed: int = help_field(
+        42, "The run's seed, 0 to 2^32 - 1: a local generator samples from it (qa.generator.temperature > 0)."
+    )
     dry_run: bool = help_field(False, "true: chunk the documents and show the first prompt; ask nothing.")
     optimized_metric: str = help_field(
         "qa/records", "What the job returns to a Hydra sweeper: a key of qa_summary.json."

@@ -143,11 +143,13 @@ def generate_responses(
     progress: bool = True,
     answer_marker: str | None = None,
     stop_ids: list[int] | None = None,
+    streamer=None,
 ) -> GenerationStats:
     """Generate a response for every prompt; `on_batch(indices, texts)` receives each finished batch.
 
     With `answer_marker`, a sequence stops as soon as its answer line is written; `stop_ids` (default:
-    the tokenizer's EOS) end a sequence, e.g. a chat template's end-of-turn token."""
+    the tokenizer's EOS) end a sequence, e.g. a chat template's end-of-turn token. A `streamer`
+    (transformers' streamer interface; one prompt at a time) sees the tokens as they come."""
     import torch
     from transformers import StoppingCriteriaList
 
@@ -168,7 +170,11 @@ def generate_responses(
             )
             with torch.no_grad():
                 output = model.generate(
-                    input_ids=input_ids, attention_mask=attention, stopping_criteria=criteria, **kwargs
+                    input_ids=input_ids,
+                    attention_mask=attention,
+                    stopping_criteria=criteria,
+                    **({"streamer": streamer} if streamer is not None else {}),
+                    **kwargs,
                 )
             new = output[:, input_ids.shape[1] :]
             stats.new_tokens += int((new != tokenizer.pad_token_id).sum())

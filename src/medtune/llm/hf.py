@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from medtune.config.eval_schema import EvalConfig, EvalRunConfig, LoglikTarget
 from medtune.config.generator_schema import GeneratorConfig
@@ -72,19 +72,40 @@ class HfModel:
         self, requests: Sequence[Request], on_batch: Optional[OnBatch] = None, progress: bool = True
     ) -> list[str]:
         kept = InOrder(len(requests), on_batch)
-        max_positions = getattr(self.model.config, "max_position_embeddings", 4096)
         generate_responses(
             self.model,
             self.tokenizer,
             [self.render(r) for r in requests],
             self.settings,
-            max_positions,
+            self.max_positions(),
             kept,
             progress=progress,
             answer_marker=self.answer_marker,
             stop_ids=self.stop_token_ids,
         )
         return kept.texts
+
+    def max_positions(self) -> int:
+        return getattr(self.model.config, "max_position_embeddings", None) or 4096
+
+    def stream(self, request: Request, write: Callable[[str], Any]) -> str:
+        """One response, written through `write` as it is generated (what `medtune chat` shows); its text."""
+        from medtune.llm.streaming import make_streamer
+
+        streamer = make_streamer(self.tokenizer, write)
+        generate_responses(
+            self.model,
+            self.tokenizer,
+            [self.render(request)],
+            dataclasses.replace(self.settings, batch_size=1),
+            self.max_positions(),
+            lambda indices, texts: None,
+            progress=False,
+            answer_marker=self.answer_marker,
+            stop_ids=self.stop_token_ids,
+            streamer=streamer,
+        )
+        return streamer.shown
 
     def loglikelihood(self, prompt: str, question: ExamQuestion, target: LoglikTarget) -> ChoiceScores:
         return score_choices(self.model, self.tokenizer, prompt, question, target)
@@ -177,3 +198,7 @@ class LocalGenerator(HfModel):
     ) -> list[str]:
         self.stop_token_ids = self.stop_ids()
         return super().generate(requests, on_batch, progress)
+
+    def stream(self, request: Request, write: Callable[[str], Any]) -> str:
+        self.stop_token_ids = self.stop_ids()
+        return super().stream(request, write)

@@ -66,6 +66,7 @@ def settings_of(cfg, template: str, measure: Measure) -> dict[str, Any]:
             "top_k": gen.top_k,
             "repetition_penalty": gen.repetition_penalty,
             "system_prompt": gen.system_prompt,
+            **({"seed": cfg.seed} if local and gen.temperature > 0 else {}),  # what a sampled local run draws
         },
     }
 
@@ -318,6 +319,10 @@ def _generate(cfg, job: JobContext, tracker, template: str, documents) -> int:
         generator = make_generator(
             qa.generator, model_cfg=cfg.model, hardware=cfg.hardware, cache_dir=cfg.paths.cache_dir, key="qa.generator"
         )
+    if qa.generator.kind == GeneratorKind.local:
+        import torch
+
+        torch.manual_seed(cfg.seed)  # a sampled local generator draws from the run's seed
     measure = chunk_measure(qa, generator)
     check_context(qa, generator, template, measure)
     all_chunks = chunk_documents(documents, qa.chunk_tokens, qa.chunk_overlap_tokens, measure)

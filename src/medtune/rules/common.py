@@ -12,6 +12,8 @@ from medtune.config.contamination_schema import ContaminationConfig
 from medtune.data.file_checks import data_file_problem
 from medtune.errors import warn  # noqa: F401  (the rules' warnings: printed once, before any model loads)
 
+MAX_SHOTS = 5  # worked examples bundled per language, less the one a question may itself be
+
 # Step counts. The 70B paper trains 3000 steps (Table 4, global batch 16: 48,000 examples), and the
 # published medical instruction-tuning runs we know stay below 10^5 steps. 10^7 steps is over 3,000
 # times the paper even at the smallest batch (one example a step: ten million examples, about 10^10

@@ -7,12 +7,17 @@ from pathlib import Path
 
 from medtune.config.eval_schema import EvalBackend, EvalMode, EvalRunConfig, ExamFormat
 from medtune.data.file_checks import data_file_problem
-from medtune.rules.common import check_contamination_files, check_contamination_settings, check_prompt, check_seed
+from medtune.rules.common import (
+    MAX_SHOTS,
+    check_contamination_files,
+    check_contamination_settings,
+    check_prompt,
+    check_seed,
+)
 from medtune.rules.language import check_prompt_language
 from medtune.rules.model import check_hardware, check_model
 from medtune.run_dir import check_train_run
 
-MAX_SHOTS = 5  # worked examples bundled per language, less the one a question may itself be
 MAX_VOTES = 32  # samples or shuffles per question: beyond this the gain is lost in the cost
 
 

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 from medtune.config.exam_options import exam_option
 from medtune.config.schema import AdapterKind, AttentionKind, DatasetFormat, Kernels, Task, TrainRunConfig
+from medtune.data.file_checks import data_file_problem
 from medtune.errors import ConfigError
 from medtune.rules.common import (
+    MAX_SHOTS,
     check_contamination_files,
     check_contamination_settings,
     check_learning_rate,
@@ -107,8 +109,18 @@ def check_exam_eval(cfg: TrainRunConfig) -> list[str]:
     for key in ("batch_size", "max_new_tokens"):
         if getattr(e, key) <= 0:
             problems.append(f"exam_eval.{key}={getattr(e, key)} must be positive (or exam_eval.enabled=false).")
-    if e.num_shots < 0:
-        problems.append(f"exam_eval.num_shots={e.num_shots} must be 0 or more.")
+    if not 0 <= e.num_shots <= MAX_SHOTS:
+        problems.append(
+            f"exam_eval.num_shots={e.num_shots} must be between 0 and {MAX_SHOTS} (the worked examples bundled "
+            "per language)."
+        )
+    fewshot = cfg.exam.fewshot_path
+    if e.num_shots > 0 and fewshot and not Path(fewshot).is_file():
+        problems.append(
+            data_file_problem(fewshot, "exam.fewshot_path")
+            or f"exam.fewshot_path={fewshot} does not exist (exam_eval.num_shots={e.num_shots} reads it): point it at "
+            "a file of worked examples, or set exam.fewshot_path=null for the bundled ones."
+        )
     if e.retention_max_questions is not None and e.retention_max_questions <= 0:
         problems.append(
             f"exam_eval.retention_max_questions={e.retention_max_questions} must be positive, or null for all."

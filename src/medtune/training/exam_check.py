@@ -2,15 +2,16 @@
 questions, the contamination audit of the run's training data against them, and one `Measurement`
 per time it is asked (answers, statuses, confidences, totals).
 
-The model answers through the hf model access of `medtune.llm` with the training prompt (no worked
-examples, short greedy answers, or the likeliest letter under exam_eval.mode=loglik) and Algorithm 1 scores it, so the numbers are the
-same kind evaluate.py reports.
+The model answers through the hf model access of `medtune.llm` with the training prompt (after
+exam_eval.num_shots worked examples, none by default; short greedy answers, or the likeliest letter
+under exam_eval.mode=loglik) and Algorithm 1 scores it, so the numbers are the same kind
+evaluate.py reports.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -25,7 +26,7 @@ from medtune.exam.contamination import ExamIndex, TrainingText
 from medtune.exam.contamination_report import ContaminationReport
 from medtune.exam.contamination_sources import run_training_texts, training_texts
 from medtune.exam.loading import load_exam
-from medtune.exam.prompting import exam_prompt
+from medtune.exam.prompting import exam_prompt, read_fewshot
 from medtune.exam.scoring import score_letters, score_response
 from medtune.llm.hf import HfModel
 from medtune.llm.loglik import pick_choices
@@ -80,6 +81,7 @@ class CheckedExam:
     questions: list[ExamQuestion]
     contamination: ContaminationReport | None = None
     measurements: list[Measurement] = field(default_factory=list)
+    shots: list[ExamQuestion] = field(default_factory=list)  # worked examples before each question
 
     @property
     def name(self) -> str:
@@ -102,15 +104,23 @@ class CheckedExam:
 def checked_exams(cfg: TrainRunConfig) -> list[CheckedExam]:
     """The target exam and each retention exam, loaded, each audited against the run's training data
     (and contamination.files)."""
-    exams = [CheckedExam(cfg.exam, TARGET, load_exam(cfg.exam))]
+    exams = [CheckedExam(cfg.exam, TARGET, load_exam(cfg.exam), shots=worked_examples(cfg.exam, cfg))]
     for name in cfg.exam_eval.retention:
         config = exam_option(name, cfg.paths, "exam_eval.retention")
         if cfg.exam_eval.retention_max_questions is not None:
             config = dataclasses.replace(config, max_questions=cfg.exam_eval.retention_max_questions)
-        exams.append(CheckedExam(config, RETENTION, load_exam(config)))
+        exams.append(CheckedExam(config, RETENTION, load_exam(config), shots=worked_examples(config, cfg)))
     if cfg.contamination.enabled:
         audit(exams, chain(run_training_texts(cfg), training_texts(cfg.contamination.files)), cfg.contamination)
     return exams
+
+
+def worked_examples(exam: ExamConfig, cfg: TrainRunConfig) -> list[ExamQuestion]:
+    """The first exam_eval.num_shots worked examples of the exam's language (or its exam.fewshot_path),
+    as evaluate.py's eval.num_shots picks them; none by default."""
+    if cfg.exam_eval.num_shots == 0:
+        return []
+    return read_fewshot(exam.fewshot_path, exam.language, exam.english)[: cfg.exam_eval.num_shots]
 
 
 def audit(exams: list[CheckedExam], texts: Iterable[TrainingText], settings: ContaminationConfig) -> None:
@@ -123,13 +133,16 @@ def audit(exams: list[CheckedExam], texts: Iterable[TrainingText], settings: Con
         exam.contamination = index.report()
 
 
-def ask(cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion]) -> tuple[list[ScoredAnswer], list | None]:
-    """Every question answered by `model` through the hf model access and scored; with the loglik
-    confidences (the picked answer's share of the choices' probability) under mode=loglik."""
+def ask(
+    cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion], shots: Sequence[ExamQuestion] = ()
+) -> tuple[list[ScoredAnswer], list | None]:
+    """Every question answered by `model` through the hf model access (after `shots`, worked examples)
+    and scored; with the loglik confidences (the picked answer's share of the choices' probability)
+    under mode=loglik."""
     settings = cfg.exam_eval
     decoding = EvalConfig(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size)
     access = HfModel(model, tokenizer, decoding, cfg.prompt, "exam-check", stop_token_ids(tokenizer, cfg.prompt))
-    requests = [exam_prompt(cfg.prompt, q, []) for q in questions]
+    requests = [exam_prompt(cfg.prompt, q, list(shots)) for q in questions]
     if settings.mode == EvalMode.generate:
         texts = access.generate(requests, progress=False)
         return [score_response(q, text) for q, text in zip(questions, texts)], None
@@ -144,5 +157,5 @@ def ask(cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion]) ->
 
 
 def measure(cfg: TrainRunConfig, model, tokenizer, exam: CheckedExam, step: int) -> Measurement:
-    answers, confidences = ask(cfg, model, tokenizer, exam.questions)
+    answers, confidences = ask(cfg, model, tokenizer, exam.questions, exam.shots)
     return Measurement(step, aggregate(exam.questions, answers), answers, confidences)
