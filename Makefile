@@ -10,10 +10,11 @@ TORCH_SPEC ?= torch==2.13.0
 LOCK ?= requirements-lock.txt
 PYTEST_ARGS ?=
 # The suite runs one pytest-xdist worker per core (at most 4), a test file per worker at a time (a file's
-# module fixtures, e.g. a trained run, are built once); tests/conftest.py gives each its share of the cores.
+# module fixtures, e.g. a trained run, are built once), in the order tests/conftest.py gives (the long
+# files first; xdist's own reorder by test count is off); conftest gives each worker its share of the cores.
 # `make test TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= auto
-XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: install install-gpu run test test-fast lint format docs lock clean
 

