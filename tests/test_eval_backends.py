@@ -402,7 +402,7 @@ EVAL = [
     "exam=sample_en",
     "exam.max_questions=8",
     "logger=none",
-    "eval.max_new_tokens=48",
+    "eval.max_new_tokens=32",
     "eval.batch_size=1",
 ]
 
