@@ -222,20 +222,16 @@ def _describe(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDe
 
 def _from_package(model: ModelConfig, cache_dir: Path, materialize: bool) -> ModelDescription:
     from medtune.modeling import gguf
-    from medtune.modeling.embedded import embedded_gguf, embedded_gguf_if_ready
+    from medtune.modeling.embedded import embedded_gguf, embedded_gguf_if_ready, gguf_name
 
     package = model.package_files[0].partition("/")[0] if model.package_files else "?"
     file, parts = embedded_gguf_if_ready(model, cache_dir)
     if file is None and not materialize:  # split chunks not joined yet: read the metadata from the parts
-        name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
-        return _with_config(
-            model,
-            "embedded",
-            f"{name} from the installed packages {package} ...",
-            None,
-            gguf.split_gguf_config(parts, name),
-            notes=(f"{name} is joined and converted to safetensors on the first real run",),
+        origin, note = (
+            f"{gguf_name(model)} from the packages {package} ...",
+            "joined and converted on the first real run",
         )
+        return _with_config(model, "embedded", origin, None, gguf.split_gguf_config(parts, gguf_name(model)), (note,))
     if materialize:
         file = embedded_gguf(model, cache_dir)  # joined once, its digest checked
     return _from_gguf(

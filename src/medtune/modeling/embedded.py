@@ -64,10 +64,14 @@ def embedded_parts(model: ModelConfig) -> list[Path]:
     return [package_file(spec, model) for spec in model.package_files]
 
 
+def gguf_name(model: ModelConfig) -> str:
+    """The GGUF file's name, from its first package file (`x.gguf`, or `x.gguf.part00` for a chunk)."""
+    return Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
+
+
 def joined_path(model: ModelConfig, cache_dir: Path) -> Path:
     """Where the chunks of a split GGUF are joined in the cache."""
-    name = Path(model.package_files[0].partition("/")[2]).name.split(".gguf")[0] + ".gguf"
-    return Path(cache_dir) / "gguf" / (model.sha256 or model.name)[:16] / name
+    return Path(cache_dir) / "gguf" / (model.sha256 or model.name)[:16] / gguf_name(model)
 
 
 def embedded_gguf_if_ready(model: ModelConfig, cache_dir: Path) -> tuple[Path | None, list[Path]]:
