@@ -139,7 +139,7 @@ def disagreements(yaml_arch: ArchitectureConfig, real: ArchitectureConfig, check
 def describe_model(model: ModelConfig, cache_dir: str | Path, materialize: bool = True) -> ModelDescription:
     """Resolve `model` once per process (memoized): where its weights are and what they are.
 
-    `materialize=False` (dry runs, validation of a plan) converts, merges and builds nothing: it
+    `materialize=False` (every config check, dry runs) converts, joins, merges and builds nothing: it
     reads configs only, and a model that is not on this machine falls back to the YAML numbers."""
     recipe = model.architecture if model.source == ModelSource.tiny else None  # only tiny is built from YAML numbers
     key = (

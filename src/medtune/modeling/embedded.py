@@ -40,15 +40,14 @@ def package_file(spec: str, model: ModelConfig) -> Path:
 
 
 def embedded_gguf(model: ModelConfig, cache_dir: Path) -> Path:
-    """The model's GGUF file: in place when it is one file, else its chunks joined once into the cache."""
-    parts = embedded_parts(model)
-    target = parts[0] if len(parts) == 1 else joined_path(model, cache_dir)
-    if len(parts) > 1:
-        if not target.is_file():
-            join_parts(parts, target)
-        elif model.sha256 and not digest_matches(target, model):
-            target.unlink()  # a join cut short or a stale release: the chunks are the truth
-            join_parts(parts, target)
+    """The model's GGUF file: in place when it is one file, else its chunks joined once into the cache
+    (again when an earlier join was cut short or is of a stale release: the chunks are the truth)."""
+    ready, parts = embedded_gguf_if_ready(model, cache_dir)
+    if ready is not None:
+        return ready
+    target = joined_path(model, cache_dir)
+    target.unlink(missing_ok=True)
+    join_parts(parts, target)
     if model.sha256:
         check_digest(target, model)
     return target
