@@ -41,7 +41,9 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
         from medtune.quiet import quiet_prints
 
         clear_stale_build_locks()
-        with quiet_prints():  # "DeepSpeed ... shm_comm_op built successfully", on every rank
+        if on_cpu:
+            skip_shared_memory_op()
+        with quiet_prints():  # DeepSpeed's "... built successfully" lines, on every rank
             ds.init_distributed(dist_backend=backend)
         return
     import torch.distributed as dist
@@ -50,7 +52,22 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
         dist.init_process_group(backend=backend)
 
 
-STALE_BUILD_LOCK_S = 15 * 60  # DeepSpeed's CPU communication op builds in about a minute
+SHARED_MEMORY_OP = "deepspeed_shm_comm"
+
+
+def skip_shared_memory_op() -> None:
+    """On CPU, DeepSpeed's communication backend compiles its shared-memory all-reduce op with the C++
+    compiler when the group is created: about a minute of both cores on each machine and environment
+    (the build is redone when the venv moves). That op serves only DeepSpeed's inference all-reduce;
+    ZeRO training goes through torch.distributed (gloo) whether it exists or not. Marking it
+    incompatible in DeepSpeed's table of ops (which DeepSpeed keeps for the process so that such edits
+    hold) makes the backend skip the build and use gloo for everything."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[SHARED_MEMORY_OP] = False
+
+
+STALE_BUILD_LOCK_S = 15 * 60  # a torch extension (a DeepSpeed op) builds in about a minute
 
 
 def clear_stale_build_locks(older_than_s: float = STALE_BUILD_LOCK_S) -> list[str]:
