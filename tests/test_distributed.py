@@ -15,6 +15,7 @@ only difference is float32 summation order in the gradient all-reduce: 1e-4 rela
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -46,9 +47,12 @@ def losses(run_dir: Path) -> list[float]:
     return [row["train/loss"] for row in rows if "train/loss" in row]
 
 
-def train(run_dir: Path, cache: Path, overrides: list[str], launcher: list[str]) -> subprocess.CompletedProcess:
+def train(
+    run_dir: Path, cache: Path, overrides: list[str], launcher: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     command = [*launcher, "train.py", *COMMON, *overrides, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=environment)
 
 
 def reference(adapter: str, tmp_path_factory, cache: Path) -> list[float]:
@@ -88,8 +92,12 @@ def test_two_ranks_under_deepspeed_match_one_process(tmp_path, tmp_path_factory,
         "hardware.devices_per_node=2",
         "logger=wandb",
     ]
-    result = train(run_dir, tiny_cache, overrides, launcher)
+    # An empty extension cache, as on a fresh machine: DeepSpeed's CPU shared-memory op (inference only)
+    # is not compiled, so nothing is built there.
+    extensions = tmp_path / "torch_extensions"
+    result = train(run_dir, tiny_cache, overrides, launcher, env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     assert_every_rank_exited_0(result.returncode, result.stderr)
+    assert not any(extensions.rglob("*.so")), sorted(extensions.rglob("*"))
     assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
     assert len(find_offline_runs(run_dir)) == 1  # only rank 0 tracks
     # One console for both ranks: rank 0's progress lines, no library chatter; rank 0 keeps train.log.
