@@ -254,8 +254,9 @@ REAL = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("model_name", "prompt_name"), REAL)
 def test_real_weights_lora_step_is_the_same_on_every_path(tiny_cache, model_name, prompt_name):
-    """SmolLM2-135M-Instruct (49k vocabulary, tied head) and Gemma-3-270M (262k vocabulary): 4 bundled
-    English examples, LoRA r 4 on every linear layer.
+    """SmolLM2-135M-Instruct (49k vocabulary, tied head) and Gemma-3-270M (262k vocabulary): 2 bundled
+    English examples of different lengths (so that the padded batch pads one of them), LoRA r 4 on every
+    linear layer.
 
     Against transformers' own float32 loss the gradients agree to 1e-3 of their norm, not 1e-4: that loss
     is itself off by up to ~5e-4 on these models (F.cross_entropy's float32 log-softmax of logits of
@@ -276,11 +277,13 @@ def test_real_weights_lora_step_is_the_same_on_every_path(tiny_cache, model_name
     dataset = OmegaConf.load(CONF / "dataset" / "sample_en.yaml")
     records = read_records(Path(OmegaConf.to_container(dataset, resolve=True)["path"]))
     examples, _ = encode_records(records, tokenizer, prompt, 384, 128)
+    batch = examples[:2]
+    assert len({len(e["input_ids"]) for e in batch}) == 2
     RELATIVE_ERRORS.clear()
-    check_paths_agree(model, examples[:4], tokenizer.pad_token_id, gradient_tolerance=1e-3)
+    check_paths_agree(model, batch, tokenizer.pad_token_id, gradient_tolerance=1e-3)
     print(f"{model_name}: largest gradient difference from transformers' loss {max(RELATIVE_ERRORS):.2e} of the norm")
 
-    padded = PadCollator(tokenizer.pad_token_id)(examples[:4])
+    padded = PadCollator(tokenizer.pad_token_id)(batch)
     exact = exact_step(model.double(), padded)
     ours, theirs = step(model, padded, target_only=True), step(model, padded, target_only=False)
     assert ours[0] == pytest.approx(exact[0], rel=1e-6), (ours[0], theirs[0], exact[0])  # float32 in the loss
