@@ -133,6 +133,15 @@ def test_help_lists_the_scripts_own_keys_with_their_help_and_composed_values(scr
     assert all(len(line) <= 100 for line in text.splitlines()), "the key help stays within 100 columns"
 
 
+def test_hydra_help_still_fills_the_flags_and_hydras_groups_of_its_template():
+    """medtune has Hydra fill a help template's placeholders when the template uses them (its `--help` uses
+    none of Hydra's group lists): `--hydra-help`, whose template uses them, still shows them all."""
+    done = cli("evaluate.py", "--hydra-help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "== Flags ==" in done.stdout and "--multirun,-m" in done.stdout
+    assert re.search(r"^hydra/launcher: basic, joblib", done.stdout, re.MULTILINE), done.stdout[-2000:]
+
+
 def test_help_lines_show_no_value_for_the_keys_of_a_user_named_entry():
     lines = help_lines(SCHEMAS["sweep_schema"], {"sweep": {"cells": {"a": {"label": "1-1"}, "b": {}}}}, width=100)
     assert any(line.startswith("  sweep.cells={a, b} ") for line in lines)

@@ -18,9 +18,10 @@ def register_help_resolver() -> None:
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("medtune_help"):
-        from medtune.hydra_help import script_help
+        from medtune.hydra_help import help_placeholders_on_demand, script_help
 
         OmegaConf.register_new_resolver("medtune_help", script_help)
+        help_placeholders_on_demand()
 
 
 def before_the_job(error: Exception, argv: list[str], schema: type, script: str) -> str | None:

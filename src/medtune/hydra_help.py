@@ -225,6 +225,40 @@ def help_text(root: DictConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def help_placeholders_on_demand() -> None:
+    """Hydra fills every placeholder a help template may hold before it looks at the template: both lists
+    of config groups (each option listed by deep-copying the config repository: about 3 s of a `--help`)
+    and the whole config as YAML. medtune's template uses one of them (`$CONFIG`, where the resolver
+    above renders the text), `--hydra-help`'s uses the flags and Hydra's groups: each is now computed
+    when its template asks for it, and the text is the same."""
+    import string
+
+    from hydra._internal.hydra import Hydra
+
+    if getattr(Hydra.get_help, "on_demand", False):
+        return
+
+    def get_help(self, help_cfg, cfg, args_parser, resolve: bool) -> str:
+        def is_hydra_group(name: str) -> bool:
+            return name.startswith("hydra/") or name == "hydra"
+
+        producers = {
+            "FLAGS_HELP": lambda: self.format_args_help(args_parser),
+            "HYDRA_CONFIG_GROUPS": lambda: self.format_config_groups(is_hydra_group),
+            "APP_CONFIG_GROUPS": lambda: self.format_config_groups(lambda name: not is_hydra_group(name)),
+            "CONFIG": lambda: OmegaConf.to_yaml(cfg, resolve=resolve),
+        }
+
+        class OnDemand(dict):
+            def __missing__(self, key: str) -> str:
+                return producers[key]()  # an unknown placeholder: KeyError, as Hydra's own substitute raises
+
+        return string.Template(help_cfg.template).substitute(OnDemand())
+
+    get_help.on_demand = True  # type: ignore[attr-defined]
+    Hydra.get_help = get_help
+
+
 def help_width() -> int:
     """The terminal's columns, kept between 80 and 100 (100 when the output is not a terminal)."""
     return max(80, min(100, shutil.get_terminal_size((100, 24)).columns))
