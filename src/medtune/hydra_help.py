@@ -228,9 +228,9 @@ def help_text(root: DictConfig) -> str:
 def help_placeholders_on_demand() -> None:
     """Hydra fills every placeholder a help template may hold before it looks at the template: both lists
     of config groups (each option listed by deep-copying the config repository: about 3 s of a `--help`)
-    and the whole config as YAML. medtune's template uses one of them (`$CONFIG`, where the resolver
-    above renders the text), `--hydra-help`'s uses the flags and Hydra's groups: each is now computed
-    when its template asks for it, and the text is the same."""
+    and the whole config as YAML. medtune's template (`${medtune_help:}`, rendered by `script_help`)
+    uses none of them, `--hydra-help`'s uses the flags and Hydra's groups: each is now computed when
+    its template asks for it, and the text is the same."""
     import string
 
     from hydra._internal.hydra import Hydra
