@@ -112,6 +112,20 @@ def test_two_ranks_under_deepspeed_match_one_process(tmp_path, tmp_path_factory,
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_one_process_runs_zero_without_a_launcher(tmp_path, tmp_path_factory, tiny_cache):
+    """`python train.py hardware.deepspeed.zero_stage=3`, no torchrun: DeepSpeed still creates a group, and
+    without a launcher's variables it would look for MPI (mpi4py) and stop. medtune makes it rank 0 of 1:
+    it trains, compiles no op, and gives the single process's losses."""
+    expected = reference("lora", tmp_path_factory, tiny_cache)
+    extensions = tmp_path / "torch_extensions"
+    run_dir = tmp_path / "run"
+    overrides = ["adapter=lora", "hardware.deepspeed.zero_stage=3", "logger=none"]
+    result = train(run_dir, tiny_cache, overrides, [sys.executable], env={"TORCH_EXTENSIONS_DIR": str(extensions)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not any(extensions.rglob("*.so")), sorted(extensions.rglob("*"))
+    assert losses(run_dir) == pytest.approx(expected, rel=1e-4)
+
+
 def test_two_nodes_of_one_rank_over_loopback_match_one_process(tmp_path, tmp_path_factory, tiny_cache):
     expected = reference("lora", tmp_path_factory, tiny_cache)
     port = free_port()

@@ -206,18 +206,17 @@ def test_the_default_runs_adapter_reloads_to_its_exam_losses_exports_and_chats(d
     answers from it."""
     from medtune.modeling.export import export_run
     from medtune.modeling.trained import load_trained
-    from medtune.training.exam_callback import ExamAccuracyCallback
+    from medtune.training.exam_callback import gold_answer_loss
     from medtune.training.exam_check import checked_exams
 
     _, run_dir = default_run
     summary = json.loads((run_dir / "train_summary.json").read_text())
     reloaded, tokenizer, cfg = load_trained(run_dir)
     (exam, *_) = checked_exams(cfg)
-    check = ExamAccuracyCallback(cfg, [exam], tokenizer, None, run_dir)
     assert len(exam.questions) == 16
-    after = check.answer_loss(reloaded, exam.questions)
+    after = gold_answer_loss(cfg, reloaded, tokenizer, exam.questions)
     with reloaded.disable_adapter():
-        before = check.answer_loss(reloaded, exam.questions)
+        before = gold_answer_loss(cfg, reloaded, tokenizer, exam.questions)
     assert after == pytest.approx(summary["exam/answer_loss_after"], abs=1e-4)
     assert before == pytest.approx(summary["exam/answer_loss_before"], abs=1e-4)
     assert before - after > 1e-2  # the adapter really changes the model

@@ -33,7 +33,9 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
     the weights load, so the group must exist by then; Trainer would only create it later.
     """
     if world_size() <= 1:
-        return
+        if not deepspeed:
+            return
+        as_the_only_rank()
     backend = "gloo" if on_cpu else "nccl"
     if deepspeed:  # DeepSpeed keeps its own handle on the group (deepspeed.comm); it must know it too
         import deepspeed as ds
@@ -50,6 +52,28 @@ def ensure_process_group(on_cpu: bool, deepspeed: bool = False) -> None:
 
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+
+
+def as_the_only_rank() -> None:
+    """DeepSpeed creates a process group even for one process. Started without a launcher
+    (`python train.py hardware.deepspeed.zero_stage=2`), it finds none of a launcher's variables and
+    looks for MPI to learn its rank, which stops with `No module named 'mpi4py'`. Such a run is rank 0
+    of 1: it gets the variables `torchrun --nproc_per_node 1` would give it (a free local port), and
+    joins its group of one like any rank."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }.items():
+        os.environ.setdefault(name, value)
 
 
 SHARED_MEMORY_OP = "deepspeed_shm_comm"

@@ -46,7 +46,7 @@ class ExamAccuracyCallback(TrainerCallback):
         try:
             for exam in self.exams:
                 measurement = measure(self.cfg, model, self.tokenizer, exam, step)
-                measurement.answer_loss = self.answer_loss(model, exam.questions)
+                measurement.answer_loss = gold_answer_loss(self.cfg, model, self.tokenizer, exam.questions)
                 exam.measurements.append(measurement)
                 row = measurement.row()
                 self.tracker.log(
@@ -56,43 +56,6 @@ class ExamAccuracyCallback(TrainerCallback):
             if was_training:
                 model.train()
         return self.target.measurements[-1].row()
-
-    def answer_loss(self, model, questions: list[ExamQuestion]) -> float | None:
-        """Mean loss of the gold answers (`b. <choice>`, as training writes them) after each exam prompt.
-
-        Unlike accuracy it moves with small models that answer at chance, so it is the honest
-        before/after signal when the exam is held out from training."""
-        records = [question_record(q, answer_text(q)) for q in questions if q.choices]
-        if not records:
-            return None
-        limits = self.cfg.train
-        examples, _ = encode_records(
-            records,
-            self.tokenizer,
-            self.cfg.prompt,
-            max(limits.max_input_tokens, 4096),
-            max(limits.max_target_tokens, 1024),
-        )
-        collate = PadCollator(self.tokenizer.pad_token_id)
-        was_training = model.training
-        model.eval()
-        total, tokens = 0.0, 0
-        with torch.no_grad():
-            for start in range(0, len(examples), self.cfg.exam_eval.batch_size):
-                batch = {
-                    k: v.to(model.device)
-                    for k, v in collate(examples[start : start + self.cfg.exam_eval.batch_size]).items()
-                }
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-                labels = batch["labels"][:, 1:]
-                losses = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
-                )
-                total += float(losses)
-                tokens += int((labels != -100).sum())
-        if was_training:
-            model.train()
-        return round(total / tokens, 4) if tokens else None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.cfg.exam_eval.every_steps
@@ -107,3 +70,40 @@ class ExamAccuracyCallback(TrainerCallback):
             self.best = row
             model.save_pretrained(str(self.run_dir / "best_adapter"))
             self.tokenizer.save_pretrained(str(self.run_dir / "best_adapter"))
+
+
+def gold_answer_loss(cfg: TrainRunConfig, model, tokenizer, questions: list[ExamQuestion]) -> float | None:
+    """Mean loss of the gold answers (`b. <choice>`, as training writes them) after each exam prompt.
+
+    Unlike accuracy it moves with small models that answer at chance, so it is the honest
+    before/after signal when the exam is held out from training."""
+    records = [question_record(q, answer_text(q)) for q in questions if q.choices]
+    if not records:
+        return None
+    limits = cfg.train
+    examples, _ = encode_records(
+        records,
+        tokenizer,
+        cfg.prompt,
+        max(limits.max_input_tokens, 4096),
+        max(limits.max_target_tokens, 1024),
+    )
+    collate = PadCollator(tokenizer.pad_token_id)
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), cfg.exam_eval.batch_size):
+            batch = {
+                k: v.to(model.device) for k, v in collate(examples[start : start + cfg.exam_eval.batch_size]).items()
+            }
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            labels = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+            )
+            total += float(losses)
+            tokens += int((labels != -100).sum())
+    if was_training:
+        model.train()
+    return round(total / tokens, 4) if tokens else None
